@@ -1,0 +1,267 @@
+//! The `policyctl` command line. Kept in the library so tests can drive it.
+
+mod generate;
+
+use crate::config::PluginConfig;
+use crate::policy::{self, Decision, Mode, Request, Sources, Timestamp};
+use std::process::ExitCode;
+
+const USAGE: &str = "policyctl: validate, explain and generate tenantgate policy snapshots
+
+usage:
+  policyctl validate FILE...
+  policyctl explain --policy FILE [--config FILE] --method M --path P [--host H]
+                    [--header 'name: value']... [--environment ENV] [--now RFC3339]
+  policyctl hash-key KEY
+  policyctl generate --orgs N --keys M [--seed S]
+  policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
+
+Run `policyctl COMMAND --help` for one command. Exit status: 0 success (any
+decision, for explain), 2 unusable input.";
+
+const VALIDATE_HELP: &str = "usage: policyctl validate FILE...
+
+Loads each snapshot, checks every rule of the format and compiles it.
+Prints `FILE: ok (revision R, N organizations, M api keys)` per valid file.
+Exits 2 listing every problem of every invalid file, one per line, each
+naming the object id, the field and the offending value.";
+
+const EXPLAIN_HELP: &str = "usage: policyctl explain --policy FILE [--config FILE] --method M --path P
+                         [--host H] [--header 'name: value']... [--environment ENV] [--now RFC3339]
+
+Runs the engine on one request and prints the decision as one JSON object:
+decision, status, reason, route, tenant, principal, teams, roles and the
+annotation headers the filter would set. Exits 0 for any decision and 2 for an
+unusable policy or argument.
+
+  --policy FILE       the snapshot document
+  --config FILE       a plugin configuration (mode, environment, sources); its
+                      inline snapshot, if any, is ignored in favour of --policy
+  --method M          request method, e.g. GET
+  --path P            path with query string, e.g. '/orders/1?apikey=...'
+  --host H            :authority / Host (default: localhost)
+  --header 'n: v'     a request header; repeat for more
+  --environment ENV   the gateway's configured environment (default: none, or
+                      the --config one)
+  --now RFC3339       the current time (default: the system clock)";
+
+const HASH_HELP: &str = "usage: policyctl hash-key KEY
+
+Prints the lower-case hex SHA-256 of KEY: the value of `sha256` in a snapshot's
+api_keys. Snapshots never hold raw keys.";
+
+const GENERATE_HELP: &str = "usage: policyctl generate --orgs N --keys M [--seed S]
+
+Writes a large, valid, realistic snapshot on stdout: areas, organizations and
+sub-organizations, teams, roles, groups, users with memberships, apps,
+products, routes and M api keys. The raw key of api key number i (0-based) is
+`gen-S-i` (S is the seed, default 1), so benchmarks can send real keys.";
+
+const PLUGIN_CONFIG_HELP: &str = "usage: policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
+
+Validates FILE and prints a plugin configuration embedding it inline, as one
+line of JSON: what goes into Envoy's `configuration` StringValue.";
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("policyctl: {message}");
+    ExitCode::from(2)
+}
+
+/// Runs `policyctl` with `args` (without the program name).
+pub fn run(args: &[String]) -> ExitCode {
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let help = |text: &str| {
+        if rest.iter().any(|a| a == "--help" || a == "-h") {
+            println!("{text}");
+            true
+        } else {
+            false
+        }
+    };
+    match command.as_str() {
+        "--help" | "-h" | "help" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        "validate" if help(VALIDATE_HELP) => ExitCode::SUCCESS,
+        "validate" => validate(rest),
+        "explain" if help(EXPLAIN_HELP) => ExitCode::SUCCESS,
+        "explain" => explain(rest),
+        "hash-key" if help(HASH_HELP) => ExitCode::SUCCESS,
+        "hash-key" => match rest {
+            [key] => {
+                println!("{}", policy::hash_key(key));
+                ExitCode::SUCCESS
+            }
+            _ => fail("hash-key takes exactly one KEY (see `policyctl hash-key --help`)"),
+        },
+        "generate" if help(GENERATE_HELP) => ExitCode::SUCCESS,
+        "generate" => generate::run(rest),
+        "plugin-config" if help(PLUGIN_CONFIG_HELP) => ExitCode::SUCCESS,
+        "plugin-config" => plugin_config(rest),
+        other => fail(format_args!("unknown command `{other}`\n\n{USAGE}")),
+    }
+}
+
+/// Parsed `--flag value` pairs; flags listed in `repeatable` may occur many times.
+struct Flags {
+    pairs: Vec<(String, String)>,
+}
+
+impl Flags {
+    fn parse(args: &[String], known: &[&str]) -> Result<Flags, String> {
+        let mut pairs = Vec::new();
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+                _ => (arg.as_str(), None),
+            };
+            if !known.contains(&name) {
+                return Err(format!("unknown argument `{arg}`"));
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => iter.next().cloned().ok_or_else(|| format!("`{name}` needs a value"))?,
+            };
+            pairs.push((name.to_string(), value));
+        }
+        Ok(Flags { pairs })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, String> {
+        self.get(name).ok_or_else(|| format!("`{name}` is required"))
+    }
+}
+
+fn read_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+}
+
+fn load_policy(path: &str) -> Result<policy::Snapshot, String> {
+    let text = read_file(path)?;
+    policy::load_snapshot(&text).map_err(|e| format!("`{path}`: {e}"))
+}
+
+fn validate(files: &[String]) -> ExitCode {
+    if files.is_empty() {
+        return fail("validate needs at least one FILE (see `policyctl validate --help`)");
+    }
+    let mut failed = false;
+    for file in files {
+        let loaded = read_file(file).and_then(|text| policy::load_snapshot(&text).map_err(|e| e.problems().join("\n")));
+        match loaded {
+            Ok(snapshot) => {
+                let stats = snapshot.stats();
+                println!(
+                    "{file}: ok (revision {}, {} organizations, {} api keys, {} routes)",
+                    snapshot.revision(),
+                    stats.organizations,
+                    stats.api_keys,
+                    stats.routes
+                );
+            }
+            Err(problems) => {
+                failed = true;
+                for problem in problems.lines() {
+                    eprintln!("{file}: {problem}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn explain(args: &[String]) -> ExitCode {
+    match explain_json(args) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
+    }
+}
+
+/// The JSON printed by `explain`, or the message for an unusable input.
+pub fn explain_json(args: &[String]) -> Result<String, String> {
+    let known = ["--policy", "--config", "--method", "--path", "--host", "--header", "--environment", "--now"];
+    let flags = Flags::parse(args, &known)?;
+    let snapshot = load_policy(flags.required("--policy")?)?;
+    let (mode, mut environment, sources) = match flags.get("--config") {
+        Some(path) => {
+            let config = PluginConfig::parse(read_file(path)?.as_bytes()).map_err(|e| format!("`{path}`: {e}"))?;
+            (config.mode, config.environment, config.sources)
+        }
+        None => (Mode::Enforce, None, Sources::default()),
+    };
+    if let Some(env) = flags.get("--environment") {
+        environment = Some(env.to_string());
+    }
+    let now = match flags.get("--now") {
+        Some(text) => Timestamp::parse_rfc3339(text).ok_or_else(|| format!("`--now`: not an RFC 3339 date-time `{text}`"))?,
+        None => system_now(),
+    };
+    let method = flags.required("--method")?;
+    let path = flags.required("--path")?;
+    let host = flags.get("--host").unwrap_or("localhost");
+    let headers = flags
+        .all("--header")
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("`--header`: expected 'name: value', got `{h}`"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = Request::from_parts(&sources, method, host, path, &headers);
+    let decision: Decision<'_> = policy::decide(&snapshot, &request, now, environment.as_deref());
+    serde_json::to_string(&decision.explain(mode)).map_err(|e| e.to_string())
+}
+
+fn system_now() -> Timestamp {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_nanos(nanos)
+}
+
+fn plugin_config(args: &[String]) -> ExitCode {
+    let result = (|| -> Result<String, String> {
+        let flags = Flags::parse(args, &["--policy", "--mode", "--environment"])?;
+        let path = flags.required("--policy")?;
+        let text = read_file(path)?;
+        policy::load_snapshot(&text).map_err(|e| format!("`{path}`: {e}"))?;
+        let inline: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let mut config = serde_json::json!({
+            "mode": flags.get("--mode").unwrap_or("enforce"),
+            "snapshot": {"inline": inline},
+        });
+        if let (Some(env), Some(object)) = (flags.get("--environment"), config.as_object_mut()) {
+            object.insert("environment".into(), env.into());
+        }
+        let rendered = config.to_string();
+        PluginConfig::parse(rendered.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(rendered)
+    })();
+    match result {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
+    }
+}

@@ -1,0 +1,454 @@
+//! The decision procedure of spec §3: the first failing step decides.
+
+use super::document::{KeyStatus, Right};
+use super::reason::Reason;
+use super::request::Request;
+use super::snapshot::{normalize_prefix, Grants, Idx, OrgEntry, PrincipalRef, RouteTeams, Snapshot};
+use super::time::Timestamp;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+/// Inbound headers removed from every request, whatever the decision: the
+/// annotations and the audit verdict, so that a client can never forge them.
+pub const STRIPPED_HEADERS: [&str; 7] = [
+    "x-tenant-id",
+    "x-tenant-handle",
+    "x-tenant-teams",
+    "x-tenant-roles",
+    "x-principal",
+    "x-policy-revision",
+    "x-policy-decision",
+];
+
+/// Enforce denies; audit lets everything through and marks what it would deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// What the policy decided, with everything resolved up to the deciding step.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    /// `None` when the request is allowed.
+    pub reason: Option<Reason>,
+    pub route: Option<&'a str>,
+    pub public: bool,
+    tenant: Option<&'a OrgEntry>,
+    pub principal: Option<Cow<'a, str>>,
+    grants: Option<&'a Grants>,
+    pub revision: Option<&'a str>,
+    /// The path to forward when the API key query parameter was removed.
+    pub forward_path: Option<&'a str>,
+}
+
+/// What the host must do with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<'d> {
+    /// Answer locally; the request does not reach the upstream.
+    Respond { status: u16, body: &'static str },
+    /// Strip [`STRIPPED_HEADERS`], set `headers`, replace the path if given, forward.
+    Forward {
+        headers: Vec<(&'static str, &'d str)>,
+        path: Option<&'d str>,
+    },
+}
+
+impl<'a> Decision<'a> {
+    fn new(revision: Option<&'a str>, forward_path: Option<&'a str>) -> Self {
+        Decision {
+            reason: None,
+            route: None,
+            public: false,
+            tenant: None,
+            principal: None,
+            grants: None,
+            revision,
+            forward_path,
+        }
+    }
+
+    /// Step 0: no snapshot is loaded.
+    pub fn no_policy(forward_path: Option<&'a str>) -> Self {
+        Decision { reason: Some(Reason::NoPolicy), ..Decision::new(None, forward_path) }
+    }
+
+    fn deny(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.reason.is_none()
+    }
+
+    pub fn status(&self) -> u16 {
+        self.reason.map_or(200, Reason::status)
+    }
+
+    pub fn tenant_id(&self) -> Option<&'a str> {
+        self.tenant.map(|t| &*t.id)
+    }
+
+    pub fn tenant_handle(&self) -> Option<&'a str> {
+        self.tenant.map(|t| &*t.handle)
+    }
+
+    /// The tenant's teams the principal holds a right on (`["*"]` for a `"*"` right).
+    pub fn teams(&self) -> &'a [Box<str>] {
+        self.grants.map_or(&[], |g| &g.teams)
+    }
+
+    /// The effective roles in the tenant, sorted.
+    pub fn roles(&self) -> &'a [Box<str>] {
+        self.grants.map_or(&[], |g| &g.roles)
+    }
+
+    /// The annotation headers to set toward the upstream in `mode`.
+    ///
+    /// An allowed request gets the full set of spec §3 (a public route only the
+    /// revision and a concrete tenant). A denied request gets none in enforce mode;
+    /// in audit mode it gets what was resolved before the failing step, plus
+    /// `x-policy-decision: deny; reason=<code>`.
+    pub fn annotations(&self, mode: Mode) -> Vec<(&'static str, &str)> {
+        if self.reason.is_some() && mode == Mode::Enforce {
+            return Vec::new();
+        }
+        let mut headers = Vec::with_capacity(7);
+        if let Some(tenant) = self.tenant {
+            headers.push(("x-tenant-id", &*tenant.id));
+            headers.push(("x-tenant-handle", &*tenant.handle));
+        }
+        if !self.public {
+            if let Some(grants) = self.grants {
+                headers.push(("x-tenant-teams", &*grants.teams_header));
+                headers.push(("x-tenant-roles", &*grants.roles_header));
+            }
+            if let Some(principal) = &self.principal {
+                headers.push(("x-principal", principal.as_ref()));
+            }
+        }
+        if let Some(revision) = self.revision {
+            headers.push(("x-policy-revision", revision));
+        }
+        if let Some(reason) = self.reason {
+            headers.push(("x-policy-decision", reason.audit_header()));
+        }
+        headers
+    }
+
+    /// What the host does: answer with the deny body, or forward annotated.
+    pub fn action(&self, mode: Mode) -> Action<'_> {
+        match self.reason {
+            Some(reason) if mode == Mode::Enforce => Action::Respond {
+                status: reason.status(),
+                body: reason.body(),
+            },
+            _ => Action::Forward {
+                headers: self.annotations(mode),
+                path: self.forward_path,
+            },
+        }
+    }
+
+    /// The `policyctl explain` object of spec §4, fields in the spec's order.
+    pub fn explain(&self, mode: Mode) -> Explain<'_> {
+        Explain {
+            decision: if self.allowed() { "allow" } else { "deny" },
+            status: self.status(),
+            reason: self.reason.map(Reason::code),
+            route: self.route,
+            tenant: self.tenant_id(),
+            principal: self.principal.as_deref(),
+            teams: self.teams().iter().map(|t| &**t).collect(),
+            roles: self.roles().iter().map(|r| &**r).collect(),
+            headers: HeaderMap(self.annotations(mode)),
+        }
+    }
+}
+
+/// The `policyctl explain` output; serialize it with `serde_json`.
+#[derive(Debug, serde::Serialize)]
+pub struct Explain<'d> {
+    pub decision: &'static str,
+    pub status: u16,
+    pub reason: Option<&'static str>,
+    pub route: Option<&'d str>,
+    pub tenant: Option<&'d str>,
+    pub principal: Option<&'d str>,
+    pub teams: Vec<&'d str>,
+    pub roles: Vec<&'d str>,
+    pub headers: HeaderMap<'d>,
+}
+
+/// Header pairs serialized as a JSON object, in order.
+#[derive(Debug)]
+pub struct HeaderMap<'d>(pub Vec<(&'static str, &'d str)>);
+
+impl serde::Serialize for HeaderMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// GET, HEAD and OPTIONS, compared upper-case; every other method is a write.
+pub fn is_safe_method(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS"].iter().any(|m| m.eq_ignore_ascii_case(method))
+}
+
+/// Step 1: no `.`/`..` segment and no encoded dot, slash or backslash.
+pub fn path_is_clean(path: &str) -> bool {
+    if path.split('/').any(|segment| segment == "." || segment == "..") {
+        return false;
+    }
+    let bytes = path.as_bytes();
+    !bytes.windows(3).any(|w| match w {
+        [b'%', hi, lo] => matches!(
+            (hi, lo.to_ascii_lowercase()),
+            (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
+        ),
+        _ => false,
+    })
+}
+
+/// The host without its port, IPv6 brackets kept.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').and_then(|end| host.get(..=end)).unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+impl Snapshot {
+    /// Step 2: the longest segment-boundary prefix among routes whose host and
+    /// method filters accept the request.
+    pub(crate) fn match_route(&self, method: &str, host: &str, path: &str) -> Option<Idx> {
+        if !path.starts_with('/') {
+            return None;
+        }
+        let host = host_without_port(host);
+        let mut rest = path;
+        loop {
+            let prefix = normalize_prefix(rest);
+            if let Some(candidates) = self.routes_by_prefix.get(prefix) {
+                let found = candidates.iter().copied().find(|&i| {
+                    self.routes.get(i as usize).is_some_and(|r| {
+                        (r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+                            && (r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+                    })
+                });
+                if found.is_some() {
+                    return found;
+                }
+            }
+            if prefix == "/" {
+                return None;
+            }
+            rest = prefix.rsplit_once('/').map_or("/", |(parent, _)| parent);
+        }
+    }
+
+    fn is_expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+        expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+enum Caller {
+    App { app: Idx, key: Idx },
+    User(Option<Idx>),
+}
+
+/// Decides one request against a snapshot at time `now`, for a gateway configured
+/// with `environment` (or none). Never panics; anything unresolvable denies.
+pub fn decide<'a>(
+    snapshot: &'a Snapshot,
+    request: &'a Request<'_>,
+    now: Timestamp,
+    environment: Option<&str>,
+) -> Decision<'a> {
+    let d = Decision::new(Some(&snapshot.revision), request.forward_path.as_deref());
+    decide_steps(snapshot, request, now, environment, d)
+}
+
+fn decide_steps<'a>(
+    snap: &'a Snapshot,
+    request: &'a Request<'_>,
+    now: Timestamp,
+    environment: Option<&str>,
+    mut d: Decision<'a>,
+) -> Decision<'a> {
+    // 1. path hygiene
+    let path = request.path_only();
+    if !path_is_clean(path) {
+        return d.deny(Reason::InvalidPath);
+    }
+    // 2. route
+    let Some((route_idx, route)) = snap
+        .match_route(request.method, request.host, path)
+        .and_then(|i| snap.routes.get(i as usize).map(|r| (i, r)))
+    else {
+        return d.deny(Reason::NoRoute);
+    };
+    d.route = Some(&route.id);
+    // 3. public route
+    if route.public {
+        d.public = true;
+        d.tenant = route.tenant.and_then(|t| snap.org(t));
+        return d;
+    }
+    // 4-5. credentials
+    let caller = if let Some(raw_key) = request.api_key.as_deref() {
+        let digest: [u8; 32] = Sha256::digest(raw_key.as_bytes()).into();
+        let Some((key_idx, key)) = snap
+            .key_by_hash
+            .get(&digest)
+            .and_then(|&k| snap.keys.get(k as usize).map(|key| (k, key)))
+        else {
+            return d.deny(Reason::InvalidApiKey);
+        };
+        let Some(app) = snap.apps.get(key.app as usize) else {
+            return d.deny(Reason::InvalidApiKey);
+        };
+        d.principal = Some(Cow::Borrowed(&app.principal));
+        match key.status {
+            KeyStatus::Pending => return d.deny(Reason::ApiKeyPending),
+            KeyStatus::Revoked => return d.deny(Reason::ApiKeyRevoked),
+            KeyStatus::Active => {}
+        }
+        if Snapshot::is_expired(key.expires_at, now) {
+            return d.deny(Reason::ApiKeyExpired);
+        }
+        if !app.approved {
+            return d.deny(Reason::AppRevoked);
+        }
+        Caller::App { app: key.app, key: key_idx }
+    } else if let Some(user_id) = request.user_id {
+        let user = snap.user_by_id.get(user_id).copied();
+        d.principal = Some(match user.and_then(|u| snap.users.get(u as usize)) {
+            Some(entry) => Cow::Borrowed(&entry.principal),
+            None => Cow::Owned(format!("user:{user_id}")),
+        });
+        Caller::User(user)
+    } else {
+        return d.deny(Reason::MissingCredentials);
+    };
+    // 6. selector names an organization
+    let selector = match request.tenant_selector {
+        Some(name) => match snap.org_by_name.get(name) {
+            Some(&org) => Some(org),
+            None => return d.deny(Reason::UnknownOrganization),
+        },
+        None => None,
+    };
+    // 7. tenant
+    let default_tenant = match caller {
+        Caller::App { app, .. } => snap.apps.get(app as usize).map(|a| a.org),
+        Caller::User(user) => user.and_then(|u| snap.users.get(u as usize)).and_then(|u| u.default_tenant),
+    };
+    let Some((tenant_idx, tenant)) = route
+        .tenant
+        .or(selector)
+        .or(default_tenant)
+        .and_then(|t| snap.org(t).map(|org| (t, org)))
+    else {
+        return d.deny(Reason::TenantRequired);
+    };
+    d.tenant = Some(tenant);
+    // 8. selector agrees
+    if selector.is_some_and(|s| s != tenant_idx) {
+        return d.deny(Reason::TenantMismatch);
+    }
+    // 9. membership
+    let principal_ref = match caller {
+        Caller::App { app, .. } => Some(PrincipalRef::App(app)),
+        Caller::User(user) => user.map(PrincipalRef::User),
+    };
+    let grants = principal_ref
+        .and_then(|p| snap.grants_by_principal.get(&(p, tenant_idx)))
+        .and_then(|&g| snap.grants.get(g as usize));
+    let Some(grants) = grants else {
+        let pending = matches!(caller, Caller::User(Some(u)) if snap.pending.contains(&(u, tenant_idx)));
+        return d.deny(if pending { Reason::MembershipPending } else { Reason::NotAMember });
+    };
+    d.grants = Some(grants);
+    // 10. tenant and parent are active and not expired
+    let parent = tenant.parent.and_then(|p| snap.org(p));
+    let lineage = [Some(tenant), parent];
+    if lineage.iter().flatten().any(|o| o.suspended) {
+        return d.deny(Reason::OrganizationSuspended);
+    }
+    if lineage.iter().flatten().any(|o| Snapshot::is_expired(o.expires_at, now)) {
+        return d.deny(Reason::OrganizationExpired);
+    }
+    // 11. gateway environment
+    let env = match environment {
+        None => None,
+        Some(name) => match snap.envs.get(name) {
+            Some(&e) => Some(e),
+            None => return d.deny(Reason::EnvironmentNotAllowed),
+        },
+    };
+    let key = match caller {
+        Caller::App { key, .. } => snap.keys.get(key as usize),
+        Caller::User(_) => None,
+    };
+    if let Some(env) = env {
+        let key_allows = key.and_then(|k| k.envs.as_deref()).is_none_or(|envs| envs.contains(&env));
+        if !tenant.envs.contains(&env) || !key_allows {
+            return d.deny(Reason::EnvironmentNotAllowed);
+        }
+    }
+    // 12. product subscription
+    if let Caller::App { app, .. } = caller {
+        let mut subscribed = false;
+        let mut env_allowed = false;
+        let products = snap.apps.get(app as usize).map_or(&[][..], |a| &a.products);
+        for product in products.iter().filter_map(|&p| snap.products.get(p as usize)) {
+            if product.routes.binary_search(&route_idx).is_ok() {
+                subscribed = true;
+                if env.is_none_or(|e| product.envs.contains(&e)) {
+                    env_allowed = true;
+                    break;
+                }
+            }
+        }
+        if !subscribed {
+            return d.deny(Reason::ProductNotSubscribed);
+        }
+        if !env_allowed {
+            return d.deny(Reason::EnvironmentNotAllowed);
+        }
+    }
+    // 13. read-only keys
+    let safe = is_safe_method(request.method);
+    if key.is_some_and(|k| k.read_only) && !safe {
+        return d.deny(Reason::ReadOnlyKey);
+    }
+    let needed = if safe { Right::Read } else { Right::Write };
+    // 14. team rights
+    let team_ok = match &route.teams {
+        RouteTeams::Unrestricted => true,
+        RouteTeams::AnyTeam => grants.star >= Some(needed) || grants.best_team_right >= Some(needed),
+        RouteTeams::Listed(teams) => {
+            grants.star >= Some(needed) || teams.iter().any(|&t| grants.right_on(t) >= Some(needed))
+        }
+    };
+    if !team_ok {
+        return d.deny(Reason::TeamAccessDenied);
+    }
+    // 15. role permissions
+    let permission = if safe { route.read_permission } else { route.write_permission };
+    if permission.is_some_and(|bit| !grants.has_permission(bit)) {
+        return d.deny(Reason::PermissionDenied);
+    }
+    d
+}

@@ -1,0 +1,89 @@
+//! Errors of loading a snapshot. Messages are lower-case and quote user input in
+//! backticks; every problem names the object, the field and the offending value.
+
+use std::fmt;
+
+/// Why a snapshot document could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The text is not a JSON object at all.
+    Syntax(SyntaxError),
+    /// The JSON is well-formed but breaks one or more rules of the format.
+    Invalid(InvalidSnapshot),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub message: String,
+}
+
+/// Every problem found, not only the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSnapshot {
+    pub problems: Vec<Problem>,
+}
+
+/// One broken rule: `<kind> `<id>`: field `<field>`: <what>`, where `what`
+/// quotes the offending value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The kind of object (`organization`, `api_key`, ...) or `snapshot` for top-level fields.
+    pub kind: &'static str,
+    /// The object's id (or its position when it has no usable id).
+    pub id: String,
+    /// The field, with a path inside the object where needed (`memberships[1].scope`).
+    pub field: String,
+    /// The bad or unresolved value, as written.
+    pub value: String,
+    /// What is wrong, lower-case, quoting the value in backticks.
+    pub what: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} `{}`: field `{}`: {}",
+            self.kind, self.id, self.field, self.what
+        )
+    }
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "snapshot is not valid JSON: {}", self.message)
+    }
+}
+
+impl fmt::Display for InvalidSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid snapshot ({} problems)", self.problems.len())?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Syntax(e) => e.fmt(f),
+            LoadError::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+impl std::error::Error for SyntaxError {}
+impl std::error::Error for InvalidSnapshot {}
+
+impl LoadError {
+    /// The individual problems (a syntax error is one problem about the snapshot).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            LoadError::Syntax(e) => vec![e.to_string()],
+            LoadError::Invalid(e) => e.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+}

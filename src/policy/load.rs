@@ -1,0 +1,177 @@
+//! Parsing a snapshot document. The fast path deserializes straight into the
+//! typed [`Document`]; only when that fails is the text re-read object by object,
+//! so that every broken object is reported with its id, not just the first.
+
+use super::document::*;
+use super::error::{LoadError, Problem, SyntaxError};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WholeDocument {
+    revision: String,
+    #[serde(default)]
+    areas: Vec<Area>,
+    #[serde(default)]
+    organizations: Vec<Organization>,
+    #[serde(default)]
+    teams: Vec<Team>,
+    #[serde(default)]
+    roles: Vec<Role>,
+    #[serde(default)]
+    groups: Vec<Group>,
+    #[serde(default)]
+    users: Vec<User>,
+    #[serde(default)]
+    apps: Vec<App>,
+    #[serde(default)]
+    api_keys: Vec<ApiKey>,
+    #[serde(default)]
+    products: Vec<Product>,
+    #[serde(default)]
+    routes: Vec<Route>,
+}
+
+impl From<WholeDocument> for Document {
+    fn from(w: WholeDocument) -> Self {
+        Document {
+            revision: w.revision,
+            areas: w.areas,
+            organizations: w.organizations,
+            teams: w.teams,
+            roles: w.roles,
+            groups: w.groups,
+            users: w.users,
+            apps: w.apps,
+            api_keys: w.api_keys,
+            products: w.products,
+            routes: w.routes,
+        }
+    }
+}
+
+const COLLECTIONS: &[(&str, &str)] = &[
+    ("areas", "area"),
+    ("organizations", "organization"),
+    ("teams", "team"),
+    ("roles", "role"),
+    ("groups", "group"),
+    ("users", "user"),
+    ("apps", "app"),
+    ("api_keys", "api_key"),
+    ("products", "product"),
+    ("routes", "route"),
+];
+
+/// Parses the JSON text of a snapshot into a [`Document`] (no cross-reference checks yet).
+pub fn parse_document(text: &str) -> Result<Document, LoadError> {
+    match serde_json::from_str::<WholeDocument>(text) {
+        Ok(whole) => Ok(whole.into()),
+        Err(fast_error) => Err(explain_parse_failure(text, fast_error)),
+    }
+}
+
+fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError {
+    let root: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return LoadError::Syntax(SyntaxError { message: e.to_string() }),
+    };
+    let Value::Object(root) = root else {
+        return LoadError::Syntax(SyntaxError {
+            message: "the top level must be a JSON object".into(),
+        });
+    };
+    let mut problems = Vec::new();
+    let top = |field: &str, what: String, value: String| Problem {
+        kind: "snapshot",
+        id: "(top level)".into(),
+        field: field.into(),
+        value,
+        what,
+    };
+    match root.get("revision") {
+        Some(Value::String(_)) => {}
+        Some(other) => {
+            let value = short(other);
+            problems.push(top("revision", format!("must be a string, got `{value}`"), value));
+        }
+        None => problems.push(top("revision", "is required".into(), String::new())),
+    }
+    for (field, value) in &root {
+        if field == "revision" {
+            continue;
+        }
+        let Some((_, kind)) = COLLECTIONS.iter().find(|(name, _)| name == field) else {
+            let what = format!("unknown top-level field `{field}`");
+            problems.push(top(field, what, field.clone()));
+            continue;
+        };
+        let Value::Array(items) = value else {
+            let value = short(value);
+            problems.push(top(field, format!("must be an array, got `{value}`"), value));
+            continue;
+        };
+        for (index, item) in items.iter().enumerate() {
+            let error = match *kind {
+                "area" => check::<Area>(item),
+                "organization" => check::<Organization>(item),
+                "team" => check::<Team>(item),
+                "role" => check::<Role>(item),
+                "group" => check::<Group>(item),
+                "user" => check::<User>(item),
+                "app" => check::<App>(item),
+                "api_key" => check::<ApiKey>(item),
+                "product" => check::<Product>(item),
+                _ => check::<Route>(item),
+            };
+            if let Some(error) = error {
+                let id = match item.get("id") {
+                    Some(Value::String(id)) => id.clone(),
+                    _ => format!("{field}[{index}]"),
+                };
+                let (field_name, value) = field_and_value(&error);
+                problems.push(Problem {
+                    kind,
+                    id,
+                    field: field_name,
+                    value,
+                    what: error,
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        // Both readers must agree; if they do not, report the typed reader's words.
+        return LoadError::Syntax(SyntaxError { message: fast_error.to_string() });
+    }
+    LoadError::Invalid(super::error::InvalidSnapshot { problems })
+}
+
+fn check<T: DeserializeOwned>(item: &Value) -> Option<String> {
+    T::deserialize(item).err().map(|e| e.to_string())
+}
+
+/// serde names the field in backticks (`unknown field `colour``, `missing field `id``).
+fn field_and_value(error: &str) -> (String, String) {
+    let quoted = error.split('`').nth(1).unwrap_or("").to_string();
+    if error.starts_with("unknown field") || error.starts_with("missing field") {
+        (quoted.clone(), quoted)
+    } else {
+        ("(value)".into(), quoted)
+    }
+}
+
+fn short(value: &Value) -> String {
+    let mut text = value.to_string();
+    if text.len() > 60 {
+        let mut cut = 57;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}

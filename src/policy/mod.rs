@@ -1,0 +1,47 @@
+//! The policy core: document → validation → compiled [`Snapshot`] → [`decide`].
+//!
+//! No I/O, no clock, no host calls: the same code runs in `policyctl`, in tests,
+//! in benchmarks and inside every host's wasm shell.
+
+pub mod decide;
+pub mod document;
+pub mod error;
+pub mod load;
+pub mod reason;
+pub mod request;
+pub mod snapshot;
+pub mod time;
+
+pub use decide::{decide, is_safe_method, path_is_clean, Action, Decision, Explain, Mode, STRIPPED_HEADERS};
+pub use document::Document;
+pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};
+pub use reason::Reason;
+pub use request::{Request, Sources};
+pub use snapshot::{Snapshot, SnapshotStats};
+pub use time::Timestamp;
+
+/// Parses, validates and compiles a snapshot document from its JSON text.
+pub fn load_snapshot(text: &str) -> Result<Snapshot, LoadError> {
+    let document = load::parse_document(text)?;
+    Snapshot::compile(&document).map_err(LoadError::Invalid)
+}
+
+/// Compiles an already parsed document value (e.g. an inline snapshot inside a
+/// plugin configuration).
+pub fn load_snapshot_value(value: serde_json::Value) -> Result<Snapshot, LoadError> {
+    // Re-serializing keeps one code path (and its per-object error reports).
+    let text = value.to_string();
+    load_snapshot(&text)
+}
+
+/// The lower-case hex SHA-256 of a raw API key: what a snapshot stores.
+pub fn hash_key(raw_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(raw_key.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}

@@ -1,0 +1,91 @@
+//! Reason codes of spec §3 with their statuses and the fixed deny bodies.
+
+macro_rules! reasons {
+    ($($variant:ident => $code:literal, $status:literal, $error:literal, $message:literal;)*) => {
+        /// Why a request is (or would be) denied. The code strings are a stable API.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Reason {
+            $($variant,)*
+        }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The stable reason code, e.g. `invalid_api_key`.
+            pub const fn code(self) -> &'static str {
+                match self { $(Reason::$variant => $code,)* }
+            }
+
+            pub const fn status(self) -> u16 {
+                match self { $(Reason::$variant => $status,)* }
+            }
+
+            /// The error category of the deny body (`unauthorized`, `forbidden`, ...).
+            pub const fn error(self) -> &'static str {
+                match self { $(Reason::$variant => $error,)* }
+            }
+
+            pub const fn message(self) -> &'static str {
+                match self { $(Reason::$variant => $message,)* }
+            }
+
+            /// The JSON deny body, built at compile time so a deny never allocates.
+            pub const fn body(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => concat!(
+                        "{\"error\":\"", $error, "\",\"reason\":\"", $code,
+                        "\",\"message\":\"", $message, "\"}"
+                    ),)*
+                }
+            }
+
+            /// The audit-mode header value, `deny; reason=<code>`.
+            pub const fn audit_header(self) -> &'static str {
+                match self { $(Reason::$variant => concat!("deny; reason=", $code),)* }
+            }
+
+            pub fn from_code(code: &str) -> Option<Reason> {
+                match code { $($code => Some(Reason::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    NoPolicy => "no_policy", 503, "unavailable", "no policy snapshot is loaded";
+    InvalidPath => "invalid_path", 400, "bad_request", "the path contains a dot segment or an encoded dot, slash or backslash";
+    NoRoute => "no_route", 404, "not_found", "no route matches this host, method and path";
+    MissingCredentials => "missing_credentials", 401, "unauthorized", "an API key or a user identity is required";
+    InvalidApiKey => "invalid_api_key", 401, "unauthorized", "the API key is not known";
+    ApiKeyPending => "api_key_pending", 401, "unauthorized", "the API key is awaiting approval";
+    ApiKeyRevoked => "api_key_revoked", 401, "unauthorized", "the API key has been revoked";
+    ApiKeyExpired => "api_key_expired", 401, "unauthorized", "the API key has expired";
+    AppRevoked => "app_revoked", 401, "unauthorized", "the application of this API key has been revoked";
+    UnknownOrganization => "unknown_organization", 403, "forbidden", "the selected organization does not exist";
+    TenantRequired => "tenant_required", 403, "forbidden", "the organization could not be determined; select one";
+    TenantMismatch => "tenant_mismatch", 403, "forbidden", "the selected organization is not the organization of this route";
+    NotAMember => "not_a_member", 403, "forbidden", "the caller is not a member of this organization";
+    MembershipPending => "membership_pending", 403, "forbidden", "the invitation to this organization has not been accepted";
+    OrganizationSuspended => "organization_suspended", 403, "forbidden", "the organization is suspended";
+    OrganizationExpired => "organization_expired", 403, "forbidden", "the organization has expired";
+    EnvironmentNotAllowed => "environment_not_allowed", 403, "forbidden", "this environment is not allowed for the organization, key or product";
+    ProductNotSubscribed => "product_not_subscribed", 403, "forbidden", "the application is not subscribed to a product containing this route";
+    ReadOnlyKey => "read_only_key", 403, "forbidden", "the API key is read-only";
+    TeamAccessDenied => "team_access_denied", 403, "forbidden", "the caller lacks the required right on a team of this route";
+    PermissionDenied => "permission_denied", 403, "forbidden", "the caller's roles do not grant the required permission";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_valid_json_with_the_code() {
+        for &reason in Reason::ALL {
+            let body: serde_json::Value = serde_json::from_str(reason.body()).unwrap();
+            assert_eq!(body["reason"], reason.code());
+            assert_eq!(body["error"], reason.error());
+            assert_eq!(Reason::from_code(reason.code()), Some(reason));
+        }
+    }
+}

@@ -1,0 +1,951 @@
+//! Compilation of a validated [`Document`] into an immutable, indexed [`Snapshot`].
+//!
+//! Everything a decision needs is resolved here, once: the scope closure
+//! (area → organizations → sub-organizations), each principal's effective roles,
+//! team rights and permissions per tenant it is covered in, key hashes, and a
+//! route table keyed by path prefix. A decision is then a handful of hash lookups.
+
+use super::document::*;
+use super::error::{InvalidSnapshot, Problem};
+use super::time::Timestamp;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeSet;
+
+pub(crate) type Idx = u32;
+
+/// A compiled, immutable policy snapshot. Build it with [`Snapshot::compile`] or
+/// [`super::load_snapshot`]; share it behind an `Rc`/`Arc`.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) revision: Box<str>,
+    pub(crate) orgs: Vec<OrgEntry>,
+    /// Organization ids and handles (they never collide) → organization.
+    pub(crate) org_by_name: FxHashMap<Box<str>, Idx>,
+    pub(crate) envs: FxHashMap<Box<str>, Idx>,
+    pub(crate) routes: Vec<RouteEntry>,
+    /// Normalized path prefix → candidate routes, best first.
+    pub(crate) routes_by_prefix: FxHashMap<Box<str>, Vec<Idx>>,
+    pub(crate) apps: Vec<AppEntry>,
+    pub(crate) products: Vec<ProductEntry>,
+    pub(crate) keys: Vec<KeyEntry>,
+    pub(crate) key_by_hash: FxHashMap<[u8; 32], Idx>,
+    pub(crate) users: Vec<UserEntry>,
+    pub(crate) user_by_id: FxHashMap<Box<str>, Idx>,
+    pub(crate) grants: Vec<Grants>,
+    pub(crate) grants_by_principal: FxHashMap<(PrincipalRef, Idx), Idx>,
+    /// (user, org) pairs covered only by an invited membership.
+    pub(crate) pending: FxHashSet<(Idx, Idx)>,
+    pub(crate) stats: SnapshotStats,
+}
+
+/// Counts, for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    pub organizations: usize,
+    pub teams: usize,
+    pub users: usize,
+    pub apps: usize,
+    pub api_keys: usize,
+    pub routes: usize,
+    pub grants: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PrincipalRef {
+    App(Idx),
+    User(Idx),
+}
+
+#[derive(Debug)]
+pub(crate) struct OrgEntry {
+    pub id: Box<str>,
+    pub handle: Box<str>,
+    pub parent: Option<Idx>,
+    pub suspended: bool,
+    pub expires_at: Option<Timestamp>,
+    pub envs: Box<[Idx]>,
+}
+
+#[derive(Debug)]
+pub(crate) enum RouteTeams {
+    Unrestricted,
+    AnyTeam,
+    Listed(Box<[Idx]>),
+}
+
+#[derive(Debug)]
+pub(crate) struct RouteEntry {
+    pub id: Box<str>,
+    pub hosts: Box<[Box<str>]>,
+    pub methods: Box<[Box<str>]>,
+    pub tenant: Option<Idx>,
+    pub teams: RouteTeams,
+    pub read_permission: Option<Idx>,
+    pub write_permission: Option<Idx>,
+    pub public: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct AppEntry {
+    pub principal: Box<str>,
+    pub org: Idx,
+    pub approved: bool,
+    pub products: Box<[Idx]>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ProductEntry {
+    /// Sorted route indexes.
+    pub routes: Box<[Idx]>,
+    /// Resolved: an empty list in the document means every environment of the organization.
+    pub envs: Box<[Idx]>,
+}
+
+#[derive(Debug)]
+pub(crate) struct KeyEntry {
+    pub app: Idx,
+    pub status: KeyStatus,
+    pub expires_at: Option<Timestamp>,
+    pub read_only: bool,
+    /// `None` when the key lists no environments (no restriction of its own).
+    pub envs: Option<Box<[Idx]>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct UserEntry {
+    pub principal: Box<str>,
+    pub default_tenant: Option<Idx>,
+}
+
+/// What a principal holds in one tenant: computed at load time, shared between
+/// principals that hold the same thing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Grants {
+    pub roles: Box<[Box<str>]>,
+    pub roles_header: Box<str>,
+    pub teams: Box<[Box<str>]>,
+    pub teams_header: Box<str>,
+    /// Rights on the tenant's own teams, sorted by team index.
+    pub rights: Box<[(Idx, Right)]>,
+    pub star: Option<Right>,
+    /// The strongest right held on any team of the tenant.
+    pub best_team_right: Option<Right>,
+    /// Bit set over the distinct permissions that routes require.
+    pub permissions: Box<[u64]>,
+}
+
+impl Grants {
+    pub(crate) fn has_permission(&self, bit: Idx) -> bool {
+        let word = (bit / 64) as usize;
+        self.permissions
+            .get(word)
+            .is_some_and(|w| w & (1u64 << (bit % 64)) != 0)
+    }
+
+    pub(crate) fn right_on(&self, team: Idx) -> Option<Right> {
+        self.rights
+            .binary_search_by_key(&team, |(t, _)| *t)
+            .ok()
+            .and_then(|i| self.rights.get(i))
+            .map(|(_, r)| *r)
+    }
+}
+
+impl Snapshot {
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    pub fn stats(&self) -> SnapshotStats {
+        self.stats
+    }
+
+    pub(crate) fn org(&self, idx: Idx) -> Option<&OrgEntry> {
+        self.orgs.get(idx as usize)
+    }
+
+    /// Compiles a parsed document, reporting every rule it breaks.
+    pub fn compile(doc: &Document) -> Result<Snapshot, InvalidSnapshot> {
+        Compiler::new(doc).run()
+    }
+}
+
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+pub(crate) fn decode_sha256_hex(text: &str) -> Option<[u8; 32]> {
+    if !is_sha256_hex(text) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let hi = (*pair.first()? as char).to_digit(16)?;
+        let lo = (*pair.get(1)? as char).to_digit(16)?;
+        *byte = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+/// Strips trailing slashes so `/api/` and `/api` are the same prefix (`/` stays `/`).
+pub(crate) fn normalize_prefix(prefix: &str) -> &str {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
+fn is_http_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+struct Compiler<'d> {
+    doc: &'d Document,
+    problems: Vec<Problem>,
+    areas: FxHashMap<&'d str, Idx>,
+    orgs: FxHashMap<&'d str, Idx>,
+    teams: FxHashMap<&'d str, Idx>,
+    roles: FxHashMap<&'d str, Idx>,
+    groups: FxHashMap<&'d str, Idx>,
+    apps: FxHashMap<&'d str, Idx>,
+    products: FxHashMap<&'d str, Idx>,
+    routes: FxHashMap<&'d str, Idx>,
+    envs: FxHashMap<Box<str>, Idx>,
+}
+
+#[derive(Clone, Copy)]
+enum Scope {
+    Area(Idx),
+    Org(Idx),
+}
+
+impl<'d> Compiler<'d> {
+    fn new(doc: &'d Document) -> Self {
+        Compiler {
+            doc,
+            problems: Vec::new(),
+            areas: FxHashMap::default(),
+            orgs: FxHashMap::default(),
+            teams: FxHashMap::default(),
+            roles: FxHashMap::default(),
+            groups: FxHashMap::default(),
+            apps: FxHashMap::default(),
+            products: FxHashMap::default(),
+            routes: FxHashMap::default(),
+            envs: FxHashMap::default(),
+        }
+    }
+
+    fn problem(&mut self, kind: &'static str, id: &str, field: impl Into<String>, value: &str, what: &str) {
+        self.problems.push(Problem {
+            kind,
+            id: id.to_string(),
+            field: field.into(),
+            value: value.to_string(),
+            what: format!("{what} `{value}`"),
+        });
+    }
+
+    /// Indexes one collection's ids, reporting invalid and duplicate ones.
+    fn index_ids<T>(
+        &mut self,
+        kind: &'static str,
+        items: &'d [T],
+        id_of: impl Fn(&'d T) -> &'d str,
+    ) -> FxHashMap<&'d str, Idx> {
+        let mut index = FxHashMap::default();
+        for (i, item) in items.iter().enumerate() {
+            let id = id_of(item);
+            if !is_valid_id(id) {
+                self.problem(kind, id, "id", id, "id must be non-empty and use only `A-Za-z0-9._:-`, got");
+            } else if index.insert(id, i as Idx).is_some() {
+                self.problem(kind, id, "id", id, "duplicate id");
+            }
+        }
+        index
+    }
+
+    fn resolve(
+        &mut self,
+        index_name: &'static str,
+        kind: &'static str,
+        id: &str,
+        field: impl Into<String>,
+        value: &str,
+    ) -> Option<Idx> {
+        let index = match index_name {
+            "area" => &self.areas,
+            "organization" => &self.orgs,
+            "team" => &self.teams,
+            "role" => &self.roles,
+            "group" => &self.groups,
+            "app" => &self.apps,
+            "product" => &self.products,
+            _ => &self.routes,
+        };
+        if let Some(&idx) = index.get(value) {
+            return Some(idx);
+        }
+        let what = format!("unknown {index_name}");
+        self.problem(kind, id, field, value, &what);
+        None
+    }
+
+    fn parse_time(&mut self, kind: &'static str, id: &str, field: &str, value: Option<&str>) -> Option<Timestamp> {
+        let text = value?;
+        let parsed = Timestamp::parse_rfc3339(text);
+        if parsed.is_none() {
+            self.problem(kind, id, field, text, "not an RFC 3339 date-time");
+        }
+        parsed
+    }
+
+    fn intern_env(&mut self, name: &str) -> Idx {
+        let next = self.envs.len() as Idx;
+        *self.envs.entry(name.into()).or_insert(next)
+    }
+
+    fn run(mut self) -> Result<Snapshot, InvalidSnapshot> {
+        let doc = self.doc;
+        if doc.revision.is_empty() {
+            self.problem("snapshot", "(top level)", "revision", "", "revision must be non-empty, got");
+        }
+        self.areas = self.index_ids("area", &doc.areas, |a| a.id.as_str());
+        self.orgs = self.index_ids("organization", &doc.organizations, |o| o.id.as_str());
+        self.teams = self.index_ids("team", &doc.teams, |t| t.id.as_str());
+        self.roles = self.index_ids("role", &doc.roles, |r| r.id.as_str());
+        self.groups = self.index_ids("group", &doc.groups, |g| g.id.as_str());
+        let users = self.index_ids("user", &doc.users, |u| u.id.as_str());
+        self.apps = self.index_ids("app", &doc.apps, |a| a.id.as_str());
+        let _keys = self.index_ids("api_key", &doc.api_keys, |k| k.id.as_str());
+        self.products = self.index_ids("product", &doc.products, |p| p.id.as_str());
+        self.routes = self.index_ids("route", &doc.routes, |r| r.id.as_str());
+
+        let orgs = self.compile_orgs();
+        let closure = self.scope_closure(&orgs);
+        let team_org: Vec<Option<Idx>> = doc
+            .teams
+            .iter()
+            .map(|t| self.resolve("organization", "team", &t.id, "organization", &t.organization))
+            .collect();
+        let (permission_bits, routes) = self.compile_routes();
+        let role_bits = self.role_permission_bits(&permission_bits);
+        let group_roles = self.compile_groups();
+        let products = self.compile_products(&orgs);
+        let apps = self.compile_apps();
+        let (keys, key_by_hash) = self.compile_keys(&orgs, &apps);
+
+        let mut grants = GrantTable::new(doc, &team_org, &role_bits, permission_bits.len());
+        // Apps: their organization covers itself and its sub-organizations.
+        for (app_idx, app) in doc.apps.iter().enumerate() {
+            let Some(entry) = apps.get(app_idx) else { continue };
+            let org = entry.org;
+            let roles: BTreeSet<Idx> = app
+                .roles
+                .iter()
+                .filter_map(|r| self.resolve("role", "app", &app.id, "roles", r))
+                .collect();
+            let rights = self.resolve_rights("app", &app.id, "teams", &app.teams, Scope::Org(org), &closure, &team_org);
+            for &tenant in closure.org_cover(org) {
+                grants.add(PrincipalRef::App(app_idx as Idx), tenant, &roles, &rights);
+            }
+        }
+        // Users: the union over active memberships covering each tenant.
+        let mut user_entries = Vec::with_capacity(doc.users.len());
+        let mut user_by_id = FxHashMap::default();
+        let mut pending = FxHashSet::default();
+        for (user_idx, user) in doc.users.iter().enumerate() {
+            let user_idx = user_idx as Idx;
+            let mut per_tenant: FxHashMap<Idx, (BTreeSet<Idx>, Vec<(Option<Idx>, Right)>)> = FxHashMap::default();
+            let mut invited_tenants = Vec::new();
+            let mut active_scopes: Vec<Option<Idx>> = Vec::new();
+            for (m_index, membership) in user.memberships.iter().enumerate() {
+                let field = |name: &str| format!("memberships[{m_index}].{name}");
+                let scope = if let Some(&org) = self.orgs.get(membership.scope.as_str()) {
+                    Some(Scope::Org(org))
+                } else if let Some(&area) = self.areas.get(membership.scope.as_str()) {
+                    Some(Scope::Area(area))
+                } else {
+                    self.problem("user", &user.id, field("scope"), &membership.scope, "unknown area or organization");
+                    None
+                };
+                let mut roles: BTreeSet<Idx> = membership
+                    .roles
+                    .iter()
+                    .filter_map(|r| self.resolve("role", "user", &user.id, field("roles"), r))
+                    .collect();
+                for group in &membership.groups {
+                    if let Some(g) = self.resolve("group", "user", &user.id, field("groups"), group) {
+                        roles.extend(group_roles.get(g as usize).into_iter().flatten());
+                    }
+                }
+                let Some(scope) = scope else { continue };
+                let rights = self.resolve_rights("user", &user.id, &field("teams"), &membership.teams, scope, &closure, &team_org);
+                let covered = closure.cover(scope);
+                match membership.status {
+                    MembershipStatus::Invited => invited_tenants.extend_from_slice(covered),
+                    MembershipStatus::Active => {
+                        active_scopes.push(match scope {
+                            Scope::Org(org) => Some(org),
+                            Scope::Area(_) => None,
+                        });
+                        for &tenant in covered {
+                            let slot = per_tenant.entry(tenant).or_default();
+                            slot.0.extend(roles.iter().copied());
+                            slot.1.extend(rights.iter().copied());
+                        }
+                    }
+                }
+            }
+            for (tenant, (roles, rights)) in &per_tenant {
+                grants.add(PrincipalRef::User(user_idx), *tenant, roles, rights);
+            }
+            for tenant in invited_tenants {
+                if !per_tenant.contains_key(&tenant) {
+                    pending.insert((user_idx, tenant));
+                }
+            }
+            let default_tenant = match active_scopes.split_first() {
+                Some((first @ Some(_), rest)) if rest.iter().all(|s| s == first) => *first,
+                _ => None,
+            };
+            user_entries.push(UserEntry {
+                principal: format!("user:{}", user.id).into(),
+                default_tenant,
+            });
+            if users.get(user.id.as_str()) == Some(&user_idx) {
+                user_by_id.insert(user.id.as_str().into(), user_idx);
+            }
+        }
+
+        if !self.problems.is_empty() {
+            return Err(InvalidSnapshot { problems: self.problems });
+        }
+
+        let mut org_by_name: FxHashMap<Box<str>, Idx> = FxHashMap::default();
+        for (i, org) in orgs.iter().enumerate() {
+            org_by_name.insert(org.id.clone(), i as Idx);
+        }
+        for (i, org) in orgs.iter().enumerate() {
+            org_by_name.entry(org.handle.clone()).or_insert(i as Idx);
+        }
+        let routes_by_prefix = route_table(&doc.routes);
+        let stats = SnapshotStats {
+            organizations: orgs.len(),
+            teams: doc.teams.len(),
+            users: user_entries.len(),
+            apps: apps.len(),
+            api_keys: keys.len(),
+            routes: routes.len(),
+            grants: grants.grants.len(),
+        };
+        Ok(Snapshot {
+            revision: doc.revision.as_str().into(),
+            orgs,
+            org_by_name,
+            envs: self.envs,
+            routes,
+            routes_by_prefix,
+            apps,
+            products,
+            keys,
+            key_by_hash,
+            users: user_entries,
+            user_by_id,
+            grants: grants.grants,
+            grants_by_principal: grants.by_principal,
+            pending,
+            stats,
+        })
+    }
+
+    fn compile_orgs(&mut self) -> Vec<OrgEntry> {
+        let doc = self.doc;
+        let mut handles: FxHashMap<&str, &str> = FxHashMap::default();
+        let mut orgs = Vec::with_capacity(doc.organizations.len());
+        for org in &doc.organizations {
+            if self.areas.contains_key(org.id.as_str()) {
+                self.problem("organization", &org.id, "id", &org.id, "id is also an area id, so a membership scope naming it is ambiguous:");
+            }
+            if !is_valid_id(&org.handle) {
+                self.problem("organization", &org.id, "handle", &org.handle, "handle must be non-empty and use only `A-Za-z0-9._:-`, got");
+            } else if let Some(other) = handles.insert(&org.handle, &org.id) {
+                let what = format!("handle already used by organization `{other}`:");
+                self.problem("organization", &org.id, "handle", &org.handle, &what);
+            }
+            if let Some(&owner) = self.orgs.get(org.handle.as_str()) {
+                if doc.organizations.get(owner as usize).map(|o| o.id.as_str()) != Some(org.id.as_str()) {
+                    self.problem("organization", &org.id, "handle", &org.handle, "handle equals another organization's id");
+                }
+            }
+            let area = match &org.area {
+                Some(a) => self.resolve("area", "organization", &org.id, "area", a),
+                None => None,
+            };
+            let parent = match &org.parent {
+                Some(p) => self.resolve("organization", "organization", &org.id, "parent", p),
+                None => None,
+            };
+            if let Some(parent_doc) = parent.and_then(|p| doc.organizations.get(p as usize)) {
+                if let Some(grandparent) = &parent_doc.parent {
+                    let what = format!("parent has a parent (`{grandparent}`); sub-organizations cannot have children:");
+                    self.problem("organization", &org.id, "parent", &parent_doc.id, &what);
+                }
+                if let (Some(own), parent_area) = (&org.area, &parent_doc.area) {
+                    if parent_area.as_deref() != Some(own.as_str()) {
+                        let what = format!(
+                            "a sub-organization's area must equal its parent's (`{}`), got",
+                            parent_area.as_deref().unwrap_or("none")
+                        );
+                        self.problem("organization", &org.id, "area", own, &what);
+                    }
+                }
+            }
+            let _ = area;
+            let expires_at = self.parse_time("organization", &org.id, "expires_at", org.expires_at.as_deref());
+            let mut envs = Vec::new();
+            for env in &org.environments {
+                if !is_valid_id(env) {
+                    self.problem("organization", &org.id, "environments", env, "environment must use only `A-Za-z0-9._:-`, got");
+                }
+                envs.push(self.intern_env(env));
+            }
+            envs.sort_unstable();
+            envs.dedup();
+            orgs.push(OrgEntry {
+                id: org.id.as_str().into(),
+                handle: org.handle.as_str().into(),
+                parent,
+                suspended: org.status == OrgStatus::Suspended,
+                expires_at,
+                envs: envs.into(),
+            });
+        }
+        orgs
+    }
+
+    fn scope_closure(&self, orgs: &[OrgEntry]) -> Closure {
+        let doc = self.doc;
+        let mut org_cover: Vec<Vec<Idx>> = (0..orgs.len() as Idx).map(|i| vec![i]).collect();
+        let mut area_cover: Vec<Vec<Idx>> = vec![Vec::new(); doc.areas.len()];
+        for (i, org) in doc.organizations.iter().enumerate() {
+            let parent = orgs.get(i).and_then(|o| o.parent);
+            if let Some(list) = parent.and_then(|p| org_cover.get_mut(p as usize)) {
+                list.push(i as Idx);
+            }
+            // A sub-organization belongs to its parent's area.
+            let area_name = match parent.and_then(|p| doc.organizations.get(p as usize)) {
+                Some(parent_doc) => parent_doc.area.as_deref(),
+                None => org.area.as_deref(),
+            };
+            let area = area_name.and_then(|a| self.areas.get(a));
+            if let Some(list) = area.and_then(|a| area_cover.get_mut(*a as usize)) {
+                list.push(i as Idx);
+            }
+        }
+        Closure { org_cover, area_cover }
+    }
+
+    /// Resolves a team-rights map; each team must belong to an organization the scope covers.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_rights(
+        &mut self,
+        kind: &'static str,
+        id: &str,
+        field: &str,
+        rights: &TeamRights,
+        scope: Scope,
+        closure: &Closure,
+        team_org: &[Option<Idx>],
+    ) -> Vec<(Option<Idx>, Right)> {
+        let mut out = Vec::with_capacity(rights.len());
+        for (team, &right) in rights {
+            if team == "*" {
+                out.push((None, right));
+                continue;
+            }
+            let Some(team_idx) = self.resolve("team", kind, id, field, team) else { continue };
+            let Some(org) = team_org.get(team_idx as usize).copied().flatten() else { continue };
+            if !closure.cover(scope).contains(&org) {
+                let owner = self.doc.teams.get(team_idx as usize).map(|t| t.organization.as_str()).unwrap_or("");
+                let what = format!("team belongs to organization `{owner}`, outside the scope:");
+                self.problem(kind, id, field, team, &what);
+                continue;
+            }
+            out.push((Some(team_idx), right));
+        }
+        out
+    }
+
+    fn compile_routes(&mut self) -> (Vec<Box<str>>, Vec<RouteEntry>) {
+        let doc = self.doc;
+        let mut vocabulary: Vec<Box<str>> = Vec::new();
+        let mut bit_of: FxHashMap<&'d str, Idx> = FxHashMap::default();
+        let mut routes = Vec::with_capacity(doc.routes.len());
+        for route in &doc.routes {
+            let id = route.id.as_str();
+            if !route.path_prefix.starts_with('/') || route.path_prefix.contains(['?', '#']) {
+                self.problem("route", id, "path_prefix", &route.path_prefix, "path_prefix must start with `/` and hold no `?` or `#`, got");
+            }
+            for host in &route.hosts {
+                if host.is_empty() || host.contains(['/', ' ']) {
+                    self.problem("route", id, "hosts", host, "not a host name");
+                }
+            }
+            for method in &route.methods {
+                if !is_http_token(method) {
+                    self.problem("route", id, "methods", method, "not an HTTP method");
+                }
+            }
+            let tenant = if route.tenant == "*" {
+                None
+            } else {
+                self.resolve("organization", "route", id, "tenant", &route.tenant)
+            };
+            let teams = match &route.teams {
+                None => RouteTeams::Unrestricted,
+                Some(list) if list.is_empty() => {
+                    self.problem("route", id, "teams", "[]", "teams must not be empty (omit the field for no team check), got");
+                    RouteTeams::Unrestricted
+                }
+                Some(list) if list.iter().any(|t| t == "*") => {
+                    if list.len() > 1 {
+                        self.problem("route", id, "teams", &list.join(","), "`*` must be the only entry, got");
+                    }
+                    RouteTeams::AnyTeam
+                }
+                Some(list) => {
+                    let mut resolved = Vec::new();
+                    for team in list {
+                        let Some(t) = self.resolve("team", "route", id, "teams", team) else { continue };
+                        let owner = doc.teams.get(t as usize).map(|t| t.organization.as_str());
+                        if tenant.is_some() && owner != Some(route.tenant.as_str()) {
+                            let what = format!("team belongs to `{}`, not to the route's tenant:", owner.unwrap_or(""));
+                            self.problem("route", id, "teams", team, &what);
+                        }
+                        resolved.push(t);
+                    }
+                    resolved.sort_unstable();
+                    resolved.dedup();
+                    RouteTeams::Listed(resolved.into())
+                }
+            };
+            let mut permission = |field: &str, value: &'d Option<String>, this: &mut Self| -> Option<Idx> {
+                let text = value.as_deref()?;
+                if text.is_empty() {
+                    this.problem("route", id, field, text, "permission must be non-empty, got");
+                    return None;
+                }
+                let next = vocabulary.len() as Idx;
+                Some(*bit_of.entry(text).or_insert_with(|| {
+                    vocabulary.push(text.into());
+                    next
+                }))
+            };
+            let (read_permission, write_permission) = match &route.permissions {
+                Some(p) => (permission("permissions.read", &p.read, self), permission("permissions.write", &p.write, self)),
+                None => (None, None),
+            };
+            routes.push(RouteEntry {
+                id: id.into(),
+                hosts: route.hosts.iter().map(|h| h.to_ascii_lowercase().into()).collect(),
+                methods: route.methods.iter().map(|m| m.to_ascii_uppercase().into()).collect(),
+                tenant,
+                teams,
+                read_permission,
+                write_permission,
+                public: route.public,
+            });
+        }
+        (vocabulary, routes)
+    }
+
+    fn role_permission_bits(&mut self, vocabulary: &[Box<str>]) -> Vec<Box<[u64]>> {
+        let words = vocabulary.len().div_ceil(64);
+        let mut out = Vec::with_capacity(self.doc.roles.len());
+        for role in &self.doc.roles {
+            let mut bits = vec![0u64; words];
+            for grant in &role.permissions {
+                let pattern = match grant.strip_suffix('*') {
+                    Some(prefix) if !prefix.contains('*') => Pattern::Prefix(prefix),
+                    _ if grant.is_empty() || grant.contains('*') => {
+                        self.problem("role", &role.id, "permissions", grant, "a permission must be non-empty, with `*` only at the end, got");
+                        continue;
+                    }
+                    _ => Pattern::Exact(grant),
+                };
+                for (bit, needed) in vocabulary.iter().enumerate() {
+                    let granted = match pattern {
+                        Pattern::Prefix(prefix) => needed.starts_with(prefix),
+                        Pattern::Exact(exact) => **needed == *exact,
+                    };
+                    if granted {
+                        if let Some(word) = bits.get_mut(bit / 64) {
+                            *word |= 1u64 << (bit % 64);
+                        }
+                    }
+                }
+            }
+            out.push(bits.into());
+        }
+        out
+    }
+
+    fn compile_groups(&mut self) -> Vec<Vec<Idx>> {
+        let doc = self.doc;
+        doc.groups
+            .iter()
+            .map(|group| {
+                self.resolve("organization", "group", &group.id, "organization", &group.organization);
+                group
+                    .roles
+                    .iter()
+                    .filter_map(|r| self.resolve("role", "group", &group.id, "roles", r))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Environments named by a key or product must be environments of its organization;
+    /// an empty list means all of them.
+    fn resolve_envs(&mut self, kind: &'static str, id: &str, listed: &[String], org: Option<&OrgEntry>) -> Box<[Idx]> {
+        let Some(org) = org else { return Box::new([]) };
+        if listed.is_empty() {
+            return org.envs.clone();
+        }
+        let mut out = Vec::with_capacity(listed.len());
+        for env in listed {
+            match self.envs.get(env.as_str()) {
+                Some(&e) if org.envs.contains(&e) => out.push(e),
+                _ => {
+                    let what = format!("not an environment of organization `{}`:", org.id);
+                    self.problem(kind, id, "environments", env, &what);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out.into()
+    }
+
+    fn compile_products(&mut self, orgs: &[OrgEntry]) -> Vec<ProductEntry> {
+        let doc = self.doc;
+        let mut out = Vec::with_capacity(doc.products.len());
+        for product in &doc.products {
+            let org = self.resolve("organization", "product", &product.id, "organization", &product.organization);
+            let mut routes: Vec<Idx> = product
+                .routes
+                .iter()
+                .filter_map(|r| self.resolve("route", "product", &product.id, "routes", r))
+                .collect();
+            routes.sort_unstable();
+            routes.dedup();
+            let envs = self.resolve_envs("product", &product.id, &product.environments, org.and_then(|o| orgs.get(o as usize)));
+            out.push(ProductEntry { routes: routes.into(), envs });
+        }
+        out
+    }
+
+    fn compile_apps(&mut self) -> Vec<AppEntry> {
+        let doc = self.doc;
+        let mut out = Vec::with_capacity(doc.apps.len());
+        for app in &doc.apps {
+            let org = self.resolve("organization", "app", &app.id, "organization", &app.organization);
+            if let Some(developer) = &app.developer {
+                if developer.is_empty() {
+                    self.problem("app", &app.id, "developer", developer, "developer must be non-empty when given, got");
+                }
+            }
+            let products: Vec<Idx> = app
+                .products
+                .iter()
+                .filter_map(|p| self.resolve("product", "app", &app.id, "products", p))
+                .collect();
+            out.push(AppEntry {
+                principal: format!("app:{}", app.id).into(),
+                org: org.unwrap_or(0),
+                approved: app.status == AppStatus::Approved,
+                products: products.into(),
+            });
+        }
+        out
+    }
+
+    fn compile_keys(&mut self, orgs: &[OrgEntry], apps: &[AppEntry]) -> (Vec<KeyEntry>, FxHashMap<[u8; 32], Idx>) {
+        let doc = self.doc;
+        let mut keys = Vec::with_capacity(doc.api_keys.len());
+        let mut by_hash: FxHashMap<[u8; 32], Idx> = FxHashMap::default();
+        by_hash.reserve(doc.api_keys.len());
+        for (i, key) in doc.api_keys.iter().enumerate() {
+            let app = self.resolve("app", "api_key", &key.id, "app", &key.app);
+            match decode_sha256_hex(&key.sha256) {
+                None => self.problem("api_key", &key.id, "sha256", &key.sha256, "sha256 must be 64 lower-case hex digits (the hash, never the raw key), got"),
+                Some(digest) => {
+                    if let Some(other) = by_hash.insert(digest, i as Idx) {
+                        let other_id = doc.api_keys.get(other as usize).map(|k| k.id.as_str()).unwrap_or("");
+                        let what = format!("sha256 already used by api_key `{other_id}`:");
+                        self.problem("api_key", &key.id, "sha256", &key.sha256, &what);
+                    }
+                }
+            }
+            let expires_at = self.parse_time("api_key", &key.id, "expires_at", key.expires_at.as_deref());
+            let org = app.and_then(|a| apps.get(a as usize)).and_then(|a| orgs.get(a.org as usize));
+            let envs = (!key.environments.is_empty())
+                .then(|| self.resolve_envs("api_key", &key.id, &key.environments, org));
+            keys.push(KeyEntry {
+                app: app.unwrap_or(0),
+                status: key.status,
+                expires_at,
+                read_only: key.read_only,
+                envs,
+            });
+        }
+        (keys, by_hash)
+    }
+}
+
+enum Pattern<'a> {
+    Prefix(&'a str),
+    Exact(&'a str),
+}
+
+struct Closure {
+    org_cover: Vec<Vec<Idx>>,
+    area_cover: Vec<Vec<Idx>>,
+}
+
+impl Closure {
+    fn org_cover(&self, org: Idx) -> &[Idx] {
+        self.org_cover.get(org as usize).map_or(&[], Vec::as_slice)
+    }
+
+    fn cover(&self, scope: Scope) -> &[Idx] {
+        match scope {
+            Scope::Org(org) => self.org_cover(org),
+            Scope::Area(area) => self.area_cover.get(area as usize).map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
+/// Builds and de-duplicates [`Grants`]: most principals hold one of a few shapes.
+struct GrantTable<'a> {
+    doc: &'a Document,
+    team_org: &'a [Option<Idx>],
+    role_bits: &'a [Box<[u64]>],
+    words: usize,
+    grants: Vec<Grants>,
+    interned: FxHashMap<(Vec<Idx>, Vec<(Idx, Right)>, Option<Right>), Idx>,
+    by_principal: FxHashMap<(PrincipalRef, Idx), Idx>,
+}
+
+impl<'a> GrantTable<'a> {
+    fn new(doc: &'a Document, team_org: &'a [Option<Idx>], role_bits: &'a [Box<[u64]>], vocabulary: usize) -> Self {
+        GrantTable {
+            doc,
+            team_org,
+            role_bits,
+            words: vocabulary.div_ceil(64),
+            grants: Vec::new(),
+            interned: FxHashMap::default(),
+            by_principal: FxHashMap::default(),
+        }
+    }
+
+    fn add(&mut self, principal: PrincipalRef, tenant: Idx, roles: &BTreeSet<Idx>, rights: &[(Option<Idx>, Right)]) {
+        let mut star = None;
+        let mut tenant_rights: FxHashMap<Idx, Right> = FxHashMap::default();
+        for &(team, right) in rights {
+            match team {
+                None => star = star.max(Some(right)),
+                Some(t) if self.team_org.get(t as usize).copied().flatten() == Some(tenant) => {
+                    let slot = tenant_rights.entry(t).or_insert(right);
+                    *slot = (*slot).max(right);
+                }
+                Some(_) => {}
+            }
+        }
+        let mut tenant_rights: Vec<(Idx, Right)> = tenant_rights.into_iter().collect();
+        tenant_rights.sort_unstable();
+        let roles: Vec<Idx> = roles.iter().copied().collect();
+        let key = (roles, tenant_rights, star);
+        let idx = match self.interned.get(&key) {
+            Some(&idx) => idx,
+            None => {
+                let grants = self.build(&key.0, &key.1, key.2);
+                let idx = self.grants.len() as Idx;
+                self.grants.push(grants);
+                self.interned.insert(key, idx);
+                idx
+            }
+        };
+        self.by_principal.insert((principal, tenant), idx);
+    }
+
+    fn build(&self, roles: &[Idx], rights: &[(Idx, Right)], star: Option<Right>) -> Grants {
+        let mut role_ids: Vec<&str> = roles
+            .iter()
+            .filter_map(|&r| self.doc.roles.get(r as usize).map(|r| r.id.as_str()))
+            .collect();
+        role_ids.sort_unstable();
+        role_ids.dedup();
+        let mut permissions = vec![0u64; self.words];
+        for &r in roles {
+            for (word, bits) in permissions.iter_mut().zip(self.role_bits.get(r as usize).into_iter().flatten()) {
+                *word |= bits;
+            }
+        }
+        let teams: Vec<&str> = if star.is_some() {
+            vec!["*"]
+        } else {
+            let mut ids: Vec<&str> = rights
+                .iter()
+                .filter_map(|(t, _)| self.doc.teams.get(*t as usize).map(|t| t.id.as_str()))
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        Grants {
+            roles_header: role_ids.join(",").into(),
+            roles: role_ids.iter().map(|&r| r.into()).collect(),
+            teams_header: teams.join(",").into(),
+            teams: teams.iter().map(|&t| t.into()).collect(),
+            best_team_right: rights.iter().map(|(_, r)| *r).max(),
+            rights: rights.into(),
+            star,
+            permissions: permissions.into(),
+        }
+    }
+}
+
+/// Candidates per normalized prefix, best first: routes listing hosts, then routes
+/// listing methods, then document order.
+fn route_table(routes: &[Route]) -> FxHashMap<Box<str>, Vec<Idx>> {
+    let mut table: FxHashMap<Box<str>, Vec<Idx>> = FxHashMap::default();
+    for (i, route) in routes.iter().enumerate() {
+        table
+            .entry(normalize_prefix(&route.path_prefix).into())
+            .or_default()
+            .push(i as Idx);
+    }
+    for candidates in table.values_mut() {
+        candidates.sort_by_key(|&i| {
+            let route = routes.get(i as usize);
+            let hosts = route.is_some_and(|r| !r.hosts.is_empty());
+            let methods = route.is_some_and(|r| !r.methods.is_empty());
+            (!hosts, !methods, i)
+        });
+    }
+    table
+}
