@@ -4,12 +4,12 @@
 //!   indexed [`policy::Snapshot`] and [`policy::decide`]. It performs no I/O, reads no
 //!   clock and knows nothing about any proxy.
 //! - [`config`] is the plugin configuration shared by every host shell.
-//! - `envoy` (wasm32-wasip1 only) is the proxy-wasm shell for Envoy, Istio and Envoy Gateway.
+//! - [`envoy`] is the proxy-wasm shell for Envoy, Istio and Envoy Gateway (its host
+//!   side compiles only for wasm32-wasip1).
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod config;
 pub mod policy;
 
-#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
-mod envoy;
+pub mod envoy;

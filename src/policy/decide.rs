@@ -3,7 +3,9 @@
 use super::document::{KeyStatus, Right};
 use super::reason::Reason;
 use super::request::Request;
-use super::snapshot::{normalize_prefix, Grants, Idx, OrgEntry, PrincipalRef, RouteTeams, Snapshot};
+use super::snapshot::{
+    normalize_prefix, Grants, Idx, OrgEntry, PrincipalRef, RouteTeams, Snapshot,
+};
 use super::time::Timestamp;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -71,7 +73,10 @@ impl<'a> Decision<'a> {
 
     /// Step 0: no snapshot is loaded.
     pub fn no_policy(forward_path: Option<&'a str>) -> Self {
-        Decision { reason: Some(Reason::NoPolicy), ..Decision::new(None, forward_path) }
+        Decision {
+            reason: Some(Reason::NoPolicy),
+            ..Decision::new(None, forward_path)
+        }
     }
 
     fn deny(mut self, reason: Reason) -> Self {
@@ -199,12 +204,17 @@ impl serde::Serialize for HeaderMap<'_> {
 
 /// GET, HEAD and OPTIONS, compared upper-case; every other method is a write.
 pub fn is_safe_method(method: &str) -> bool {
-    ["GET", "HEAD", "OPTIONS"].iter().any(|m| m.eq_ignore_ascii_case(method))
+    ["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method))
 }
 
 /// Step 1: no `.`/`..` segment and no encoded dot, slash or backslash.
 pub fn path_is_clean(path: &str) -> bool {
-    if path.split('/').any(|segment| segment == "." || segment == "..") {
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
         return false;
     }
     let bytes = path.as_bytes();
@@ -220,7 +230,10 @@ pub fn path_is_clean(path: &str) -> bool {
 /// The host without its port, IPv6 brackets kept.
 fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.find(']').and_then(|end| host.get(..=end)).unwrap_or(host);
+        return host
+            .find(']')
+            .and_then(|end| host.get(..=end))
+            .unwrap_or(host);
     }
     match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
@@ -243,7 +256,8 @@ impl Snapshot {
                 let found = candidates.iter().copied().find(|&i| {
                     self.routes.get(i as usize).is_some_and(|r| {
                         (r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
-                            && (r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+                            && (r.methods.is_empty()
+                                || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
                     })
                 });
                 if found.is_some() {
@@ -330,7 +344,10 @@ fn decide_steps<'a>(
         if !app.approved {
             return d.deny(Reason::AppRevoked);
         }
-        Caller::App { app: key.app, key: key_idx }
+        Caller::App {
+            app: key.app,
+            key: key_idx,
+        }
     } else if let Some(user_id) = request.user_id {
         let user = snap.user_by_id.get(user_id).copied();
         d.principal = Some(match user.and_then(|u| snap.users.get(u as usize)) {
@@ -352,7 +369,9 @@ fn decide_steps<'a>(
     // 7. tenant
     let default_tenant = match caller {
         Caller::App { app, .. } => snap.apps.get(app as usize).map(|a| a.org),
-        Caller::User(user) => user.and_then(|u| snap.users.get(u as usize)).and_then(|u| u.default_tenant),
+        Caller::User(user) => user
+            .and_then(|u| snap.users.get(u as usize))
+            .and_then(|u| u.default_tenant),
     };
     let Some((tenant_idx, tenant)) = route
         .tenant
@@ -376,8 +395,13 @@ fn decide_steps<'a>(
         .and_then(|p| snap.grants_by_principal.get(&(p, tenant_idx)))
         .and_then(|&g| snap.grants.get(g as usize));
     let Some(grants) = grants else {
-        let pending = matches!(caller, Caller::User(Some(u)) if snap.pending.contains(&(u, tenant_idx)));
-        return d.deny(if pending { Reason::MembershipPending } else { Reason::NotAMember });
+        let pending =
+            matches!(caller, Caller::User(Some(u)) if snap.pending.contains(&(u, tenant_idx)));
+        return d.deny(if pending {
+            Reason::MembershipPending
+        } else {
+            Reason::NotAMember
+        });
     };
     d.grants = Some(grants);
     // 10. tenant and parent are active and not expired
@@ -386,7 +410,11 @@ fn decide_steps<'a>(
     if lineage.iter().flatten().any(|o| o.suspended) {
         return d.deny(Reason::OrganizationSuspended);
     }
-    if lineage.iter().flatten().any(|o| Snapshot::is_expired(o.expires_at, now)) {
+    if lineage
+        .iter()
+        .flatten()
+        .any(|o| Snapshot::is_expired(o.expires_at, now))
+    {
         return d.deny(Reason::OrganizationExpired);
     }
     // 11. gateway environment
@@ -402,7 +430,9 @@ fn decide_steps<'a>(
         Caller::User(_) => None,
     };
     if let Some(env) = env {
-        let key_allows = key.and_then(|k| k.envs.as_deref()).is_none_or(|envs| envs.contains(&env));
+        let key_allows = key
+            .and_then(|k| k.envs.as_deref())
+            .is_none_or(|envs| envs.contains(&env));
         if !tenant.envs.contains(&env) || !key_allows {
             return d.deny(Reason::EnvironmentNotAllowed);
         }
@@ -412,7 +442,10 @@ fn decide_steps<'a>(
         let mut subscribed = false;
         let mut env_allowed = false;
         let products = snap.apps.get(app as usize).map_or(&[][..], |a| &a.products);
-        for product in products.iter().filter_map(|&p| snap.products.get(p as usize)) {
+        for product in products
+            .iter()
+            .filter_map(|&p| snap.products.get(p as usize))
+        {
             if product.routes.binary_search(&route_idx).is_ok() {
                 subscribed = true;
                 if env.is_none_or(|e| product.envs.contains(&e)) {
@@ -437,7 +470,9 @@ fn decide_steps<'a>(
     // 14. team rights
     let team_ok = match &route.teams {
         RouteTeams::Unrestricted => true,
-        RouteTeams::AnyTeam => grants.star >= Some(needed) || grants.best_team_right >= Some(needed),
+        RouteTeams::AnyTeam => {
+            grants.star >= Some(needed) || grants.best_team_right >= Some(needed)
+        }
         RouteTeams::Listed(teams) => {
             grants.star >= Some(needed) || teams.iter().any(|&t| grants.right_on(t) >= Some(needed))
         }
@@ -446,7 +481,11 @@ fn decide_steps<'a>(
         return d.deny(Reason::TeamAccessDenied);
     }
     // 15. role permissions
-    let permission = if safe { route.read_permission } else { route.write_permission };
+    let permission = if safe {
+        route.read_permission
+    } else {
+        route.write_permission
+    };
     if permission.is_some_and(|bit| !grants.has_permission(bit)) {
         return d.deny(Reason::PermissionDenied);
     }

@@ -55,8 +55,9 @@ pub struct Organization {
     pub environments: Vec<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Free-form; any JSON is accepted and the engine never reads it.
     #[serde(default)]
-    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub metadata: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,7 +6,8 @@ use super::document::*;
 use super::error::{LoadError, Problem, SyntaxError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,14 +75,20 @@ pub fn parse_document(text: &str) -> Result<Document, LoadError> {
 }
 
 fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError {
-    let root: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(e) => return LoadError::Syntax(SyntaxError { message: e.to_string() }),
-    };
-    let Value::Object(root) = root else {
-        return LoadError::Syntax(SyntaxError {
-            message: "the top level must be a JSON object".into(),
-        });
+    // Re-read with the same (string) deserializer as the fast path, so the wasm
+    // module carries one copy of each type's deserialization code.
+    let root: BTreeMap<&str, &RawValue> = match serde_json::from_str(text) {
+        Ok(root) => root,
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return LoadError::Syntax(SyntaxError {
+                message: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return LoadError::Syntax(SyntaxError {
+                message: "the top level must be a JSON object".into(),
+            })
+        }
     };
     let mut problems = Vec::new();
     let top = |field: &str, what: String, value: String| Problem {
@@ -92,45 +99,54 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
         what,
     };
     match root.get("revision") {
-        Some(Value::String(_)) => {}
-        Some(other) => {
-            let value = short(other);
-            problems.push(top("revision", format!("must be a string, got `{value}`"), value));
+        Some(raw) if serde_json::from_str::<String>(raw.get()).is_ok() => {}
+        Some(raw) => {
+            let value = short(raw.get());
+            problems.push(top(
+                "revision",
+                format!("must be a string, got `{value}`"),
+                value,
+            ));
         }
         None => problems.push(top("revision", "is required".into(), String::new())),
     }
-    for (field, value) in &root {
+    for (&field, raw) in &root {
         if field == "revision" {
             continue;
         }
-        let Some((_, kind)) = COLLECTIONS.iter().find(|(name, _)| name == field) else {
+        let Some((_, kind)) = COLLECTIONS.iter().find(|(name, _)| *name == field) else {
             let what = format!("unknown top-level field `{field}`");
-            problems.push(top(field, what, field.clone()));
+            problems.push(top(field, what, field.into()));
             continue;
         };
-        let Value::Array(items) = value else {
-            let value = short(value);
-            problems.push(top(field, format!("must be an array, got `{value}`"), value));
+        let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+            let value = short(raw.get());
+            problems.push(top(
+                field,
+                format!("must be an array, got `{value}`"),
+                value,
+            ));
             continue;
         };
         for (index, item) in items.iter().enumerate() {
+            let text = item.get();
             let error = match *kind {
-                "area" => check::<Area>(item),
-                "organization" => check::<Organization>(item),
-                "team" => check::<Team>(item),
-                "role" => check::<Role>(item),
-                "group" => check::<Group>(item),
-                "user" => check::<User>(item),
-                "app" => check::<App>(item),
-                "api_key" => check::<ApiKey>(item),
-                "product" => check::<Product>(item),
-                _ => check::<Route>(item),
+                "area" => check::<Area>(text),
+                "organization" => check::<Organization>(text),
+                "team" => check::<Team>(text),
+                "role" => check::<Role>(text),
+                "group" => check::<Group>(text),
+                "user" => check::<User>(text),
+                "app" => check::<App>(text),
+                "api_key" => check::<ApiKey>(text),
+                "product" => check::<Product>(text),
+                _ => check::<Route>(text),
             };
             if let Some(error) = error {
-                let id = match item.get("id") {
-                    Some(Value::String(id)) => id.clone(),
-                    _ => format!("{field}[{index}]"),
-                };
+                let id = serde_json::from_str::<IdOnly>(text)
+                    .ok()
+                    .and_then(|o| o.id)
+                    .unwrap_or_else(|| format!("{field}[{index}]"));
                 let (field_name, value) = field_and_value(&error);
                 problems.push(Problem {
                     kind,
@@ -144,13 +160,29 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
     }
     if problems.is_empty() {
         // Both readers must agree; if they do not, report the typed reader's words.
-        return LoadError::Syntax(SyntaxError { message: fast_error.to_string() });
+        return LoadError::Syntax(SyntaxError {
+            message: fast_error.to_string(),
+        });
     }
     LoadError::Invalid(super::error::InvalidSnapshot { problems })
 }
 
-fn check<T: DeserializeOwned>(item: &Value) -> Option<String> {
-    T::deserialize(item).err().map(|e| e.to_string())
+/// Just the `id` of an object, whatever else it holds.
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+fn check<T: DeserializeOwned>(text: &str) -> Option<String> {
+    serde_json::from_str::<T>(text).err().map(|e| {
+        // Positions are relative to the object; the id already locates it.
+        let message = e.to_string();
+        match message.find(" at line ") {
+            Some(cut) => message.get(..cut).unwrap_or(&message).to_string(),
+            None => message,
+        }
+    })
 }
 
 /// serde names the field in backticks (`unknown field `colour``, `missing field `id``).
@@ -163,8 +195,8 @@ fn field_and_value(error: &str) -> (String, String) {
     }
 }
 
-fn short(value: &Value) -> String {
-    let mut text = value.to_string();
+fn short(raw: &str) -> String {
+    let mut text = raw.to_string();
     if text.len() > 60 {
         let mut cut = 57;
         while !text.is_char_boundary(cut) {

@@ -12,7 +12,9 @@ pub mod request;
 pub mod snapshot;
 pub mod time;
 
-pub use decide::{decide, is_safe_method, path_is_clean, Action, Decision, Explain, Mode, STRIPPED_HEADERS};
+pub use decide::{
+    decide, is_safe_method, path_is_clean, Action, Decision, Explain, Mode, STRIPPED_HEADERS,
+};
 pub use document::Document;
 pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};
 pub use reason::Reason;

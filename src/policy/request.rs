@@ -74,7 +74,12 @@ impl<'r> Request<'r> {
                 seen_tenant = true;
                 tenant_selector = non_empty(value);
             }
-            for (rank, (key_header, seen)) in sources.api_key_headers.iter().zip(seen_key.iter_mut()).enumerate() {
+            for (rank, (key_header, seen)) in sources
+                .api_key_headers
+                .iter()
+                .zip(seen_key.iter_mut())
+                .enumerate()
+            {
                 if !*seen && name.eq_ignore_ascii_case(key_header) {
                     *seen = true;
                     if let Some(v) = non_empty(value) {
@@ -195,7 +200,15 @@ mod tests {
 
     #[test]
     fn empty_values_are_absent_and_first_repeat_wins() {
-        let r = req("/a?apikey=", &[("x-api-key", ""), ("x-user-id", "u1"), ("x-user-id", "u2"), ("x-tenant-id", "")]);
+        let r = req(
+            "/a?apikey=",
+            &[
+                ("x-api-key", ""),
+                ("x-user-id", "u1"),
+                ("x-user-id", "u2"),
+                ("x-tenant-id", ""),
+            ],
+        );
         assert_eq!(r.api_key, None);
         assert_eq!(r.forward_path.as_deref(), Some("/a"));
         assert_eq!(r.user_id, Some("u1"));

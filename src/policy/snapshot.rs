@@ -248,7 +248,14 @@ impl<'d> Compiler<'d> {
         }
     }
 
-    fn problem(&mut self, kind: &'static str, id: &str, field: impl Into<String>, value: &str, what: &str) {
+    fn problem(
+        &mut self,
+        kind: &'static str,
+        id: &str,
+        field: impl Into<String>,
+        value: &str,
+        what: &str,
+    ) {
         self.problems.push(Problem {
             kind,
             id: id.to_string(),
@@ -269,7 +276,13 @@ impl<'d> Compiler<'d> {
         for (i, item) in items.iter().enumerate() {
             let id = id_of(item);
             if !is_valid_id(id) {
-                self.problem(kind, id, "id", id, "id must be non-empty and use only `A-Za-z0-9._:-`, got");
+                self.problem(
+                    kind,
+                    id,
+                    "id",
+                    id,
+                    "id must be non-empty and use only `A-Za-z0-9._:-`, got",
+                );
             } else if index.insert(id, i as Idx).is_some() {
                 self.problem(kind, id, "id", id, "duplicate id");
             }
@@ -303,7 +316,13 @@ impl<'d> Compiler<'d> {
         None
     }
 
-    fn parse_time(&mut self, kind: &'static str, id: &str, field: &str, value: Option<&str>) -> Option<Timestamp> {
+    fn parse_time(
+        &mut self,
+        kind: &'static str,
+        id: &str,
+        field: &str,
+        value: Option<&str>,
+    ) -> Option<Timestamp> {
         let text = value?;
         let parsed = Timestamp::parse_rfc3339(text);
         if parsed.is_none() {
@@ -320,7 +339,13 @@ impl<'d> Compiler<'d> {
     fn run(mut self) -> Result<Snapshot, InvalidSnapshot> {
         let doc = self.doc;
         if doc.revision.is_empty() {
-            self.problem("snapshot", "(top level)", "revision", "", "revision must be non-empty, got");
+            self.problem(
+                "snapshot",
+                "(top level)",
+                "revision",
+                "",
+                "revision must be non-empty, got",
+            );
         }
         self.areas = self.index_ids("area", &doc.areas, |a| a.id.as_str());
         self.orgs = self.index_ids("organization", &doc.organizations, |o| o.id.as_str());
@@ -338,7 +363,15 @@ impl<'d> Compiler<'d> {
         let team_org: Vec<Option<Idx>> = doc
             .teams
             .iter()
-            .map(|t| self.resolve("organization", "team", &t.id, "organization", &t.organization))
+            .map(|t| {
+                self.resolve(
+                    "organization",
+                    "team",
+                    &t.id,
+                    "organization",
+                    &t.organization,
+                )
+            })
             .collect();
         let (permission_bits, routes) = self.compile_routes();
         let role_bits = self.role_permission_bits(&permission_bits);
@@ -350,14 +383,24 @@ impl<'d> Compiler<'d> {
         let mut grants = GrantTable::new(doc, &team_org, &role_bits, permission_bits.len());
         // Apps: their organization covers itself and its sub-organizations.
         for (app_idx, app) in doc.apps.iter().enumerate() {
-            let Some(entry) = apps.get(app_idx) else { continue };
+            let Some(entry) = apps.get(app_idx) else {
+                continue;
+            };
             let org = entry.org;
             let roles: BTreeSet<Idx> = app
                 .roles
                 .iter()
                 .filter_map(|r| self.resolve("role", "app", &app.id, "roles", r))
                 .collect();
-            let rights = self.resolve_rights("app", &app.id, "teams", &app.teams, Scope::Org(org), &closure, &team_org);
+            let rights = self.resolve_rights(
+                "app",
+                &app.id,
+                "teams",
+                &app.teams,
+                Scope::Org(org),
+                &closure,
+                &team_org,
+            );
             for &tenant in closure.org_cover(org) {
                 grants.add(PrincipalRef::App(app_idx as Idx), tenant, &roles, &rights);
             }
@@ -368,7 +411,8 @@ impl<'d> Compiler<'d> {
         let mut pending = FxHashSet::default();
         for (user_idx, user) in doc.users.iter().enumerate() {
             let user_idx = user_idx as Idx;
-            let mut per_tenant: FxHashMap<Idx, (BTreeSet<Idx>, Vec<(Option<Idx>, Right)>)> = FxHashMap::default();
+            let mut per_tenant: FxHashMap<Idx, (BTreeSet<Idx>, Vec<(Option<Idx>, Right)>)> =
+                FxHashMap::default();
             let mut invited_tenants = Vec::new();
             let mut active_scopes: Vec<Option<Idx>> = Vec::new();
             for (m_index, membership) in user.memberships.iter().enumerate() {
@@ -378,7 +422,13 @@ impl<'d> Compiler<'d> {
                 } else if let Some(&area) = self.areas.get(membership.scope.as_str()) {
                     Some(Scope::Area(area))
                 } else {
-                    self.problem("user", &user.id, field("scope"), &membership.scope, "unknown area or organization");
+                    self.problem(
+                        "user",
+                        &user.id,
+                        field("scope"),
+                        &membership.scope,
+                        "unknown area or organization",
+                    );
                     None
                 };
                 let mut roles: BTreeSet<Idx> = membership
@@ -387,12 +437,21 @@ impl<'d> Compiler<'d> {
                     .filter_map(|r| self.resolve("role", "user", &user.id, field("roles"), r))
                     .collect();
                 for group in &membership.groups {
-                    if let Some(g) = self.resolve("group", "user", &user.id, field("groups"), group) {
+                    if let Some(g) = self.resolve("group", "user", &user.id, field("groups"), group)
+                    {
                         roles.extend(group_roles.get(g as usize).into_iter().flatten());
                     }
                 }
                 let Some(scope) = scope else { continue };
-                let rights = self.resolve_rights("user", &user.id, &field("teams"), &membership.teams, scope, &closure, &team_org);
+                let rights = self.resolve_rights(
+                    "user",
+                    &user.id,
+                    &field("teams"),
+                    &membership.teams,
+                    scope,
+                    &closure,
+                    &team_org,
+                );
                 let covered = closure.cover(scope);
                 match membership.status {
                     MembershipStatus::Invited => invited_tenants.extend_from_slice(covered),
@@ -431,7 +490,9 @@ impl<'d> Compiler<'d> {
         }
 
         if !self.problems.is_empty() {
-            return Err(InvalidSnapshot { problems: self.problems });
+            return Err(InvalidSnapshot {
+                problems: self.problems,
+            });
         }
 
         let mut org_by_name: FxHashMap<Box<str>, Idx> = FxHashMap::default();
@@ -477,17 +538,37 @@ impl<'d> Compiler<'d> {
         let mut orgs = Vec::with_capacity(doc.organizations.len());
         for org in &doc.organizations {
             if self.areas.contains_key(org.id.as_str()) {
-                self.problem("organization", &org.id, "id", &org.id, "id is also an area id, so a membership scope naming it is ambiguous:");
+                self.problem(
+                    "organization",
+                    &org.id,
+                    "id",
+                    &org.id,
+                    "id is also an area id, so a membership scope naming it is ambiguous:",
+                );
             }
             if !is_valid_id(&org.handle) {
-                self.problem("organization", &org.id, "handle", &org.handle, "handle must be non-empty and use only `A-Za-z0-9._:-`, got");
+                self.problem(
+                    "organization",
+                    &org.id,
+                    "handle",
+                    &org.handle,
+                    "handle must be non-empty and use only `A-Za-z0-9._:-`, got",
+                );
             } else if let Some(other) = handles.insert(&org.handle, &org.id) {
                 let what = format!("handle already used by organization `{other}`:");
                 self.problem("organization", &org.id, "handle", &org.handle, &what);
             }
             if let Some(&owner) = self.orgs.get(org.handle.as_str()) {
-                if doc.organizations.get(owner as usize).map(|o| o.id.as_str()) != Some(org.id.as_str()) {
-                    self.problem("organization", &org.id, "handle", &org.handle, "handle equals another organization's id");
+                if doc.organizations.get(owner as usize).map(|o| o.id.as_str())
+                    != Some(org.id.as_str())
+                {
+                    self.problem(
+                        "organization",
+                        &org.id,
+                        "handle",
+                        &org.handle,
+                        "handle equals another organization's id",
+                    );
                 }
             }
             let area = match &org.area {
@@ -514,11 +595,22 @@ impl<'d> Compiler<'d> {
                 }
             }
             let _ = area;
-            let expires_at = self.parse_time("organization", &org.id, "expires_at", org.expires_at.as_deref());
+            let expires_at = self.parse_time(
+                "organization",
+                &org.id,
+                "expires_at",
+                org.expires_at.as_deref(),
+            );
             let mut envs = Vec::new();
             for env in &org.environments {
                 if !is_valid_id(env) {
-                    self.problem("organization", &org.id, "environments", env, "environment must use only `A-Za-z0-9._:-`, got");
+                    self.problem(
+                        "organization",
+                        &org.id,
+                        "environments",
+                        env,
+                        "environment must use only `A-Za-z0-9._:-`, got",
+                    );
                 }
                 envs.push(self.intern_env(env));
             }
@@ -555,7 +647,10 @@ impl<'d> Compiler<'d> {
                 list.push(i as Idx);
             }
         }
-        Closure { org_cover, area_cover }
+        Closure {
+            org_cover,
+            area_cover,
+        }
     }
 
     /// Resolves a team-rights map; each team must belong to an organization the scope covers.
@@ -576,10 +671,19 @@ impl<'d> Compiler<'d> {
                 out.push((None, right));
                 continue;
             }
-            let Some(team_idx) = self.resolve("team", kind, id, field, team) else { continue };
-            let Some(org) = team_org.get(team_idx as usize).copied().flatten() else { continue };
+            let Some(team_idx) = self.resolve("team", kind, id, field, team) else {
+                continue;
+            };
+            let Some(org) = team_org.get(team_idx as usize).copied().flatten() else {
+                continue;
+            };
             if !closure.cover(scope).contains(&org) {
-                let owner = self.doc.teams.get(team_idx as usize).map(|t| t.organization.as_str()).unwrap_or("");
+                let owner = self
+                    .doc
+                    .teams
+                    .get(team_idx as usize)
+                    .map(|t| t.organization.as_str())
+                    .unwrap_or("");
                 let what = format!("team belongs to organization `{owner}`, outside the scope:");
                 self.problem(kind, id, field, team, &what);
                 continue;
@@ -597,7 +701,13 @@ impl<'d> Compiler<'d> {
         for route in &doc.routes {
             let id = route.id.as_str();
             if !route.path_prefix.starts_with('/') || route.path_prefix.contains(['?', '#']) {
-                self.problem("route", id, "path_prefix", &route.path_prefix, "path_prefix must start with `/` and hold no `?` or `#`, got");
+                self.problem(
+                    "route",
+                    id,
+                    "path_prefix",
+                    &route.path_prefix,
+                    "path_prefix must start with `/` and hold no `?` or `#`, got",
+                );
             }
             for host in &route.hosts {
                 if host.is_empty() || host.contains(['/', ' ']) {
@@ -617,22 +727,39 @@ impl<'d> Compiler<'d> {
             let teams = match &route.teams {
                 None => RouteTeams::Unrestricted,
                 Some(list) if list.is_empty() => {
-                    self.problem("route", id, "teams", "[]", "teams must not be empty (omit the field for no team check), got");
+                    self.problem(
+                        "route",
+                        id,
+                        "teams",
+                        "[]",
+                        "teams must not be empty (omit the field for no team check), got",
+                    );
                     RouteTeams::Unrestricted
                 }
                 Some(list) if list.iter().any(|t| t == "*") => {
                     if list.len() > 1 {
-                        self.problem("route", id, "teams", &list.join(","), "`*` must be the only entry, got");
+                        self.problem(
+                            "route",
+                            id,
+                            "teams",
+                            &list.join(","),
+                            "`*` must be the only entry, got",
+                        );
                     }
                     RouteTeams::AnyTeam
                 }
                 Some(list) => {
                     let mut resolved = Vec::new();
                     for team in list {
-                        let Some(t) = self.resolve("team", "route", id, "teams", team) else { continue };
+                        let Some(t) = self.resolve("team", "route", id, "teams", team) else {
+                            continue;
+                        };
                         let owner = doc.teams.get(t as usize).map(|t| t.organization.as_str());
                         if tenant.is_some() && owner != Some(route.tenant.as_str()) {
-                            let what = format!("team belongs to `{}`, not to the route's tenant:", owner.unwrap_or(""));
+                            let what = format!(
+                                "team belongs to `{}`, not to the route's tenant:",
+                                owner.unwrap_or("")
+                            );
                             self.problem("route", id, "teams", team, &what);
                         }
                         resolved.push(t);
@@ -642,26 +769,44 @@ impl<'d> Compiler<'d> {
                     RouteTeams::Listed(resolved.into())
                 }
             };
-            let mut permission = |field: &str, value: &'d Option<String>, this: &mut Self| -> Option<Idx> {
-                let text = value.as_deref()?;
-                if text.is_empty() {
-                    this.problem("route", id, field, text, "permission must be non-empty, got");
-                    return None;
-                }
-                let next = vocabulary.len() as Idx;
-                Some(*bit_of.entry(text).or_insert_with(|| {
-                    vocabulary.push(text.into());
-                    next
-                }))
-            };
+            let mut permission =
+                |field: &str, value: &'d Option<String>, this: &mut Self| -> Option<Idx> {
+                    let text = value.as_deref()?;
+                    if text.is_empty() {
+                        this.problem(
+                            "route",
+                            id,
+                            field,
+                            text,
+                            "permission must be non-empty, got",
+                        );
+                        return None;
+                    }
+                    let next = vocabulary.len() as Idx;
+                    Some(*bit_of.entry(text).or_insert_with(|| {
+                        vocabulary.push(text.into());
+                        next
+                    }))
+                };
             let (read_permission, write_permission) = match &route.permissions {
-                Some(p) => (permission("permissions.read", &p.read, self), permission("permissions.write", &p.write, self)),
+                Some(p) => (
+                    permission("permissions.read", &p.read, self),
+                    permission("permissions.write", &p.write, self),
+                ),
                 None => (None, None),
             };
             routes.push(RouteEntry {
                 id: id.into(),
-                hosts: route.hosts.iter().map(|h| h.to_ascii_lowercase().into()).collect(),
-                methods: route.methods.iter().map(|m| m.to_ascii_uppercase().into()).collect(),
+                hosts: route
+                    .hosts
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase().into())
+                    .collect(),
+                methods: route
+                    .methods
+                    .iter()
+                    .map(|m| m.to_ascii_uppercase().into())
+                    .collect(),
                 tenant,
                 teams,
                 read_permission,
@@ -681,7 +826,13 @@ impl<'d> Compiler<'d> {
                 let pattern = match grant.strip_suffix('*') {
                     Some(prefix) if !prefix.contains('*') => Pattern::Prefix(prefix),
                     _ if grant.is_empty() || grant.contains('*') => {
-                        self.problem("role", &role.id, "permissions", grant, "a permission must be non-empty, with `*` only at the end, got");
+                        self.problem(
+                            "role",
+                            &role.id,
+                            "permissions",
+                            grant,
+                            "a permission must be non-empty, with `*` only at the end, got",
+                        );
                         continue;
                     }
                     _ => Pattern::Exact(grant),
@@ -708,7 +859,13 @@ impl<'d> Compiler<'d> {
         doc.groups
             .iter()
             .map(|group| {
-                self.resolve("organization", "group", &group.id, "organization", &group.organization);
+                self.resolve(
+                    "organization",
+                    "group",
+                    &group.id,
+                    "organization",
+                    &group.organization,
+                );
                 group
                     .roles
                     .iter()
@@ -720,7 +877,13 @@ impl<'d> Compiler<'d> {
 
     /// Environments named by a key or product must be environments of its organization;
     /// an empty list means all of them.
-    fn resolve_envs(&mut self, kind: &'static str, id: &str, listed: &[String], org: Option<&OrgEntry>) -> Box<[Idx]> {
+    fn resolve_envs(
+        &mut self,
+        kind: &'static str,
+        id: &str,
+        listed: &[String],
+        org: Option<&OrgEntry>,
+    ) -> Box<[Idx]> {
         let Some(org) = org else { return Box::new([]) };
         if listed.is_empty() {
             return org.envs.clone();
@@ -744,7 +907,13 @@ impl<'d> Compiler<'d> {
         let doc = self.doc;
         let mut out = Vec::with_capacity(doc.products.len());
         for product in &doc.products {
-            let org = self.resolve("organization", "product", &product.id, "organization", &product.organization);
+            let org = self.resolve(
+                "organization",
+                "product",
+                &product.id,
+                "organization",
+                &product.organization,
+            );
             let mut routes: Vec<Idx> = product
                 .routes
                 .iter()
@@ -752,8 +921,16 @@ impl<'d> Compiler<'d> {
                 .collect();
             routes.sort_unstable();
             routes.dedup();
-            let envs = self.resolve_envs("product", &product.id, &product.environments, org.and_then(|o| orgs.get(o as usize)));
-            out.push(ProductEntry { routes: routes.into(), envs });
+            let envs = self.resolve_envs(
+                "product",
+                &product.id,
+                &product.environments,
+                org.and_then(|o| orgs.get(o as usize)),
+            );
+            out.push(ProductEntry {
+                routes: routes.into(),
+                envs,
+            });
         }
         out
     }
@@ -762,10 +939,22 @@ impl<'d> Compiler<'d> {
         let doc = self.doc;
         let mut out = Vec::with_capacity(doc.apps.len());
         for app in &doc.apps {
-            let org = self.resolve("organization", "app", &app.id, "organization", &app.organization);
+            let org = self.resolve(
+                "organization",
+                "app",
+                &app.id,
+                "organization",
+                &app.organization,
+            );
             if let Some(developer) = &app.developer {
                 if developer.is_empty() {
-                    self.problem("app", &app.id, "developer", developer, "developer must be non-empty when given, got");
+                    self.problem(
+                        "app",
+                        &app.id,
+                        "developer",
+                        developer,
+                        "developer must be non-empty when given, got",
+                    );
                 }
             }
             let products: Vec<Idx> = app
@@ -783,7 +972,11 @@ impl<'d> Compiler<'d> {
         out
     }
 
-    fn compile_keys(&mut self, orgs: &[OrgEntry], apps: &[AppEntry]) -> (Vec<KeyEntry>, FxHashMap<[u8; 32], Idx>) {
+    fn compile_keys(
+        &mut self,
+        orgs: &[OrgEntry],
+        apps: &[AppEntry],
+    ) -> (Vec<KeyEntry>, FxHashMap<[u8; 32], Idx>) {
         let doc = self.doc;
         let mut keys = Vec::with_capacity(doc.api_keys.len());
         let mut by_hash: FxHashMap<[u8; 32], Idx> = FxHashMap::default();
@@ -791,17 +984,30 @@ impl<'d> Compiler<'d> {
         for (i, key) in doc.api_keys.iter().enumerate() {
             let app = self.resolve("app", "api_key", &key.id, "app", &key.app);
             match decode_sha256_hex(&key.sha256) {
-                None => self.problem("api_key", &key.id, "sha256", &key.sha256, "sha256 must be 64 lower-case hex digits (the hash, never the raw key), got"),
+                None => self.problem(
+                    "api_key",
+                    &key.id,
+                    "sha256",
+                    &key.sha256,
+                    "sha256 must be 64 lower-case hex digits (the hash, never the raw key), got",
+                ),
                 Some(digest) => {
                     if let Some(other) = by_hash.insert(digest, i as Idx) {
-                        let other_id = doc.api_keys.get(other as usize).map(|k| k.id.as_str()).unwrap_or("");
+                        let other_id = doc
+                            .api_keys
+                            .get(other as usize)
+                            .map(|k| k.id.as_str())
+                            .unwrap_or("");
                         let what = format!("sha256 already used by api_key `{other_id}`:");
                         self.problem("api_key", &key.id, "sha256", &key.sha256, &what);
                     }
                 }
             }
-            let expires_at = self.parse_time("api_key", &key.id, "expires_at", key.expires_at.as_deref());
-            let org = app.and_then(|a| apps.get(a as usize)).and_then(|a| orgs.get(a.org as usize));
+            let expires_at =
+                self.parse_time("api_key", &key.id, "expires_at", key.expires_at.as_deref());
+            let org = app
+                .and_then(|a| apps.get(a as usize))
+                .and_then(|a| orgs.get(a.org as usize));
             let envs = (!key.environments.is_empty())
                 .then(|| self.resolve_envs("api_key", &key.id, &key.environments, org));
             keys.push(KeyEntry {
@@ -834,7 +1040,10 @@ impl Closure {
     fn cover(&self, scope: Scope) -> &[Idx] {
         match scope {
             Scope::Org(org) => self.org_cover(org),
-            Scope::Area(area) => self.area_cover.get(area as usize).map_or(&[], Vec::as_slice),
+            Scope::Area(area) => self
+                .area_cover
+                .get(area as usize)
+                .map_or(&[], Vec::as_slice),
         }
     }
 }
@@ -851,7 +1060,12 @@ struct GrantTable<'a> {
 }
 
 impl<'a> GrantTable<'a> {
-    fn new(doc: &'a Document, team_org: &'a [Option<Idx>], role_bits: &'a [Box<[u64]>], vocabulary: usize) -> Self {
+    fn new(
+        doc: &'a Document,
+        team_org: &'a [Option<Idx>],
+        role_bits: &'a [Box<[u64]>],
+        vocabulary: usize,
+    ) -> Self {
         GrantTable {
             doc,
             team_org,
@@ -863,7 +1077,13 @@ impl<'a> GrantTable<'a> {
         }
     }
 
-    fn add(&mut self, principal: PrincipalRef, tenant: Idx, roles: &BTreeSet<Idx>, rights: &[(Option<Idx>, Right)]) {
+    fn add(
+        &mut self,
+        principal: PrincipalRef,
+        tenant: Idx,
+        roles: &BTreeSet<Idx>,
+        rights: &[(Option<Idx>, Right)],
+    ) {
         let mut star = None;
         let mut tenant_rights: FxHashMap<Idx, Right> = FxHashMap::default();
         for &(team, right) in rights {
@@ -902,7 +1122,10 @@ impl<'a> GrantTable<'a> {
         role_ids.dedup();
         let mut permissions = vec![0u64; self.words];
         for &r in roles {
-            for (word, bits) in permissions.iter_mut().zip(self.role_bits.get(r as usize).into_iter().flatten()) {
+            for (word, bits) in permissions
+                .iter_mut()
+                .zip(self.role_bits.get(r as usize).into_iter().flatten())
+            {
                 *word |= bits;
             }
         }

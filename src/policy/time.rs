@@ -150,7 +150,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -166,15 +174,26 @@ mod tests {
         assert_eq!(shifted, t);
         let frac = Timestamp::parse_rfc3339("1970-01-01T00:00:00.5Z").unwrap();
         assert_eq!(frac, Timestamp(500_000_000));
-        assert_eq!(Timestamp::parse_rfc3339("1969-12-31T23:59:59Z"), Some(Timestamp(-1_000_000_000)));
+        assert_eq!(
+            Timestamp::parse_rfc3339("1969-12-31T23:59:59Z"),
+            Some(Timestamp(-1_000_000_000))
+        );
     }
 
     #[test]
     fn rejects_malformed_dates() {
         for bad in [
-            "", "2027-01-22", "2027-01-22T00:00:00", "2027-02-29T00:00:00Z", "2027-13-01T00:00:00Z",
-            "2027-01-22T24:00:00Z", "2027-01-22T00:00:00+0200", "2027-01-22T00:00:00Zjunk",
-            "2027-01-22T00:00:00.Z", "9999-01-01T00:00:00Z", "२०२७-01-22T00:00:00Z",
+            "",
+            "2027-01-22",
+            "2027-01-22T00:00:00",
+            "2027-02-29T00:00:00Z",
+            "2027-13-01T00:00:00Z",
+            "2027-01-22T24:00:00Z",
+            "2027-01-22T00:00:00+0200",
+            "2027-01-22T00:00:00Zjunk",
+            "2027-01-22T00:00:00.Z",
+            "9999-01-01T00:00:00Z",
+            "२०२७-01-22T00:00:00Z",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }

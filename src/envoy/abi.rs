@@ -1,0 +1,192 @@
+//! `Result`-returning wrappers over the raw proxy-wasm host functions used per
+//! request. Unlike the SDK's `hostcalls`, none of these can panic.
+
+use crate::envoy::wire;
+
+/// A non-OK proxy-wasm status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host status {}", self.0)
+    }
+}
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+const REQUEST_HEADERS: u32 = 0;
+const PLUGIN_CONFIGURATION: u32 = 7;
+
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum Level {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum MetricKind {
+    Counter = 0,
+    Gauge = 1,
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_get_buffer_bytes(
+        kind: u32,
+        start: usize,
+        max: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+fn check(status: u32) -> Result<(), HostError> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(HostError(status))
+    }
+}
+
+/// Takes ownership of a buffer the host allocated through the SDK's
+/// `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size` bytes).
+///
+/// # Safety
+/// `data` must be null or a host-returned allocation of `size` bytes.
+unsafe fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+pub fn log(level: Level, message: &str) {
+    // Logging is best effort: there is nowhere to report a failure to log.
+    unsafe {
+        proxy_log(level as u32, message.as_ptr(), message.len());
+    }
+}
+
+pub fn now_nanos() -> Result<i64, HostError> {
+    let mut nanos = 0u64;
+    check(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
+    i64::try_from(nanos).map_err(|_| HostError(u32::MAX))
+}
+
+pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, HostError> {
+    let mut data = std::ptr::null_mut();
+    let mut returned = 0usize;
+    let status =
+        unsafe { proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, &mut data, &mut returned) };
+    let buffer = unsafe { take_host_buffer(data, returned) };
+    match status {
+        OK => Ok(buffer),
+        NOT_FOUND => Ok(Vec::new()),
+        other => Err(HostError(other)),
+    }
+}
+
+/// All request headers (pseudo-headers included) in one host call, as the raw
+/// encoded buffer; parse it with [`wire::parse_header_map`].
+pub fn request_header_buffer() -> Result<Vec<u8>, HostError> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0usize;
+    let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+    let buffer = unsafe { take_host_buffer(data, size) };
+    check(status).map(|()| buffer)
+}
+
+pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+    check(unsafe {
+        proxy_replace_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+    check(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
+}
+
+/// Sets filter state `wasm.<key>`, readable in access logs as
+/// `%FILTER_STATE(wasm.<key>:PLAIN)%`.
+pub fn set_property(key: &str, value: &str) -> Result<(), HostError> {
+    check(unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) })
+}
+
+pub fn send_local_response(
+    status: u16,
+    details: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Result<(), HostError> {
+    let encoded = wire::encode_header_map(headers);
+    check(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            encoded.as_ptr(),
+            encoded.len(),
+            -1,
+        )
+    })
+}
+
+pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, HostError> {
+    let mut id = 0u32;
+    check(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, offset: i64) -> Result<(), HostError> {
+    check(unsafe { proxy_increment_metric(id, offset) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
+    check(unsafe { proxy_record_metric(id, value) })
+}
