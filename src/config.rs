@@ -54,18 +54,26 @@ pub struct PluginConfig {
 #[derive(Debug)]
 pub enum ConfigError {
     Syntax(String),
-    Invalid { field: &'static str, value: String, what: &'static str },
+    Invalid {
+        field: &'static str,
+        value: String,
+        what: &'static str,
+    },
     Snapshot(LoadError),
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Syntax(message) => write!(f, "plugin configuration is not valid: {message}"),
+            ConfigError::Syntax(message) => {
+                write!(f, "plugin configuration is not valid: {message}")
+            }
             ConfigError::Invalid { field, value, what } => {
                 write!(f, "plugin configuration: field `{field}`: {what} `{value}`")
             }
-            ConfigError::Snapshot(e) => write!(f, "plugin configuration: field `snapshot.inline`: {e}"),
+            ConfigError::Snapshot(e) => {
+                write!(f, "plugin configuration: field `snapshot.inline`: {e}")
+            }
         }
     }
 }
@@ -80,15 +88,24 @@ fn header_name(field: &'static str, value: String) -> Result<String, ConfigError
     if valid {
         Ok(value.to_ascii_lowercase())
     } else {
-        Err(ConfigError::Invalid { field, value, what: "not a header name:" })
+        Err(ConfigError::Invalid {
+            field,
+            value,
+            what: "not a header name:",
+        })
     }
 }
 
 impl PluginConfig {
     /// Parses and validates a configuration; an inline snapshot is compiled.
     pub fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
-        let text = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" as &[u8] } else { bytes };
-        let raw: RawConfig = serde_json::from_slice(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let text = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}" as &[u8]
+        } else {
+            bytes
+        };
+        let raw: RawConfig =
+            serde_json::from_slice(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let mode = match raw.mode.as_deref() {
             None | Some("enforce") => Mode::Enforce,
             Some("audit") => Mode::Audit,
@@ -102,7 +119,11 @@ impl PluginConfig {
         };
         if let Some(env) = &raw.environment {
             if env.is_empty() {
-                return Err(ConfigError::Invalid { field: "environment", value: env.clone(), what: "must be non-empty, got" });
+                return Err(ConfigError::Invalid {
+                    field: "environment",
+                    value: env.clone(),
+                    what: "must be non-empty, got",
+                });
             }
         }
         let defaults = Sources::default();
@@ -116,13 +137,26 @@ impl PluginConfig {
         let sources = Sources {
             api_key_headers,
             api_key_query: raw.sources.api_key_query.unwrap_or(defaults.api_key_query),
-            user_header: header_name("sources.user_header", raw.sources.user_header.unwrap_or(defaults.user_header))?,
-            tenant_header: header_name("sources.tenant_header", raw.sources.tenant_header.unwrap_or(defaults.tenant_header))?,
+            user_header: header_name(
+                "sources.user_header",
+                raw.sources.user_header.unwrap_or(defaults.user_header),
+            )?,
+            tenant_header: header_name(
+                "sources.tenant_header",
+                raw.sources.tenant_header.unwrap_or(defaults.tenant_header),
+            )?,
         };
         let snapshot = match raw.snapshot.and_then(|s| s.inline) {
-            Some(inline) => Some(policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?),
+            Some(inline) => {
+                Some(policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?)
+            }
             None => None,
         };
-        Ok(PluginConfig { mode, environment: raw.environment, sources, snapshot })
+        Ok(PluginConfig {
+            mode,
+            environment: raw.environment,
+            sources,
+            snapshot,
+        })
     }
 }

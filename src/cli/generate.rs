@@ -42,12 +42,15 @@ pub(super) fn run(args: &[String]) -> ExitCode {
         let flags = Flags::parse(args, &["--orgs", "--keys", "--seed"])?;
         let number = |name: &str| -> Result<u64, String> {
             let text = flags.required(name)?;
-            text.parse::<u64>().map_err(|_| format!("`{name}`: not a whole number `{text}`"))
+            text.parse::<u64>()
+                .map_err(|_| format!("`{name}`: not a whole number `{text}`"))
         };
         let orgs = usize::try_from(number("--orgs")?).map_err(|e| e.to_string())?;
         let keys = usize::try_from(number("--keys")?).map_err(|e| e.to_string())?;
         let seed = match flags.get("--seed") {
-            Some(s) => s.parse::<u64>().map_err(|_| format!("`--seed`: not a whole number `{s}`"))?,
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| format!("`--seed`: not a whole number `{s}`"))?,
             None => 1,
         };
         if orgs == 0 {
@@ -61,7 +64,10 @@ pub(super) fn run(args: &[String]) -> ExitCode {
     };
     let document = generate(orgs, keys, seed);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if serde_json::to_writer(&mut out, &document).is_err() || writeln!(out).is_err() || out.flush().is_err() {
+    if serde_json::to_writer(&mut out, &document).is_err()
+        || writeln!(out).is_err()
+        || out.flush().is_err()
+    {
         return fail("cannot write to stdout");
     }
     ExitCode::SUCCESS
@@ -111,7 +117,11 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
             "environments": envs, "tags": ["generated"], "metadata": {"index": o}
         });
         if evaluation {
-            org["expires_at"] = json!(if rng.chance(30) { "2025-01-01T00:00:00Z" } else { "2036-01-01T00:00:00Z" });
+            org["expires_at"] = json!(if rng.chance(30) {
+                "2025-01-01T00:00:00Z"
+            } else {
+                "2036-01-01T00:00:00Z"
+            });
         }
         organizations.push(org);
         let mut family = vec![top.clone()];
@@ -128,7 +138,9 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
         }
         for org_id in &family {
             for t in ["platform", "billing", "data"] {
-                teams.push(json!({"id": format!("{org_id}-{t}"), "organization": org_id, "name": t}));
+                teams.push(
+                    json!({"id": format!("{org_id}-{t}"), "organization": org_id, "name": t}),
+                );
             }
             routes.push(json!({
                 "id": format!("{org_id}-orders"), "path_prefix": format!("/t/{org_id}/orders"), "tenant": org_id,
@@ -145,12 +157,22 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
             }));
             org_ids.push(org_id.clone());
         }
-        for (g, role) in [("admins", "admin"), ("publishers", "api-manager"), ("subscribers", "api-consumer")] {
+        for (g, role) in [
+            ("admins", "admin"),
+            ("publishers", "api-manager"),
+            ("subscribers", "api-consumer"),
+        ] {
             groups.push(json!({"id": format!("{top}-{g}"), "organization": top, "roles": [role]}));
         }
         let route_ids: Vec<String> = family
             .iter()
-            .flat_map(|f| [format!("{f}-orders"), format!("{f}-admin"), format!("{f}-catalog")])
+            .flat_map(|f| {
+                [
+                    format!("{f}-orders"),
+                    format!("{f}-admin"),
+                    format!("{f}-catalog"),
+                ]
+            })
             .collect();
         products.push(json!({"id": format!("{top}-orders"), "organization": top, "routes": route_ids, "environments": envs}));
         products.push(json!({"id": format!("{top}-shared"), "organization": top, "routes": ["profile", "billing"], "environments": ["prod"]}));
@@ -179,7 +201,11 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
     for a in 0..app_count {
         let t = rng.below(top_count);
         let org = format!("org-{t}");
-        let roles = if rng.chance(20) { json!(["order-writer", "api-consumer"]) } else { json!(["api-consumer"]) };
+        let roles = if rng.chance(20) {
+            json!(["order-writer", "api-consumer"])
+        } else {
+            json!(["api-consumer"])
+        };
         let right = if rng.chance(30) { "write" } else { "read" };
         apps.push(json!({
             "id": format!("app-{a}"), "organization": org, "developer": format!("dev{a}@example.test"),

@@ -26,7 +26,8 @@ Prints `FILE: ok (revision R, N organizations, M api keys)` per valid file.
 Exits 2 listing every problem of every invalid file, one per line, each
 naming the object id, the field and the offending value.";
 
-const EXPLAIN_HELP: &str = "usage: policyctl explain --policy FILE [--config FILE] --method M --path P
+const EXPLAIN_HELP: &str =
+    "usage: policyctl explain --policy FILE [--config FILE] --method M --path P
                          [--host H] [--header 'name: value']... [--environment ENV] [--now RFC3339]
 
 Runs the engine on one request and prints the decision as one JSON object:
@@ -57,7 +58,8 @@ sub-organizations, teams, roles, groups, users with memberships, apps,
 products, routes and M api keys. The raw key of api key number i (0-based) is
 `gen-S-i` (S is the seed, default 1), so benchmarks can send real keys.";
 
-const PLUGIN_CONFIG_HELP: &str = "usage: policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
+const PLUGIN_CONFIG_HELP: &str =
+    "usage: policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
 
 Validates FILE and prints a plugin configuration embedding it inline, as one
 line of JSON: what goes into Envoy's `configuration` StringValue.";
@@ -125,7 +127,10 @@ impl Flags {
             }
             let value = match inline {
                 Some(v) => v,
-                None => iter.next().cloned().ok_or_else(|| format!("`{name}` needs a value"))?,
+                None => iter
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("`{name}` needs a value"))?,
             };
             pairs.push((name.to_string(), value));
         }
@@ -133,15 +138,23 @@ impl Flags {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn required(&self, name: &str) -> Result<&str, String> {
-        self.get(name).ok_or_else(|| format!("`{name}` is required"))
+        self.get(name)
+            .ok_or_else(|| format!("`{name}` is required"))
     }
 }
 
@@ -160,7 +173,8 @@ fn validate(files: &[String]) -> ExitCode {
     }
     let mut failed = false;
     for file in files {
-        let loaded = read_file(file).and_then(|text| policy::load_snapshot(&text).map_err(|e| e.problems().join("\n")));
+        let loaded = read_file(file)
+            .and_then(|text| policy::load_snapshot(&text).map_err(|e| e.problems().join("\n")));
         match loaded {
             Ok(snapshot) => {
                 let stats = snapshot.stats();
@@ -199,12 +213,22 @@ fn explain(args: &[String]) -> ExitCode {
 
 /// The JSON printed by `explain`, or the message for an unusable input.
 pub fn explain_json(args: &[String]) -> Result<String, String> {
-    let known = ["--policy", "--config", "--method", "--path", "--host", "--header", "--environment", "--now"];
+    let known = [
+        "--policy",
+        "--config",
+        "--method",
+        "--path",
+        "--host",
+        "--header",
+        "--environment",
+        "--now",
+    ];
     let flags = Flags::parse(args, &known)?;
     let snapshot = load_policy(flags.required("--policy")?)?;
     let (mode, mut environment, sources) = match flags.get("--config") {
         Some(path) => {
-            let config = PluginConfig::parse(read_file(path)?.as_bytes()).map_err(|e| format!("`{path}`: {e}"))?;
+            let config = PluginConfig::parse(read_file(path)?.as_bytes())
+                .map_err(|e| format!("`{path}`: {e}"))?;
             (config.mode, config.environment, config.sources)
         }
         None => (Mode::Enforce, None, Sources::default()),
@@ -213,7 +237,8 @@ pub fn explain_json(args: &[String]) -> Result<String, String> {
         environment = Some(env.to_string());
     }
     let now = match flags.get("--now") {
-        Some(text) => Timestamp::parse_rfc3339(text).ok_or_else(|| format!("`--now`: not an RFC 3339 date-time `{text}`"))?,
+        Some(text) => Timestamp::parse_rfc3339(text)
+            .ok_or_else(|| format!("`--now`: not an RFC 3339 date-time `{text}`"))?,
         None => system_now(),
     };
     let method = flags.required("--method")?;

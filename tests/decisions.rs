@@ -1,0 +1,135 @@
+//! The shared decision table (`tests/cases/demo_decisions.json`) over
+//! `policies/demo.json`, run against the core. The same file runs natively and,
+//! via wasm-bindgen-test under Node, compiled to wasm32-unknown-unknown
+//! (32-bit usize, no system clock): `make test-wasm`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use serde_json::Value;
+use tenantgate::policy::{self, Mode, Request, Sources, Timestamp, STRIPPED_HEADERS};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const DEMO: &str = include_str!("../policies/demo.json");
+const TABLE: &str = include_str!("cases/demo_decisions.json");
+
+fn field<'a>(case: &'a Value, defaults: &'a Value, name: &str) -> Option<&'a str> {
+    match case.get(name) {
+        Some(Value::Null) => None,
+        Some(v) => v.as_str(),
+        None => defaults.get(name).and_then(Value::as_str),
+    }
+}
+
+/// Runs every case and returns the failures, so one run reports them all.
+fn run_table() -> (usize, Vec<String>) {
+    let snapshot = policy::load_snapshot(DEMO).expect("demo policy loads");
+    let table: Value = serde_json::from_str(TABLE).unwrap();
+    let defaults = &table["defaults"];
+    let mut failures = Vec::new();
+    let cases = table["cases"].as_array().unwrap();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let headers: Vec<(String, String)> = case
+            .get("headers")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|pair| {
+                        (
+                            pair[0].as_str().unwrap().to_string(),
+                            pair[1].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = Timestamp::parse_rfc3339(field(case, defaults, "now").unwrap()).unwrap();
+        let mode = match field(case, defaults, "mode") {
+            Some("audit") => Mode::Audit,
+            _ => Mode::Enforce,
+        };
+        let sources = Sources::default();
+        let host = field(case, defaults, "host").unwrap();
+        let request = Request::from_parts(
+            &sources,
+            case["method"].as_str().unwrap(),
+            host,
+            case["path"].as_str().unwrap(),
+            &headers,
+        );
+        let decision = policy::decide(
+            &snapshot,
+            &request,
+            now,
+            field(case, defaults, "environment"),
+        );
+        let got = serde_json::to_value(decision.explain(mode)).unwrap();
+        let expect = case["expect"].as_object().unwrap();
+        for (key, want) in expect {
+            if got[key] != *want {
+                failures.push(format!(
+                    "{name}: `{key}` is {} but the table says {want}",
+                    got[key]
+                ));
+            }
+        }
+        // Whatever the decision, every annotation the filter sets is on the strip
+        // list, so an inbound copy can never survive next to it.
+        for (header, _) in decision.annotations(mode) {
+            if !STRIPPED_HEADERS.contains(&header) {
+                failures.push(format!(
+                    "{name}: annotation `{header}` is not stripped inbound"
+                ));
+            }
+        }
+    }
+    (cases.len(), failures)
+}
+
+#[test]
+fn demo_decision_table() {
+    let (count, failures) = run_table();
+    assert!(count >= 80, "the table lost cases: {count}");
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn table_covers_every_reason_code_with_an_allow_alongside() {
+    let table: Value = serde_json::from_str(TABLE).unwrap();
+    let reasons: Vec<&str> = table["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["expect"]["reason"].as_str())
+        .collect();
+    for reason in policy::Reason::ALL {
+        // no_policy and host_error cannot happen with a loaded snapshot; the
+        // Envoy suite covers no_policy.
+        if matches!(reason, policy::Reason::NoPolicy | policy::Reason::HostError) {
+            continue;
+        }
+        assert!(
+            reasons.contains(&reason.code()),
+            "no case denies with `{}`",
+            reason.code()
+        );
+    }
+    let allows = table["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["expect"]["status"] == 200)
+        .count();
+    assert!(allows >= 20, "only {allows} allow cases");
+}
