@@ -34,11 +34,12 @@ $(ENVOY):
 envoy: $(ENVOY)
 	@$(ENVOY) --version | head -1
 
-# The runner must match the wasm-bindgen crate version in Cargo.lock exactly.
+# The runner must match the wasm-bindgen crate version in Cargo.lock exactly. Not
+# --locked: its lock file pins a webpki-roots release the registry no longer serves.
 wasm-bindgen:
 	@if [ "$$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
 	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
-	  cargo install --quiet --locked wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	  cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
 
 ## Build.
@@ -51,9 +52,9 @@ wasm-opt:
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
 
 dist: toolchain wasm-opt
-	cargo build --release --lib --target $(WASM_TARGET)
+	cargo build --profile wasm --lib --target $(WASM_TARGET)
 	@mkdir -p dist
-	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/release/tenantgate.wasm -o $(DIST_WASM)
+	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/wasm/tenantgate.wasm -o $(DIST_WASM)
 	@size=$$(stat -c %s $(DIST_WASM)); echo "$(DIST_WASM): $$size bytes (limit $(MAX_WASM_BYTES))"; \
 	  test $$size -le $(MAX_WASM_BYTES) || { echo "$(DIST_WASM) is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
 

@@ -485,7 +485,8 @@ fn non_utf8_header_values_are_denied_without_killing_the_vm() {
 fn two_workers_decide_identically() {
     let (_upstream, envoy) = start("enforce", 2);
     let port = envoy.listen_port();
-    let requests: [(&str, &[(&str, &str)], u16); 4] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let requests: [(&str, Headers, u16); 4] = [
         ("/orders/1", &[("x-api-key", "demo-storefront-key")], 200),
         ("/orders/1", &[("x-api-key", "demo-revoked-key")], 401),
         (

@@ -32,6 +32,19 @@ impl Rng {
     }
 }
 
+fn set(object: &mut Value, field: &str, value: Value) {
+    if let Some(map) = object.as_object_mut() {
+        map.insert(field.into(), value);
+    }
+}
+
+fn pick<'a>(rng: &mut Rng, choices: &[&'a str]) -> &'a str {
+    choices
+        .get(rng.below(choices.len()))
+        .copied()
+        .unwrap_or_default()
+}
+
 /// The raw key of generated api key `index` for `seed`.
 pub fn generated_raw_key(seed: u64, index: usize) -> String {
     format!("gen-{seed}-{index}")
@@ -117,11 +130,15 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
             "environments": envs, "tags": ["generated"], "metadata": {"index": o}
         });
         if evaluation {
-            org["expires_at"] = json!(if rng.chance(30) {
-                "2025-01-01T00:00:00Z"
-            } else {
-                "2036-01-01T00:00:00Z"
-            });
+            set(
+                &mut org,
+                "expires_at",
+                json!(if rng.chance(30) {
+                    "2025-01-01T00:00:00Z"
+                } else {
+                    "2036-01-01T00:00:00Z"
+                }),
+            );
         }
         organizations.push(org);
         let mut family = vec![top.clone()];
@@ -179,8 +196,8 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
         top_products.push(vec![format!("{top}-orders"), format!("{top}-shared")]);
         for u in 0..3 {
             let status = if rng.chance(10) { "invited" } else { "active" };
-            let group = ["admins", "publishers", "subscribers"][rng.below(3)];
-            let team = ["platform", "billing", "data"][rng.below(3)];
+            let group = pick(&mut rng, &["admins", "publishers", "subscribers"]);
+            let team = pick(&mut rng, &["platform", "billing", "data"]);
             let right = if rng.chance(50) { "read" } else { "write" };
             users.push(json!({"id": format!("{top}-user{u}"), "memberships": [{
                 "scope": top, "status": status, "groups": [format!("{top}-{group}")],
@@ -227,13 +244,13 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
             "sha256": hash_key(&generated_raw_key(seed, k)), "status": status
         });
         if rng.chance(5) {
-            key["expires_at"] = json!("2025-06-01T00:00:00Z");
+            set(&mut key, "expires_at", json!("2025-06-01T00:00:00Z"));
         }
         if rng.chance(10) {
-            key["read_only"] = json!(true);
+            set(&mut key, "read_only", json!(true));
         }
         if rng.chance(10) {
-            key["environments"] = json!(["staging"]);
+            set(&mut key, "environments", json!(["staging"]));
         }
         api_keys.push(key);
     }

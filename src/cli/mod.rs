@@ -1,6 +1,6 @@
 //! The `policyctl` command line. Kept in the library so tests can drive it.
 
-mod generate;
+pub mod generate;
 
 use crate::config::PluginConfig;
 use crate::policy::{self, Decision, Mode, Request, Sources, Timestamp};

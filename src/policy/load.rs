@@ -91,6 +91,10 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
         }
     };
     let mut problems = Vec::new();
+    // What could be read, compiled below so that reference problems are
+    // reported in the same run as shape problems.
+    let mut partial = Document::default();
+    let mut unreadable_ids: Vec<String> = Vec::new();
     let top = |field: &str, what: String, value: String| Problem {
         kind: "snapshot",
         id: "(top level)".into(),
@@ -99,7 +103,9 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
         what,
     };
     match root.get("revision") {
-        Some(raw) if serde_json::from_str::<String>(raw.get()).is_ok() => {}
+        Some(raw) if serde_json::from_str::<String>(raw.get()).is_ok() => {
+            partial.revision = serde_json::from_str(raw.get()).unwrap_or_default();
+        }
         Some(raw) => {
             let value = short(raw.get());
             problems.push(top(
@@ -131,16 +137,16 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
         for (index, item) in items.iter().enumerate() {
             let text = item.get();
             let error = match *kind {
-                "area" => check::<Area>(text),
-                "organization" => check::<Organization>(text),
-                "team" => check::<Team>(text),
-                "role" => check::<Role>(text),
-                "group" => check::<Group>(text),
-                "user" => check::<User>(text),
-                "app" => check::<App>(text),
-                "api_key" => check::<ApiKey>(text),
-                "product" => check::<Product>(text),
-                _ => check::<Route>(text),
+                "area" => read(text, &mut partial.areas),
+                "organization" => read(text, &mut partial.organizations),
+                "team" => read(text, &mut partial.teams),
+                "role" => read(text, &mut partial.roles),
+                "group" => read(text, &mut partial.groups),
+                "user" => read(text, &mut partial.users),
+                "app" => read(text, &mut partial.apps),
+                "api_key" => read(text, &mut partial.api_keys),
+                "product" => read(text, &mut partial.products),
+                _ => read(text, &mut partial.routes),
             };
             if let Some(error) = error {
                 let id = serde_json::from_str::<IdOnly>(text)
@@ -148,6 +154,7 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
                     .and_then(|o| o.id)
                     .unwrap_or_else(|| format!("{field}[{index}]"));
                 let (field_name, value) = field_and_value(&error);
+                unreadable_ids.push(id.clone());
                 problems.push(Problem {
                     kind,
                     id,
@@ -164,6 +171,17 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
             message: fast_error.to_string(),
         });
     }
+    if partial.revision.is_empty() {
+        partial.revision = "(unreadable)".into();
+    }
+    if let Err(rest) = super::Snapshot::compile(&partial) {
+        // A reference to an object that could not be read is not a new problem.
+        problems.extend(
+            rest.problems
+                .into_iter()
+                .filter(|p| !(p.what.starts_with("unknown ") && unreadable_ids.contains(&p.value))),
+        );
+    }
     LoadError::Invalid(super::error::InvalidSnapshot { problems })
 }
 
@@ -174,15 +192,24 @@ struct IdOnly {
     id: Option<String>,
 }
 
-fn check<T: DeserializeOwned>(text: &str) -> Option<String> {
-    serde_json::from_str::<T>(text).err().map(|e| {
-        // Positions are relative to the object; the id already locates it.
-        let message = e.to_string();
-        match message.find(" at line ") {
-            Some(cut) => message.get(..cut).unwrap_or(&message).to_string(),
-            None => message,
+/// Reads one object into `into`, or returns serde's complaint.
+fn read<T: DeserializeOwned>(text: &str, into: &mut Vec<T>) -> Option<String> {
+    match serde_json::from_str::<T>(text) {
+        Ok(item) => {
+            into.push(item);
+            None
         }
-    })
+        Err(e) => Some(trim_position(e)),
+    }
+}
+
+/// Positions are relative to the object; the id already locates it.
+fn trim_position(e: serde_json::Error) -> String {
+    let message = e.to_string();
+    match message.find(" at line ") {
+        Some(cut) => message.get(..cut).unwrap_or(&message).to_string(),
+        None => message,
+    }
 }
 
 /// serde names the field in backticks (`unknown field `colour``, `missing field `id``).

@@ -211,6 +211,11 @@ fn is_http_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Roles and (team or `*`, right) pairs collected for one tenant.
+type TenantAccumulator = (BTreeSet<Idx>, Vec<(Option<Idx>, Right)>);
+/// A grant's identity: sorted roles, sorted team rights, the `*` right.
+type GrantKey = (Vec<Idx>, Vec<(Idx, Right)>, Option<Right>);
+
 struct Compiler<'d> {
     doc: &'d Document,
     problems: Vec<Problem>,
@@ -411,8 +416,7 @@ impl<'d> Compiler<'d> {
         let mut pending = FxHashSet::default();
         for (user_idx, user) in doc.users.iter().enumerate() {
             let user_idx = user_idx as Idx;
-            let mut per_tenant: FxHashMap<Idx, (BTreeSet<Idx>, Vec<(Option<Idx>, Right)>)> =
-                FxHashMap::default();
+            let mut per_tenant: FxHashMap<Idx, TenantAccumulator> = FxHashMap::default();
             let mut invited_tenants = Vec::new();
             let mut active_scopes: Vec<Option<Idx>> = Vec::new();
             for (m_index, membership) in user.memberships.iter().enumerate() {
@@ -1055,7 +1059,7 @@ struct GrantTable<'a> {
     role_bits: &'a [Box<[u64]>],
     words: usize,
     grants: Vec<Grants>,
-    interned: FxHashMap<(Vec<Idx>, Vec<(Idx, Right)>, Option<Right>), Idx>,
+    interned: FxHashMap<GrantKey, Idx>,
     by_principal: FxHashMap<(PrincipalRef, Idx), Idx>,
 }
 
