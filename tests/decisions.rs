@@ -133,3 +133,17 @@ fn table_covers_every_reason_code_with_an_allow_alongside() {
         .count();
     assert!(allows >= 20, "only {allows} allow cases");
 }
+
+/// On wasm32 the engine runs with a 32-bit usize and no system clock (calling
+/// `SystemTime::now()` there would panic): every time comes from the caller.
+#[test]
+fn runs_without_a_clock_on_the_target_word_size() {
+    #[cfg(target_arch = "wasm32")]
+    assert_eq!(usize::BITS, 32);
+    let snapshot = policy::load_snapshot(DEMO).unwrap();
+    let headers = [("x-api-key", "demo-expired-key")];
+    let request = Request::from_parts(&Sources::default(), "GET", "h", "/orders/1", &headers);
+    let far_future = Timestamp::from_unix_seconds(i64::from(u32::MAX) * 2);
+    let decision = policy::decide(&snapshot, &request, far_future, None);
+    assert_eq!(decision.reason.map(|r| r.code()), Some("api_key_expired"));
+}
