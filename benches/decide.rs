@@ -1,7 +1,19 @@
 //! `make bench`: ns per decision over the demo world and over generated
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 //! snapshots of 1k and 100k keys (same request mix at every size), and the time
 //! to compile a snapshot. Compare sizes within one run: machines here are noisy.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use serde_json::Value;
@@ -65,7 +77,8 @@ fn demo(c: &mut Criterion) {
         policy::load_snapshot(include_str!("../policies/demo.json")).expect("demo loads");
     let sources = Sources::default();
     let now = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap_or(Timestamp(0));
-    let cases: [(&str, &str, &[(&str, &str)]); 4] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, &str, Headers); 4] = [
         (
             "allow_api_key",
             "/orders/1",
