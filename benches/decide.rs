@@ -1,13 +1,6 @@
 //! `make bench`: ns per decision over the demo world and over generated
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! snapshots of 1k and 100k keys (same request mix at every size), and the time
 //! to compile a snapshot. Compare sizes within one run: machines here are noisy.
-
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
