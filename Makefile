@@ -56,7 +56,7 @@ dist: toolchain wasm-opt
 	@mkdir -p dist
 	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/wasm/tenantgate.wasm -o $(DIST_WASM)
 	@size=$$(stat -c %s $(DIST_WASM)); echo "$(DIST_WASM): $$size bytes (limit $(MAX_WASM_BYTES))"; \
-	  test $$size -le $(MAX_WASM_BYTES) || { echo "$(DIST_WASM) is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
+	  test $$size -gt 0 && test $$size -le $(MAX_WASM_BYTES) || { echo "$(DIST_WASM) is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
 
 ## Checks.
 lint: toolchain

@@ -129,6 +129,13 @@ impl PluginConfig {
         let defaults = Sources::default();
         let api_key_headers = match raw.sources.api_key_headers {
             None => defaults.api_key_headers,
+            Some(list) if list.len() > 16 => {
+                return Err(ConfigError::Invalid {
+                    field: "sources.api_key_headers",
+                    value: list.len().to_string(),
+                    what: "at most 16 headers, got",
+                })
+            }
             Some(list) => list
                 .into_iter()
                 .map(|h| header_name("sources.api_key_headers", h))

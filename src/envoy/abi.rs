@@ -21,7 +21,6 @@ const PLUGIN_CONFIGURATION: u32 = 7;
 #[derive(Debug, Clone, Copy)]
 #[repr(u32)]
 pub enum Level {
-    Debug = 1,
     Info = 2,
     Warn = 3,
     Error = 4,

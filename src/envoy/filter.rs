@@ -226,18 +226,9 @@ impl HttpContext for Filter {
         shared.metrics.count(decision.reason, shared.mode);
         record_filter_state(&decision);
         match decision.action(shared.mode) {
-            PolicyAction::Respond { status, body } => {
-                abi::log(
-                    Level::Debug,
-                    &format!(
-                        "tenantgate: deny {} route={} principal={}",
-                        decision.reason.map_or("", Reason::code),
-                        decision.route.unwrap_or("-"),
-                        decision.principal.as_deref().unwrap_or("-")
-                    ),
-                );
-                send_deny(status, body)
-            }
+            // The access log (filter state) and the counters say why; no per-deny
+            // log line, which would format a string on every denied request.
+            PolicyAction::Respond { status, body } => send_deny(status, body),
             PolicyAction::Forward {
                 headers: annotations,
                 path,

@@ -63,7 +63,8 @@ impl<'r> Request<'r> {
         let mut tenant_selector: Option<&'r str> = None;
         let mut seen_user = false;
         let mut seen_tenant = false;
-        let mut seen_key = vec![false; sources.api_key_headers.len()];
+        // Bit `rank` set once header `rank` was seen (at most 64 key headers count).
+        let mut seen_key = 0u64;
         for (name, value) in headers {
             let (name, value) = (name.as_ref(), value.as_ref());
             if !seen_user && name.eq_ignore_ascii_case(&sources.user_header) {
@@ -74,14 +75,10 @@ impl<'r> Request<'r> {
                 seen_tenant = true;
                 tenant_selector = non_empty(value);
             }
-            for (rank, (key_header, seen)) in sources
-                .api_key_headers
-                .iter()
-                .zip(seen_key.iter_mut())
-                .enumerate()
-            {
-                if !*seen && name.eq_ignore_ascii_case(key_header) {
-                    *seen = true;
+            for (rank, key_header) in sources.api_key_headers.iter().enumerate().take(64) {
+                let bit = 1u64 << rank;
+                if seen_key & bit == 0 && name.eq_ignore_ascii_case(key_header) {
+                    seen_key |= bit;
                     if let Some(v) = non_empty(value) {
                         if header_key.is_none_or(|(best, _)| rank < best) {
                             header_key = Some((rank, v));
