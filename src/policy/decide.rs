@@ -249,7 +249,15 @@ impl Snapshot {
             return None;
         }
         let host = host_without_port(host);
-        let mut rest = path;
+        // Start at the deepest boundary a route prefix can reach, so a huge path
+        // costs no more than a short one (no hashing of prefixes no route has).
+        let mut rest = match path.get(..=self.longest_prefix) {
+            Some(head) if path.len() > self.longest_prefix => match head.rfind('/') {
+                Some(0) | None => "/",
+                Some(cut) => head.get(..cut).unwrap_or("/"),
+            },
+            _ => path,
+        };
         loop {
             let prefix = normalize_prefix(rest);
             if let Some(candidates) = self.routes_by_prefix.get(prefix) {

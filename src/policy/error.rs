@@ -51,13 +51,15 @@ impl fmt::Display for Problem {
 
 impl fmt::Display for SyntaxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "snapshot is not valid JSON: {}", self.message)
+        write!(f, "snapshot cannot be read: {}", self.message)
     }
 }
 
 impl fmt::Display for InvalidSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid snapshot ({} problems)", self.problems.len())?;
+        let count = self.problems.len();
+        let plural = if count == 1 { "" } else { "s" };
+        write!(f, "invalid snapshot ({count} problem{plural})")?;
         for problem in &self.problems {
             write!(f, "\n  - {problem}")?;
         }

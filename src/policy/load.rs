@@ -95,6 +95,7 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
     // reported in the same run as shape problems.
     let mut partial = Document::default();
     let mut unreadable_ids: Vec<String> = Vec::new();
+    let mut unreadable_kinds: Vec<&str> = Vec::new();
     let top = |field: &str, what: String, value: String| Problem {
         kind: "snapshot",
         id: "(top level)".into(),
@@ -126,6 +127,7 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
             continue;
         };
         let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+            unreadable_kinds.push(kind);
             let value = short(raw.get());
             problems.push(top(
                 field,
@@ -148,12 +150,12 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
                 "product" => read(text, &mut partial.products),
                 _ => read(text, &mut partial.routes),
             };
-            if let Some(error) = error {
+            if let Some((path, error)) = error {
                 let id = serde_json::from_str::<IdOnly>(text)
                     .ok()
                     .and_then(|o| o.id)
                     .unwrap_or_else(|| format!("{field}[{index}]"));
-                let (field_name, value) = field_and_value(&error);
+                let (field_name, value) = field_and_value(&path, &error);
                 unreadable_ids.push(id.clone());
                 problems.push(Problem {
                     kind,
@@ -176,10 +178,17 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
     }
     if let Err(rest) = super::Snapshot::compile(&partial) {
         // A reference to an object that could not be read is not a new problem.
+        let refers_to_unreadable = |p: &Problem| {
+            p.what.starts_with("unknown ")
+                && (unreadable_ids.contains(&p.value)
+                    || unreadable_kinds
+                        .iter()
+                        .any(|k| p.what.starts_with(&format!("unknown {k} "))))
+        };
         problems.extend(
             rest.problems
                 .into_iter()
-                .filter(|p| !(p.what.starts_with("unknown ") && unreadable_ids.contains(&p.value))),
+                .filter(|p| !refers_to_unreadable(p)),
         );
     }
     LoadError::Invalid(super::error::InvalidSnapshot { problems })
@@ -192,14 +201,24 @@ struct IdOnly {
     id: Option<String>,
 }
 
-/// Reads one object into `into`, or returns serde's complaint.
-fn read<T: DeserializeOwned>(text: &str, into: &mut Vec<T>) -> Option<String> {
-    match serde_json::from_str::<T>(text) {
+/// Reads one object into `into`, or returns the path of the offending field
+/// (when known) and serde's complaint.
+fn read<T: DeserializeOwned>(text: &str, into: &mut Vec<T>) -> Option<(String, String)> {
+    // Natively (policyctl, tests) the path names nested fields such as
+    // `memberships[0].status`. The wasm build skips it: a second deserializer type
+    // would duplicate every type's parsing code in the module.
+    #[cfg(not(target_arch = "wasm32"))]
+    let result =
+        serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_str(text))
+            .map_err(|e| (e.path().to_string(), trim_position(e.into_inner())));
+    #[cfg(target_arch = "wasm32")]
+    let result = serde_json::from_str::<T>(text).map_err(|e| (String::new(), trim_position(e)));
+    match result {
         Ok(item) => {
             into.push(item);
             None
         }
-        Err(e) => Some(trim_position(e)),
+        Err(error) => Some(error),
     }
 }
 
@@ -212,14 +231,21 @@ fn trim_position(e: serde_json::Error) -> String {
     }
 }
 
-/// serde names the field in backticks (`unknown field `colour``, `missing field `id``).
-fn field_and_value(error: &str) -> (String, String) {
-    let quoted = error.split('`').nth(1).unwrap_or("").to_string();
-    if error.starts_with("unknown field") || error.starts_with("missing field") {
-        (quoted.clone(), quoted)
-    } else {
-        ("(value)".into(), quoted)
-    }
+/// The field (the serde path when known, else the name serde quotes for an
+/// unknown or missing field) and the offending value (serde quotes it in
+/// backticks, or in double quotes for a wrongly typed string).
+fn field_and_value(path: &str, error: &str) -> (String, String) {
+    let backticked = error.split('`').nth(1).map(str::to_string);
+    let double_quoted = error.split('"').nth(1).map(str::to_string);
+    let value = backticked.or(double_quoted).unwrap_or_default();
+    let named = error.starts_with("unknown field") || error.starts_with("missing field");
+    let field = match path {
+        "" | "." if named => value.clone(),
+        "" | "." => "(value)".to_string(),
+        nested if error.starts_with("missing field") => format!("{nested}.{value}"),
+        nested => nested.to_string(),
+    };
+    (field, value)
 }
 
 fn short(raw: &str) -> String {

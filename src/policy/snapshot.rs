@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub(crate) routes: Vec<RouteEntry>,
     /// Normalized path prefix → candidate routes, best first.
     pub(crate) routes_by_prefix: FxHashMap<Box<str>, Vec<Idx>>,
+    /// Length of the longest normalized route prefix.
+    pub(crate) longest_prefix: usize,
     pub(crate) apps: Vec<AppEntry>,
     pub(crate) products: Vec<ProductEntry>,
     pub(crate) keys: Vec<KeyEntry>,
@@ -507,6 +509,7 @@ impl<'d> Compiler<'d> {
             org_by_name.entry(org.handle.clone()).or_insert(i as Idx);
         }
         let routes_by_prefix = route_table(&doc.routes);
+        let longest_prefix = routes_by_prefix.keys().map(|p| p.len()).max().unwrap_or(1);
         let stats = SnapshotStats {
             organizations: orgs.len(),
             teams: doc.teams.len(),
@@ -523,6 +526,7 @@ impl<'d> Compiler<'d> {
             envs: self.envs,
             routes,
             routes_by_prefix,
+            longest_prefix,
             apps,
             products,
             keys,

@@ -93,7 +93,13 @@ impl Timestamp {
         let days = days_from_civil(year, month, day);
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
         let total = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
-        i64::try_from(total).ok().map(Timestamp)
+        // Beyond 1677..2262 a time saturates: an expiry in 2300 is, for any clock
+        // this code will meet, simply later than now.
+        Some(Timestamp(i64::try_from(total).unwrap_or(if total < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        })))
     }
 }
 
@@ -194,11 +200,18 @@ mod tests {
             "2027-01-22T00:00:00+0200",
             "2027-01-22T00:00:00Zjunk",
             "2027-01-22T00:00:00.Z",
-            "9999-01-01T00:00:00Z",
             "२०२७-01-22T00:00:00Z",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
         assert!(Timestamp::parse_rfc3339("2028-02-29T00:00:00Z").is_some());
+        assert_eq!(
+            Timestamp::parse_rfc3339("2300-01-01T00:00:00Z"),
+            Some(Timestamp(i64::MAX))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1600-01-01T00:00:00Z"),
+            Some(Timestamp(i64::MIN))
+        );
     }
 }
