@@ -6,6 +6,10 @@
 //!              "user_header": "x-user-id", "tenant_header": "x-tenant-id"},
 //!  "snapshot": {"inline": { ...a snapshot document... }}}
 //! ```
+//!
+//! or, for a live snapshot, `"snapshot": {"remote": {"cluster": "policy",
+//! "path": "/snapshot", "authority": "policy.local", "poll_ms": 5000,
+//! "timeout_ms": 2000}}` with `"fail_open"` and `"max_staleness_ms"`.
 
 use crate::policy::{self, LoadError, Mode, Snapshot, Sources};
 use serde::Deserialize;
@@ -23,6 +27,10 @@ struct RawConfig {
     sources: RawSources,
     #[serde(default)]
     snapshot: Option<RawSnapshotSource>,
+    #[serde(default)]
+    fail_open: bool,
+    #[serde(default)]
+    max_staleness_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +46,63 @@ struct RawSources {
 #[serde(deny_unknown_fields)]
 struct RawSnapshotSource {
     inline: Option<Box<RawValue>>,
+    remote: Option<RawRemote>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    cluster: String,
+    #[serde(default = "default_snapshot_path")]
+    path: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default = "default_poll_ms")]
+    poll_ms: u32,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u32,
+}
+
+fn default_snapshot_path() -> String {
+    "/snapshot".into()
+}
+
+fn default_poll_ms() -> u32 {
+    5000
+}
+
+fn default_timeout_ms() -> u32 {
+    2000
+}
+
+/// Where a remote snapshot is fetched from: an Envoy cluster and a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSource {
+    pub cluster: String,
+    pub path: String,
+    /// `:authority` of the fetch (default: the cluster name).
+    pub authority: String,
+    pub poll_ms: u32,
+    pub timeout_ms: u32,
+}
+
+/// The snapshot a plugin instance starts from.
+#[derive(Debug)]
+pub enum SnapshotSource {
+    /// None configured: every request is answered per the fail policy.
+    Absent,
+    Inline(Snapshot),
+    Remote(RemoteSource),
+}
+
+/// What happens while no usable snapshot is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailPolicy {
+    /// Let requests through (forged annotations still stripped, none added)
+    /// instead of answering 503 `no_policy`.
+    pub fail_open: bool,
+    /// A snapshot not confirmed by the source for this long counts as absent.
+    pub max_staleness_ms: Option<u64>,
 }
 
 /// A validated plugin configuration.
@@ -46,8 +111,8 @@ pub struct PluginConfig {
     pub mode: Mode,
     pub environment: Option<String>,
     pub sources: Sources,
-    /// The compiled inline snapshot, when one was given.
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: SnapshotSource,
+    pub fail_policy: FailPolicy,
 }
 
 /// Why a plugin configuration was refused.
@@ -94,6 +159,41 @@ fn header_name(field: &'static str, value: String) -> Result<String, ConfigError
             what: "not a header name:",
         })
     }
+}
+
+fn remote_source(raw: RawRemote) -> Result<RemoteSource, ConfigError> {
+    let invalid = |field, value: String, what| Err(ConfigError::Invalid { field, value, what });
+    if raw.cluster.is_empty() {
+        return invalid(
+            "snapshot.remote.cluster",
+            raw.cluster,
+            "must name an Envoy cluster, got",
+        );
+    }
+    if !raw.path.starts_with('/') {
+        return invalid("snapshot.remote.path", raw.path, "must start with `/`, got");
+    }
+    if raw.poll_ms < 100 {
+        return invalid(
+            "snapshot.remote.poll_ms",
+            raw.poll_ms.to_string(),
+            "must be at least 100, got",
+        );
+    }
+    if raw.timeout_ms == 0 {
+        return invalid(
+            "snapshot.remote.timeout_ms",
+            "0".into(),
+            "must be positive, got",
+        );
+    }
+    Ok(RemoteSource {
+        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
+        cluster: raw.cluster,
+        path: raw.path,
+        poll_ms: raw.poll_ms,
+        timeout_ms: raw.timeout_ms,
+    })
 }
 
 impl PluginConfig {
@@ -153,17 +253,50 @@ impl PluginConfig {
                 raw.sources.tenant_header.unwrap_or(defaults.tenant_header),
             )?,
         };
-        let snapshot = match raw.snapshot.and_then(|s| s.inline) {
-            Some(inline) => {
-                Some(policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?)
+        let snapshot = match raw.snapshot {
+            None => SnapshotSource::Absent,
+            Some(RawSnapshotSource {
+                inline: Some(_),
+                remote: Some(_),
+            }) => {
+                return Err(ConfigError::Invalid {
+                    field: "snapshot",
+                    value: "inline, remote".into(),
+                    what: "give one source, not both:",
+                })
             }
-            None => None,
+            Some(RawSnapshotSource {
+                inline: Some(inline),
+                ..
+            }) => SnapshotSource::Inline(
+                policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?,
+            ),
+            Some(RawSnapshotSource {
+                remote: Some(remote),
+                ..
+            }) => SnapshotSource::Remote(remote_source(remote)?),
+            Some(RawSnapshotSource {
+                inline: None,
+                remote: None,
+            }) => SnapshotSource::Absent,
+        };
+        if raw.max_staleness_ms == Some(0) {
+            return Err(ConfigError::Invalid {
+                field: "max_staleness_ms",
+                value: "0".into(),
+                what: "must be positive, got",
+            });
+        }
+        let fail_policy = FailPolicy {
+            fail_open: raw.fail_open,
+            max_staleness_ms: raw.max_staleness_ms,
         };
         Ok(PluginConfig {
             mode,
             environment: raw.environment,
             sources,
             snapshot,
+            fail_policy,
         })
     }
 }

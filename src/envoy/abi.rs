@@ -16,6 +16,8 @@ impl std::fmt::Display for HostError {
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
 const REQUEST_HEADERS: u32 = 0;
+const CALL_RESPONSE_HEADERS: u32 = 6;
+const CALL_RESPONSE_BODY: u32 = 4;
 const PLUGIN_CONFIGURATION: u32 = 7;
 
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +74,21 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
 }
@@ -188,4 +205,77 @@ pub fn increment_metric(id: u32, offset: i64) -> Result<(), HostError> {
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+pub fn set_tick_period_ms(period: u32) -> Result<(), HostError> {
+    check(unsafe { proxy_set_tick_period_milliseconds(period) })
+}
+
+/// A shared-data value (shared by every VM with the same `vm_id` in this Envoy
+/// process) and its compare-and-swap version; `None` when the key is absent.
+pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0usize;
+    let mut cas = 0u32;
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    let value = unsafe { take_host_buffer(data, size) };
+    match status {
+        OK => Ok(Some((value, cas))),
+        NOT_FOUND => Ok(None),
+        other => Err(HostError(other)),
+    }
+}
+
+/// Sets a shared-data value; with `cas` other than 0 only if the stored version
+/// still is `cas` (else `Err(HostError(8))`, CasMismatch).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// Headers of the http callout response being delivered (encoded map).
+pub fn call_response_header_buffer() -> Result<Vec<u8>, HostError> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0usize;
+    let status = unsafe { proxy_get_header_map_pairs(CALL_RESPONSE_HEADERS, &mut data, &mut size) };
+    let buffer = unsafe { take_host_buffer(data, size) };
+    check(status).map(|()| buffer)
+}
+
+/// Body of the http callout response being delivered.
+pub fn call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
+    let mut data = std::ptr::null_mut();
+    let mut returned = 0usize;
+    let status =
+        unsafe { proxy_get_buffer_bytes(CALL_RESPONSE_BODY, 0, size, &mut data, &mut returned) };
+    let buffer = unsafe { take_host_buffer(data, returned) };
+    match status {
+        OK => Ok(buffer),
+        NOT_FOUND => Ok(Vec::new()),
+        other => Err(HostError(other)),
+    }
+}
+
+/// Starts an http callout through the SDK, which must learn the token to route
+/// the response back to this context. Envoy answers an unknown cluster with
+/// BadArgument, which the SDK returns as an error rather than panicking.
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    timeout: std::time::Duration,
+) -> Result<u32, HostError> {
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+        .map_err(|status| HostError(status as u32))
+}
+
+/// A random u64 (WASI `random_get`), for jitter and for this VM's lease identity.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        // No randomness: fall back to the clock, which still differs per VM start.
+        Err(_) => now_nanos().map_or(0, |n| n as u64),
+    }
 }

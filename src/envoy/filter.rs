@@ -1,9 +1,12 @@
 //! Root and HTTP contexts. The root context owns the configuration and the
-//! compiled snapshot; each HTTP context holds an `Rc` to them.
+//! current snapshot (inline, or live from a remote source); each HTTP context
+//! holds an `Rc` to that shared state and takes a cheap `Rc` of the snapshot
+//! current when its request arrives, so a swap never disturbs a request.
 
 use super::abi::{self, Level, MetricKind};
+use super::live::{self, Lease, Meta, SharedKeys};
 use super::wire;
-use crate::config::PluginConfig;
+use crate::config::{FailPolicy, PluginConfig, RemoteSource, SnapshotSource};
 use crate::policy::{
     self, Action as PolicyAction, Decision, Mode, Reason, Request, Snapshot, Sources, Timestamp,
     STRIPPED_HEADERS,
@@ -11,7 +14,9 @@ use crate::policy::{
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
@@ -20,36 +25,109 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
+/// A compiled snapshot and the ETag it was fetched with.
+struct Loaded {
+    snapshot: Snapshot,
+    etag: String,
+}
+
 /// What every request of this plugin instance reads.
 struct Shared {
     mode: Mode,
     environment: Option<String>,
     sources: Sources,
-    snapshot: Option<Snapshot>,
+    fail_policy: FailPolicy,
+    current: Cell<Option<Rc<Loaded>>>,
+    /// When the source last confirmed the current snapshot (remote sources only).
+    confirmed_ms: Cell<Option<i64>>,
     metrics: Metrics,
 }
 
-/// Counter ids, defined once per VM. `None` where the host refused a definition:
+impl Shared {
+    fn current(&self) -> Option<Rc<Loaded>> {
+        let current = self.current.take();
+        let copy = current.clone();
+        self.current.set(current);
+        copy
+    }
+
+    /// The snapshot to decide with: absent, or older than `max_staleness_ms`, is none.
+    fn usable(&self, now_ms: i64) -> Option<Rc<Loaded>> {
+        let current = self.current()?;
+        match (self.fail_policy.max_staleness_ms, self.confirmed_ms.get()) {
+            (Some(max), Some(confirmed))
+                if now_ms.saturating_sub(confirmed) > i64::try_from(max).unwrap_or(i64::MAX) =>
+            {
+                None
+            }
+            _ => Some(current),
+        }
+    }
+
+    fn install(&self, loaded: Loaded) {
+        let previous = self.current.replace(Some(Rc::new(loaded)));
+        if let Some(old) = previous {
+            publish_revision_gauge(old.snapshot.revision(), 0);
+        }
+        if let Some(new) = self.current() {
+            publish_snapshot_gauges(&new.snapshot);
+            abi::log(
+                Level::Info,
+                &format!(
+                    "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} routes)",
+                    new.snapshot.revision(),
+                    new.snapshot.stats().organizations,
+                    new.snapshot.stats().api_keys,
+                    new.snapshot.stats().routes,
+                ),
+            );
+        }
+        self.metrics.bump(self.metrics.swaps);
+    }
+}
+
+/// Metric ids, defined once per VM. `None` where the host refused a definition:
 /// metrics are best effort and never fail a request.
 struct Metrics {
     allowed: Option<u32>,
     denied: Vec<Option<u32>>,
     audit_would_deny: Vec<Option<u32>>,
+    fail_open: Option<u32>,
+    swaps: Option<u32>,
+    fetch_ok: Option<u32>,
+    fetch_not_modified: Option<u32>,
+    fetch_failed: Option<u32>,
+    fetch_invalid: Option<u32>,
+    snapshot_age_ms: Option<u32>,
 }
 
 impl Metrics {
     fn define() -> Metrics {
-        let counter = |name: String| abi::define_metric(MetricKind::Counter, &name).ok();
+        let counter = |name: &str| abi::define_metric(MetricKind::Counter, name).ok();
+        let per_reason = |prefix: &str| -> Vec<Option<u32>> {
+            Reason::ALL
+                .iter()
+                .map(|r| counter(&format!("{prefix}.{}", r.code())))
+                .collect()
+        };
         Metrics {
-            allowed: counter("tenantgate.allowed".into()),
-            denied: Reason::ALL
-                .iter()
-                .map(|r| counter(format!("tenantgate.denied.{}", r.code())))
-                .collect(),
-            audit_would_deny: Reason::ALL
-                .iter()
-                .map(|r| counter(format!("tenantgate.audit_would_deny.{}", r.code())))
-                .collect(),
+            allowed: counter("tenantgate.allowed"),
+            denied: per_reason("tenantgate.denied"),
+            audit_would_deny: per_reason("tenantgate.audit_would_deny"),
+            fail_open: counter("tenantgate.fail_open"),
+            swaps: counter("tenantgate.snapshot.swaps"),
+            fetch_ok: counter("tenantgate.fetch.ok"),
+            fetch_not_modified: counter("tenantgate.fetch.not_modified"),
+            fetch_failed: counter("tenantgate.fetch.failed"),
+            fetch_invalid: counter("tenantgate.fetch.invalid"),
+            snapshot_age_ms: abi::define_metric(MetricKind::Gauge, "tenantgate.snapshot.age_ms")
+                .ok(),
+        }
+    }
+
+    fn bump(&self, id: Option<u32>) {
+        if let Some(id) = id {
+            let _ = abi::increment_metric(id, 1);
         }
     }
 
@@ -59,16 +137,12 @@ impl Metrics {
             (Some(r), Mode::Enforce) => self.denied.get(r as usize).copied().flatten(),
             (Some(r), Mode::Audit) => self.audit_would_deny.get(r as usize).copied().flatten(),
         };
-        if let Some(id) = id {
-            let _ = abi::increment_metric(id, 1);
-        }
+        self.bump(id);
     }
 }
 
-/// Gauges describing the loaded snapshot.
-fn publish_snapshot_gauges(snapshot: &Snapshot) {
-    let revision: String = snapshot
-        .revision()
+fn publish_revision_gauge(revision: &str, value: u64) {
+    let revision: String = revision
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -78,30 +152,260 @@ fn publish_snapshot_gauges(snapshot: &Snapshot) {
             }
         })
         .collect();
-    let gauges = [
-        (format!("tenantgate.snapshot.revision.{revision}"), 1u64),
+    if let Ok(id) = abi::define_metric(
+        MetricKind::Gauge,
+        &format!("tenantgate.snapshot.revision.{revision}"),
+    ) {
+        let _ = abi::record_metric(id, value);
+    }
+}
+
+/// Gauges describing the loaded snapshot.
+fn publish_snapshot_gauges(snapshot: &Snapshot) {
+    publish_revision_gauge(snapshot.revision(), 1);
+    let counts = [
+        ("tenantgate.snapshot.api_keys", snapshot.stats().api_keys),
         (
-            "tenantgate.snapshot.api_keys".to_string(),
-            snapshot.stats().api_keys as u64,
-        ),
-        (
-            "tenantgate.snapshot.organizations".to_string(),
-            snapshot.stats().organizations as u64,
+            "tenantgate.snapshot.organizations",
+            snapshot.stats().organizations,
         ),
     ];
-    for (name, value) in gauges {
-        if let Ok(id) = abi::define_metric(MetricKind::Gauge, &name) {
-            let _ = abi::record_metric(id, value);
+    for (name, value) in counts {
+        if let Ok(id) = abi::define_metric(MetricKind::Gauge, name) {
+            let _ = abi::record_metric(id, value as u64);
         }
     }
+}
+
+fn now_ms() -> Option<i64> {
+    abi::now_nanos().ok().map(|n| n / 1_000_000)
+}
+
+/// The remote-source state of one VM.
+struct Live {
+    remote: RemoteSource,
+    keys: SharedKeys,
+    /// This VM's lease identity.
+    me: u64,
+    in_flight: Option<u32>,
+    next_fetch_ms: i64,
+    /// A published etag this VM could not compile; not retried until it changes.
+    rejected_etag: Option<String>,
+    first_tick: bool,
 }
 
 #[derive(Default)]
 struct Root {
     shared: Option<Rc<Shared>>,
+    live: Option<Live>,
 }
 
-impl Context for Root {}
+impl Root {
+    /// Adopts the snapshot another VM published, if it is newer than ours.
+    fn pick_up(&mut self) {
+        let (Some(shared), Some(live)) = (&self.shared, &mut self.live) else {
+            return;
+        };
+        let Ok(Some((meta_bytes, _))) = abi::get_shared_data(&live.keys.meta) else {
+            return;
+        };
+        let Some(meta) = Meta::decode(&meta_bytes) else {
+            return;
+        };
+        shared.confirmed_ms.set(Some(meta.confirmed_ms));
+        let current_etag = shared.current().map(|l| l.etag.clone());
+        if current_etag.as_deref() == Some(meta.etag.as_str())
+            || live.rejected_etag.as_deref() == Some(meta.etag.as_str())
+        {
+            return;
+        }
+        let Ok(Some((packed, _))) = abi::get_shared_data(&live.keys.snapshot) else {
+            return;
+        };
+        let Some((etag, body)) = live::unpack_snapshot(&packed) else {
+            return;
+        };
+        if current_etag.as_deref() == Some(etag) {
+            return;
+        }
+        match std::str::from_utf8(body)
+            .map_err(|e| e.to_string())
+            .and_then(|t| policy::load_snapshot(t).map_err(|e| e.to_string()))
+        {
+            Ok(snapshot) => shared.install(Loaded {
+                snapshot,
+                etag: etag.to_string(),
+            }),
+            Err(problem) => {
+                shared.metrics.bump(shared.metrics.fetch_invalid);
+                abi::log(
+                    Level::Error,
+                    &format!(
+                        "tenantgate: published snapshot {etag} refused here: {}",
+                        first_line(&problem)
+                    ),
+                );
+                live.rejected_etag = Some(etag.to_string());
+            }
+        }
+    }
+
+    /// Takes or renews the fetch lease; true when this VM holds it now.
+    fn hold_lease(live: &Live, now_ms: i64) -> bool {
+        let current = match abi::get_shared_data(&live.keys.lease) {
+            Ok(found) => found,
+            Err(_) => return false,
+        };
+        let (lease, cas) = match &current {
+            Some((bytes, cas)) => (Lease::decode(bytes), *cas),
+            None => (None, 0),
+        };
+        if !Lease::claimable(lease, live.me, now_ms) {
+            return false;
+        }
+        let mine = Lease {
+            owner: live.me,
+            expires_ms: now_ms + live::lease_ms(live.remote.poll_ms, live.remote.timeout_ms),
+        };
+        // With cas 0 (no key yet) Envoy does not compare; on_configure creates the
+        // key first, so competing VMs race on a real version and one wins.
+        abi::set_shared_data(&live.keys.lease, mine.encode().as_bytes(), cas).is_ok()
+    }
+
+    fn fetch(&mut self, now_ms: i64) {
+        let (Some(shared), Some(live)) = (&self.shared, &mut self.live) else {
+            return;
+        };
+        let etag = shared.current().map(|l| l.etag.clone());
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", live.remote.path.as_str()),
+            (":authority", live.remote.authority.as_str()),
+        ];
+        if let Some(etag) = etag.as_deref() {
+            headers.push(("if-none-match", etag));
+        }
+        let timeout = Duration::from_millis(u64::from(live.remote.timeout_ms));
+        match abi::dispatch_http_call(&live.remote.cluster, headers, timeout) {
+            Ok(token) => live.in_flight = Some(token),
+            Err(e) => {
+                shared.metrics.bump(shared.metrics.fetch_failed);
+                abi::log(
+                    Level::Warn,
+                    &format!(
+                        "tenantgate: cannot fetch from cluster `{}`: {e}",
+                        live.remote.cluster
+                    ),
+                );
+            }
+        }
+        live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());
+    }
+
+    fn on_fetch_response(&mut self, num_headers: usize, body_size: usize) {
+        let (Some(shared), Some(live)) = (&self.shared, &mut self.live) else {
+            return;
+        };
+        let now = now_ms().unwrap_or(0);
+        let failed = |why: String| {
+            shared.metrics.bump(shared.metrics.fetch_failed);
+            abi::log(Level::Warn, &format!("tenantgate: snapshot fetch from `{}` failed: {why}; keeping the last good snapshot", live.remote.cluster));
+        };
+        if num_headers == 0 {
+            return failed("no response (timeout or connection failure)".into());
+        }
+        let Ok(buffer) = abi::call_response_header_buffer() else {
+            return failed("cannot read the response headers".into());
+        };
+        let pairs = wire::parse_header_map(&buffer).unwrap_or_default();
+        let header = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let publish_meta = |etag: &str| {
+            let meta = Meta {
+                etag: etag.to_string(),
+                confirmed_ms: now,
+            };
+            let _ = abi::set_shared_data(&live.keys.meta, meta.encode().as_bytes(), 0);
+            shared.confirmed_ms.set(Some(now));
+        };
+        match header(":status") {
+            Some("304") => {
+                shared.metrics.bump(shared.metrics.fetch_not_modified);
+                if let Some(current) = shared.current() {
+                    publish_meta(&current.etag);
+                }
+            }
+            Some("200") => {
+                let Ok(body) = abi::call_response_body(body_size) else {
+                    return failed("cannot read the response body".into());
+                };
+                let loaded = std::str::from_utf8(&body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| policy::load_snapshot(t).map_err(|e| e.to_string()));
+                match loaded {
+                    Ok(snapshot) => {
+                        shared.metrics.bump(shared.metrics.fetch_ok);
+                        let etag = live::etag_or_revision(header("etag"), snapshot.revision());
+                        // Publish first: the other VMs compile it from shared data.
+                        let _ = abi::set_shared_data(
+                            &live.keys.snapshot,
+                            &live::pack_snapshot(&etag, &body),
+                            0,
+                        );
+                        publish_meta(&etag);
+                        if shared.current().map(|l| l.etag.clone()).as_deref()
+                            != Some(etag.as_str())
+                        {
+                            shared.install(Loaded { snapshot, etag });
+                        }
+                    }
+                    Err(problem) => {
+                        // Never log the body: it may be large, and it is the policy.
+                        shared.metrics.bump(shared.metrics.fetch_invalid);
+                        abi::log(Level::Error, &format!("tenantgate: fetched snapshot refused, keeping the last good one: {}", first_line(&problem)));
+                    }
+                }
+            }
+            status => failed(format!("status {}", status.unwrap_or("none"))),
+        }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let head = lines.next().unwrap_or("");
+    let more = lines.count();
+    if more == 0 {
+        head.to_string()
+    } else {
+        format!("{head} (+{more} more lines)")
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let ours = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.in_flight == Some(token_id));
+        if ours {
+            if let Some(live) = &mut self.live {
+                live.in_flight = None;
+            }
+            self.on_fetch_response(num_headers, body_size);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
@@ -127,34 +431,97 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match &config.snapshot {
-            Some(snapshot) => {
-                publish_snapshot_gauges(snapshot);
-                abi::log(
-                    Level::Info,
-                    &format!(
-                        "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} routes); mode {:?}",
-                        snapshot.revision(),
-                        snapshot.stats().organizations,
-                        snapshot.stats().api_keys,
-                        snapshot.stats().routes,
-                        config.mode
-                    ),
-                );
-            }
-            None => abi::log(
-                Level::Warn,
-                "tenantgate: no snapshot configured; every request is answered 503 no_policy",
-            ),
-        }
-        self.shared = Some(Rc::new(Shared {
+        let shared = Rc::new(Shared {
             mode: config.mode,
             environment: config.environment,
             sources: config.sources,
-            snapshot: config.snapshot,
+            fail_policy: config.fail_policy,
+            current: Cell::new(None),
+            confirmed_ms: Cell::new(None),
             metrics: Metrics::define(),
-        }));
+        });
+        self.live = None;
+        match config.snapshot {
+            SnapshotSource::Inline(snapshot) => {
+                let etag = live::etag_or_revision(None, snapshot.revision());
+                shared.install(Loaded { snapshot, etag });
+            }
+            SnapshotSource::Remote(remote) => {
+                let keys = SharedKeys::new(&remote.cluster, &remote.path);
+                // Create the lease key so that every claim is a compare-and-swap.
+                if let Ok(None) = abi::get_shared_data(&keys.lease) {
+                    let _ = abi::set_shared_data(&keys.lease, b"unowned", 0);
+                }
+                // A short first tick: adopt or fetch the first snapshot quickly.
+                if let Err(e) = abi::set_tick_period_ms(50) {
+                    abi::log(
+                        Level::Error,
+                        &format!("tenantgate: cannot start the snapshot poller: {e}"),
+                    );
+                    return false;
+                }
+                abi::log(
+                    Level::Info,
+                    &format!(
+                        "tenantgate: polling snapshots from cluster `{}` path `{}` every {} ms",
+                        remote.cluster, remote.path, remote.poll_ms
+                    ),
+                );
+                self.live = Some(Live {
+                    remote,
+                    keys,
+                    me: abi::random_u64(),
+                    in_flight: None,
+                    next_fetch_ms: 0,
+                    rejected_etag: None,
+                    first_tick: true,
+                });
+            }
+            SnapshotSource::Absent => {
+                let answer = if shared.fail_policy.fail_open {
+                    "let through unchecked (fail_open)"
+                } else {
+                    "answered 503 no_policy"
+                };
+                abi::log(
+                    Level::Warn,
+                    &format!("tenantgate: no snapshot configured; every request is {answer}"),
+                );
+            }
+        }
+        self.shared = Some(shared);
+        self.pick_up();
         true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(now) = now_ms() else { return };
+        if let Some(live) = &mut self.live {
+            if live.first_tick {
+                live.first_tick = false;
+                let _ = abi::set_tick_period_ms(live::tick_ms(live.remote.poll_ms));
+            }
+        }
+        self.pick_up();
+        if let (Some(shared), Some(id)) = (
+            &self.shared,
+            self.shared.as_ref().and_then(|s| s.metrics.snapshot_age_ms),
+        ) {
+            if let Some(confirmed) = shared.confirmed_ms.get() {
+                let _ = abi::record_metric(
+                    id,
+                    u64::try_from(now.saturating_sub(confirmed)).unwrap_or(0),
+                );
+            }
+        }
+        let due = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.in_flight.is_none() && now >= l.next_fetch_ms);
+        let leader = self.live.as_ref().is_some_and(|l| Root::hold_lease(l, now));
+        if leader && due {
+            self.fetch(now);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -207,21 +574,23 @@ impl HttpContext for Filter {
         };
         let (method, path, authority) = (pseudo(":method"), pseudo(":path"), pseudo(":authority"));
         let request = Request::from_parts(&shared.sources, method, authority, path, &headers);
-        let decision = match (&shared.snapshot, abi::now_nanos()) {
-            (None, _) => Decision::no_policy(request.forward_path.as_deref()),
-            (Some(snapshot), Ok(now)) => policy::decide(
-                snapshot,
+        let Ok(now) = abi::now_nanos() else {
+            abi::log(Level::Error, "tenantgate: cannot read the clock");
+            return respond(Reason::HostError);
+        };
+        let loaded = shared.usable(now / 1_000_000);
+        let decision = match &loaded {
+            Some(loaded) => policy::decide(
+                &loaded.snapshot,
                 &request,
                 Timestamp::from_unix_nanos(now),
                 shared.environment.as_deref(),
             ),
-            (Some(_), Err(e)) => {
-                abi::log(
-                    Level::Error,
-                    &format!("tenantgate: cannot read the clock: {e}"),
-                );
-                return respond(Reason::HostError);
+            None if shared.fail_policy.fail_open => {
+                shared.metrics.bump(shared.metrics.fail_open);
+                return forward(&headers, Vec::new(), request.forward_path.as_deref());
             }
+            None => Decision::no_policy(request.forward_path.as_deref()),
         };
         shared.metrics.count(decision.reason, shared.mode);
         record_filter_state(&decision);
@@ -232,38 +601,45 @@ impl HttpContext for Filter {
             PolicyAction::Forward {
                 headers: annotations,
                 path,
-            } => {
-                // Remove forged copies; the ones we set are replaced anyway.
-                for name in STRIPPED_HEADERS {
-                    let inbound = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-                    let set_by_us = annotations.iter().any(|(n, _)| *n == name);
-                    if inbound && !set_by_us {
-                        if let Err(e) = abi::remove_request_header(name) {
-                            abi::log(
-                                Level::Error,
-                                &format!("tenantgate: cannot remove `{name}`: {e}"),
-                            );
-                            return respond(Reason::HostError);
-                        }
-                    }
-                }
-                let mut writes: Vec<(&str, &str)> = annotations;
-                if let Some(path) = path {
-                    writes.push((":path", path));
-                }
-                for (name, value) in writes {
-                    if let Err(e) = abi::set_request_header(name, value) {
-                        abi::log(
-                            Level::Error,
-                            &format!("tenantgate: cannot set `{name}`: {e}"),
-                        );
-                        return respond(Reason::HostError);
-                    }
-                }
-                Action::Continue
+            } => forward(&headers, annotations, path),
+        }
+    }
+}
+
+/// Removes forged copies of the annotations, sets ours, rewrites `:path` if asked.
+fn forward(
+    inbound: &[(Cow<'_, str>, Cow<'_, str>)],
+    annotations: Vec<(&str, &str)>,
+    path: Option<&str>,
+) -> Action {
+    for name in STRIPPED_HEADERS {
+        let present = inbound.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        // The ones we set are replaced anyway.
+        let set_by_us = annotations.iter().any(|(n, _)| *n == name);
+        if present && !set_by_us {
+            if let Err(e) = abi::remove_request_header(name) {
+                abi::log(
+                    Level::Error,
+                    &format!("tenantgate: cannot remove `{name}`: {e}"),
+                );
+                return respond(Reason::HostError);
             }
         }
     }
+    let mut writes = annotations;
+    if let Some(path) = path {
+        writes.push((":path", path));
+    }
+    for (name, value) in writes {
+        if let Err(e) = abi::set_request_header(name, value) {
+            abi::log(
+                Level::Error,
+                &format!("tenantgate: cannot set `{name}`: {e}"),
+            );
+            return respond(Reason::HostError);
+        }
+    }
+    Action::Continue
 }
 
 fn record_filter_state(decision: &Decision<'_>) {

@@ -1,5 +1,7 @@
 //! The proxy-wasm shell for Envoy (and Istio, Envoy Gateway).
 //!
+//! - [`live`]: the live-snapshot protocol between worker VMs (lease, shared-data
+//!   framing, jitter), pure.
 //! - [`wire`]: the proxy-wasm header-map encoding, parsed without panicking.
 //!   Pure, so it is tested natively.
 //! - `abi` (wasm only): small `Result`-returning wrappers over the raw host
@@ -8,6 +10,7 @@
 //!   worker, so the request path never goes through them.
 //! - `filter` (wasm only): the root and HTTP contexts.
 
+pub mod live;
 pub mod wire;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

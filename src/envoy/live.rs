@@ -1,0 +1,188 @@
+//! The live-snapshot protocol between the VMs of one Envoy process, as pure
+//! functions (the host calls live in `filter.rs`).
+//!
+//! Every worker VM of the plugin shares Envoy's shared data (per `vm_id`):
+//!
+//! - `<prefix>:lease` = `<owner>:<expires_ms>`: the VM holding an unexpired lease
+//!   is the only one that fetches. A VM takes or renews it with compare-and-swap,
+//!   so exactly one VM wins a round; a lease left by a VM that went away expires
+//!   and another takes over.
+//! - `<prefix>:snapshot` = `<etag>\n<body>`: the last good snapshot, published by
+//!   the fetcher only after it validated and compiled it.
+//! - `<prefix>:meta` = `<etag>\n<confirmed_ms>`: small, read on every tick by every
+//!   VM; a new etag means "read the snapshot key and swap". `confirmed_ms` is when
+//!   the source last confirmed it (200 or 304), for staleness and the age gauge.
+
+/// The shared-data keys of one remote source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedKeys {
+    pub lease: String,
+    pub snapshot: String,
+    pub meta: String,
+}
+
+impl SharedKeys {
+    pub fn new(cluster: &str, path: &str) -> SharedKeys {
+        let prefix = format!("tenantgate:{cluster}{path}");
+        SharedKeys {
+            lease: format!("{prefix}:lease"),
+            snapshot: format!("{prefix}:snapshot"),
+            meta: format!("{prefix}:meta"),
+        }
+    }
+}
+
+/// Who fetches, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: u64,
+    pub expires_ms: i64,
+}
+
+impl Lease {
+    pub fn encode(self) -> String {
+        format!("{:016x}:{}", self.owner, self.expires_ms)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Lease> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (owner, expires) = text.split_once(':')?;
+        Some(Lease {
+            owner: u64::from_str_radix(owner, 16).ok()?,
+            expires_ms: expires.parse().ok()?,
+        })
+    }
+
+    /// Whether `me` may take (or renew) the lease at `now_ms`: it is mine, it
+    /// has expired, or it is unreadable.
+    pub fn claimable(current: Option<Lease>, me: u64, now_ms: i64) -> bool {
+        current.is_none_or(|lease| lease.owner == me || lease.expires_ms <= now_ms)
+    }
+}
+
+/// `<etag>\n<body>`.
+pub fn pack_snapshot(etag: &str, body: &[u8]) -> Vec<u8> {
+    let mut packed = Vec::with_capacity(etag.len() + 1 + body.len());
+    packed.extend_from_slice(etag.as_bytes());
+    packed.push(b'\n');
+    packed.extend_from_slice(body);
+    packed
+}
+
+pub fn unpack_snapshot(packed: &[u8]) -> Option<(&str, &[u8])> {
+    let newline = packed.iter().position(|&b| b == b'\n')?;
+    let etag = std::str::from_utf8(packed.get(..newline)?).ok()?;
+    Some((etag, packed.get(newline + 1..)?))
+}
+
+/// What the fetcher last learned from the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub etag: String,
+    pub confirmed_ms: i64,
+}
+
+impl Meta {
+    pub fn encode(&self) -> String {
+        format!("{}\n{}", self.etag, self.confirmed_ms)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Meta> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (etag, confirmed) = text.split_once('\n')?;
+        Some(Meta {
+            etag: etag.to_string(),
+            confirmed_ms: confirmed.parse().ok()?,
+        })
+    }
+}
+
+/// The poll interval spread by ±10% so a fleet of proxies does not poll in lockstep.
+pub fn jittered_ms(poll_ms: u32, random: u64) -> i64 {
+    let poll = i64::from(poll_ms);
+    let spread = poll / 5; // the whole ±10% band
+    if spread == 0 {
+        return poll;
+    }
+    poll - spread / 2 + (random % spread as u64) as i64
+}
+
+/// How often every VM looks for a new revision (and the fetcher for its turn):
+/// a quarter of the poll interval, between 50 ms and 1 s.
+pub fn tick_ms(poll_ms: u32) -> u32 {
+    (poll_ms / 4).clamp(50, 1000)
+}
+
+/// A lease outlives a few missed ticks and one slow fetch.
+pub fn lease_ms(poll_ms: u32, timeout_ms: u32) -> i64 {
+    3 * i64::from(tick_ms(poll_ms)) + i64::from(timeout_ms)
+}
+
+/// The ETag to send back in `If-None-Match`: the response's `etag` header, or
+/// the snapshot's revision quoted when the source sends none.
+pub fn etag_or_revision(etag_header: Option<&str>, revision: &str) -> String {
+    match etag_header {
+        Some(etag) if !etag.is_empty() && !etag.contains('\n') => etag.to_string(),
+        _ => format!("\"{revision}\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn lease_round_trip_and_claims() {
+        let lease = Lease {
+            owner: 0xdead_beef,
+            expires_ms: 1_700_000_000_123,
+        };
+        assert_eq!(Lease::decode(lease.encode().as_bytes()), Some(lease));
+        assert_eq!(Lease::decode(b"free"), None);
+        assert!(Lease::claimable(None, 1, 0));
+        assert!(
+            Lease::claimable(Some(lease), 0xdead_beef, 0),
+            "the owner renews"
+        );
+        assert!(
+            !Lease::claimable(Some(lease), 7, 1_700_000_000_122),
+            "another VM waits"
+        );
+        assert!(
+            Lease::claimable(Some(lease), 7, 1_700_000_000_123),
+            "an expired lease is free"
+        );
+    }
+
+    #[test]
+    fn snapshot_and_meta_framing() {
+        let packed = pack_snapshot("\"r2\"", b"{\"revision\":\"r2\"}\n");
+        assert_eq!(
+            unpack_snapshot(&packed),
+            Some(("\"r2\"", &b"{\"revision\":\"r2\"}\n"[..]))
+        );
+        assert_eq!(unpack_snapshot(b"no newline"), None);
+        let meta = Meta {
+            etag: "\"r2\"".into(),
+            confirmed_ms: 42,
+        };
+        assert_eq!(Meta::decode(meta.encode().as_bytes()), Some(meta));
+        assert_eq!(Meta::decode(b"\"r2\"\nsoon"), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for random in [0, 1, 499, 999, 1000, u64::MAX] {
+            let ms = jittered_ms(5000, random);
+            assert!((4500..5500).contains(&ms), "{ms}");
+        }
+        assert_eq!(jittered_ms(3, 12345), 3);
+        assert_eq!(tick_ms(5000), 1000);
+        assert_eq!(tick_ms(100), 50);
+        assert_eq!(lease_ms(1000, 500), 1250);
+        assert_eq!(etag_or_revision(None, "r1"), "\"r1\"");
+        assert_eq!(etag_or_revision(Some("W/\"x\""), "r1"), "W/\"x\"");
+    }
+}
