@@ -13,6 +13,7 @@
 #   DEMO_LISTEN_PORT    Envoy listener          (default 10000)
 #   DEMO_ADMIN_PORT     Envoy admin             (default 9901)
 #   DEMO_UPSTREAM_PORT  echo-upstream           (default 8081)
+#   DEMO_POLICY_PORT    cluster `policy`        (default 8082; the demo's snapshot is inline)
 #   DEMO_NONINTERACTIVE 1 = stop after printing (default: stay up until Ctrl-C)
 #   DEMO_READY_TIMEOUT  seconds to wait for Envoy to become ready (default 30)
 #   TENANTGATE_ENVOY    Envoy binary            (default .venv/bin/envoy, as in the tests)
@@ -27,6 +28,7 @@ cd "$ROOT"
 LISTEN_PORT=${DEMO_LISTEN_PORT:-10000}
 ADMIN_PORT=${DEMO_ADMIN_PORT:-9901}
 UPSTREAM_PORT=${DEMO_UPSTREAM_PORT:-8081}
+POLICY_PORT=${DEMO_POLICY_PORT:-8082}
 READY_TIMEOUT=${DEMO_READY_TIMEOUT:-30}
 NONINTERACTIVE=${DEMO_NONINTERACTIVE:-0}
 
@@ -129,6 +131,7 @@ rendered=$(<"$TEMPLATE")
 rendered=${rendered//"{{LISTEN_PORT}}"/"$LISTEN_PORT"}
 rendered=${rendered//"{{ADMIN_PORT}}"/"$ADMIN_PORT"}
 rendered=${rendered//"{{UPSTREAM_PORT}}"/"$UPSTREAM_PORT"}
+rendered=${rendered//"{{POLICY_PORT}}"/"$POLICY_PORT"}
 rendered=${rendered//"{{WASM_PATH}}"/"$WASM"}
 rendered=${rendered//"{{ACCESS_LOG_PATH}}"/"$ACCESS_LOG"}
 rendered=${rendered//"{{PLUGIN_CONFIG}}"/"$PLUGIN_CONFIG"}

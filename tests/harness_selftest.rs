@@ -240,6 +240,7 @@ fn render_template_substitutes_and_escapes() {
                 ("LISTEN_PORT", "1"),
                 ("ADMIN_PORT", "2"),
                 ("UPSTREAM_PORT", "3"),
+                ("POLICY_PORT", "4"),
                 ("WASM_PATH", "/x.wasm"),
                 ("PLUGIN_CONFIG", "{}"),
                 ("ACCESS_LOG_PATH", "/x.log"),

@@ -265,6 +265,8 @@ pub struct EnvoyBuilder {
     pub concurrency: u32,
     /// Port substituted for `{{UPSTREAM_PORT}}`.
     pub upstream_port: u16,
+    /// Port substituted for `{{POLICY_PORT}}` (cluster `policy`). Default 1: nothing listens.
+    pub policy_port: u16,
     /// `--log-level`. Default `warn`.
     pub log_level: String,
     /// Extra Envoy command-line arguments.
@@ -281,6 +283,7 @@ impl EnvoyBuilder {
             plugin_config: "{}".to_string(),
             concurrency: 1,
             upstream_port,
+            policy_port: 1,
             log_level: "warn".to_string(),
             extra_args: Vec::new(),
             timeout: START_TIMEOUT,
@@ -304,6 +307,11 @@ impl EnvoyBuilder {
 
     pub fn concurrency(mut self, n: u32) -> Self {
         self.concurrency = n;
+        self
+    }
+
+    pub fn policy_port(mut self, port: u16) -> Self {
+        self.policy_port = port;
         self
     }
 
@@ -425,6 +433,7 @@ impl Envoy {
         let admin_address_path = dir.join("admin.address");
 
         let upstream_port = opts.upstream_port.to_string();
+        let policy_port = opts.policy_port.to_string();
         let wasm_str = wasm.to_string_lossy().into_owned();
         let access_str = access_log_path.to_string_lossy().into_owned();
         let rendered = render_template(
@@ -433,6 +442,7 @@ impl Envoy {
                 ("LISTEN_PORT", "0"),
                 ("ADMIN_PORT", "0"),
                 ("UPSTREAM_PORT", &upstream_port),
+                ("POLICY_PORT", &policy_port),
                 ("WASM_PATH", &wasm_str),
                 ("PLUGIN_CONFIG", &opts.plugin_config),
                 ("ACCESS_LOG_PATH", &access_str),
