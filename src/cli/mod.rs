@@ -1,12 +1,13 @@
 //! The `policyctl` command line. Kept in the library so tests can drive it.
 
 pub mod generate;
+pub mod serve;
 
 use crate::config::PluginConfig;
 use crate::policy::{self, Decision, Mode, Request, Sources, Timestamp};
 use std::process::ExitCode;
 
-const USAGE: &str = "policyctl: validate, explain and generate tenantgate policy snapshots
+const USAGE: &str = "policyctl: validate, explain, generate and serve tenantgate policy snapshots
 
 usage:
   policyctl validate FILE...
@@ -15,6 +16,7 @@ usage:
   policyctl hash-key KEY
   policyctl generate --orgs N --keys M [--seed S]
   policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
+  policyctl serve --policy FILE [--keys FILE] --listen ADDR
 
 Run `policyctl COMMAND --help` for one command. Exit status: 0 success (any
 decision, for explain), 2 unusable input.";
@@ -64,6 +66,40 @@ const PLUGIN_CONFIG_HELP: &str =
 Validates FILE and prints a plugin configuration embedding it inline, as one
 line of JSON: what goes into Envoy's `configuration` StringValue.";
 
+const SERVE_HELP: &str = "usage: policyctl serve --policy FILE [--keys FILE] --listen ADDR
+
+Serves FILE over HTTP/1.1 (std only, a thread per connection, keep-alive):
+
+  GET|HEAD /snapshot   FILE's exact bytes, content-type: application/json,
+                       etag: \"<revision>\", cache-control: no-cache; 304 and no
+                       body if if-none-match lists that etag (quoted or not, W/,
+                       lists) or is *
+  GET /keys/<sha256>   the --keys entry with that hash as JSON; 404
+                       {\"error\":\"not_found\"} if unknown or without --keys; 400
+                       unless 64 lower-case hex digits
+  GET /stats           counters: snapshot_requests, snapshot_200, snapshot_304,
+                       key_requests, key_hits, key_misses, reloads,
+                       reloads_refused, and the current revision
+  anything else        404
+
+  --policy FILE   the snapshot; exits 2 listing its problems if invalid at start
+  --keys FILE     a JSON array of api key objects shaped like the snapshot's
+                  api_keys entries, each with a 64 lower-case hex `sha256`
+  --listen ADDR   address to bind, e.g. 127.0.0.1:8081 (port 0: any free port)
+
+Reload: before answering each request both files are checked with one stat
+(mtime, ctime, size, inode; a file changed less than 2 s before it was read is
+re-read and compared by content). A changed file that is valid is served from
+then on; an invalid one is refused and the last good one kept, with one line
+`reload refused: <first problem> (+N more)` on stderr. A file that disappears
+leaves the last good one in place. Replace files by rename for atomic updates.
+
+stdout: one line `listening on IP:PORT` once bound, then one line per request,
+e.g. `GET /snapshot 200 etag=r1`, `GET /snapshot 304 etag=r1`,
+`GET /keys/64084db3… 404`, `GET /stats 200`, `- - 400 <reason>` for a malformed
+request (key hashes are cut to 8 characters; header values are never printed).
+Keep reading stdout (or close it). SIGTERM or SIGINT stops the server.";
+
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("policyctl: {message}");
     ExitCode::from(2)
@@ -104,6 +140,8 @@ pub fn run(args: &[String]) -> ExitCode {
         "generate" => generate::run(rest),
         "plugin-config" if help(PLUGIN_CONFIG_HELP) => ExitCode::SUCCESS,
         "plugin-config" => plugin_config(rest),
+        "serve" if help(SERVE_HELP) => ExitCode::SUCCESS,
+        "serve" => serve::run(rest),
         other => fail(format_args!("unknown command `{other}`\n\n{USAGE}")),
     }
 }

@@ -64,7 +64,8 @@ impl Shared {
         }
     }
 
-    fn install(&self, loaded: Loaded) {
+    /// Makes `loaded` current; `compile_ms` is how long parsing and compiling took.
+    fn install(&self, loaded: Loaded, compile_ms: i64) {
         let previous = self.current.replace(Some(Rc::new(loaded)));
         if let Some(old) = previous {
             publish_revision_gauge(old.snapshot.revision(), 0);
@@ -74,11 +75,12 @@ impl Shared {
             abi::log(
                 Level::Info,
                 &format!(
-                    "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} routes)",
+                    "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} routes) in {compile_ms} ms; linear memory {} bytes",
                     new.snapshot.revision(),
                     new.snapshot.stats().organizations,
                     new.snapshot.stats().api_keys,
                     new.snapshot.stats().routes,
+                    linear_memory_bytes(),
                 ),
             );
         }
@@ -228,14 +230,11 @@ impl Root {
         if current_etag.as_deref() == Some(etag) {
             return;
         }
-        match std::str::from_utf8(body)
-            .map_err(|e| e.to_string())
-            .and_then(|t| policy::load_snapshot(t).map_err(|e| e.to_string()))
-        {
-            Ok(snapshot) => shared.install(Loaded {
-                snapshot,
-                etag: etag.to_string(),
-            }),
+        match compile(body) {
+            Ok((snapshot, compile_ms)) => {
+                let etag = etag.to_string();
+                shared.install(Loaded { snapshot, etag }, compile_ms)
+            }
             Err(problem) => {
                 shared.metrics.bump(shared.metrics.fetch_invalid);
                 abi::log(
@@ -343,11 +342,9 @@ impl Root {
                 let Ok(body) = abi::call_response_body(body_size) else {
                     return failed("cannot read the response body".into());
                 };
-                let loaded = std::str::from_utf8(&body)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| policy::load_snapshot(t).map_err(|e| e.to_string()));
+                let loaded = compile(&body);
                 match loaded {
-                    Ok(snapshot) => {
+                    Ok((snapshot, compile_ms)) => {
                         shared.metrics.bump(shared.metrics.fetch_ok);
                         let etag = live::etag_or_revision(header("etag"), snapshot.revision());
                         // Publish first: the other VMs compile it from shared data.
@@ -360,7 +357,7 @@ impl Root {
                         if shared.current().map(|l| l.etag.clone()).as_deref()
                             != Some(etag.as_str())
                         {
-                            shared.install(Loaded { snapshot, etag });
+                            shared.install(Loaded { snapshot, etag }, compile_ms);
                         }
                     }
                     Err(problem) => {
@@ -373,6 +370,20 @@ impl Root {
             status => failed(format!("status {}", status.unwrap_or("none"))),
         }
     }
+}
+
+/// Parses and compiles a fetched or published body, timing it for the log.
+fn compile(body: &[u8]) -> Result<(Snapshot, i64), String> {
+    let started = abi::now_nanos().unwrap_or(0);
+    let text = std::str::from_utf8(body).map_err(|e| format!("snapshot is not UTF-8: {e}"))?;
+    let snapshot = policy::load_snapshot(text).map_err(|e| e.to_string())?;
+    let elapsed_ms = abi::now_nanos().unwrap_or(started).saturating_sub(started) / 1_000_000;
+    Ok((snapshot, elapsed_ms))
+}
+
+/// Bytes of this VM's linear memory.
+fn linear_memory_bytes() -> usize {
+    core::arch::wasm32::memory_size(0) * 65_536
 }
 
 fn first_line(text: &str) -> String {
@@ -444,7 +455,7 @@ impl RootContext for Root {
         match config.snapshot {
             SnapshotSource::Inline(snapshot) => {
                 let etag = live::etag_or_revision(None, snapshot.revision());
-                shared.install(Loaded { snapshot, etag });
+                shared.install(Loaded { snapshot, etag }, 0);
             }
             SnapshotSource::Remote(remote) => {
                 let keys = SharedKeys::new(&remote.cluster, &remote.path);
