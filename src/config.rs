@@ -91,7 +91,7 @@ pub struct RemoteSource {
 pub enum SnapshotSource {
     /// None configured: every request is answered per the fail policy.
     Absent,
-    Inline(Snapshot),
+    Inline(Box<Snapshot>),
     Remote(RemoteSource),
 }
 
@@ -268,9 +268,9 @@ impl PluginConfig {
             Some(RawSnapshotSource {
                 inline: Some(inline),
                 ..
-            }) => SnapshotSource::Inline(
+            }) => SnapshotSource::Inline(Box::new(
                 policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?,
-            ),
+            )),
             Some(RawSnapshotSource {
                 remote: Some(remote),
                 ..

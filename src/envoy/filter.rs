@@ -455,7 +455,13 @@ impl RootContext for Root {
         match config.snapshot {
             SnapshotSource::Inline(snapshot) => {
                 let etag = live::etag_or_revision(None, snapshot.revision());
-                shared.install(Loaded { snapshot, etag }, 0);
+                shared.install(
+                    Loaded {
+                        snapshot: *snapshot,
+                        etag,
+                    },
+                    0,
+                );
             }
             SnapshotSource::Remote(remote) => {
                 let keys = SharedKeys::new(&remote.cluster, &remote.path);

@@ -185,50 +185,68 @@ pub struct Upstream {
     port: u16,
 }
 
+/// Spawns `bin args...` and reads the `listening on IP:PORT` line it prints first;
+/// stdout is drained afterwards (and collected in `lines`) so the child never blocks.
+fn spawn_listening(
+    bin: &str,
+    args: &[&str],
+) -> (Child, u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {bin}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = lines.clone();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let res = reader.read_line(&mut line).map(|_| line);
+        let _ = tx.send(res);
+        for line in reader.lines() {
+            match line {
+                Ok(line) => collected.lock().unwrap().push(line),
+                Err(_) => break,
+            }
+        }
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("reading {bin} stdout: {e}");
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{bin} did not print its port within 10 s");
+        }
+    };
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .map(|a| a.port());
+    let Some(port) = port else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("unexpected first line from {bin}: {line:?}");
+    };
+    (child, port, lines)
+}
+
 impl Upstream {
     /// Starts `echo-upstream --listen 127.0.0.1:0` and reads `listening on 127.0.0.1:PORT`.
     pub fn start() -> Upstream {
-        let bin = env!("CARGO_BIN_EXE_echo-upstream");
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {bin}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let res = reader.read_line(&mut line).map(|_| line);
-            let _ = tx.send(res);
-            // Keep draining so the child can never block on a full pipe.
-            let _ = io::copy(&mut reader, &mut io::sink());
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(line)) => line,
-            Ok(Err(e)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("reading echo-upstream stdout: {e}");
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("echo-upstream did not print its port within 10 s");
-            }
-        };
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map(|a| a.port());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("unexpected first line from echo-upstream: {line:?}");
-        };
+        let (child, port, _) = spawn_listening(
+            env!("CARGO_BIN_EXE_echo-upstream"),
+            &["--listen", "127.0.0.1:0"],
+        );
         Upstream { child, port }
     }
 
@@ -238,6 +256,65 @@ impl Upstream {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// `policyctl serve` on an ephemeral port, stopped by pid on drop.
+pub struct PolicyServer {
+    child: Option<Child>,
+    port: u16,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl PolicyServer {
+    pub fn start(policy: &Path, keys: Option<&Path>) -> PolicyServer {
+        let policy = policy.to_string_lossy().into_owned();
+        let mut args = vec![
+            "serve",
+            "--policy",
+            policy.as_str(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        let keys = keys.map(|k| k.to_string_lossy().into_owned());
+        if let Some(keys) = &keys {
+            args.extend(["--keys", keys.as_str()]);
+        }
+        let (child, port, lines) = spawn_listening(env!("CARGO_BIN_EXE_policyctl"), &args);
+        PolicyServer {
+            child: Some(child),
+            port,
+            lines,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's `/stats` counters.
+    pub fn stats(&self) -> serde_json::Value {
+        let r = http_get(self.port, "/stats", &[]);
+        serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("/stats is not JSON ({e}): {}", r.body))
+    }
+
+    /// The request lines it has logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Stops the server now (to simulate an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, STOP_GRACE);
+        }
+    }
+}
+
+impl Drop for PolicyServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
