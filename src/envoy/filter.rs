@@ -40,6 +40,10 @@ struct Shared {
     current: Cell<Option<Rc<Loaded>>>,
     /// When the source last confirmed the current snapshot (remote sources only).
     confirmed_ms: Cell<Option<i64>>,
+    /// Shared-data keys of the remote source, if any.
+    remote_keys: Option<SharedKeys>,
+    /// A published etag this VM could not compile; not retried until it changes.
+    rejected_etag: Cell<Option<String>>,
     metrics: Metrics,
 }
 
@@ -61,6 +65,59 @@ impl Shared {
                 None
             }
             _ => Some(current),
+        }
+    }
+
+    /// Adopts the snapshot another VM published, if it differs from ours. Runs on
+    /// every tick, and on the request path while this VM has no snapshot yet (a
+    /// new worker must not answer 503 while another VM holds a good snapshot).
+    fn pick_up(&self) {
+        let Some(keys) = &self.remote_keys else {
+            return;
+        };
+        let Ok(Some((meta_bytes, _))) = abi::get_shared_data(&keys.meta) else {
+            return;
+        };
+        let Some(meta) = Meta::decode(&meta_bytes) else {
+            return;
+        };
+        self.confirmed_ms.set(Some(meta.confirmed_ms));
+        let current_etag = self.current().map(|l| l.etag.clone());
+        let rejected = self.rejected_etag.take();
+        let skip = current_etag.as_deref() == Some(meta.etag.as_str())
+            || rejected.as_deref() == Some(meta.etag.as_str());
+        self.rejected_etag.set(rejected);
+        if skip {
+            return;
+        }
+        let Ok(Some((packed, _))) = abi::get_shared_data(&keys.snapshot) else {
+            return;
+        };
+        let Some((etag, body)) = live::unpack_snapshot(&packed) else {
+            return;
+        };
+        if current_etag.as_deref() == Some(etag) {
+            return;
+        }
+        match compile(body) {
+            Ok((snapshot, compile_ms)) => self.install(
+                Loaded {
+                    snapshot,
+                    etag: etag.to_string(),
+                },
+                compile_ms,
+            ),
+            Err(problem) => {
+                self.metrics.bump(self.metrics.fetch_invalid);
+                abi::log(
+                    Level::Error,
+                    &format!(
+                        "tenantgate: published snapshot {etag} refused here: {}",
+                        first_line(&problem)
+                    ),
+                );
+                self.rejected_etag.set(Some(etag.to_string()));
+            }
         }
     }
 
@@ -191,8 +248,6 @@ struct Live {
     me: u64,
     in_flight: Option<u32>,
     next_fetch_ms: i64,
-    /// A published etag this VM could not compile; not retried until it changes.
-    rejected_etag: Option<String>,
     first_tick: bool,
 }
 
@@ -203,49 +258,9 @@ struct Root {
 }
 
 impl Root {
-    /// Adopts the snapshot another VM published, if it is newer than ours.
-    fn pick_up(&mut self) {
-        let (Some(shared), Some(live)) = (&self.shared, &mut self.live) else {
-            return;
-        };
-        let Ok(Some((meta_bytes, _))) = abi::get_shared_data(&live.keys.meta) else {
-            return;
-        };
-        let Some(meta) = Meta::decode(&meta_bytes) else {
-            return;
-        };
-        shared.confirmed_ms.set(Some(meta.confirmed_ms));
-        let current_etag = shared.current().map(|l| l.etag.clone());
-        if current_etag.as_deref() == Some(meta.etag.as_str())
-            || live.rejected_etag.as_deref() == Some(meta.etag.as_str())
-        {
-            return;
-        }
-        let Ok(Some((packed, _))) = abi::get_shared_data(&live.keys.snapshot) else {
-            return;
-        };
-        let Some((etag, body)) = live::unpack_snapshot(&packed) else {
-            return;
-        };
-        if current_etag.as_deref() == Some(etag) {
-            return;
-        }
-        match compile(body) {
-            Ok((snapshot, compile_ms)) => {
-                let etag = etag.to_string();
-                shared.install(Loaded { snapshot, etag }, compile_ms)
-            }
-            Err(problem) => {
-                shared.metrics.bump(shared.metrics.fetch_invalid);
-                abi::log(
-                    Level::Error,
-                    &format!(
-                        "tenantgate: published snapshot {etag} refused here: {}",
-                        first_line(&problem)
-                    ),
-                );
-                live.rejected_etag = Some(etag.to_string());
-            }
+    fn pick_up(&self) {
+        if let Some(shared) = &self.shared {
+            shared.pick_up();
         }
     }
 
@@ -442,6 +457,10 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let remote_keys = match &config.snapshot {
+            SnapshotSource::Remote(remote) => Some(SharedKeys::new(&remote.cluster, &remote.path)),
+            _ => None,
+        };
         let shared = Rc::new(Shared {
             mode: config.mode,
             environment: config.environment,
@@ -449,6 +468,8 @@ impl RootContext for Root {
             fail_policy: config.fail_policy,
             current: Cell::new(None),
             confirmed_ms: Cell::new(None),
+            remote_keys: remote_keys.clone(),
+            rejected_etag: Cell::new(None),
             metrics: Metrics::define(),
         });
         self.live = None;
@@ -464,7 +485,8 @@ impl RootContext for Root {
                 );
             }
             SnapshotSource::Remote(remote) => {
-                let keys = SharedKeys::new(&remote.cluster, &remote.path);
+                let keys =
+                    remote_keys.unwrap_or_else(|| SharedKeys::new(&remote.cluster, &remote.path));
                 // Create the lease key so that every claim is a compare-and-swap.
                 if let Ok(None) = abi::get_shared_data(&keys.lease) {
                     let _ = abi::set_shared_data(&keys.lease, b"unowned", 0);
@@ -490,7 +512,6 @@ impl RootContext for Root {
                     me: abi::random_u64(),
                     in_flight: None,
                     next_fetch_ms: 0,
-                    rejected_etag: None,
                     first_tick: true,
                 });
             }
@@ -595,7 +616,11 @@ impl HttpContext for Filter {
             abi::log(Level::Error, "tenantgate: cannot read the clock");
             return respond(Reason::HostError);
         };
-        let loaded = shared.usable(now / 1_000_000);
+        let mut loaded = shared.usable(now / 1_000_000);
+        if loaded.is_none() && shared.current().is_none() {
+            shared.pick_up();
+            loaded = shared.usable(now / 1_000_000);
+        }
         let decision = match &loaded {
             Some(loaded) => policy::decide(
                 &loaded.snapshot,
