@@ -28,6 +28,8 @@ struct RawConfig {
     #[serde(default)]
     snapshot: Option<RawSnapshotSource>,
     #[serde(default)]
+    key_lookup: Option<RawKeyLookup>,
+    #[serde(default)]
     fail_open: bool,
     #[serde(default)]
     max_staleness_ms: Option<u64>,
@@ -61,6 +63,93 @@ struct RawRemote {
     poll_ms: u32,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyLookup {
+    cluster: String,
+    #[serde(default = "default_keys_path")]
+    path_prefix: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default = "default_lookup_timeout_ms")]
+    timeout_ms: u32,
+    #[serde(default = "default_ttl_ms")]
+    ttl_ms: u32,
+    #[serde(default = "default_negative_ttl_ms")]
+    negative_ttl_ms: u32,
+    #[serde(default = "default_cache_size")]
+    cache_size: u32,
+}
+
+fn default_keys_path() -> String {
+    "/keys/".into()
+}
+
+fn default_lookup_timeout_ms() -> u32 {
+    500
+}
+
+fn default_ttl_ms() -> u32 {
+    60_000
+}
+
+fn default_negative_ttl_ms() -> u32 {
+    10_000
+}
+
+fn default_cache_size() -> u32 {
+    10_000
+}
+
+/// Where keys missing from the snapshot are looked up: `GET <path_prefix><sha256>`
+/// on an Envoy cluster, answered with an `api_keys` entry (200) or 404.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLookup {
+    pub cluster: String,
+    pub path_prefix: String,
+    pub authority: String,
+    pub timeout_ms: u32,
+    /// How long a found key is trusted before it is looked up again.
+    pub ttl_ms: u32,
+    /// How long "no such key" is remembered.
+    pub negative_ttl_ms: u32,
+    /// Entries per worker (least recently used evicted first).
+    pub cache_size: u32,
+}
+
+fn key_lookup(raw: RawKeyLookup) -> Result<KeyLookup, ConfigError> {
+    let invalid = |field, value: String, what| Err(ConfigError::Invalid { field, value, what });
+    if raw.cluster.is_empty() {
+        return invalid(
+            "key_lookup.cluster",
+            raw.cluster,
+            "must name an Envoy cluster, got",
+        );
+    }
+    if !raw.path_prefix.starts_with('/') {
+        return invalid(
+            "key_lookup.path_prefix",
+            raw.path_prefix,
+            "must start with `/`, got",
+        );
+    }
+    if raw.timeout_ms == 0 {
+        return invalid("key_lookup.timeout_ms", "0".into(), "must be positive, got");
+    }
+    if raw.cache_size == 0 {
+        return invalid("key_lookup.cache_size", "0".into(), "must be positive, got");
+    }
+    Ok(KeyLookup {
+        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
+        cluster: raw.cluster,
+        path_prefix: raw.path_prefix,
+        timeout_ms: raw.timeout_ms,
+        ttl_ms: raw.ttl_ms,
+        negative_ttl_ms: raw.negative_ttl_ms,
+        cache_size: raw.cache_size,
+    })
 }
 
 fn default_snapshot_path() -> String {
@@ -113,6 +202,7 @@ pub struct PluginConfig {
     pub sources: Sources,
     pub snapshot: SnapshotSource,
     pub fail_policy: FailPolicy,
+    pub key_lookup: Option<KeyLookup>,
 }
 
 /// Why a plugin configuration was refused.
@@ -291,12 +381,14 @@ impl PluginConfig {
             fail_open: raw.fail_open,
             max_staleness_ms: raw.max_staleness_ms,
         };
+        let key_lookup = raw.key_lookup.map(key_lookup).transpose()?;
         Ok(PluginConfig {
             mode,
             environment: raw.environment,
             sources,
             snapshot,
             fail_policy,
+            key_lookup,
         })
     }
 }

@@ -114,9 +114,14 @@ fn table_covers_every_reason_code_with_an_allow_alongside() {
         .filter_map(|c| c["expect"]["reason"].as_str())
         .collect();
     for reason in policy::Reason::ALL {
-        // no_policy and host_error cannot happen with a loaded snapshot; the
-        // Envoy suite covers no_policy.
-        if matches!(reason, policy::Reason::NoPolicy | policy::Reason::HostError) {
+        // These come from the host shell, not the core: the Envoy suites cover
+        // no_policy and key_lookup_unavailable.
+        if matches!(
+            reason,
+            policy::Reason::NoPolicy
+                | policy::Reason::HostError
+                | policy::Reason::KeyLookupUnavailable
+        ) {
             continue;
         }
         assert!(
@@ -146,4 +151,62 @@ fn runs_without_a_clock_on_the_target_word_size() {
     let far_future = Timestamp::from_unix_seconds(i64::from(u32::MAX) * 2);
     let decision = policy::decide(&snapshot, &request, far_future, None);
     assert_eq!(decision.reason.map(|r| r.code()), Some("api_key_expired"));
+}
+
+/// A key resolved outside the snapshot (the filter's key lookup) is decided
+/// exactly like the same key shipped in the snapshot.
+#[test]
+fn an_external_key_decides_like_a_snapshot_key() {
+    let snapshot = policy::load_snapshot(DEMO).unwrap();
+    let sources = Sources::default();
+    let now = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+    let external_json = format!(
+        r#"{{"id": "looked-up", "app": "acme-ops-console", "sha256": "{}", "status": "active", "read_only": true}}"#,
+        policy::hash_key("external-raw-key")
+    );
+    let external = snapshot.external_key(&external_json).unwrap();
+    for (method, path) in [
+        ("GET", "/orders/1"),
+        ("POST", "/orders/1"),
+        ("GET", "/catalog/1"),
+        ("GET", "/health"),
+    ] {
+        let shipped = [("x-api-key", "demo-readonly-key")];
+        let looked_up = [("x-api-key", "external-raw-key")];
+        let a = Request::from_parts(&sources, method, "h", path, &shipped);
+        let b = Request::from_parts(&sources, method, "h", path, &looked_up);
+        let want = serde_json::to_value(
+            policy::decide(&snapshot, &a, now, Some("prod")).explain(Mode::Enforce),
+        )
+        .unwrap();
+        let got = serde_json::to_value(
+            policy::decide_with_key(&snapshot, &b, now, Some("prod"), Some(&external))
+                .explain(Mode::Enforce),
+        )
+        .unwrap();
+        assert_eq!(got, want, "{method} {path}");
+    }
+    // Without the lookup answer, or for another key, it is unknown.
+    let b = Request::from_parts(
+        &sources,
+        "GET",
+        "h",
+        "/orders/1",
+        &[("x-api-key", "external-raw-key")],
+    );
+    assert_eq!(
+        policy::decide(&snapshot, &b, now, Some("prod"))
+            .reason
+            .map(|r| r.code()),
+        Some("invalid_api_key")
+    );
+    let c = Request::from_parts(&sources, "GET", "h", "/orders/1", &[("x-api-key", "other")]);
+    let decision = policy::decide_with_key(&snapshot, &c, now, Some("prod"), Some(&external));
+    assert_eq!(decision.reason.map(|r| r.code()), Some("invalid_api_key"));
+    // An answer naming an app the snapshot does not have is refused.
+    let bad = external_json.replace("acme-ops-console", "ghost-app");
+    assert!(snapshot
+        .external_key(&bad)
+        .unwrap_err()
+        .contains("unknown app `ghost-app`"));
 }

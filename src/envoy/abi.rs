@@ -75,6 +75,7 @@ extern "C" {
     ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_get_shared_data(
         key: *const u8,
         key_size: usize,
@@ -205,6 +206,11 @@ pub fn increment_metric(id: u32, offset: i64) -> Result<(), HostError> {
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// Resumes a request paused in `on_http_request_headers`.
+pub fn resume_request() -> Result<(), HostError> {
+    check(unsafe { proxy_continue_stream(0) })
 }
 
 pub fn set_tick_period_ms(period: u32) -> Result<(), HostError> {

@@ -6,15 +6,15 @@
 use super::abi::{self, Level, MetricKind};
 use super::live::{self, Lease, Meta, SharedKeys};
 use super::wire;
-use crate::config::{FailPolicy, PluginConfig, RemoteSource, SnapshotSource};
+use crate::config::{FailPolicy, KeyLookup, PluginConfig, RemoteSource, SnapshotSource};
 use crate::policy::{
-    self, Action as PolicyAction, Decision, Mode, Reason, Request, Snapshot, Sources, Timestamp,
-    STRIPPED_HEADERS,
+    self, Action as PolicyAction, Decision, ExternalKey, Mode, Reason, Request, Snapshot, Sources,
+    Timestamp, STRIPPED_HEADERS,
 };
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,6 +24,17 @@ proxy_wasm::main! {{
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
+
+/// The per-worker key-lookup cache.
+struct KeyCache {
+    etag: String,
+    entries: lru::LruCache<[u8; 32], CacheEntry>,
+}
+
+struct CacheEntry {
+    key: Option<Rc<ExternalKey>>,
+    expires_ms: i64,
+}
 
 /// A compiled snapshot and the ETag it was fetched with.
 struct Loaded {
@@ -44,6 +55,10 @@ struct Shared {
     remote_keys: Option<SharedKeys>,
     /// A published etag this VM could not compile; not retried until it changes.
     rejected_etag: Cell<Option<String>>,
+    key_lookup: Option<KeyLookup>,
+    /// Looked-up keys (and "no such key") of this worker, valid for the snapshot
+    /// etag they were compiled against.
+    key_cache: RefCell<KeyCache>,
     metrics: Metrics,
 }
 
@@ -121,6 +136,52 @@ impl Shared {
         }
     }
 
+    fn cached_key(&self, digest: &[u8; 32], etag: &str, now_ms: i64) -> Cached {
+        let Ok(mut cache) = self.key_cache.try_borrow_mut() else {
+            return Cached::Unknown;
+        };
+        if cache.etag != etag {
+            // A new snapshot: keys compiled against the old one may be wrong now.
+            cache.entries.clear();
+            cache.etag = etag.to_string();
+            return Cached::Unknown;
+        }
+        match cache.entries.get(digest) {
+            Some(entry) if entry.expires_ms > now_ms => match &entry.key {
+                Some(key) => Cached::Found(key.clone()),
+                None => Cached::Absent,
+            },
+            _ => Cached::Unknown,
+        }
+    }
+
+    fn remember_key(
+        &self,
+        digest: [u8; 32],
+        key: Option<Rc<ExternalKey>>,
+        etag: &str,
+        now_ms: i64,
+    ) {
+        let (Some(lookup), Ok(mut cache)) = (&self.key_lookup, self.key_cache.try_borrow_mut())
+        else {
+            return;
+        };
+        if cache.etag != etag {
+            cache.entries.clear();
+            cache.etag = etag.to_string();
+        }
+        let ttl = if key.is_some() {
+            lookup.ttl_ms
+        } else {
+            lookup.negative_ttl_ms
+        };
+        let entry = CacheEntry {
+            key,
+            expires_ms: now_ms + i64::from(ttl),
+        };
+        cache.entries.put(digest, entry);
+    }
+
     /// Makes `loaded` current; `compile_ms` is how long parsing and compiling took.
     fn install(&self, loaded: Loaded, compile_ms: i64) {
         let previous = self.current.replace(Some(Rc::new(loaded)));
@@ -158,6 +219,10 @@ struct Metrics {
     fetch_failed: Option<u32>,
     fetch_invalid: Option<u32>,
     snapshot_age_ms: Option<u32>,
+    lookup_hit: Option<u32>,
+    lookup_miss: Option<u32>,
+    lookup_negative_hit: Option<u32>,
+    lookup_failed: Option<u32>,
 }
 
 impl Metrics {
@@ -181,6 +246,10 @@ impl Metrics {
             fetch_invalid: counter("tenantgate.fetch.invalid"),
             snapshot_age_ms: abi::define_metric(MetricKind::Gauge, "tenantgate.snapshot.age_ms")
                 .ok(),
+            lookup_hit: counter("tenantgate.key_lookup.cache_hit"),
+            lookup_miss: counter("tenantgate.key_lookup.cache_miss"),
+            lookup_negative_hit: counter("tenantgate.key_lookup.negative_hit"),
+            lookup_failed: counter("tenantgate.key_lookup.failed"),
         }
     }
 
@@ -469,6 +538,19 @@ impl RootContext for Root {
             current: Cell::new(None),
             confirmed_ms: Cell::new(None),
             remote_keys: remote_keys.clone(),
+            key_cache: RefCell::new(KeyCache {
+                etag: String::new(),
+                entries: lru::LruCache::new(
+                    std::num::NonZeroUsize::new(
+                        config
+                            .key_lookup
+                            .as_ref()
+                            .map_or(1, |l| l.cache_size as usize),
+                    )
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+                ),
+            }),
+            key_lookup: config.key_lookup,
             rejected_etag: Cell::new(None),
             metrics: Metrics::define(),
         });
@@ -565,6 +647,9 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Filter {
             shared: self.shared.clone(),
+            pending_lookup: None,
+            lookup_failed: false,
+            answered: None,
         }))
     }
 
@@ -575,12 +660,26 @@ impl RootContext for Root {
 
 struct Filter {
     shared: Option<Rc<Shared>>,
+    /// The key lookup this request waits for: callout token and key digest.
+    pending_lookup: Option<(u32, [u8; 32])>,
+    /// The lookup for this request failed (timeout, error): do not retry it.
+    lookup_failed: bool,
+    /// The lookup service's answer for this request (the cache may already have
+    /// dropped it, e.g. with a zero TTL).
+    answered: Option<Option<Rc<ExternalKey>>>,
 }
 
-impl Context for Filter {}
+/// What the per-worker key cache knows about a digest.
+enum Cached {
+    Found(Rc<ExternalKey>),
+    Absent,
+    Unknown,
+}
 
-impl HttpContext for Filter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+impl Filter {
+    /// Reads the request, decides, and acts. Runs once per request, and again
+    /// after a key lookup answered.
+    fn evaluate(&mut self) -> Action {
         let Some(shared) = self.shared.clone() else {
             return respond(Reason::NoPolicy);
         };
@@ -616,35 +715,191 @@ impl HttpContext for Filter {
             abi::log(Level::Error, "tenantgate: cannot read the clock");
             return respond(Reason::HostError);
         };
-        let mut loaded = shared.usable(now / 1_000_000);
+        let now_ms = now / 1_000_000;
+        let mut loaded = shared.usable(now_ms);
         if loaded.is_none() && shared.current().is_none() {
             shared.pick_up();
-            loaded = shared.usable(now / 1_000_000);
+            loaded = shared.usable(now_ms);
         }
-        let decision = match &loaded {
-            Some(loaded) => policy::decide(
-                &loaded.snapshot,
-                &request,
-                Timestamp::from_unix_nanos(now),
-                shared.environment.as_deref(),
-            ),
-            None if shared.fail_policy.fail_open => {
+        let Some(loaded) = loaded else {
+            if shared.fail_policy.fail_open {
                 shared.metrics.bump(shared.metrics.fail_open);
                 return forward(&headers, Vec::new(), request.forward_path.as_deref());
             }
-            None => Decision::no_policy(request.forward_path.as_deref()),
+            return act(
+                &shared,
+                &Decision::no_policy(request.forward_path.as_deref()),
+                &headers,
+            );
         };
-        shared.metrics.count(decision.reason, shared.mode);
-        record_filter_state(&decision);
-        match decision.action(shared.mode) {
-            // The access log (filter state) and the counters say why; no per-deny
-            // log line, which would format a string on every denied request.
-            PolicyAction::Respond { status, body } => send_deny(status, body),
-            PolicyAction::Forward {
-                headers: annotations,
-                path,
-            } => forward(&headers, annotations, path),
+        let at = Timestamp::from_unix_nanos(now);
+        let env = shared.environment.as_deref();
+        let decision = policy::decide(&loaded.snapshot, &request, at, env);
+        // A key the snapshot does not know may be known to the lookup service.
+        let unknown_key = decision.reason == Some(Reason::InvalidApiKey);
+        let (Some(lookup), Some(raw_key), true) =
+            (&shared.key_lookup, request.api_key.as_deref(), unknown_key)
+        else {
+            return act(&shared, &decision, &headers);
+        };
+        let digest = policy::key_digest(raw_key);
+        let cached = match &self.answered {
+            Some(Some(key)) => Cached::Found(key.clone()),
+            Some(None) => Cached::Absent,
+            None => shared.cached_key(&digest, &loaded.etag, now_ms),
+        };
+        let external = match cached {
+            Cached::Found(key) => {
+                shared.metrics.bump(shared.metrics.lookup_hit);
+                key
+            }
+            Cached::Absent => {
+                shared.metrics.bump(shared.metrics.lookup_negative_hit);
+                return act(&shared, &decision, &headers);
+            }
+            Cached::Unknown if self.lookup_failed => {
+                if shared.fail_policy.fail_open {
+                    shared.metrics.bump(shared.metrics.fail_open);
+                    return forward(&headers, Vec::new(), request.forward_path.as_deref());
+                }
+                return act(
+                    &shared,
+                    &decision.with_reason(Reason::KeyLookupUnavailable),
+                    &headers,
+                );
+            }
+            Cached::Unknown => {
+                shared.metrics.bump(shared.metrics.lookup_miss);
+                let hex = policy::hash_key_hex(&digest);
+                let path = format!("{}{hex}", lookup.path_prefix);
+                let headers = vec![
+                    (":method", "GET"),
+                    (":path", path.as_str()),
+                    (":authority", lookup.authority.as_str()),
+                ];
+                let timeout = Duration::from_millis(u64::from(lookup.timeout_ms));
+                match abi::dispatch_http_call(&lookup.cluster, headers, timeout) {
+                    Ok(token) => {
+                        self.pending_lookup = Some((token, digest));
+                        return Action::Pause;
+                    }
+                    Err(e) => {
+                        abi::log(
+                            Level::Warn,
+                            &format!(
+                                "tenantgate: cannot look up a key on cluster `{}`: {e}",
+                                lookup.cluster
+                            ),
+                        );
+                        self.lookup_failed = true;
+                        return self.evaluate();
+                    }
+                }
+            }
+        };
+        let decision =
+            policy::decide_with_key(&loaded.snapshot, &request, at, env, Some(&external));
+        act(&shared, &decision, &headers)
+    }
+
+    fn on_lookup_answer(&mut self, digest: [u8; 32], num_headers: usize, body_size: usize) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(loaded) = shared.current() else {
+            return;
+        };
+        let now_ms = now_ms().unwrap_or(0);
+        let status = abi::call_response_header_buffer().ok().and_then(|buffer| {
+            let pairs = wire::parse_header_map(&buffer)?;
+            pairs
+                .iter()
+                .find(|(n, _)| *n == b":status")
+                .and_then(|(_, v)| std::str::from_utf8(v).ok().map(str::to_string))
+        });
+        let answer = match (num_headers, status.as_deref()) {
+            (0, _) => Err("no response (timeout or connection failure)".to_string()),
+            (_, Some("404")) => Ok(None),
+            (_, Some("200")) => abi::call_response_body(body_size)
+                .map_err(|e| format!("cannot read the answer: {e}"))
+                .and_then(|body| String::from_utf8(body).map_err(|e| e.to_string()))
+                .and_then(|body| loaded.snapshot.external_key(&body))
+                .and_then(|key| {
+                    if key.digest() == digest {
+                        Ok(Some(key))
+                    } else {
+                        Err("the answer is for another key".into())
+                    }
+                }),
+            (_, other) => Err(format!("status {}", other.unwrap_or("none"))),
+        };
+        match answer {
+            Ok(found) => {
+                let found = found.map(Rc::new);
+                self.answered = Some(found.clone());
+                shared.remember_key(digest, found, &loaded.etag, now_ms);
+            }
+            Err(why) => {
+                shared.metrics.bump(shared.metrics.lookup_failed);
+                abi::log(
+                    Level::Warn,
+                    &format!("tenantgate: key lookup failed: {why}"),
+                );
+                self.lookup_failed = true;
+            }
         }
+    }
+}
+
+impl Context for Filter {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some((token, digest)) = self.pending_lookup else {
+            return;
+        };
+        if token != token_id {
+            return;
+        }
+        self.pending_lookup = None;
+        self.on_lookup_answer(digest, num_headers, body_size);
+        if let Action::Continue = self.evaluate() {
+            if let Err(e) = abi::resume_request() {
+                abi::log(
+                    Level::Error,
+                    &format!("tenantgate: cannot resume the request: {e}"),
+                );
+            }
+        }
+    }
+}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.evaluate()
+    }
+}
+
+/// Counts, records and carries out a decision.
+fn act(
+    shared: &Shared,
+    decision: &Decision<'_>,
+    headers: &[(Cow<'_, str>, Cow<'_, str>)],
+) -> Action {
+    shared.metrics.count(decision.reason, shared.mode);
+    record_filter_state(decision);
+    match decision.action(shared.mode) {
+        // The access log (filter state) and the counters say why; no per-deny
+        // log line, which would format a string on every denied request.
+        PolicyAction::Respond { status, body } => send_deny(status, body),
+        PolicyAction::Forward {
+            headers: annotations,
+            path,
+        } => forward(headers, annotations, path),
     }
 }
 

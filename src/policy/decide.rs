@@ -4,7 +4,7 @@ use super::document::{KeyStatus, Right};
 use super::reason::Reason;
 use super::request::Request;
 use super::snapshot::{
-    normalize_prefix, Grants, Idx, OrgEntry, PrincipalRef, RouteTeams, Snapshot,
+    normalize_prefix, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, RouteTeams, Snapshot,
 };
 use super::time::Timestamp;
 use sha2::{Digest, Sha256};
@@ -77,6 +77,13 @@ impl<'a> Decision<'a> {
             reason: Some(Reason::NoPolicy),
             ..Decision::new(None, forward_path)
         }
+    }
+
+    /// The same resolution, denied for `reason` instead (a shell's own verdict,
+    /// such as a failed key lookup).
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     fn deny(mut self, reason: Reason) -> Self {
@@ -284,9 +291,29 @@ impl Snapshot {
     }
 }
 
-enum Caller {
-    App { app: Idx, key: Idx },
+enum Caller<'a> {
+    App { app: Idx, key: &'a KeyEntry },
     User(Option<Idx>),
+}
+
+/// An API key that is not in the snapshot but was resolved elsewhere (the
+/// filter's on-demand key lookup), compiled against the snapshot so that it is
+/// decided exactly like a key shipped in it.
+#[derive(Debug)]
+pub struct ExternalKey {
+    pub(crate) digest: [u8; 32],
+    pub(crate) entry: KeyEntry,
+}
+
+impl ExternalKey {
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+}
+
+/// The SHA-256 of a raw API key, as the snapshot indexes keys.
+pub fn key_digest(raw_key: &str) -> [u8; 32] {
+    Sha256::digest(raw_key.as_bytes()).into()
 }
 
 /// Decides one request against a snapshot at time `now`, for a gateway configured
@@ -297,8 +324,20 @@ pub fn decide<'a>(
     now: Timestamp,
     environment: Option<&str>,
 ) -> Decision<'a> {
+    decide_with_key(snapshot, request, now, environment, None)
+}
+
+/// [`decide`], with one more key known besides the snapshot's own: `external`
+/// answers for its digest when the snapshot does not know it.
+pub fn decide_with_key<'a>(
+    snapshot: &'a Snapshot,
+    request: &'a Request<'_>,
+    now: Timestamp,
+    environment: Option<&str>,
+    external: Option<&'a ExternalKey>,
+) -> Decision<'a> {
     let d = Decision::new(Some(&snapshot.revision), request.forward_path.as_deref());
-    decide_steps(snapshot, request, now, environment, d)
+    decide_steps(snapshot, request, now, environment, external, d)
 }
 
 fn decide_steps<'a>(
@@ -306,6 +345,7 @@ fn decide_steps<'a>(
     request: &'a Request<'_>,
     now: Timestamp,
     environment: Option<&str>,
+    external: Option<&'a ExternalKey>,
     mut d: Decision<'a>,
 ) -> Decision<'a> {
     // 1. path hygiene
@@ -329,12 +369,13 @@ fn decide_steps<'a>(
     }
     // 4-5. credentials
     let caller = if let Some(raw_key) = request.api_key.as_deref() {
-        let digest: [u8; 32] = Sha256::digest(raw_key.as_bytes()).into();
-        let Some((key_idx, key)) = snap
+        let digest = key_digest(raw_key);
+        let known = snap
             .key_by_hash
             .get(&digest)
-            .and_then(|&k| snap.keys.get(k as usize).map(|key| (k, key)))
-        else {
+            .and_then(|&k| snap.keys.get(k as usize));
+        let looked_up = external.filter(|e| e.digest == digest).map(|e| &e.entry);
+        let Some(key) = known.or(looked_up) else {
             return d.deny(Reason::InvalidApiKey);
         };
         let Some(app) = snap.apps.get(key.app as usize) else {
@@ -352,10 +393,7 @@ fn decide_steps<'a>(
         if !app.approved {
             return d.deny(Reason::AppRevoked);
         }
-        Caller::App {
-            app: key.app,
-            key: key_idx,
-        }
+        Caller::App { app: key.app, key }
     } else if let Some(user_id) = request.user_id {
         let user = snap.user_by_id.get(user_id).copied();
         d.principal = Some(match user.and_then(|u| snap.users.get(u as usize)) {
@@ -434,7 +472,7 @@ fn decide_steps<'a>(
         },
     };
     let key = match caller {
-        Caller::App { key, .. } => snap.keys.get(key as usize),
+        Caller::App { key, .. } => Some(key),
         Caller::User(_) => None,
     };
     if let Some(env) = env {

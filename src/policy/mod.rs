@@ -13,7 +13,8 @@ pub mod snapshot;
 pub mod time;
 
 pub use decide::{
-    decide, is_safe_method, path_is_clean, Action, Decision, Explain, Mode, STRIPPED_HEADERS,
+    decide, decide_with_key, is_safe_method, key_digest, path_is_clean, Action, Decision, Explain,
+    ExternalKey, Mode, STRIPPED_HEADERS,
 };
 pub use document::Document;
 pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};
@@ -38,9 +39,12 @@ pub fn load_snapshot_value(value: serde_json::Value) -> Result<Snapshot, LoadErr
 
 /// The lower-case hex SHA-256 of a raw API key: what a snapshot stores.
 pub fn hash_key(raw_key: &str) -> String {
-    use sha2::{Digest, Sha256};
+    hash_key_hex(&key_digest(raw_key))
+}
+
+/// A key digest as lower-case hex.
+pub fn hash_key_hex(digest: &[u8; 32]) -> String {
     use std::fmt::Write;
-    let digest = Sha256::digest(raw_key.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in digest {
         let _ = write!(hex, "{byte:02x}");

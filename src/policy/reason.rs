@@ -73,6 +73,8 @@ reasons! {
     ReadOnlyKey => "read_only_key", 403, "forbidden", "the API key is read-only";
     TeamAccessDenied => "team_access_denied", 403, "forbidden", "the caller lacks the required right on a team of this route";
     PermissionDenied => "permission_denied", 403, "forbidden", "the caller's roles do not grant the required permission";
+    // Extension: the on-demand key lookup timed out or failed (fail closed).
+    KeyLookupUnavailable => "key_lookup_unavailable", 503, "unavailable", "the API key could not be verified right now";
     // Extension: the host failed to hand over the request (fail closed).
     HostError => "host_error", 503, "unavailable", "the gateway could not evaluate this request";
 }

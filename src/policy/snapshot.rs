@@ -28,6 +28,7 @@ pub struct Snapshot {
     /// Length of the longest normalized route prefix.
     pub(crate) longest_prefix: usize,
     pub(crate) apps: Vec<AppEntry>,
+    pub(crate) app_by_id: FxHashMap<Box<str>, Idx>,
     pub(crate) products: Vec<ProductEntry>,
     pub(crate) keys: Vec<KeyEntry>,
     pub(crate) key_by_hash: FxHashMap<[u8; 32], Idx>,
@@ -154,6 +155,66 @@ impl Grants {
 }
 
 impl Snapshot {
+    /// Compiles an `api_keys` entry that came from outside the snapshot (an
+    /// on-demand key lookup) against it: its app must be in the snapshot and its
+    /// environments those of the app's organization, as at load time.
+    pub fn external_key(&self, json: &str) -> Result<super::decide::ExternalKey, String> {
+        let key: ApiKey =
+            serde_json::from_str(json).map_err(|e| format!("api key lookup answer: {e}"))?;
+        let problem = |field: &str, what: &str, value: &str| {
+            format!("api_key `{}`: field `{field}`: {what} `{value}`", key.id)
+        };
+        let digest = decode_sha256_hex(&key.sha256).ok_or_else(|| {
+            problem(
+                "sha256",
+                "sha256 must be 64 lower-case hex digits, got",
+                &key.sha256,
+            )
+        })?;
+        let app = *self
+            .app_by_id
+            .get(key.app.as_str())
+            .ok_or_else(|| problem("app", "unknown app", &key.app))?;
+        let org = self.apps.get(app as usize).and_then(|a| self.org(a.org));
+        let expires_at = match &key.expires_at {
+            Some(text) => Some(
+                Timestamp::parse_rfc3339(text)
+                    .ok_or_else(|| problem("expires_at", "not an RFC 3339 date-time", text))?,
+            ),
+            None => None,
+        };
+        let envs = if key.environments.is_empty() {
+            None
+        } else {
+            let mut envs = Vec::with_capacity(key.environments.len());
+            for env in &key.environments {
+                match self.envs.get(env.as_str()) {
+                    Some(&e) if org.is_some_and(|o| o.envs.contains(&e)) => envs.push(e),
+                    _ => {
+                        return Err(problem(
+                            "environments",
+                            "not an environment of the app's organization:",
+                            env,
+                        ))
+                    }
+                }
+            }
+            envs.sort_unstable();
+            envs.dedup();
+            Some(envs.into())
+        };
+        Ok(super::decide::ExternalKey {
+            digest,
+            entry: KeyEntry {
+                app,
+                status: key.status,
+                expires_at,
+                read_only: key.read_only,
+                envs,
+            },
+        })
+    }
+
     pub fn revision(&self) -> &str {
         &self.revision
     }
@@ -527,6 +588,12 @@ impl<'d> Compiler<'d> {
             routes,
             routes_by_prefix,
             longest_prefix,
+            app_by_id: doc
+                .apps
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.id.as_str().into(), i as Idx))
+                .collect(),
             apps,
             products,
             keys,
