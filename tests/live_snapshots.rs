@@ -491,3 +491,149 @@ fn an_invalid_or_failed_fetch_is_counted_and_the_last_good_snapshot_kept() {
     });
     assert!(source.requests.load(Ordering::SeqCst) >= 4);
 }
+
+/// The keys file of the lookup service: keys the snapshot does not ship.
+fn keys_file(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("keys.json");
+    let keys = json!([
+        {"id": "lk-1", "app": "acme-storefront", "sha256": tenantgate::policy::hash_key("lookup-key-1"),
+         "status": "active", "environments": ["prod"]},
+        {"id": "lk-revoked", "app": "acme-ops-console", "sha256": tenantgate::policy::hash_key("lookup-revoked"),
+         "status": "revoked"}
+    ]);
+    std::fs::write(&path, serde_json::to_vec(&keys).unwrap()).unwrap();
+    path
+}
+
+fn lookup_config(ttl_ms: u64) -> String {
+    remote_config(
+        json!({"key_lookup": {"cluster": "policy", "path_prefix": "/keys/", "authority": "policy.local",
+                                        "timeout_ms": 1000, "ttl_ms": ttl_ms, "negative_ttl_ms": ttl_ms}}),
+    )
+}
+
+fn with_key(envoy: &Envoy, key: &str) -> support::Response {
+    http_request(
+        envoy.listen_port(),
+        "GET",
+        "/orders/1",
+        "localhost",
+        &[("x-api-key", key)],
+    )
+}
+
+fn key_requests(server: &PolicyServer) -> u64 {
+    server.stats()["key_requests"].as_u64().unwrap()
+}
+
+#[test]
+fn keys_missing_from_the_snapshot_are_looked_up_cached_and_decided_like_shipped_ones() {
+    let file = PolicyFile::new();
+    let keys = keys_file(file.path.parent().unwrap());
+    let server = PolicyServer::start(&file.path, Some(&keys));
+    let upstream = Upstream::start();
+    // One worker: the cache is per worker, so counts are exact.
+    let envoy = start_envoy(&upstream, server.port(), 1, lookup_config(60_000));
+    eventually(
+        Duration::from_secs(10),
+        "the first snapshot is served",
+        || storefront(&envoy).status == 200,
+    );
+
+    // Hit: decided exactly like the snapshot's own key of the same app.
+    let looked_up = with_key(&envoy, "lookup-key-1");
+    assert_eq!(looked_up.status, 200, "{}", looked_up.body);
+    let shipped = storefront(&envoy);
+    for name in tenantgate::policy::STRIPPED_HEADERS {
+        assert_eq!(
+            looked_up.json()["headers"][name],
+            shipped.json()["headers"][name],
+            "{name}"
+        );
+    }
+    assert_eq!(key_requests(&server), 1);
+    for _ in 0..5 {
+        assert_eq!(with_key(&envoy, "lookup-key-1").status, 200);
+    }
+    assert_eq!(
+        key_requests(&server),
+        1,
+        "cached answers went back to the server"
+    );
+    assert!(counter(&envoy, "tenantgate.key_lookup.cache_hit") >= 5);
+    // A looked-up key's own state decides, as in the snapshot.
+    let revoked = with_key(&envoy, "lookup-revoked");
+    assert_eq!(revoked.status, 401);
+    assert_eq!(revoked.json()["reason"], "api_key_revoked");
+    // Miss, then the negative answer is remembered.
+    let before = key_requests(&server);
+    for _ in 0..3 {
+        let r = with_key(&envoy, "nobody-has-this-key");
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["reason"], "invalid_api_key");
+    }
+    assert_eq!(key_requests(&server), before + 1);
+    assert!(counter(&envoy, "tenantgate.key_lookup.negative_hit") >= 2);
+    // The server never sees a raw key, only its hash.
+    assert!(!server
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("lookup-key-1")));
+}
+
+#[test]
+fn cached_keys_expire_and_are_dropped_when_the_snapshot_changes() {
+    let file = PolicyFile::new();
+    let keys = keys_file(file.path.parent().unwrap());
+    let server = PolicyServer::start(&file.path, Some(&keys));
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&upstream, server.port(), 1, lookup_config(700));
+    eventually(
+        Duration::from_secs(10),
+        "the first snapshot is served",
+        || storefront(&envoy).status == 200,
+    );
+    assert_eq!(with_key(&envoy, "lookup-key-1").status, 200);
+    assert_eq!(with_key(&envoy, "lookup-key-1").status, 200);
+    assert_eq!(key_requests(&server), 1);
+    // TTL expiry.
+    thread::sleep(Duration::from_millis(800));
+    assert_eq!(with_key(&envoy, "lookup-key-1").status, 200);
+    assert_eq!(
+        key_requests(&server),
+        2,
+        "an expired entry was not looked up again"
+    );
+    // A new revision drops the cache: the key is compiled against it afresh.
+    file.write(&demo("r2"));
+    eventually(Duration::from_secs(5), "r2 is served", || {
+        storefront(&envoy).json()["headers"]["x-policy-revision"] == "r2"
+    });
+    let r = with_key(&envoy, "lookup-key-1");
+    assert_eq!(r.json()["headers"]["x-policy-revision"], "r2");
+    assert_eq!(
+        key_requests(&server),
+        3,
+        "the cache survived a new snapshot"
+    );
+}
+
+#[test]
+fn a_failed_lookup_follows_the_fail_policy() {
+    let file = PolicyFile::new();
+    let mut server = PolicyServer::start(&file.path, None);
+    let upstream = Upstream::start();
+    let closed = start_envoy(&upstream, server.port(), 1, lookup_config(60_000));
+    eventually(
+        Duration::from_secs(10),
+        "the first snapshot is served",
+        || storefront(&closed).status == 200,
+    );
+    server.stop();
+    let r = with_key(&closed, "lookup-key-1");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["reason"], "key_lookup_unavailable");
+    assert!(counter(&closed, "tenantgate.key_lookup.failed") >= 1);
+    // Keys the snapshot knows are not affected.
+    assert_eq!(storefront(&closed).status, 200);
+}
