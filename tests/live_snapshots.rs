@@ -637,3 +637,63 @@ fn a_failed_lookup_follows_the_fail_policy() {
     // Keys the snapshot knows are not affected.
     assert_eq!(storefront(&closed).status, 200);
 }
+
+/// Measurement, not a check (run with `--ignored --nocapture`): the time a VM
+/// takes to parse and compile a 100k-key snapshot and its linear memory after,
+/// as logged by each VM, and the delay until every worker serves a new revision.
+#[test]
+#[ignore]
+fn measure_a_100k_key_snapshot_swap() {
+    let file = PolicyFile::new();
+    let mut doc = tenantgate::cli::generate::generate(2_000, 100_000, 42);
+    doc["revision"] = json!("big-1");
+    file.write(&doc);
+    let size = std::fs::metadata(&file.path).unwrap().len();
+    let server = PolicyServer::start(&file.path, None);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&upstream, server.port(), 2, remote_config(json!({})));
+    let key = tenantgate::cli::generate::generated_raw_key(42, 7);
+    let probe = |envoy: &Envoy| {
+        http_request(
+            envoy.listen_port(),
+            "GET",
+            "/health",
+            "localhost",
+            &[("x-api-key", key.as_str())],
+        )
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the big snapshot is served",
+        || probe(&envoy).status == 200,
+    );
+    doc["revision"] = json!("big-2");
+    file.write(&doc);
+    let changed = Instant::now();
+    let mut seen = vec![false; 2];
+    while changed.elapsed() < Duration::from_secs(60) && seen.iter().any(|s| !s) {
+        let before = per_worker_connections(&envoy, 2);
+        let r = probe(&envoy);
+        let after = per_worker_connections(&envoy, 2);
+        if r.json()["headers"]["x-policy-revision"] == "big-2" {
+            for (w, s) in seen.iter_mut().enumerate() {
+                if after[w] > before[w] {
+                    *s = true;
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let propagation = changed.elapsed();
+    let log = envoy.log_text();
+    let loads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("snapshot `big-"))
+        .map(|l| l.split("tenantgate: ").last().unwrap_or(l))
+        .collect();
+    eprintln!("snapshot: {size} bytes of JSON, 100000 keys");
+    for line in &loads {
+        eprintln!("  {line}");
+    }
+    eprintln!("every worker served big-2 {propagation:?} after the file changed (poll {POLL_MS} ms): {seen:?}");
+}
