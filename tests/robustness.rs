@@ -17,34 +17,7 @@ use tenantgate::policy::{
 
 const DEMO: &str = include_str!("../policies/demo.json");
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
+use tenantgate::cli::generate::Rng;
 
 fn demo() -> Snapshot {
     policy::load_snapshot(DEMO).unwrap()
@@ -663,7 +636,7 @@ fn random_value(rng: &mut Rng) -> Value {
     match rng.below(9) {
         0 => Value::Null,
         1 => json!(rng.chance(50)),
-        2 => json!(rng.next() as i64),
+        2 => json!(rng.next_u64() as i64),
         3 => json!(-1.5e300),
         4 => json!(rng.pick(GARBAGE)),
         5 => json!([]),
@@ -809,7 +782,7 @@ fn textually_damaged_demo_snapshots_never_panic() {
             0 => damaged.truncate(rng.below(bytes.len())),
             1 => {
                 let at = rng.below(damaged.len());
-                damaged[at] = rng.next() as u8;
+                damaged[at] = rng.next_u64() as u8;
             }
             2 => {
                 let at = rng.below(damaged.len());
@@ -838,7 +811,7 @@ fn random_bytes_as_snapshots_never_panic() {
     let mut rng = Rng(7);
     for iteration in 0..2000 {
         let len = rng.below(400);
-        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let result = no_panic("load_snapshot", &bytes, || policy::load_snapshot(&text));
         assert!(

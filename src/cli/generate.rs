@@ -7,11 +7,12 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::ExitCode;
 
-/// splitmix64: tiny, deterministic, good enough to shape test data.
-struct Rng(u64);
+/// splitmix64: tiny, deterministic, good enough to shape test data (also used
+/// by the property-style tests).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -19,16 +20,25 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    /// Uniform-ish in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+
+    /// One of `items` (the default value when empty).
+    pub fn pick<T: Copy + Default>(&mut self, items: &[T]) -> T {
+        items
+            .get(self.below(items.len()))
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -36,13 +46,6 @@ fn set(object: &mut Value, field: &str, value: Value) {
     if let Some(map) = object.as_object_mut() {
         map.insert(field.into(), value);
     }
-}
-
-fn pick<'a>(rng: &mut Rng, choices: &[&'a str]) -> &'a str {
-    choices
-        .get(rng.below(choices.len()))
-        .copied()
-        .unwrap_or_default()
 }
 
 /// The raw key of generated api key `index` for `seed`.
@@ -196,8 +199,8 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
         top_products.push(vec![format!("{top}-orders"), format!("{top}-shared")]);
         for u in 0..3 {
             let status = if rng.chance(10) { "invited" } else { "active" };
-            let group = pick(&mut rng, &["admins", "publishers", "subscribers"]);
-            let team = pick(&mut rng, &["platform", "billing", "data"]);
+            let group = rng.pick(&["admins", "publishers", "subscribers"]);
+            let team = rng.pick(&["platform", "billing", "data"]);
             let right = if rng.chance(50) { "read" } else { "write" };
             users.push(json!({"id": format!("{top}-user{u}"), "memberships": [{
                 "scope": top, "status": status, "groups": [format!("{top}-{group}")],
