@@ -1,6 +1,7 @@
 //! The `policyctl` command line. Kept in the library so tests can drive it.
 
 pub mod generate;
+pub mod http1;
 pub mod serve;
 
 use crate::config::PluginConfig;

@@ -21,14 +21,15 @@
 //! printed. Connections are thread-per-connection and keep-alive; malformed requests get a 400
 //! and the connection is closed. There is no signal handling: SIGTERM/SIGINT end the process.
 
+use super::http1::{self, read_request, refuse, Connection, Request};
 use super::{fail, Flags};
 use crate::policy;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{self, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,20 +37,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Longest accepted request line / header line / chunk-size line.
-const MAX_LINE: u64 = 16 * 1024;
-/// Most header lines accepted per request (or trailer section).
-const MAX_HEADERS: usize = 100;
-/// Largest request body read (and discarded) on a kept-alive connection.
-const MAX_BODY: u64 = 1024 * 1024;
 /// Connections served at once; more are answered 503 and closed.
 const MAX_CONNECTIONS: usize = 1024;
 /// An idle (or stalled) connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// A client that does not read its response within this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long input is still drained after a 400, before the connection is closed.
-const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 /// A file changed less than this long before it was read may change again without its
 /// timestamps showing it (coarse timestamp granularity); it is re-read and compared by content
 /// until it has been quiet for this long.
@@ -475,7 +468,7 @@ fn accept(server: &Arc<Server>, stream: TcpStream) {
         let _ = stream.set_nonblocking(true);
         let mut stream = stream;
         let response = Response::error(503, "unavailable");
-        let _ = write_response(&mut stream, &response, false, true, false);
+        let _ = write_response(&mut stream, &response, Connection::Close, false);
         log_line("- - 503 too many connections");
         return;
     }
@@ -507,47 +500,6 @@ fn accept(server: &Arc<Server>, stream: TcpStream) {
 // HTTP
 // ---------------------------------------------------------------------------------------------
 
-/// One parsed request head.
-struct Request {
-    method: String,
-    target: String,
-    http10: bool,
-    headers: Vec<(String, String)>,
-}
-
-impl Request {
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// True if any comma-separated token of header `name` equals `token` (case-insensitive).
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.values(name)
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-
-    fn keep_alive(&self) -> bool {
-        if self.has_token("connection", "close") {
-            false
-        } else if self.http10 {
-            self.has_token("connection", "keep-alive")
-        } else {
-            true
-        }
-    }
-
-    /// The path, without the query string.
-    fn path(&self) -> &str {
-        self.target
-            .split_once('?')
-            .map_or(self.target.as_str(), |(path, _)| path)
-    }
-}
-
 /// A response, and how it is logged.
 struct Response {
     status: u16,
@@ -575,21 +527,6 @@ impl Response {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        404 => "Not Found",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-fn bad_request(message: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
 fn serve_connection(server: &Server, stream: TcpStream) -> io::Result<()> {
     // Responses are small; avoid Nagle delays between our write and the next request.
     stream.set_nodelay(true)?;
@@ -598,29 +535,22 @@ fn serve_connection(server: &Server, stream: TcpStream) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
-        let request = match read_head(&mut reader) {
+        let request = match read_request(&mut reader) {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()), // clean EOF between requests
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return refuse(&mut writer, &mut reader, &e);
+                log_line(&format!("- - 400 {e}"));
+                let body = json!({ "error": "bad_request", "message": e.to_string() });
+                return refuse(&mut writer, &mut reader, body.to_string().as_bytes());
             }
             Err(e) => return Err(e),
         };
-        if let Err(e) = consume_body(&mut reader, &request) {
-            if e.kind() == io::ErrorKind::InvalidData {
-                return refuse(&mut writer, &mut reader, &e);
-            }
-            return Err(e);
-        }
-        let keep_alive = request.keep_alive();
-        let head_only = request.method == "HEAD";
         let (response, logged_target) = route(server, &request);
         let written = write_response(
             &mut writer,
             &response,
-            request.http10,
-            !keep_alive,
-            head_only,
+            request.connection(),
+            request.is_head(),
         );
         let mut line = format!("{} {logged_target} {}", request.method, response.status);
         if !response.note.is_empty() {
@@ -629,30 +559,10 @@ fn serve_connection(server: &Server, stream: TcpStream) -> io::Result<()> {
         }
         log_line(&line);
         written?;
-        if !keep_alive {
+        if !request.keep_alive {
             return Ok(());
         }
     }
-}
-
-/// Answers a malformed request with 400 and closes the connection: the write side first, then
-/// what the client still sends is read and dropped for a moment, so that closing with unread
-/// input does not reset the connection before the client has read the 400.
-fn refuse(
-    writer: &mut TcpStream,
-    reader: &mut BufReader<TcpStream>,
-    error: &io::Error,
-) -> io::Result<()> {
-    log_line(&format!("- - 400 {error}"));
-    let response = Response::json(
-        400,
-        json!({ "error": "bad_request", "message": error.to_string() }).to_string(),
-    );
-    write_response(writer, &response, false, true, false)?;
-    writer.shutdown(Shutdown::Write)?;
-    writer.set_read_timeout(Some(LINGER_TIMEOUT))?;
-    let _ = io::copy(&mut reader.by_ref().take(MAX_BODY), &mut io::sink());
-    Ok(())
 }
 
 /// The response to a well-formed request, and the target as printed in the log.
@@ -783,193 +693,22 @@ fn stats(server: &Server) -> Response {
     Response::json(200, body.to_string())
 }
 
+/// Sends `response`; HEAD and 304 get its headers (`content-length` included) but no body.
 fn write_response(
     writer: &mut TcpStream,
     response: &Response,
-    http10: bool,
-    close: bool,
+    connection: Connection,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
+    let send_body = !head_only && !response.omit_body;
+    http1::write_response(
+        writer,
         response.status,
-        reason(response.status)
-    );
-    for (name, value) in &response.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    // For HEAD and 304 this is the length of the body a GET would have received.
-    head.push_str(&format!("content-length: {}\r\n", response.body.len()));
-    if close {
-        head.push_str("connection: close\r\n");
-    } else if http10 {
-        head.push_str("connection: keep-alive\r\n");
-    }
-    head.push_str("\r\n");
-    let mut out = BufWriter::new(writer);
-    out.write_all(head.as_bytes())?;
-    if !head_only && !response.omit_body {
-        out.write_all(&response.body)?;
-    }
-    out.flush()
-}
-
-/// Reads one CRLF (or LF) terminated line, without the terminator. `Ok(None)` on EOF before any
-/// byte was read.
-fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    let n = reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut buf)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buf.last() != Some(&b'\n') {
-        return if n as u64 >= MAX_LINE {
-            Err(bad_request("line too long"))
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed mid-line",
-            ))
-        };
-    }
-    buf.pop();
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    String::from_utf8(buf)
-        .map(Some)
-        .map_err(|_| bad_request("line is not UTF-8"))
-}
-
-fn read_required_line(reader: &mut BufReader<TcpStream>) -> io::Result<String> {
-    read_line(reader)?.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-request",
-        )
-    })
-}
-
-/// Reads header (or trailer) lines up to and including the empty line.
-fn read_fields(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<(String, String)>> {
-    let mut fields = Vec::new();
-    loop {
-        let line = read_required_line(reader)?;
-        if line.is_empty() {
-            return Ok(fields);
-        }
-        if fields.len() >= MAX_HEADERS {
-            return Err(bad_request("too many header fields"));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad_request("header line without ':'"))?;
-        if name.is_empty() || !name.bytes().all(is_tchar) {
-            return Err(bad_request("invalid header name"));
-        }
-        fields.push((name.to_ascii_lowercase(), value.trim().to_string()));
-    }
-}
-
-/// A `token` character (RFC 9110 section 5.6.2).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
-    // Tolerate stray empty lines between requests (RFC 9112 section 2.2).
-    let line = loop {
-        match read_line(reader)? {
-            None => return Ok(None),
-            Some(l) if l.is_empty() => continue,
-            Some(l) => break l,
-        }
-    };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad_request("malformed request line"));
-    };
-    let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        _ => return Err(bad_request("unsupported HTTP version")),
-    };
-    if method.is_empty() || method.len() > 32 || !method.bytes().all(is_tchar) {
-        return Err(bad_request("malformed method"));
-    }
-    if target.is_empty() || target.chars().any(char::is_control) {
-        return Err(bad_request("malformed request target"));
-    }
-    let headers = read_fields(reader)?;
-    Ok(Some(Request {
-        method: method.to_string(),
-        target: target.to_string(),
-        http10,
-        headers,
-    }))
-}
-
-/// Reads and discards the request body (none is expected; `MAX_BODY` at most by length).
-fn consume_body(reader: &mut BufReader<TcpStream>, request: &Request) -> io::Result<()> {
-    if request.values("transfer-encoding").next().is_some() {
-        if !request.has_token("transfer-encoding", "chunked") {
-            return Err(bad_request("unsupported transfer-encoding"));
-        }
-        return consume_chunked(reader);
-    }
-    let mut lengths = request.values("content-length").flat_map(|v| v.split(','));
-    let Some(first) = lengths.next() else {
-        return Ok(()); // no body
-    };
-    let len: u64 = first
-        .trim()
-        .parse()
-        .map_err(|_| bad_request("invalid content-length"))?;
-    for other in lengths {
-        if other.trim().parse::<u64>().ok() != Some(len) {
-            return Err(bad_request("conflicting content-length"));
-        }
-    }
-    if len > MAX_BODY {
-        return Err(bad_request("request body too large"));
-    }
-    discard_exact(reader, len)
-}
-
-fn consume_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<()> {
-    let mut total: u64 = 0;
-    loop {
-        let line = read_required_line(reader)?;
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size =
-            u64::from_str_radix(size_text, 16).map_err(|_| bad_request("invalid chunk size"))?;
-        if size == 0 {
-            read_fields(reader)?; // trailers, up to the final empty line
-            return Ok(());
-        }
-        total = total.saturating_add(size);
-        if total > MAX_BODY {
-            return Err(bad_request("request body too large"));
-        }
-        discard_exact(reader, size)?;
-        if !read_required_line(reader)?.is_empty() {
-            return Err(bad_request("missing CRLF after chunk data"));
-        }
-    }
-}
-
-fn discard_exact(reader: &mut BufReader<TcpStream>, len: u64) -> io::Result<()> {
-    let copied = io::copy(&mut reader.by_ref().take(len), &mut io::sink())?;
-    if copied == len {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-body",
-        ))
-    }
+        &response.headers,
+        &response.body,
+        send_body,
+        connection,
+    )
 }
 
 #[cfg(test)]
@@ -981,6 +720,7 @@ mod tests {
             method: "GET".into(),
             target: "/snapshot".into(),
             http10: false,
+            keep_alive: true,
             headers: if_none_match
                 .iter()
                 .map(|v| ("if-none-match".to_string(), (*v).to_string()))
