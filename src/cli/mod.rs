@@ -17,6 +17,7 @@ usage:
   policyctl hash-key KEY
   policyctl generate --orgs N --keys M [--seed S]
   policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
+  policyctl compile --policy FILE [--out FILE]
   policyctl serve --policy FILE [--keys FILE] --listen ADDR
 
 Run `policyctl COMMAND --help` for one command. Exit status: 0 success (any
@@ -60,6 +61,13 @@ Writes a large, valid, realistic snapshot on stdout: areas, organizations and
 sub-organizations, teams, roles, groups, users with memberships, apps,
 products, routes and M api keys. The raw key of api key number i (0-based) is
 `gen-S-i` (S is the seed, default 1), so benchmarks can send real keys.";
+
+const COMPILE_HELP: &str = "usage: policyctl compile --policy FILE [--out FILE]
+
+Validates FILE and writes its compiled form (binary, versioned, checked on load)
+to --out or stdout. The filter, `policyctl serve` and every command that reads a
+policy accept it in place of JSON: it loads without parsing JSON, in a fraction
+of the time and memory, which matters for large snapshots.";
 
 const PLUGIN_CONFIG_HELP: &str =
     "usage: policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
@@ -141,6 +149,8 @@ pub fn run(args: &[String]) -> ExitCode {
         "generate" => generate::run(rest),
         "plugin-config" if help(PLUGIN_CONFIG_HELP) => ExitCode::SUCCESS,
         "plugin-config" => plugin_config(rest),
+        "compile" if help(COMPILE_HELP) => ExitCode::SUCCESS,
+        "compile" => compile(rest),
         "serve" if help(SERVE_HELP) => ExitCode::SUCCESS,
         "serve" => serve::run(rest),
         other => fail(format_args!("unknown command `{other}`\n\n{USAGE}")),
@@ -201,9 +211,34 @@ fn read_file(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))
 }
 
+/// A snapshot file: JSON, or compiled by `policyctl compile`.
 fn load_policy(path: &str) -> Result<policy::Snapshot, String> {
-    let text = read_file(path)?;
-    policy::load_snapshot(&text).map_err(|e| format!("`{path}`: {e}"))
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    policy::load_snapshot_bytes(&bytes).map_err(|e| format!("`{path}`: {e}"))
+}
+
+fn compile(args: &[String]) -> ExitCode {
+    let result = (|| -> Result<Vec<u8>, String> {
+        let flags = Flags::parse(args, &["--policy", "--out"])?;
+        let path = flags.required("--policy")?;
+        let snapshot = load_policy(path)?;
+        let bytes = policy::binary::encode(&snapshot);
+        match flags.get("--out") {
+            Some(out) => {
+                std::fs::write(out, &bytes).map_err(|e| format!("cannot write `{out}`: {e}"))?
+            }
+            None => std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)
+                .map_err(|e| e.to_string())?,
+        }
+        Ok(bytes)
+    })();
+    match result {
+        Ok(bytes) => {
+            eprintln!("policyctl: compiled snapshot, {} bytes", bytes.len());
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
+    }
 }
 
 fn validate(files: &[String]) -> ExitCode {
@@ -212,8 +247,11 @@ fn validate(files: &[String]) -> ExitCode {
     }
     let mut failed = false;
     for file in files {
-        let loaded = read_file(file)
-            .and_then(|text| policy::load_snapshot(&text).map_err(|e| e.problems().join("\n")));
+        let loaded = std::fs::read(file)
+            .map_err(|e| format!("cannot read `{file}`: {e}"))
+            .and_then(|bytes| {
+                policy::load_snapshot_bytes(&bytes).map_err(|e| e.problems().join("\n"))
+            });
         match loaded {
             Ok(snapshot) => {
                 let stats = snapshot.stats();

@@ -263,16 +263,22 @@ impl<T> Watched<T> {
 struct Served {
     body: Arc<[u8]>,
     revision: String,
+    content_type: &'static str,
     /// The entity tag without quotes (the revision, escaped to the ETag character set).
     etag: String,
 }
 
 fn load_policy(bytes: &[u8]) -> Result<Arc<Served>, Vec<String>> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|e| vec![format!("snapshot is not UTF-8: {e}")])?;
-    let snapshot = policy::load_snapshot(text).map_err(|e| e.problems())?;
+    // JSON or a compiled snapshot (`policyctl compile`): both are validated.
+    let snapshot = policy::load_snapshot_bytes(bytes).map_err(|e| e.problems())?;
     let revision = snapshot.revision().to_string();
+    let content_type = if policy::binary::is_binary(bytes) {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
     Ok(Arc::new(Served {
+        content_type,
         body: Arc::from(bytes),
         etag: etag_for(&revision),
         revision,
@@ -638,7 +644,7 @@ fn snapshot(server: &Server, request: &Request) -> Response {
     Response {
         status: if not_modified { 304 } else { 200 },
         headers: vec![
-            ("content-type", "application/json".into()),
+            ("content-type", served.content_type.into()),
             ("etag", quoted),
             ("cache-control", "no-cache".into()),
         ],

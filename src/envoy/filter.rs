@@ -4,6 +4,7 @@
 //! current when its request arrives, so a swap never disturbs a request.
 
 use super::abi::{self, Level, MetricKind};
+use super::cache::Lru;
 use super::live::{self, Lease, Meta, SharedKeys};
 use super::wire;
 use crate::config::{FailPolicy, KeyLookup, PluginConfig, RemoteSource, SnapshotSource};
@@ -28,7 +29,7 @@ proxy_wasm::main! {{
 /// The per-worker key-lookup cache.
 struct KeyCache {
     etag: String,
-    entries: lru::LruCache<[u8; 32], CacheEntry>,
+    entries: Lru<CacheEntry>,
 }
 
 struct CacheEntry {
@@ -431,10 +432,17 @@ impl Root {
                     Ok((snapshot, compile_ms)) => {
                         shared.metrics.bump(shared.metrics.fetch_ok);
                         let etag = live::etag_or_revision(header("etag"), snapshot.revision());
-                        // Publish first: the other VMs compile it from shared data.
+                        // Publish first, compiled: the other VMs decode it instead of parsing JSON.
+                        let compiled = if policy::binary::is_binary(&body) {
+                            body
+                        } else {
+                            // The JSON text is the largest thing alive here: free it first.
+                            drop(body);
+                            policy::binary::encode(&snapshot)
+                        };
                         let _ = abi::set_shared_data(
                             &live.keys.snapshot,
-                            &live::pack_snapshot(&etag, &body),
+                            &live::pack_snapshot(&etag, &compiled),
                             0,
                         );
                         publish_meta(&etag);
@@ -459,8 +467,8 @@ impl Root {
 /// Parses and compiles a fetched or published body, timing it for the log.
 fn compile(body: &[u8]) -> Result<(Snapshot, i64), String> {
     let started = abi::now_nanos().unwrap_or(0);
-    let text = std::str::from_utf8(body).map_err(|e| format!("snapshot is not UTF-8: {e}"))?;
-    let snapshot = policy::load_snapshot(text).map_err(|e| e.to_string())?;
+    // JSON, or compiled (`policyctl compile`, and what the fetcher publishes).
+    let snapshot = policy::load_snapshot_bytes(body).map_err(|e| e.to_string())?;
     let elapsed_ms = abi::now_nanos().unwrap_or(started).saturating_sub(started) / 1_000_000;
     Ok((snapshot, elapsed_ms))
 }
@@ -540,14 +548,11 @@ impl RootContext for Root {
             remote_keys: remote_keys.clone(),
             key_cache: RefCell::new(KeyCache {
                 etag: String::new(),
-                entries: lru::LruCache::new(
-                    std::num::NonZeroUsize::new(
-                        config
-                            .key_lookup
-                            .as_ref()
-                            .map_or(1, |l| l.cache_size as usize),
-                    )
-                    .unwrap_or(std::num::NonZeroUsize::MIN),
+                entries: Lru::new(
+                    config
+                        .key_lookup
+                        .as_ref()
+                        .map_or(1, |l| l.cache_size as usize),
                 ),
             }),
             key_lookup: config.key_lookup,

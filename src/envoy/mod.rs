@@ -1,5 +1,6 @@
 //! The proxy-wasm shell for Envoy (and Istio, Envoy Gateway).
 //!
+//! - [`cache`]: the per-worker LRU of looked-up keys, pure.
 //! - [`live`]: the live-snapshot protocol between worker VMs (lease, shared-data
 //!   framing, jitter), pure.
 //! - [`wire`]: the proxy-wasm header-map encoding, parsed without panicking.
@@ -10,6 +11,7 @@
 //!   worker, so the request path never goes through them.
 //! - `filter` (wasm only): the root and HTTP contexts.
 
+pub mod cache;
 pub mod live;
 pub mod wire;
 

@@ -4,10 +4,33 @@
 //! Only `metadata` is free-form.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// Team rights: a team id, or `"*"` for every team of the tenant, to a right.
-pub type TeamRights = BTreeMap<String, Right>;
+/// Written as a JSON object; held as pairs (a map type would add code to the
+/// wasm module for no gain: rights are only iterated).
+pub type TeamRights = Vec<(String, Right)>;
+
+/// Reads a JSON object of team rights into pairs.
+fn team_rights<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<TeamRights, D::Error> {
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = TeamRights;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map from team id or `*` to `read` or `write`")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<TeamRights, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry::<String, Right>()? {
+                pairs.push(pair);
+            }
+            Ok(pairs)
+        }
+    }
+    deserializer.deserialize_map(Pairs)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,7 +124,7 @@ pub struct Membership {
     pub roles: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "team_rights")]
     pub teams: TeamRights,
 }
 
@@ -130,7 +153,7 @@ pub struct App {
     pub products: Vec<String>,
     #[serde(default)]
     pub roles: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "team_rights")]
     pub teams: TeamRights,
 }
 

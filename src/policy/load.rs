@@ -4,9 +4,12 @@
 
 use super::document::*;
 use super::error::{LoadError, Problem, SyntaxError};
+#[cfg(not(target_arch = "wasm32"))]
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+#[cfg(not(target_arch = "wasm32"))]
 use serde_json::value::RawValue;
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
@@ -70,10 +73,92 @@ const COLLECTIONS: &[(&str, &str)] = &[
 pub fn parse_document(text: &str) -> Result<Document, LoadError> {
     match serde_json::from_str::<WholeDocument>(text) {
         Ok(whole) => Ok(whole.into()),
+        #[cfg(not(target_arch = "wasm32"))]
         Err(fast_error) => Err(explain_parse_failure(text, fast_error)),
+        // In the filter module the per-object re-read would add a second set of
+        // parsing code (17 KB of a 400 KB budget); locate the first problem
+        // instead. `policyctl validate` reports every problem.
+        #[cfg(target_arch = "wasm32")]
+        Err(fast_error) => Err(locate_parse_failure(text, &fast_error)),
     }
 }
 
+/// The first shape problem, attributed to the object around it: the collection
+/// is the last top-level name before the error, the id the last `"id"` value.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn locate_parse_failure(text: &str, error: &serde_json::Error) -> LoadError {
+    if error.is_syntax() || error.is_eof() || error.line() == 0 {
+        return LoadError::Syntax(SyntaxError {
+            message: error.to_string(),
+        });
+    }
+    let offset = text
+        .split_inclusive('\n')
+        .take(error.line().saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + error.column();
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let kind = last_top_level_key(before)
+        .and_then(|key| COLLECTIONS.iter().find(|(name, _)| *name == key))
+        .map_or("snapshot", |(_, kind)| kind);
+    let id = before
+        .rfind("\"id\"")
+        .and_then(|at| before.get(at + 4..))
+        .and_then(|rest| rest.trim_start().strip_prefix(':'))
+        .and_then(|rest| rest.trim_start().strip_prefix('"'))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("(unknown)")
+        .to_string();
+    let what = trim_position(error.to_string());
+    let (field, value) = field_and_value("", &what);
+    LoadError::Invalid(super::error::InvalidSnapshot {
+        problems: vec![Problem {
+            kind,
+            id,
+            field,
+            value,
+            what,
+        }],
+    })
+}
+
+/// The last key of the top-level object in `text` (a JSON prefix).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn last_top_level_key(text: &str) -> Option<&str> {
+    let (mut depth, mut in_string, mut escaped, mut start, mut last) =
+        (0usize, false, false, 0usize, None);
+    for (i, b) in text.bytes().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => {
+                    in_string = false;
+                    // A string at depth 1 followed by `:` is a top-level key.
+                    let rest = text.get(i + 1..).unwrap_or("").trim_start();
+                    if depth == 1 && rest.starts_with(':') {
+                        last = text.get(start..i);
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                start = i + 1;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    last
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError {
     // Re-read with the same (string) deserializer as the fast path, so the wasm
     // module carries one copy of each type's deserialization code.
@@ -194,6 +279,7 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
     LoadError::Invalid(super::error::InvalidSnapshot { problems })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Just the `id` of an object, whatever else it holds.
 #[derive(Deserialize)]
 struct IdOnly {
@@ -201,18 +287,19 @@ struct IdOnly {
     id: Option<String>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Reads one object into `into`, or returns the path of the offending field
 /// (when known) and serde's complaint.
 fn read<T: DeserializeOwned>(text: &str, into: &mut Vec<T>) -> Option<(String, String)> {
-    // Natively (policyctl, tests) the path names nested fields such as
-    // `memberships[0].status`. The wasm build skips it: a second deserializer type
-    // would duplicate every type's parsing code in the module.
-    #[cfg(not(target_arch = "wasm32"))]
+    // The path names nested fields such as `memberships[0].status`.
     let result =
         serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_str(text))
-            .map_err(|e| (e.path().to_string(), trim_position(e.into_inner())));
-    #[cfg(target_arch = "wasm32")]
-    let result = serde_json::from_str::<T>(text).map_err(|e| (String::new(), trim_position(e)));
+            .map_err(|e| {
+                (
+                    e.path().to_string(),
+                    trim_position(e.into_inner().to_string()),
+                )
+            });
     match result {
         Ok(item) => {
             into.push(item);
@@ -223,8 +310,7 @@ fn read<T: DeserializeOwned>(text: &str, into: &mut Vec<T>) -> Option<(String, S
 }
 
 /// Positions are relative to the object; the id already locates it.
-fn trim_position(e: serde_json::Error) -> String {
-    let message = e.to_string();
+fn trim_position(message: String) -> String {
     match message.find(" at line ") {
         Some(cut) => message.get(..cut).unwrap_or(&message).to_string(),
         None => message,
@@ -248,6 +334,7 @@ fn field_and_value(path: &str, error: &str) -> (String, String) {
     (field, value)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn short(raw: &str) -> String {
     let mut text = raw.to_string();
     if text.len() > 60 {
@@ -259,4 +346,43 @@ fn short(raw: &str) -> String {
         text.push_str("...");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_located_failure_names_the_collection_object_and_field() {
+        let text = r#"{"revision": "r1",
+ "organizations": [{"id": "acme", "handle": "acme", "name": "A", "type": "paid",
+                    "status": "active", "environments": [], "colour": "red"}]}"#;
+        let Err(error) = serde_json::from_str::<WholeDocument>(text) else {
+            panic!("should not parse")
+        };
+        let LoadError::Invalid(invalid) = locate_parse_failure(text, &error) else {
+            panic!("not located")
+        };
+        let problem = &invalid.problems[0];
+        assert_eq!(
+            (problem.kind, problem.id.as_str(), problem.field.as_str()),
+            ("organization", "acme", "colour")
+        );
+        assert!(
+            problem
+                .to_string()
+                .starts_with("organization `acme`: field `colour`: unknown field `colour`"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn the_top_level_key_ignores_nested_keys_and_strings() {
+        let prefix = r#"{"revision": "r\"1", "users": [{"id": "u", "memberships": [{"roles": ["x"], "scope": "#;
+        assert_eq!(last_top_level_key(prefix), Some("users"));
+        assert_eq!(
+            last_top_level_key(r#"{"teams": [], "roles": [{"id": "a"#),
+            Some("roles")
+        );
+    }
 }

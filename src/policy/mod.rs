@@ -3,6 +3,7 @@
 //! No I/O, no clock, no host calls: the same code runs in `policyctl`, in tests,
 //! in benchmarks and inside every host's wasm shell.
 
+pub mod binary;
 pub mod decide;
 pub mod document;
 pub mod error;
@@ -27,6 +28,24 @@ pub use time::Timestamp;
 pub fn load_snapshot(text: &str) -> Result<Snapshot, LoadError> {
     let document = load::parse_document(text)?;
     Snapshot::compile(&document).map_err(LoadError::Invalid)
+}
+
+/// Loads a snapshot from bytes: a compiled snapshot (`policyctl compile`,
+/// recognised by its magic) or a JSON document.
+pub fn load_snapshot_bytes(bytes: &[u8]) -> Result<Snapshot, LoadError> {
+    if binary::is_binary(bytes) {
+        return binary::decode(bytes).map_err(|e| {
+            LoadError::Syntax(SyntaxError {
+                message: e.to_string(),
+            })
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        LoadError::Syntax(SyntaxError {
+            message: format!("neither a compiled snapshot nor UTF-8 JSON: {e}"),
+        })
+    })?;
+    load_snapshot(text)
 }
 
 /// Compiles an already parsed document value (e.g. an inline snapshot inside a

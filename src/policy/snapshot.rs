@@ -9,7 +9,6 @@ use super::document::*;
 use super::error::{InvalidSnapshot, Problem};
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::BTreeSet;
 
 pub(crate) type Idx = u32;
 
@@ -79,6 +78,8 @@ pub(crate) enum RouteTeams {
 #[derive(Debug)]
 pub(crate) struct RouteEntry {
     pub id: Box<str>,
+    /// The normalized `path_prefix` (no trailing slash except for `/`).
+    pub prefix: Box<str>,
     pub hosts: Box<[Box<str>]>,
     pub methods: Box<[Box<str>]>,
     pub tenant: Option<Idx>,
@@ -275,7 +276,7 @@ fn is_http_token(text: &str) -> bool {
 }
 
 /// Roles and (team or `*`, right) pairs collected for one tenant.
-type TenantAccumulator = (BTreeSet<Idx>, Vec<(Option<Idx>, Right)>);
+type TenantAccumulator = (Vec<Idx>, Vec<(Option<Idx>, Right)>);
 /// A grant's identity: sorted roles, sorted team rights, the `*` right.
 type GrantKey = (Vec<Idx>, Vec<(Idx, Right)>, Option<Right>);
 
@@ -420,7 +421,7 @@ impl<'d> Compiler<'d> {
         self.teams = self.index_ids("team", &doc.teams, |t| t.id.as_str());
         self.roles = self.index_ids("role", &doc.roles, |r| r.id.as_str());
         self.groups = self.index_ids("group", &doc.groups, |g| g.id.as_str());
-        let users = self.index_ids("user", &doc.users, |u| u.id.as_str());
+        let _users = self.index_ids("user", &doc.users, |u| u.id.as_str());
         self.apps = self.index_ids("app", &doc.apps, |a| a.id.as_str());
         let _keys = self.index_ids("api_key", &doc.api_keys, |k| k.id.as_str());
         self.products = self.index_ids("product", &doc.products, |p| p.id.as_str());
@@ -455,7 +456,7 @@ impl<'d> Compiler<'d> {
                 continue;
             };
             let org = entry.org;
-            let roles: BTreeSet<Idx> = app
+            let roles: Vec<Idx> = app
                 .roles
                 .iter()
                 .filter_map(|r| self.resolve("role", "app", &app.id, "roles", r))
@@ -475,7 +476,6 @@ impl<'d> Compiler<'d> {
         }
         // Users: the union over active memberships covering each tenant.
         let mut user_entries = Vec::with_capacity(doc.users.len());
-        let mut user_by_id = FxHashMap::default();
         let mut pending = FxHashSet::default();
         for (user_idx, user) in doc.users.iter().enumerate() {
             let user_idx = user_idx as Idx;
@@ -498,7 +498,7 @@ impl<'d> Compiler<'d> {
                     );
                     None
                 };
-                let mut roles: BTreeSet<Idx> = membership
+                let mut roles: Vec<Idx> = membership
                     .roles
                     .iter()
                     .filter_map(|r| self.resolve("role", "user", &user.id, field("roles"), r))
@@ -551,9 +551,6 @@ impl<'d> Compiler<'d> {
                 principal: format!("user:{}", user.id).into(),
                 default_tenant,
             });
-            if users.get(user.id.as_str()) == Some(&user_idx) {
-                user_by_id.insert(user.id.as_str().into(), user_idx);
-            }
         }
 
         if !self.problems.is_empty() {
@@ -562,15 +559,8 @@ impl<'d> Compiler<'d> {
             });
         }
 
-        let mut org_by_name: FxHashMap<Box<str>, Idx> = FxHashMap::default();
-        for (i, org) in orgs.iter().enumerate() {
-            org_by_name.insert(org.id.clone(), i as Idx);
-        }
-        for (i, org) in orgs.iter().enumerate() {
-            org_by_name.entry(org.handle.clone()).or_insert(i as Idx);
-        }
-        let routes_by_prefix = route_table(&doc.routes);
-        let longest_prefix = routes_by_prefix.keys().map(|p| p.len()).max().unwrap_or(1);
+        let org_by_name = org_names(&orgs);
+        let (routes_by_prefix, longest_prefix) = route_table(&routes);
         let stats = SnapshotStats {
             organizations: orgs.len(),
             teams: doc.teams.len(),
@@ -588,18 +578,13 @@ impl<'d> Compiler<'d> {
             routes,
             routes_by_prefix,
             longest_prefix,
-            app_by_id: doc
-                .apps
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (a.id.as_str().into(), i as Idx))
-                .collect(),
+            app_by_id: ids_by_principal(apps.iter().map(|a| &*a.principal), "app:"),
             apps,
             products,
             keys,
             key_by_hash,
+            user_by_id: ids_by_principal(user_entries.iter().map(|u| &*u.principal), "user:"),
             users: user_entries,
-            user_by_id,
             grants: grants.grants,
             grants_by_principal: grants.by_principal,
             pending,
@@ -741,7 +726,7 @@ impl<'d> Compiler<'d> {
         team_org: &[Option<Idx>],
     ) -> Vec<(Option<Idx>, Right)> {
         let mut out = Vec::with_capacity(rights.len());
-        for (team, &right) in rights {
+        for &(ref team, right) in rights {
             if team == "*" {
                 out.push((None, right));
                 continue;
@@ -817,7 +802,11 @@ impl<'d> Compiler<'d> {
                             "route",
                             id,
                             "teams",
-                            &list.join(","),
+                            &list
+                                .iter()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(","),
                             "`*` must be the only entry, got",
                         );
                     }
@@ -872,6 +861,7 @@ impl<'d> Compiler<'d> {
             };
             routes.push(RouteEntry {
                 id: id.into(),
+                prefix: normalize_prefix(&route.path_prefix).into(),
                 hosts: route
                     .hosts
                     .iter()
@@ -1156,24 +1146,34 @@ impl<'a> GrantTable<'a> {
         &mut self,
         principal: PrincipalRef,
         tenant: Idx,
-        roles: &BTreeSet<Idx>,
+        roles: &[Idx],
         rights: &[(Option<Idx>, Right)],
     ) {
+        // Sorted vectors rather than sets and maps: the same result, and less
+        // code in the wasm module than another collection type would add.
         let mut star = None;
-        let mut tenant_rights: FxHashMap<Idx, Right> = FxHashMap::default();
+        let mut tenant_rights: Vec<(Idx, Right)> = Vec::with_capacity(rights.len());
         for &(team, right) in rights {
             match team {
                 None => star = star.max(Some(right)),
                 Some(t) if self.team_org.get(t as usize).copied().flatten() == Some(tenant) => {
-                    let slot = tenant_rights.entry(t).or_insert(right);
-                    *slot = (*slot).max(right);
+                    tenant_rights.push((t, right));
                 }
                 Some(_) => {}
             }
         }
-        let mut tenant_rights: Vec<(Idx, Right)> = tenant_rights.into_iter().collect();
         tenant_rights.sort_unstable();
-        let roles: Vec<Idx> = roles.iter().copied().collect();
+        // Keep the strongest right per team: `later` follows `kept` in sort order.
+        tenant_rights.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = kept.1.max(later.1);
+            }
+            same
+        });
+        let mut roles = roles.to_vec();
+        roles.sort_unstable();
+        roles.dedup();
         let key = (roles, tenant_rights, star);
         let idx = match self.interned.get(&key) {
             Some(&idx) => idx,
@@ -1228,12 +1228,12 @@ impl<'a> GrantTable<'a> {
 }
 
 /// Candidates per normalized prefix, best first: routes listing hosts, then routes
-/// listing methods, then document order.
-fn route_table(routes: &[Route]) -> FxHashMap<Box<str>, Vec<Idx>> {
+/// listing methods, then document order; and the longest prefix.
+pub(crate) fn route_table(routes: &[RouteEntry]) -> (FxHashMap<Box<str>, Vec<Idx>>, usize) {
     let mut table: FxHashMap<Box<str>, Vec<Idx>> = FxHashMap::default();
     for (i, route) in routes.iter().enumerate() {
         table
-            .entry(normalize_prefix(&route.path_prefix).into())
+            .entry(route.prefix.clone())
             .or_default()
             .push(i as Idx);
     }
@@ -1245,5 +1245,32 @@ fn route_table(routes: &[Route]) -> FxHashMap<Box<str>, Vec<Idx>> {
             (!hosts, !methods, i)
         });
     }
-    table
+    let longest = table.keys().map(|p| p.len()).max().unwrap_or(1);
+    (table, longest)
+}
+
+/// Organization ids, then handles (a handle never shadows another's id).
+pub(crate) fn org_names(orgs: &[OrgEntry]) -> FxHashMap<Box<str>, Idx> {
+    let mut names: FxHashMap<Box<str>, Idx> = FxHashMap::default();
+    for (i, org) in orgs.iter().enumerate() {
+        names.insert(org.id.clone(), i as Idx);
+    }
+    for (i, org) in orgs.iter().enumerate() {
+        names.entry(org.handle.clone()).or_insert(i as Idx);
+    }
+    names
+}
+
+/// Ids from principals (`app:<id>`, `user:<id>`) → index; the first one wins.
+pub(crate) fn ids_by_principal<'p>(
+    principals: impl Iterator<Item = &'p str>,
+    prefix: &str,
+) -> FxHashMap<Box<str>, Idx> {
+    let mut ids: FxHashMap<Box<str>, Idx> = FxHashMap::default();
+    for (i, principal) in principals.enumerate() {
+        if let Some(id) = principal.strip_prefix(prefix) {
+            ids.entry(id.into()).or_insert(i as Idx);
+        }
+    }
+    ids
 }
