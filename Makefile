@@ -17,7 +17,7 @@ help:
 	@echo "make run    build the filter and show it deciding real requests in a real Envoy"
 	@echo "make test   fmt, clippy (host and wasm), unit, policy, wasm (Node) and Envoy end-to-end tests"
 	@echo "make dist   build $(DIST_WASM)"
-	@echo "make bench  criterion benchmarks of the engine"
+	@echo "make bench  engine vs Cedar/Rego, wasm fuel, Envoy side by side -> docs/PERFORMANCE.md"
 
 ## Installation: everything a fresh machine lacks.
 setup: toolchain envoy wasm-bindgen wasm-opt
@@ -78,8 +78,15 @@ run: dist envoy
 	cargo build --release --bin policyctl --bin echo-upstream
 	./envoy/demo.sh
 
-bench:
-	env -u RUST_BACKTRACE cargo bench --bench decide
+# One run, every layer, written to target/bench/summary.json and docs/PERFORMANCE.md
+# (about 9 minutes of measuring on 2 cores, plus first-time compilation).
+bench: dist envoy
+	@mkdir -p target/bench
+	env -u RUST_BACKTRACE cargo bench --bench decide -- --warm-up-time 1 --measurement-time 3
+	env -u RUST_BACKTRACE cargo run --release --manifest-path bench/engines/Cargo.toml
+	env -u RUST_BACKTRACE cargo test --release --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
+	env -u RUST_BACKTRACE bash bench/envoy/run.sh
+	python3 bench/summary.py
 
 clean:
 	cargo clean

@@ -33,6 +33,8 @@ struct RawConfig {
     fail_open: bool,
     #[serde(default)]
     max_staleness_ms: Option<u64>,
+    #[serde(default)]
+    filter_state: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,9 +205,22 @@ pub struct PluginConfig {
     pub snapshot: SnapshotSource,
     pub fail_policy: FailPolicy,
     pub key_lookup: Option<KeyLookup>,
+    pub filter_state: FilterState,
 }
 
-/// Why a plugin configuration was refused.
+/// Which decisions the filter records as filter state for access logs. Each
+/// value is one host call per request, the costliest kind (Envoy creates a
+/// filter-state object for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilterState {
+    /// decision, reason, route, tenant and principal of every request.
+    #[default]
+    All,
+    /// Only of denied (or audit would-deny) requests; allowed ones still carry
+    /// tenant and principal in their annotated request headers.
+    Denials,
+    None,
+}
 #[derive(Debug)]
 pub enum ConfigError {
     Syntax(String),
@@ -382,6 +397,18 @@ impl PluginConfig {
             max_staleness_ms: raw.max_staleness_ms,
         };
         let key_lookup = raw.key_lookup.map(key_lookup).transpose()?;
+        let filter_state = match raw.filter_state.as_deref() {
+            None | Some("all") => FilterState::All,
+            Some("denials") => FilterState::Denials,
+            Some("none") => FilterState::None,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    field: "filter_state",
+                    value: other.into(),
+                    what: "must be `all`, `denials` or `none`, got",
+                })
+            }
+        };
         Ok(PluginConfig {
             mode,
             environment: raw.environment,
@@ -389,6 +416,7 @@ impl PluginConfig {
             snapshot,
             fail_policy,
             key_lookup,
+            filter_state,
         })
     }
 }

@@ -7,7 +7,9 @@ use super::abi::{self, Level, MetricKind};
 use super::cache::Lru;
 use super::live::{self, Lease, Meta, SharedKeys};
 use super::wire;
-use crate::config::{FailPolicy, KeyLookup, PluginConfig, RemoteSource, SnapshotSource};
+use crate::config::{
+    FailPolicy, FilterState, KeyLookup, PluginConfig, RemoteSource, SnapshotSource,
+};
 use crate::policy::{
     self, Action as PolicyAction, Decision, ExternalKey, Mode, Reason, Request, Snapshot, Sources,
     Timestamp, STRIPPED_HEADERS,
@@ -56,6 +58,7 @@ struct Shared {
     remote_keys: Option<SharedKeys>,
     /// A published etag this VM could not compile; not retried until it changes.
     rejected_etag: Cell<Option<String>>,
+    filter_state: FilterState,
     key_lookup: Option<KeyLookup>,
     /// Looked-up keys (and "no such key") of this worker, valid for the snapshot
     /// etag they were compiled against.
@@ -555,6 +558,7 @@ impl RootContext for Root {
                         .map_or(1, |l| l.cache_size as usize),
                 ),
             }),
+            filter_state: config.filter_state,
             key_lookup: config.key_lookup,
             rejected_etag: Cell::new(None),
             metrics: Metrics::define(),
@@ -896,7 +900,14 @@ fn act(
     headers: &[(Cow<'_, str>, Cow<'_, str>)],
 ) -> Action {
     shared.metrics.count(decision.reason, shared.mode);
-    record_filter_state(decision);
+    let record = match shared.filter_state {
+        FilterState::All => true,
+        FilterState::Denials => !decision.allowed(),
+        FilterState::None => false,
+    };
+    if record {
+        record_filter_state(decision);
+    }
     match decision.action(shared.mode) {
         // The access log (filter state) and the counters say why; no per-deny
         // log line, which would format a string on every denied request.
