@@ -518,13 +518,29 @@ fn two_workers_decide_identically() {
 fn filter_state_can_be_limited_to_denials() {
     let upstream = Upstream::start();
     let snapshot: Value = serde_json::from_str(DEMO).unwrap();
-    let config = json!({"environment": "prod", "filter_state": "denials", "snapshot": {"inline": snapshot}});
-    let envoy = EnvoyBuilder::new(upstream.port()).plugin_config(config.to_string()).start();
+    let config =
+        json!({"environment": "prod", "filter_state": "denials", "snapshot": {"inline": snapshot}});
+    let envoy = EnvoyBuilder::new(upstream.port())
+        .plugin_config(config.to_string())
+        .start();
     let port = envoy.listen_port();
-    let allowed = http_request(port, "GET", "/orders/1", "localhost", &[("x-api-key", "demo-storefront-key")]);
+    let allowed = http_request(
+        port,
+        "GET",
+        "/orders/1",
+        "localhost",
+        &[("x-api-key", "demo-storefront-key")],
+    );
     assert_eq!(allowed.status, 200);
-    assert_eq!(allowed.json()["headers"]["x-tenant-id"], "acme", "annotations do not depend on filter state");
-    assert_eq!(http_request(port, "GET", "/orders/1", "localhost", &[]).status, 401);
+    assert_eq!(
+        allowed.json()["headers"]["x-tenant-id"],
+        "acme",
+        "annotations do not depend on filter state"
+    );
+    assert_eq!(
+        http_request(port, "GET", "/orders/1", "localhost", &[]).status,
+        401
+    );
     let entries = envoy.wait_for_access_log(2);
     let allow = entries.iter().find(|e| e["response_code"] == 200).unwrap();
     assert_eq!(allow["decision"], Value::Null, "{allow}");
@@ -536,5 +552,8 @@ fn filter_state_can_be_limited_to_denials() {
         .plugin_config(r#"{"filter_state": "sometimes"}"#)
         .log_level("info")
         .start_expect_failure();
-    assert!(log.contains("field `filter_state`: must be `all`, `denials` or `none`, got `sometimes`"), "{log}");
+    assert!(
+        log.contains("field `filter_state`: must be `all`, `denials` or `none`, got `sometimes`"),
+        "{log}"
+    );
 }
