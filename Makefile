@@ -84,7 +84,8 @@ bench: dist envoy
 	@mkdir -p target/bench
 	env -u RUST_BACKTRACE cargo bench --bench decide -- --warm-up-time 1 --measurement-time 3
 	env -u RUST_BACKTRACE cargo run --release --manifest-path bench/engines/Cargo.toml
-	env -u RUST_BACKTRACE cargo test --release --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
+	# Fuel counts wasm instructions: the host build profile does not change it.
+	env -u RUST_BACKTRACE cargo test --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
 	env -u RUST_BACKTRACE bash bench/envoy/run.sh
 	python3 bench/summary.py
 
