@@ -706,20 +706,15 @@ impl Filter {
             abi::log(Level::Error, "tenantgate: malformed request header map");
             return respond(Reason::HostError);
         };
-        // Lossy conversion: a non-UTF-8 value can never match a key hash, a user
-        // or an organization, so it simply fails to authenticate.
-        let headers: Vec<(Cow<'_, str>, Cow<'_, str>)> = raw_pairs
-            .iter()
-            .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
-            .collect();
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or("", |(_, v)| v.as_ref())
-        };
-        let (method, path, authority) = (pseudo(":method"), pseudo(":path"), pseudo(":authority"));
-        let request = Request::from_parts(&shared.sources, method, authority, path, &headers);
+        let inbound = Inbound::read(&raw_pairs, &shared.sources);
+        let forged = inbound.forged;
+        let request = Request::from_parts(
+            &shared.sources,
+            &inbound.method,
+            &inbound.authority,
+            &inbound.path,
+            &inbound.relevant,
+        );
         let Ok(now) = abi::now_nanos() else {
             abi::log(Level::Error, "tenantgate: cannot read the clock");
             return respond(Reason::HostError);
@@ -733,12 +728,12 @@ impl Filter {
         let Some(loaded) = loaded else {
             if shared.fail_policy.fail_open {
                 shared.metrics.bump(shared.metrics.fail_open);
-                return forward(&headers, Vec::new(), request.forward_path.as_deref());
+                return forward(forged, Vec::new(), request.forward_path.as_deref());
             }
             return act(
                 &shared,
                 &Decision::no_policy(request.forward_path.as_deref()),
-                &headers,
+                forged,
             );
         };
         let at = Timestamp::from_unix_nanos(now);
@@ -749,7 +744,7 @@ impl Filter {
         let (Some(lookup), Some(raw_key), true) =
             (&shared.key_lookup, request.api_key.as_deref(), unknown_key)
         else {
-            return act(&shared, &decision, &headers);
+            return act(&shared, &decision, forged);
         };
         let digest = policy::key_digest(raw_key);
         let cached = match &self.answered {
@@ -764,17 +759,17 @@ impl Filter {
             }
             Cached::Absent => {
                 shared.metrics.bump(shared.metrics.lookup_negative_hit);
-                return act(&shared, &decision, &headers);
+                return act(&shared, &decision, forged);
             }
             Cached::Unknown if self.lookup_failed => {
                 if shared.fail_policy.fail_open {
                     shared.metrics.bump(shared.metrics.fail_open);
-                    return forward(&headers, Vec::new(), request.forward_path.as_deref());
+                    return forward(forged, Vec::new(), request.forward_path.as_deref());
                 }
                 return act(
                     &shared,
                     &decision.with_reason(Reason::KeyLookupUnavailable),
-                    &headers,
+                    forged,
                 );
             }
             Cached::Unknown => {
@@ -808,7 +803,7 @@ impl Filter {
         };
         let decision =
             policy::decide_with_key(&loaded.snapshot, &request, at, env, Some(&external));
-        act(&shared, &decision, &headers)
+        act(&shared, &decision, forged)
     }
 
     fn on_lookup_answer(&mut self, digest: [u8; 32], num_headers: usize, body_size: usize) {
@@ -893,12 +888,61 @@ impl HttpContext for Filter {
     }
 }
 
+/// What the filter needs of the request headers, taken in one pass over the
+/// encoded map: the pseudo-headers, the few headers the policy reads (UTF-8
+/// decoded, lossily: a non-UTF-8 value can never match a key hash, a user or an
+/// organization, so it simply fails to authenticate), and which annotation
+/// headers arrived forged. Every other header is left as bytes, untouched.
+struct Inbound<'b> {
+    method: Cow<'b, str>,
+    path: Cow<'b, str>,
+    authority: Cow<'b, str>,
+    relevant: Vec<(Cow<'b, str>, Cow<'b, str>)>,
+    /// Bit `i` set when `STRIPPED_HEADERS[i]` is present.
+    forged: u8,
+}
+
+impl<'b> Inbound<'b> {
+    fn read(pairs: &[(&'b [u8], &'b [u8])], sources: &Sources) -> Inbound<'b> {
+        let text = |bytes: &'b [u8]| String::from_utf8_lossy(bytes);
+        let mut inbound = Inbound {
+            method: Cow::Borrowed(""),
+            path: Cow::Borrowed(""),
+            authority: Cow::Borrowed(""),
+            relevant: Vec::new(),
+            forged: 0,
+        };
+        for &(name, value) in pairs {
+            match name {
+                b":method" => inbound.method = text(value),
+                b":path" => inbound.path = text(value),
+                b":authority" => inbound.authority = text(value),
+                _ => {
+                    // Names compare case-insensitively (the length first); every
+                    // annotation header starts with `x`, which skips most headers.
+                    let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
+                    if name.first().map(u8::to_ascii_lowercase) == Some(b'x') {
+                        for (bit, stripped) in STRIPPED_HEADERS.iter().enumerate() {
+                            if is(stripped) {
+                                inbound.forged |= 1 << bit;
+                            }
+                        }
+                    }
+                    let read_by_policy = is(&sources.user_header)
+                        || is(&sources.tenant_header)
+                        || sources.api_key_headers.iter().any(|h| is(h));
+                    if read_by_policy {
+                        inbound.relevant.push((text(name), text(value)));
+                    }
+                }
+            }
+        }
+        inbound
+    }
+}
+
 /// Counts, records and carries out a decision.
-fn act(
-    shared: &Shared,
-    decision: &Decision<'_>,
-    headers: &[(Cow<'_, str>, Cow<'_, str>)],
-) -> Action {
+fn act(shared: &Shared, decision: &Decision<'_>, forged: u8) -> Action {
     shared.metrics.count(decision.reason, shared.mode);
     let record = match shared.filter_state {
         FilterState::All => true,
@@ -915,20 +959,16 @@ fn act(
         PolicyAction::Forward {
             headers: annotations,
             path,
-        } => forward(headers, annotations, path),
+        } => forward(forged, annotations, path),
     }
 }
 
 /// Removes forged copies of the annotations, sets ours, rewrites `:path` if asked.
-fn forward(
-    inbound: &[(Cow<'_, str>, Cow<'_, str>)],
-    annotations: Vec<(&str, &str)>,
-    path: Option<&str>,
-) -> Action {
-    for name in STRIPPED_HEADERS {
-        let present = inbound.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+fn forward(forged: u8, annotations: Vec<(&str, &str)>, path: Option<&str>) -> Action {
+    for (bit, name) in STRIPPED_HEADERS.iter().enumerate() {
+        let present = forged & (1 << bit) != 0;
         // The ones we set are replaced anyway.
-        let set_by_us = annotations.iter().any(|(n, _)| *n == name);
+        let set_by_us = annotations.iter().any(|(n, _)| *n == *name);
         if present && !set_by_us {
             if let Err(e) = abi::remove_request_header(name) {
                 abi::log(
