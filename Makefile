@@ -57,12 +57,19 @@ dist: toolchain wasm-opt
 	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/wasm/tenantgate.wasm -o $(DIST_WASM)
 	@size=$$(stat -c %s $(DIST_WASM)); echo "$(DIST_WASM): $$size bytes (limit $(MAX_WASM_BYTES))"; \
 	  test $$size -gt 0 && test $$size -le $(MAX_WASM_BYTES) || { echo "$(DIST_WASM) is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
+# The Otoroshi (Extism) shell: wasm32-unknown-unknown, so Otoroshi runs it with wasi: false.
+	cargo build --profile wasm --lib --target wasm32-unknown-unknown --features otoroshi
+	wasm-opt $(WASM_OPT_FLAGS) target/wasm32-unknown-unknown/wasm/tenantgate.wasm -o dist/tenantgate-otoroshi.wasm
+	@echo "dist/tenantgate-otoroshi.wasm: $$(stat -c %s dist/tenantgate-otoroshi.wasm) bytes; imports:" \
+	  $$(wasm-dis dist/tenantgate-otoroshi.wasm | grep -o '(import "[^"]*" "[^"]*"' | sed 's/(import "\([^"]*\)" "\([^"]*\)"/\1::\2/')
 
 ## Checks.
 lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
+	cargo clippy --all-targets --features otoroshi -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown --features otoroshi -- -D warnings
 
 test-native: dist envoy
 	cargo test

@@ -10,6 +10,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod config;
+#[cfg(feature = "otoroshi")]
+pub mod otoroshi;
 pub mod policy;
 
 pub mod envoy;

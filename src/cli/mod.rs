@@ -2,6 +2,7 @@
 
 pub mod generate;
 pub mod http1;
+pub mod import_otoroshi;
 pub mod serve;
 
 use crate::config::PluginConfig;
@@ -18,6 +19,7 @@ usage:
   policyctl generate --orgs N --keys M [--seed S]
   policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
   policyctl compile --policy FILE [--out FILE]
+  policyctl import otoroshi EXPORT.json [--environment ENV] [--revision R]
   policyctl serve --policy FILE [--keys FILE] --listen ADDR
 
 Run `policyctl COMMAND --help` for one command. Exit status: 0 success (any
@@ -151,6 +153,8 @@ pub fn run(args: &[String]) -> ExitCode {
         "plugin-config" => plugin_config(rest),
         "compile" if help(COMPILE_HELP) => ExitCode::SUCCESS,
         "compile" => compile(rest),
+        "import" if help(import_otoroshi::HELP) => ExitCode::SUCCESS,
+        "import" => import_otoroshi::run(rest),
         "serve" if help(SERVE_HELP) => ExitCode::SUCCESS,
         "serve" => serve::run(rest),
         other => fail(format_args!("unknown command `{other}`\n\n{USAGE}")),

@@ -7,8 +7,10 @@ use super::snapshot::{
     normalize_prefix, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, RouteTeams, Snapshot,
 };
 use super::time::Timestamp;
+use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// Inbound headers removed from every request, whatever the decision: the
 /// annotations and the audit verdict, so that a client can never forge them.
@@ -292,8 +294,304 @@ impl Snapshot {
 }
 
 enum Caller<'a> {
-    App { app: Idx, key: &'a KeyEntry },
+    App {
+        app: Idx,
+        key: &'a KeyEntry,
+    },
     User(Option<Idx>),
+    /// A gateway apikey placed by the gateway's own location (see [`GatewayCaller`]).
+    Located {
+        tenant: Idx,
+        grants: &'a Grants,
+        read_only: bool,
+    },
+}
+
+/// A caller the host gateway authenticated itself (in Otoroshi: the apikey its
+/// `ApikeyCalls` plugin validated, or the user an auth module logged in),
+/// resolved against a snapshot by the host shell. [`decide_as`] ranks it among
+/// the request's own credentials.
+#[derive(Debug)]
+pub struct GatewayCaller {
+    kind: GatewayKind,
+}
+
+#[derive(Debug)]
+enum GatewayKind {
+    /// An apikey an app of the snapshot names (`apps[].otoroshi_client_ids`):
+    /// decided as a key of that app, active and unexpired (the gateway refuses
+    /// disabled and expired keys itself), with the gateway's read-only flag.
+    App(KeyEntry),
+    /// A user of the snapshot (`users[].otoroshi_emails`), or an unknown one.
+    User {
+        user: Option<Idx>,
+        principal: Box<str>,
+    },
+    /// An apikey no app names, placed by the gateway's location (`_loc`): a
+    /// member of `tenant` only, with `grants` there, subscribed to whatever the
+    /// gateway let it call (no product check).
+    Located {
+        principal: Box<str>,
+        tenant: Idx,
+        grants: Grants,
+        read_only: bool,
+    },
+    /// An apikey the snapshot cannot place: `invalid_api_key`.
+    UnknownKey,
+}
+
+impl GatewayCaller {
+    /// The gateway's apikey is app `app` of the snapshot.
+    fn app(app: Idx, read_only: bool) -> GatewayCaller {
+        GatewayCaller {
+            kind: GatewayKind::App(KeyEntry {
+                app,
+                status: KeyStatus::Active,
+                expires_at: None,
+                read_only,
+                envs: None,
+            }),
+        }
+    }
+
+    /// The gateway's user: user `user` of the snapshot, or, unknown, principal
+    /// `user:<name>` (which is a member of nothing).
+    fn user(user: Option<Idx>, name: &str) -> GatewayCaller {
+        GatewayCaller {
+            kind: GatewayKind::User {
+                user,
+                principal: format!("user:{name}").into(),
+            },
+        }
+    }
+
+    /// The gateway's apikey, known to no app, placed in organization `tenant`
+    /// with a right on `teams` (team index and id, all of `tenant`) or on every
+    /// team (`star`): write, or read for a read-only key. It holds no role, so a
+    /// route requiring a permission denies it.
+    fn located(
+        principal: String,
+        tenant: Idx,
+        teams: &[(Idx, &str)],
+        star: bool,
+        read_only: bool,
+    ) -> GatewayCaller {
+        let right = if read_only { Right::Read } else { Right::Write };
+        let by_index: BTreeMap<Idx, &str> = teams.iter().copied().collect();
+        let rights: Box<[(Idx, Right)]> = by_index.keys().map(|&t| (t, right)).collect();
+        let mut names: Vec<&str> = if star {
+            vec!["*"]
+        } else {
+            by_index.values().copied().collect()
+        };
+        names.sort_unstable();
+        names.dedup();
+        let grants = Grants {
+            roles: Box::new([]),
+            roles_header: "".into(),
+            teams_header: names.join(",").into(),
+            teams: names.iter().map(|&t| t.into()).collect(),
+            best_team_right: rights.iter().map(|(_, r)| *r).max(),
+            rights,
+            star: star.then_some(right),
+            permissions: Box::new([]),
+        };
+        GatewayCaller {
+            kind: GatewayKind::Located {
+                principal: principal.into(),
+                tenant,
+                grants,
+                read_only,
+            },
+        }
+    }
+
+    /// The gateway's apikey, which the snapshot cannot place.
+    fn unknown_key() -> GatewayCaller {
+        GatewayCaller {
+            kind: GatewayKind::UnknownKey,
+        }
+    }
+
+    /// An apikey (ranked before the request's API key), not a user.
+    pub fn is_key(&self) -> bool {
+        !matches!(self.kind, GatewayKind::User { .. })
+    }
+}
+
+/// The gateway's own placement of an apikey (Otoroshi's `_loc`): an
+/// organization id and team ids (`"*"`: every team).
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayLocation<'l> {
+    pub tenant: &'l str,
+    pub teams: &'l [String],
+}
+
+/// Where a snapshot document places the gateway's identities (the snapshot
+/// format's Otoroshi extension): client ids → apps, e-mails → users, and team
+/// ids → team index and organization, for apikeys placed by their location.
+/// The compiled [`Snapshot`] does not keep these; build the directory from the
+/// same document the snapshot was compiled from.
+#[derive(Debug, Default)]
+pub struct GatewayDirectory {
+    apps: FxHashMap<String, String>,
+    users: FxHashMap<String, String>,
+    teams: FxHashMap<String, (Idx, String)>,
+}
+
+/// The few fields of a snapshot document the directory reads; the rest of the
+/// text is skimmed, not materialized.
+#[derive(serde::Deserialize)]
+struct Skim {
+    #[serde(default)]
+    apps: Vec<SkimApp>,
+    #[serde(default)]
+    users: Vec<SkimUser>,
+    #[serde(default)]
+    teams: Vec<SkimTeam>,
+}
+
+#[derive(serde::Deserialize)]
+struct SkimApp {
+    id: String,
+    #[serde(default)]
+    otoroshi_client_ids: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct SkimUser {
+    id: String,
+    #[serde(default)]
+    otoroshi_emails: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct SkimTeam {
+    id: String,
+    organization: String,
+}
+
+impl GatewayDirectory {
+    /// From a parsed document.
+    pub fn from_document(doc: &super::Document) -> GatewayDirectory {
+        GatewayDirectory::build(
+            doc.apps
+                .iter()
+                .map(|a| (a.id.as_str(), a.otoroshi_client_ids.as_slice())),
+            doc.users
+                .iter()
+                .map(|u| (u.id.as_str(), u.otoroshi_emails.as_slice())),
+            doc.teams
+                .iter()
+                .map(|t| (t.id.as_str(), t.organization.as_str())),
+        )
+    }
+
+    /// From the JSON text of a snapshot document, reading only `apps[].id`,
+    /// `apps[].otoroshi_client_ids`, `users[].id`, `users[].otoroshi_emails`
+    /// and `teams[].id`, `teams[].organization`.
+    pub fn from_json(text: &str) -> Result<GatewayDirectory, String> {
+        let skim: Skim = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Ok(GatewayDirectory::build(
+            skim.apps
+                .iter()
+                .map(|a| (a.id.as_str(), a.otoroshi_client_ids.as_slice())),
+            skim.users
+                .iter()
+                .map(|u| (u.id.as_str(), u.otoroshi_emails.as_slice())),
+            skim.teams
+                .iter()
+                .map(|t| (t.id.as_str(), t.organization.as_str())),
+        ))
+    }
+
+    fn build<'d>(
+        apps: impl Iterator<Item = (&'d str, &'d [String])>,
+        users: impl Iterator<Item = (&'d str, &'d [String])>,
+        teams: impl Iterator<Item = (&'d str, &'d str)>,
+    ) -> GatewayDirectory {
+        let mut directory = GatewayDirectory::default();
+        for (app, client_ids) in apps {
+            for client_id in client_ids {
+                directory
+                    .apps
+                    .entry(client_id.clone())
+                    .or_insert_with(|| app.to_string());
+            }
+        }
+        for (user, emails) in users {
+            for email in emails {
+                directory
+                    .users
+                    .entry(email.to_ascii_lowercase())
+                    .or_insert_with(|| user.to_string());
+            }
+        }
+        // Team indexes are document positions, as `Snapshot::compile` assigns them.
+        for (position, (team, org)) in teams.enumerate() {
+            directory
+                .teams
+                .entry(team.to_string())
+                .or_insert_with(|| (position as Idx, org.to_string()));
+        }
+        directory
+    }
+
+    /// The gateway's apikey `client_id`: the app naming it; else, with a
+    /// `location` whose organization is in the snapshot, that organization and
+    /// the location's teams of it; else unknown (`invalid_api_key`).
+    pub fn apikey(
+        &self,
+        snapshot: &Snapshot,
+        client_id: &str,
+        read_only: bool,
+        location: Option<GatewayLocation<'_>>,
+    ) -> GatewayCaller {
+        let app = self
+            .apps
+            .get(client_id)
+            .and_then(|id| snapshot.app_by_id.get(id.as_str()));
+        if let Some(&app) = app {
+            return GatewayCaller::app(app, read_only);
+        }
+        let Some(location) = location else {
+            return GatewayCaller::unknown_key();
+        };
+        let Some((tenant, org)) = snapshot
+            .org_by_name
+            .get(location.tenant)
+            .and_then(|&t| snapshot.org(t).map(|org| (t, org)))
+        else {
+            return GatewayCaller::unknown_key();
+        };
+        let star = location.teams.iter().any(|t| t == "*");
+        let teams: Vec<(Idx, &str)> = location
+            .teams
+            .iter()
+            .filter_map(|team| match self.teams.get(team) {
+                Some((idx, owner)) if **owner == *org.id => Some((*idx, team.as_str())),
+                _ => None,
+            })
+            .collect();
+        GatewayCaller::located(
+            format!("app:otoroshi:{client_id}"),
+            tenant,
+            &teams,
+            star,
+            read_only,
+        )
+    }
+
+    /// The gateway's user `email`: the user naming it (case-insensitively), or
+    /// the unknown principal `user:<email>`.
+    pub fn user(&self, snapshot: &Snapshot, email: &str) -> GatewayCaller {
+        let user = self
+            .users
+            .get(&email.to_ascii_lowercase())
+            .and_then(|id| snapshot.user_by_id.get(id.as_str()))
+            .copied();
+        GatewayCaller::user(user, email)
+    }
 }
 
 /// An API key that is not in the snapshot but was resolved elsewhere (the
@@ -337,15 +635,91 @@ pub fn decide_with_key<'a>(
     external: Option<&'a ExternalKey>,
 ) -> Decision<'a> {
     let d = Decision::new(Some(&snapshot.revision), request.forward_path.as_deref());
-    decide_steps(snapshot, request, now, environment, external, d)
+    decide_steps(snapshot, request, now, environment, external, None, d)
 }
 
+/// [`decide`] for a request whose caller the gateway may have authenticated
+/// itself. Credentials rank: the gateway's apikey, the request's API key
+/// (header, then query), the gateway's user, the request's user id.
+pub fn decide_as<'a>(
+    snapshot: &'a Snapshot,
+    request: &'a Request<'_>,
+    now: Timestamp,
+    environment: Option<&str>,
+    gateway: Option<&'a GatewayCaller>,
+) -> Decision<'a> {
+    let d = Decision::new(Some(&snapshot.revision), request.forward_path.as_deref());
+    decide_steps(snapshot, request, now, environment, None, gateway, d)
+}
+
+/// Step 5 for a key of the snapshot (or looked up, or vouched for by the gateway).
+fn key_caller<'a>(
+    snap: &'a Snapshot,
+    key: &'a KeyEntry,
+    now: Timestamp,
+    d: &mut Decision<'a>,
+) -> Result<Caller<'a>, Reason> {
+    let Some(app) = snap.apps.get(key.app as usize) else {
+        return Err(Reason::InvalidApiKey);
+    };
+    d.principal = Some(Cow::Borrowed(&app.principal));
+    match key.status {
+        KeyStatus::Pending => return Err(Reason::ApiKeyPending),
+        KeyStatus::Revoked => return Err(Reason::ApiKeyRevoked),
+        KeyStatus::Active => {}
+    }
+    if Snapshot::is_expired(key.expires_at, now) {
+        return Err(Reason::ApiKeyExpired);
+    }
+    if !app.approved {
+        return Err(Reason::AppRevoked);
+    }
+    Ok(Caller::App { app: key.app, key })
+}
+
+/// Steps 4-5 for a caller the gateway authenticated.
+fn gateway_caller<'a>(
+    snap: &'a Snapshot,
+    gateway: &'a GatewayCaller,
+    now: Timestamp,
+    d: &mut Decision<'a>,
+) -> Result<Caller<'a>, Reason> {
+    match &gateway.kind {
+        GatewayKind::App(key) => key_caller(snap, key, now, d),
+        GatewayKind::User { user, principal } => {
+            d.principal = Some(Cow::Borrowed(
+                match user.and_then(|u| snap.users.get(u as usize)) {
+                    Some(entry) => &entry.principal,
+                    None => principal,
+                },
+            ));
+            Ok(Caller::User(*user))
+        }
+        GatewayKind::Located {
+            principal,
+            tenant,
+            grants,
+            read_only,
+        } => {
+            d.principal = Some(Cow::Borrowed(principal));
+            Ok(Caller::Located {
+                tenant: *tenant,
+                grants,
+                read_only: *read_only,
+            })
+        }
+        GatewayKind::UnknownKey => Err(Reason::InvalidApiKey),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn decide_steps<'a>(
     snap: &'a Snapshot,
     request: &'a Request<'_>,
     now: Timestamp,
     environment: Option<&str>,
     external: Option<&'a ExternalKey>,
+    gateway: Option<&'a GatewayCaller>,
     mut d: Decision<'a>,
 ) -> Decision<'a> {
     // 1. path hygiene
@@ -367,8 +741,16 @@ fn decide_steps<'a>(
         d.tenant = route.tenant.and_then(|t| snap.org(t));
         return d;
     }
-    // 4-5. credentials
-    let caller = if let Some(raw_key) = request.api_key.as_deref() {
+    // 4-5. credentials: the gateway's apikey, the request's API key, the
+    // gateway's user, the request's user id
+    let gateway_key = gateway.filter(|g| g.is_key());
+    let gateway_user = gateway.filter(|g| !g.is_key());
+    let caller = if let Some(gateway) = gateway_key {
+        match gateway_caller(snap, gateway, now, &mut d) {
+            Ok(caller) => caller,
+            Err(reason) => return d.deny(reason),
+        }
+    } else if let Some(raw_key) = request.api_key.as_deref() {
         let digest = key_digest(raw_key);
         let known = snap
             .key_by_hash
@@ -378,22 +760,15 @@ fn decide_steps<'a>(
         let Some(key) = known.or(looked_up) else {
             return d.deny(Reason::InvalidApiKey);
         };
-        let Some(app) = snap.apps.get(key.app as usize) else {
-            return d.deny(Reason::InvalidApiKey);
-        };
-        d.principal = Some(Cow::Borrowed(&app.principal));
-        match key.status {
-            KeyStatus::Pending => return d.deny(Reason::ApiKeyPending),
-            KeyStatus::Revoked => return d.deny(Reason::ApiKeyRevoked),
-            KeyStatus::Active => {}
+        match key_caller(snap, key, now, &mut d) {
+            Ok(caller) => caller,
+            Err(reason) => return d.deny(reason),
         }
-        if Snapshot::is_expired(key.expires_at, now) {
-            return d.deny(Reason::ApiKeyExpired);
+    } else if let Some(gateway) = gateway_user {
+        match gateway_caller(snap, gateway, now, &mut d) {
+            Ok(caller) => caller,
+            Err(reason) => return d.deny(reason),
         }
-        if !app.approved {
-            return d.deny(Reason::AppRevoked);
-        }
-        Caller::App { app: key.app, key }
     } else if let Some(user_id) = request.user_id {
         let user = snap.user_by_id.get(user_id).copied();
         d.principal = Some(match user.and_then(|u| snap.users.get(u as usize)) {
@@ -418,6 +793,7 @@ fn decide_steps<'a>(
         Caller::User(user) => user
             .and_then(|u| snap.users.get(u as usize))
             .and_then(|u| u.default_tenant),
+        Caller::Located { tenant, .. } => Some(tenant),
     };
     let Some((tenant_idx, tenant)) = route
         .tenant
@@ -436,10 +812,14 @@ fn decide_steps<'a>(
     let principal_ref = match caller {
         Caller::App { app, .. } => Some(PrincipalRef::App(app)),
         Caller::User(user) => user.map(PrincipalRef::User),
+        Caller::Located { .. } => None,
     };
-    let grants = principal_ref
-        .and_then(|p| snap.grants_by_principal.get(&(p, tenant_idx)))
-        .and_then(|&g| snap.grants.get(g as usize));
+    let grants = match caller {
+        Caller::Located { tenant, grants, .. } => (tenant == tenant_idx).then_some(grants),
+        _ => principal_ref
+            .and_then(|p| snap.grants_by_principal.get(&(p, tenant_idx)))
+            .and_then(|&g| snap.grants.get(g as usize)),
+    };
     let Some(grants) = grants else {
         let pending =
             matches!(caller, Caller::User(Some(u)) if snap.pending.contains(&(u, tenant_idx)));
@@ -473,7 +853,7 @@ fn decide_steps<'a>(
     };
     let key = match caller {
         Caller::App { key, .. } => Some(key),
-        Caller::User(_) => None,
+        Caller::User(_) | Caller::Located { .. } => None,
     };
     if let Some(env) = env {
         let key_allows = key
@@ -509,7 +889,12 @@ fn decide_steps<'a>(
     }
     // 13. read-only keys
     let safe = is_safe_method(request.method);
-    if key.is_some_and(|k| k.read_only) && !safe {
+    let read_only = match caller {
+        Caller::App { key, .. } => key.read_only,
+        Caller::Located { read_only, .. } => read_only,
+        Caller::User(_) => false,
+    };
+    if read_only && !safe {
         return d.deny(Reason::ReadOnlyKey);
     }
     let needed = if safe { Right::Read } else { Right::Write };

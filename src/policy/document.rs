@@ -133,6 +133,11 @@ pub struct Membership {
 pub struct User {
     pub id: String,
     pub memberships: Vec<Membership>,
+    /// Extension (Otoroshi shell): the e-mail addresses of Otoroshi's
+    /// authenticated user that are this user. Each non-empty and unique
+    /// (case-insensitively) across the snapshot.
+    #[serde(default)]
+    pub otoroshi_emails: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -155,6 +160,11 @@ pub struct App {
     pub roles: Vec<String>,
     #[serde(default, deserialize_with = "team_rights")]
     pub teams: TeamRights,
+    /// Extension (Otoroshi shell): the `clientId`s of Otoroshi apikeys, validated
+    /// by Otoroshi itself, that are this app. Each non-empty and unique across the
+    /// snapshot.
+    #[serde(default)]
+    pub otoroshi_client_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

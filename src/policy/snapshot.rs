@@ -553,6 +553,8 @@ impl<'d> Compiler<'d> {
             });
         }
 
+        self.check_otoroshi_identities();
+
         if !self.problems.is_empty() {
             return Err(InvalidSnapshot {
                 problems: self.problems,
@@ -998,6 +1000,52 @@ impl<'d> Compiler<'d> {
             });
         }
         out
+    }
+
+    /// Extension (Otoroshi shell): `apps[].otoroshi_client_ids` and
+    /// `users[].otoroshi_emails` are non-empty and unique across the snapshot
+    /// (e-mails case-insensitively), so an Otoroshi identity names one principal.
+    fn check_otoroshi_identities(&mut self) {
+        use std::collections::hash_map::Entry;
+        let doc = self.doc;
+        let mut client_ids: FxHashMap<&str, &str> = FxHashMap::default();
+        for app in &doc.apps {
+            for client_id in &app.otoroshi_client_ids {
+                if client_id.trim().is_empty() {
+                    let what = "an Otoroshi client id must be non-empty, got";
+                    self.problem("app", &app.id, "otoroshi_client_ids", client_id, what);
+                    continue;
+                }
+                match client_ids.entry(client_id) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(&app.id);
+                    }
+                    Entry::Occupied(owner) => {
+                        let what = format!("client id already used by app `{}`:", owner.get());
+                        self.problem("app", &app.id, "otoroshi_client_ids", client_id, &what);
+                    }
+                }
+            }
+        }
+        let mut emails: FxHashMap<String, &str> = FxHashMap::default();
+        for user in &doc.users {
+            for email in &user.otoroshi_emails {
+                if email.trim().is_empty() {
+                    let what = "an Otoroshi e-mail must be non-empty, got";
+                    self.problem("user", &user.id, "otoroshi_emails", email, what);
+                    continue;
+                }
+                match emails.entry(email.to_ascii_lowercase()) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(&user.id);
+                    }
+                    Entry::Occupied(owner) => {
+                        let what = format!("e-mail already used by user `{}`:", owner.get());
+                        self.problem("user", &user.id, "otoroshi_emails", email, &what);
+                    }
+                }
+            }
+        }
     }
 
     fn compile_apps(&mut self) -> Vec<AppEntry> {
