@@ -50,6 +50,8 @@ struct RawSources {
 #[serde(deny_unknown_fields)]
 struct RawSnapshotSource {
     inline: Option<Box<RawValue>>,
+    /// Base64 of a compiled snapshot (`policyctl compile`).
+    compiled: Option<String>,
     remote: Option<RawRemote>,
 }
 
@@ -266,6 +268,63 @@ fn header_name(field: &'static str, value: String) -> Result<String, ConfigError
     }
 }
 
+/// Standard base64 (RFC 4648, `=` padding optional); `None` for anything else.
+/// Small on purpose: a compiled snapshot is the only base64 the filter reads.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let body = text.trim_end_matches('=').as_bytes();
+    if text.len() - body.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    for chunk in body.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        match chunk.len() {
+            4 => out.extend_from_slice(bytes.get(1..4)?),
+            3 => out.extend_from_slice(bytes.get(1..3)?),
+            2 => out.extend_from_slice(bytes.get(1..2)?),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Standard base64 with padding (what `policyctl plugin-config --compiled` writes).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn encode_base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let symbol =
+        |index: u32| char::from(ALPHABET.get(index as usize & 63).copied().unwrap_or(b'A'));
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut acc = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            acc |= u32::from(b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(symbol(acc >> (18 - 6 * i)));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn remote_source(raw: RawRemote) -> Result<RemoteSource, ConfigError> {
     let invalid = |field, value: String, what| Err(ConfigError::Invalid { field, value, what });
     if raw.cluster.is_empty() {
@@ -360,30 +419,38 @@ impl PluginConfig {
         };
         let snapshot = match raw.snapshot {
             None => SnapshotSource::Absent,
-            Some(RawSnapshotSource {
-                inline: Some(_),
-                remote: Some(_),
-            }) => {
-                return Err(ConfigError::Invalid {
-                    field: "snapshot",
-                    value: "inline, remote".into(),
-                    what: "give one source, not both:",
-                })
+            Some(source) => {
+                let given = [
+                    source.inline.is_some(),
+                    source.compiled.is_some(),
+                    source.remote.is_some(),
+                ];
+                if given.iter().filter(|&&g| g).count() > 1 {
+                    return Err(ConfigError::Invalid {
+                        field: "snapshot",
+                        value: "inline, compiled, remote".into(),
+                        what: "give one source of",
+                    });
+                }
+                if let Some(inline) = source.inline {
+                    SnapshotSource::Inline(Box::new(
+                        policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?,
+                    ))
+                } else if let Some(encoded) = source.compiled {
+                    let bytes = decode_base64(&encoded).ok_or(ConfigError::Invalid {
+                        field: "snapshot.compiled",
+                        value: String::new(),
+                        what: "must be the base64 of `policyctl compile` output",
+                    })?;
+                    SnapshotSource::Inline(Box::new(
+                        policy::load_snapshot_bytes(&bytes).map_err(ConfigError::Snapshot)?,
+                    ))
+                } else if let Some(remote) = source.remote {
+                    SnapshotSource::Remote(remote_source(remote)?)
+                } else {
+                    SnapshotSource::Absent
+                }
             }
-            Some(RawSnapshotSource {
-                inline: Some(inline),
-                ..
-            }) => SnapshotSource::Inline(Box::new(
-                policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?,
-            )),
-            Some(RawSnapshotSource {
-                remote: Some(remote),
-                ..
-            }) => SnapshotSource::Remote(remote_source(remote)?),
-            Some(RawSnapshotSource {
-                inline: None,
-                remote: None,
-            }) => SnapshotSource::Absent,
         };
         if raw.max_staleness_ms == Some(0) {
             return Err(ConfigError::Invalid {
@@ -418,5 +485,50 @@ impl PluginConfig {
             key_lookup,
             filter_state,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for len in 0..40u8 {
+            let bytes: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
+            assert_eq!(decode_base64(&encode_base64(&bytes)), Some(bytes));
+        }
+        assert_eq!(encode_base64(b"hello"), "aGVsbG8=");
+    }
+
+    #[test]
+    fn base64_decodes_with_and_without_padding_and_refuses_garbage() {
+        assert_eq!(decode_base64("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVsbG8").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVsbG8h").as_deref(), Some(&b"hello!"[..]));
+        assert_eq!(decode_base64("").as_deref(), Some(&b""[..]));
+        for bad in ["a", "aGV*bG8=", "aGVsbG8===", "aGVs\nbG8="] {
+            assert_eq!(decode_base64(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_compiled_snapshot_loads_like_its_json() {
+        let json = include_str!("../policies/demo.json");
+        let compiled = policy::binary::encode(&policy::load_snapshot(json).unwrap());
+        let encoded = encode_base64(&compiled);
+        let config = format!(r#"{{"snapshot": {{"compiled": "{encoded}"}}}}"#);
+        let parsed = PluginConfig::parse(config.as_bytes()).unwrap();
+        let SnapshotSource::Inline(snapshot) = parsed.snapshot else {
+            panic!("not inline")
+        };
+        assert_eq!(snapshot.revision(), "r1");
+        let both = format!(r#"{{"snapshot": {{"compiled": "{encoded}", "inline": {json}}}}}"#);
+        assert!(PluginConfig::parse(both.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("give one source of"));
+        let corrupt = r#"{"snapshot": {"compiled": "VEdTTkFQAAE="}}"#;
+        assert!(PluginConfig::parse(corrupt.as_bytes()).is_err());
     }
 }

@@ -557,3 +557,44 @@ fn filter_state_can_be_limited_to_denials() {
         "{log}"
     );
 }
+
+#[test]
+fn a_compiled_inline_snapshot_decides_like_the_json() {
+    let snapshot = policy::load_snapshot(DEMO).unwrap();
+    let compiled = tenantgate::config::encode_base64(&policy::binary::encode(&snapshot));
+    let upstream = Upstream::start();
+    let config = json!({"environment": "prod", "snapshot": {"compiled": compiled}}).to_string();
+    let envoy = EnvoyBuilder::new(upstream.port())
+        .plugin_config(config)
+        .start();
+    let mut failures = Vec::new();
+    let cases = envoy_cases("enforce");
+    for case in &cases {
+        let response = send(&envoy, case, FORGED);
+        let want = case.expect["status"].as_u64().unwrap() as u16;
+        if response.status != want {
+            failures.push(format!(
+                "{}: status {}, want {want}",
+                case.name, response.status
+            ));
+        } else if want == 200 {
+            let seen = upstream_headers(&response);
+            for (name, value) in core_annotations(case, Mode::Enforce) {
+                if seen.get(&name).and_then(Value::as_str) != Some(value.as_str()) {
+                    failures.push(format!(
+                        "{}: upstream `{name}` = {:?}, want {value}",
+                        case.name,
+                        seen.get(&name)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

@@ -946,8 +946,30 @@ fn measure_per_call_cost() {
         samples.sort();
         samples[samples.len() / 2]
     };
-    for (name, snapshot, uri, key) in worlds {
-        let settings = settings(snapshot.clone());
+    let worlds: Vec<(String, Value, String, String, bool)> = worlds
+        .into_iter()
+        .flat_map(|(name, snapshot, uri, key)| {
+            [false, true].map(|compiled| {
+                (
+                    name.to_string(),
+                    snapshot.clone(),
+                    uri.clone(),
+                    key.clone(),
+                    compiled,
+                )
+            })
+        })
+        .collect();
+    for (name, snapshot, uri, key, compiled) in worlds {
+        let settings = if compiled {
+            let bytes = tenantgate::policy::binary::encode(
+                &tenantgate::policy::load_snapshot(&snapshot.to_string()).unwrap(),
+            );
+            json!({"environment": "prod", "snapshot": {"compiled": tenantgate::config::encode_base64(&bytes)}})
+        } else {
+            settings(snapshot.clone())
+        };
+        let name = format!("{name} ({})", if compiled { "compiled" } else { "JSON" });
         let headers = [("x-api-key", key.as_str())];
         let req = Req {
             method: "GET",
@@ -962,7 +984,7 @@ fn measure_per_call_cost() {
         lean_ctx["route"] = json!({"id": "route_tenantgate-demo"});
         lean_ctx["attrs"]["otoroshi.next.core.Route"] = Value::Null;
         let lean = serde_json::to_vec(&lean_ctx).unwrap();
-        let snapshot_bytes = snapshot.to_string().len();
+        let snapshot_bytes = settings.to_string().len();
         for (shape, input) in [("settings once", &lean), ("as Otoroshi passes it (5 copies: config.config, and both plug-ins of the route, twice)", &realistic)] {
             let rounds = if snapshot_bytes > 1_000_000 { 7 } else { 31 };
             let (mut inst, mut calls, mut totals) = (Vec::new(), Vec::new(), Vec::new());

@@ -160,15 +160,12 @@ fn parse(text: &str) -> Result<Settings<'_>, SettingsError> {
     } else {
         Cow::Borrowed(text)
     };
-    // HOOK (issue 5, item 5: the per-call load cost). Otoroshi instantiates the
-    // module for every call, so the inline JSON snapshot is parsed and compiled
-    // on every request. When `Snapshot::encode`/`decode` and `policyctl compile`
-    // land, accept their compact form here (for instance a base64
-    // `snapshot.compiled`, once `PluginConfig` carries it) and decode it instead
-    // of compiling the document. The `GatewayDirectory` (Otoroshi client ids,
-    // e-mails, team positions) is read from the JSON document (`directory`):
-    // the compiled form must carry it too, or Otoroshi identities cannot be
-    // mapped.
+    // Otoroshi instantiates the module for every call, so the snapshot is loaded
+    // on every request: `snapshot.compiled` (handled by `PluginConfig::parse`)
+    // loads it without parsing JSON. The `GatewayDirectory` (Otoroshi client
+    // ids, e-mails) is read from a JSON snapshot only: with a compiled one,
+    // Otoroshi identities are not mapped (the compiled form does not carry them
+    // yet).
     let config =
         PluginConfig::parse(config_text.as_bytes()).map_err(|e| SettingsError(e.to_string()))?;
     if config.key_lookup.is_some() {
