@@ -11,8 +11,9 @@
 
 use super::document::{KeyStatus, Right};
 use super::snapshot::{
-    ids_by_principal, org_names, route_table, AppEntry, Grants, Idx, KeyEntry, OrgEntry,
-    PrincipalRef, ProductEntry, RouteEntry, RouteTeams, Snapshot, SnapshotStats, UserEntry,
+    ids_by_principal, link_home_grants, org_names, route_table, AppEntry, Grants, Idx, KeyEntry,
+    OrgEntry, PrincipalRef, ProductEntry, RouteEntry, RouteTeams, Snapshot, SnapshotStats,
+    UserEntry,
 };
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -432,6 +433,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
             org: r.idx(org_count)?,
             approved: r.bool()?,
             products: r.idxs(product_count)?,
+            home_grants: None,
         });
     }
     let key_count = r.len(32 + 4 + 1 + 1 + 1 + 1)?;
@@ -527,6 +529,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         return r.fail("trailing bytes");
     }
     let (routes_by_prefix, longest_prefix) = route_table(&routes);
+    link_home_grants(&mut apps, &grants_by_principal);
     Ok(Snapshot {
         revision,
         org_by_name: org_names(&orgs),

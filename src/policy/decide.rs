@@ -814,8 +814,15 @@ fn decide_steps<'a>(
         Caller::User(user) => user.map(PrincipalRef::User),
         Caller::Located { .. } => None,
     };
+    let home = match caller {
+        Caller::App { app, .. } => snap.apps.get(app as usize).filter(|a| a.org == tenant_idx),
+        _ => None,
+    };
     let grants = match caller {
         Caller::Located { tenant, grants, .. } => (tenant == tenant_idx).then_some(grants),
+        _ if home.is_some() => home
+            .and_then(|a| a.home_grants)
+            .and_then(|g| snap.grants.get(g as usize)),
         _ => principal_ref
             .and_then(|p| snap.grants_by_principal.get(&(p, tenant_idx)))
             .and_then(|&g| snap.grants.get(g as usize)),

@@ -95,6 +95,10 @@ pub(crate) struct AppEntry {
     pub org: Idx,
     pub approved: bool,
     pub products: Box<[Idx]>,
+    /// The app's grants in its own organization, the usual tenant: found here
+    /// rather than by a probe into the large `grants_by_principal` map (a cold
+    /// cache line per decision in snapshots with millions of keys).
+    pub home_grants: Option<Idx>,
 }
 
 #[derive(Debug)]
@@ -446,7 +450,7 @@ impl<'d> Compiler<'d> {
         let role_bits = self.role_permission_bits(&permission_bits);
         let group_roles = self.compile_groups();
         let products = self.compile_products(&orgs);
-        let apps = self.compile_apps();
+        let mut apps = self.compile_apps();
         let (keys, key_by_hash) = self.compile_keys(&orgs, &apps);
 
         let mut grants = GrantTable::new(doc, &team_org, &role_bits, permission_bits.len());
@@ -572,6 +576,7 @@ impl<'d> Compiler<'d> {
             routes: routes.len(),
             grants: grants.grants.len(),
         };
+        link_home_grants(&mut apps, &grants.by_principal);
         Ok(Snapshot {
             revision: doc.revision.as_str().into(),
             orgs,
@@ -1080,6 +1085,7 @@ impl<'d> Compiler<'d> {
                 org: org.unwrap_or(0),
                 approved: app.status == AppStatus::Approved,
                 products: products.into(),
+                home_grants: None,
             });
         }
         out
@@ -1295,6 +1301,18 @@ pub(crate) fn route_table(routes: &[RouteEntry]) -> (FxHashMap<Box<str>, Vec<Idx
     }
     let longest = table.keys().map(|p| p.len()).max().unwrap_or(1);
     (table, longest)
+}
+
+/// Points every app at its grants in its own organization.
+pub(crate) fn link_home_grants(
+    apps: &mut [AppEntry],
+    by_principal: &FxHashMap<(PrincipalRef, Idx), Idx>,
+) {
+    for (i, app) in apps.iter_mut().enumerate() {
+        app.home_grants = by_principal
+            .get(&(PrincipalRef::App(i as Idx), app.org))
+            .copied();
+    }
 }
 
 /// Organization ids, then handles (a handle never shadows another's id).
