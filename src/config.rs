@@ -303,7 +303,6 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Standard base64 with padding (what `policyctl plugin-config --compiled` writes).
-#[cfg(not(target_arch = "wasm32"))]
 pub fn encode_base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let symbol =
