@@ -11,7 +11,9 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{http_request, send_raw, Envoy, EnvoyBuilder, Response, Upstream};
+use support::{
+    http_request, send_raw, stat_ending as counter, Envoy, EnvoyBuilder, Response, Upstream,
+};
 use tenantgate::policy::{self, Mode, Request, Sources, Timestamp, STRIPPED_HEADERS};
 
 const DEMO: &str = include_str!("../policies/demo.json");
@@ -329,19 +331,6 @@ fn audit_mode_lets_everything_through_and_marks_would_be_denials() {
         upstream_headers(&r)["x-policy-decision"],
         "deny; reason=missing_credentials"
     );
-}
-
-fn counter(stats: &str, suffix: &str) -> u64 {
-    stats
-        .lines()
-        .find(|l| {
-            l.split(':')
-                .next()
-                .is_some_and(|name| name.ends_with(suffix))
-        })
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

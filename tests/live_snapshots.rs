@@ -105,20 +105,6 @@ fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     panic!("not within {within:?}: {what}");
 }
 
-fn counter(envoy: &Envoy, suffix: &str) -> u64 {
-    envoy
-        .admin_get("/stats")
-        .lines()
-        .find(|l| {
-            l.split(':')
-                .next()
-                .is_some_and(|name| name.ends_with(suffix))
-        })
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn per_worker_connections(envoy: &Envoy, workers: usize) -> Vec<u64> {
     let stats = envoy.admin_get("/stats");
     (0..workers)
@@ -227,8 +213,8 @@ fn exactly_one_fetch_per_interval_whatever_the_worker_count() {
         server.stats()["snapshot_304"].as_u64().unwrap() + 1,
         server.stats()["snapshot_requests"].as_u64().unwrap()
     );
-    assert!(counter(&envoy, "tenantgate.fetch.not_modified") >= 8);
-    assert_eq!(counter(&envoy, "tenantgate.fetch.ok"), 1);
+    assert!(envoy.counter("tenantgate.fetch.not_modified") >= 8);
+    assert_eq!(envoy.counter("tenantgate.fetch.ok"), 1);
 }
 
 #[test]
@@ -291,7 +277,7 @@ fn the_server_down_for_several_intervals_fails_no_request() {
     }
     assert!(requests > 20);
     assert!(
-        counter(&envoy, "tenantgate.fetch.failed") >= 3,
+        envoy.counter("tenantgate.fetch.failed") >= 3,
         "{}",
         envoy.admin_get("/stats?filter=tenantgate")
     );
@@ -330,7 +316,7 @@ fn before_the_first_snapshot_requests_fail_closed_or_open_as_configured() {
         "the query key survived fail-open"
     );
     eventually(Duration::from_secs(5), "fail-open is counted", || {
-        counter(&open, "tenantgate.fail_open") >= 1
+        open.counter("tenantgate.fail_open") >= 1
     });
 }
 
@@ -364,7 +350,7 @@ fn a_snapshot_older_than_max_staleness_counts_as_none() {
         assert_eq!(r.status, 503, "request {i} on a stale snapshot: {}", r.body);
     }
     assert_eq!(storefront(&envoy).json()["reason"], "no_policy");
-    assert!(counter(&envoy, "tenantgate.snapshot.age_ms") >= 1500);
+    assert!(envoy.counter("tenantgate.snapshot.age_ms") >= 1500);
 }
 
 /// A source answering whatever the test scripts, for what `policyctl serve`
@@ -461,7 +447,7 @@ fn an_invalid_or_failed_fetch_is_counted_and_the_last_good_snapshot_kept() {
     eventually(
         Duration::from_secs(5),
         "the invalid fetch is counted",
-        || counter(&envoy, "tenantgate.fetch.invalid") >= 1,
+        || envoy.counter("tenantgate.fetch.invalid") >= 1,
     );
     assert!(
         envoy.log_text().contains("fetched snapshot refused"),
@@ -481,7 +467,7 @@ fn an_invalid_or_failed_fetch_is_counted_and_the_last_good_snapshot_kept() {
     eventually(
         Duration::from_secs(5),
         "the failed fetch is counted",
-        || counter(&envoy, "tenantgate.fetch.failed") >= 1,
+        || envoy.counter("tenantgate.fetch.failed") >= 1,
     );
     assert_eq!(storefront(&envoy).status, 200);
 
@@ -560,7 +546,7 @@ fn keys_missing_from_the_snapshot_are_looked_up_cached_and_decided_like_shipped_
         1,
         "cached answers went back to the server"
     );
-    assert!(counter(&envoy, "tenantgate.key_lookup.cache_hit") >= 5);
+    assert!(envoy.counter("tenantgate.key_lookup.cache_hit") >= 5);
     // A looked-up key's own state decides, as in the snapshot.
     let revoked = with_key(&envoy, "lookup-revoked");
     assert_eq!(revoked.status, 401);
@@ -573,7 +559,7 @@ fn keys_missing_from_the_snapshot_are_looked_up_cached_and_decided_like_shipped_
         assert_eq!(r.json()["reason"], "invalid_api_key");
     }
     assert_eq!(key_requests(&server), before + 1);
-    assert!(counter(&envoy, "tenantgate.key_lookup.negative_hit") >= 2);
+    assert!(envoy.counter("tenantgate.key_lookup.negative_hit") >= 2);
     // The server never sees a raw key, only its hash.
     assert!(!server
         .log_lines()
@@ -633,7 +619,7 @@ fn a_failed_lookup_follows_the_fail_policy() {
     let r = with_key(&closed, "lookup-key-1");
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["reason"], "key_lookup_unavailable");
-    assert!(counter(&closed, "tenantgate.key_lookup.failed") >= 1);
+    assert!(closed.counter("tenantgate.key_lookup.failed") >= 1);
     // Keys the snapshot knows are not affected.
     assert_eq!(storefront(&closed).status, 200);
 }

@@ -762,10 +762,10 @@ fn mutated_demo_snapshots_load_or_fail_cleanly() {
             Ok(false) => invalid += 1,
             Err(broken) => panic!("iteration {iteration}: {broken}\n{text}"),
         }
-        // Also through the value entry point used for inline plugin configs.
+        // Also through the bytes entry point the filter uses (JSON or compiled).
         if iteration % 10 == 0 {
-            let _ = no_panic("load_snapshot_value", &iteration, || {
-                policy::load_snapshot_value(document.clone()).is_ok()
+            let _ = no_panic("load_snapshot_bytes", &iteration, || {
+                policy::load_snapshot_bytes(text.as_bytes()).is_ok()
             });
         }
     }

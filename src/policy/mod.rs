@@ -48,14 +48,6 @@ pub fn load_snapshot_bytes(bytes: &[u8]) -> Result<Snapshot, LoadError> {
     load_snapshot(text)
 }
 
-/// Compiles an already parsed document value (e.g. an inline snapshot inside a
-/// plugin configuration).
-pub fn load_snapshot_value(value: serde_json::Value) -> Result<Snapshot, LoadError> {
-    // Re-serializing keeps one code path (and its per-object error reports).
-    let text = value.to_string();
-    load_snapshot(&text)
-}
-
 /// The lower-case hex SHA-256 of a raw API key: what a snapshot stores.
 pub fn hash_key(raw_key: &str) -> String {
     hash_key_hex(&key_digest(raw_key))

@@ -748,6 +748,11 @@ impl Envoy {
         stat_value(&self.admin_get("/stats"), name)
     }
 
+    /// Value of the first stat whose name ends with `suffix` (0 when absent).
+    pub fn counter(&self, suffix: &str) -> u64 {
+        stat_ending(&self.admin_get("/stats"), suffix)
+    }
+
     /// GET through the listener (see [`http_get`]).
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         http_get(self.listen_port, path, headers)
@@ -1023,6 +1028,18 @@ pub fn admin_get(port: u16, path: &str) -> String {
 }
 
 /// Value of `name` in the text output of `/stats` (`name: value` lines).
+/// Value of the first stat whose name ends with `suffix` in `/stats` text (Envoy
+/// prefixes wasm metrics, e.g. `wasmcustom.`); 0 when absent.
+pub fn stat_ending(stats_text: &str, suffix: &str) -> u64 {
+    stats_text
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(": ")?;
+            n.ends_with(suffix).then(|| v.trim().parse().ok()).flatten()
+        })
+        .unwrap_or(0)
+}
+
 pub fn stat_value(stats_text: &str, name: &str) -> Option<u64> {
     stats_text.lines().find_map(|l| {
         let (n, v) = l.split_once(": ")?;
