@@ -362,6 +362,23 @@ fn remote_source(raw: RawRemote) -> Result<RemoteSource, ConfigError> {
 impl PluginConfig {
     /// Parses and validates a configuration; an inline snapshot is compiled.
     pub fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
+        PluginConfig::parse_inner(bytes, false).map(|(config, _)| config)
+    }
+
+    /// Like [`PluginConfig::parse`], but `snapshot.compiled` is returned as
+    /// its bytes (checked for the format's magic only, `snapshot` left
+    /// `Absent`) for a host that decodes per request just what the request
+    /// needs (`policy::binary::decode_for`): the Otoroshi plug-in.
+    pub fn parse_deferring_compiled(
+        bytes: &[u8],
+    ) -> Result<(PluginConfig, Option<Vec<u8>>), ConfigError> {
+        PluginConfig::parse_inner(bytes, true)
+    }
+
+    fn parse_inner(
+        bytes: &[u8],
+        defer_compiled: bool,
+    ) -> Result<(PluginConfig, Option<Vec<u8>>), ConfigError> {
         let text = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}" as &[u8]
         } else {
@@ -416,6 +433,7 @@ impl PluginConfig {
                 raw.sources.tenant_header.unwrap_or(defaults.tenant_header),
             )?,
         };
+        let mut deferred = None;
         let snapshot = match raw.snapshot {
             None => SnapshotSource::Absent,
             Some(source) => {
@@ -436,14 +454,21 @@ impl PluginConfig {
                         policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?,
                     ))
                 } else if let Some(encoded) = source.compiled {
-                    let bytes = decode_base64(&encoded).ok_or(ConfigError::Invalid {
-                        field: "snapshot.compiled",
-                        value: String::new(),
-                        what: "must be the base64 of `policyctl compile` output",
-                    })?;
-                    SnapshotSource::Inline(Box::new(
-                        policy::load_snapshot_bytes(&bytes).map_err(ConfigError::Snapshot)?,
-                    ))
+                    let bytes = decode_base64(&encoded)
+                        .filter(|b| !defer_compiled || b.starts_with(policy::binary::MAGIC))
+                        .ok_or(ConfigError::Invalid {
+                            field: "snapshot.compiled",
+                            value: String::new(),
+                            what: "must be the base64 of `policyctl compile` output",
+                        })?;
+                    if defer_compiled {
+                        deferred = Some(bytes);
+                        SnapshotSource::Absent
+                    } else {
+                        SnapshotSource::Inline(Box::new(
+                            policy::load_snapshot_bytes(&bytes).map_err(ConfigError::Snapshot)?,
+                        ))
+                    }
                 } else if let Some(remote) = source.remote {
                     SnapshotSource::Remote(remote_source(remote)?)
                 } else {
@@ -475,7 +500,7 @@ impl PluginConfig {
                 })
             }
         };
-        Ok(PluginConfig {
+        let config = PluginConfig {
             mode,
             environment: raw.environment,
             sources,
@@ -483,7 +508,8 @@ impl PluginConfig {
             fail_policy,
             key_lookup,
             filter_state,
-        })
+        };
+        Ok((config, deferred))
     }
 }
 

@@ -73,6 +73,33 @@ fn compiled() -> &'static CompiledPlugin {
     })
 }
 
+/// The dist module with `policy` (a snapshot document) baked in by `policyctl bake`.
+fn baked(policy: &Value) -> CompiledPlugin {
+    let snapshot = tenantgate::policy::load_snapshot(&policy.to_string()).unwrap();
+    let bytes = tenantgate::policy::binary::encode(&snapshot);
+    let baked = tenantgate::cli::bake::bake(&wasm_bytes(), &bytes).unwrap();
+    let manifest = Manifest::new([Wasm::data(baked.module)]).with_memory_max(MEMORY_PAGES);
+    PluginBuilder::new(manifest)
+        .with_wasi(false)
+        .compile()
+        .unwrap()
+}
+
+/// The base64 of the compiled form of `policy` (`snapshot.compiled`).
+fn compiled_base64(policy: &Value) -> String {
+    let snapshot = tenantgate::policy::load_snapshot(&policy.to_string()).unwrap();
+    tenantgate::config::encode_base64(&tenantgate::policy::binary::encode(&snapshot))
+}
+
+fn call_on(plugin: &CompiledPlugin, function: &str, input: &Value) -> Value {
+    let mut instance = Plugin::new_from_compiled(plugin).unwrap();
+    let out = instance
+        .call::<&[u8], &[u8]>(function, &serde_json::to_vec(input).unwrap())
+        .unwrap_or_else(|e| panic!("{function} failed: {e}"))
+        .to_vec();
+    serde_json::from_slice(&out).unwrap()
+}
+
 fn call_raw(function: &str, input: &[u8]) -> Result<Vec<u8>, String> {
     let mut plugin = Plugin::new_from_compiled(compiled()).map_err(|e| e.to_string())?;
     plugin
@@ -118,6 +145,14 @@ fn settings(snapshot: Value) -> Value {
 }
 
 /// Replaces every `"__NAME__"` string in `value`.
+/// Settings with `snapshot` inline and compiled: Otoroshi identities map
+/// the same from both.
+fn both_forms(snapshot: Value) -> [Value; 2] {
+    let compiled =
+        json!({"environment": "prod", "snapshot": {"compiled": compiled_base64(&snapshot)}});
+    [settings(snapshot), compiled]
+}
+
 fn fill(value: &mut Value, name: &str, with: &Value) {
     match value {
         Value::String(s) if s == name => *value = with.clone(),
@@ -462,174 +497,178 @@ fn with_apikey(ctx: Value, client_id: &str, read_only: bool, loc: Value) -> Valu
 
 #[test]
 fn otoroshi_apikeys_are_placed_by_the_snapshot_extension() {
-    let snapshot_settings = settings(demo_with_identities());
-    let acme = json!({"tenant": "acme", "teams": ["acme-platform"]});
-    let ctx = |req: &Req<'_>, client: &str, read_only: bool| {
-        with_apikey(
-            access_context(&snapshot_settings, req),
-            client,
-            read_only,
-            acme.clone(),
-        )
-    };
-    allowed(&call(
-        "access",
-        &ctx(&get("/orders/1"), "oto-storefront", false),
-    ));
-    // The storefront's right on acme-platform is read.
-    let post = Req {
-        method: "POST",
-        ..get("/orders/1")
-    };
-    assert_eq!(
-        denied(&call("access", &ctx(&post, "oto-storefront", false))),
-        (403, "team_access_denied".into())
-    );
-    // The ops console writes, unless Otoroshi's key is read-only.
-    allowed(&call("access", &ctx(&post, "oto-ops", false)));
-    assert_eq!(
-        denied(&call("access", &ctx(&post, "oto-ops", true))),
-        (403, "read_only_key".into())
-    );
-    // Ranked before the request's own API key.
-    let revoked = [("x-api-key", "demo-revoked-key")];
-    let req = Req {
-        headers: &revoked,
-        ..get("/orders/1")
-    };
-    allowed(&call("access", &ctx(&req, "oto-storefront", false)));
-    // Unknown to the snapshot, without the fallback: invalid_api_key.
-    assert_eq!(
-        denied(&call(
+    for snapshot_settings in both_forms(demo_with_identities()) {
+        let acme = json!({"tenant": "acme", "teams": ["acme-platform"]});
+        let ctx = |req: &Req<'_>, client: &str, read_only: bool| {
+            with_apikey(
+                access_context(&snapshot_settings, req),
+                client,
+                read_only,
+                acme.clone(),
+            )
+        };
+        allowed(&call(
             "access",
-            &ctx(&get("/orders/1"), "oto-nobody", false)
-        )),
-        (401, "invalid_api_key".into())
-    );
-    // The annotations name the app.
-    let tctx = with_apikey(
-        transform_context(&snapshot_settings, &get("/catalog/7")),
-        "oto-storefront",
-        false,
-        acme.clone(),
-    );
-    let out = call("transform_request", &tctx);
-    assert_eq!(out["headers"]["x-principal"], "app:acme-storefront");
-    assert_eq!(out["headers"]["x-tenant-id"], "acme");
+            &ctx(&get("/orders/1"), "oto-storefront", false),
+        ));
+        // The storefront's right on acme-platform is read.
+        let post = Req {
+            method: "POST",
+            ..get("/orders/1")
+        };
+        assert_eq!(
+            denied(&call("access", &ctx(&post, "oto-storefront", false))),
+            (403, "team_access_denied".into())
+        );
+        // The ops console writes, unless Otoroshi's key is read-only.
+        allowed(&call("access", &ctx(&post, "oto-ops", false)));
+        assert_eq!(
+            denied(&call("access", &ctx(&post, "oto-ops", true))),
+            (403, "read_only_key".into())
+        );
+        // Ranked before the request's own API key.
+        let revoked = [("x-api-key", "demo-revoked-key")];
+        let req = Req {
+            headers: &revoked,
+            ..get("/orders/1")
+        };
+        allowed(&call("access", &ctx(&req, "oto-storefront", false)));
+        // Unknown to the snapshot, without the fallback: invalid_api_key.
+        assert_eq!(
+            denied(&call(
+                "access",
+                &ctx(&get("/orders/1"), "oto-nobody", false)
+            )),
+            (401, "invalid_api_key".into())
+        );
+        // The annotations name the app.
+        let tctx = with_apikey(
+            transform_context(&snapshot_settings, &get("/catalog/7")),
+            "oto-storefront",
+            false,
+            acme.clone(),
+        );
+        let out = call("transform_request", &tctx);
+        assert_eq!(out["headers"]["x-principal"], "app:acme-storefront");
+        assert_eq!(out["headers"]["x-tenant-id"], "acme");
+    }
 }
 
 #[test]
 fn an_unnamed_otoroshi_apikey_falls_back_to_its_loc_when_configured() {
-    let mut fallback = settings(demo_with_identities());
-    fallback["otoroshi"] = json!({"loc_fallback": true});
-    let acme = json!({"tenant": "acme", "teams": ["acme-platform", "research-lab", "ghost"]});
-    let ctx = |req: &Req<'_>, read_only: bool, loc: &Value| {
-        with_apikey(
-            access_context(&fallback, req),
+    for mut fallback in both_forms(demo_with_identities()) {
+        fallback["otoroshi"] = json!({"loc_fallback": true});
+        let acme = json!({"tenant": "acme", "teams": ["acme-platform", "research-lab", "ghost"]});
+        let ctx = |req: &Req<'_>, read_only: bool, loc: &Value| {
+            with_apikey(
+                access_context(&fallback, req),
+                "oto-unlisted",
+                read_only,
+                loc.clone(),
+            )
+        };
+        // A member of acme with a right on acme-platform (teams of other
+        // organizations and unknown teams are ignored), no role and no product.
+        allowed(&call("access", &ctx(&get("/sandbox/x"), false, &acme)));
+        let post = Req {
+            method: "POST",
+            ..get("/sandbox/x")
+        };
+        assert_eq!(
+            denied(&call("access", &ctx(&post, true, &acme))),
+            (403, "read_only_key".into())
+        );
+        assert_eq!(
+            denied(&call("access", &ctx(&get("/orders/1"), false, &acme))),
+            (403, "permission_denied".into())
+        );
+        assert_eq!(
+            denied(&call("access", &ctx(&get("/billing/1"), false, &acme))),
+            (403, "team_access_denied".into())
+        );
+        assert_eq!(
+            denied(&call("access", &ctx(&get("/research/x"), false, &acme))),
+            (403, "not_a_member".into())
+        );
+        let elsewhere = json!({"tenant": "no-such-org", "teams": ["*"]});
+        assert_eq!(
+            denied(&call("access", &ctx(&get("/sandbox/x"), false, &elsewhere))),
+            (401, "invalid_api_key".into())
+        );
+        let tctx = with_apikey(
+            transform_context(&fallback, &get("/sandbox/x")),
             "oto-unlisted",
-            read_only,
-            loc.clone(),
-        )
-    };
-    // A member of acme with a right on acme-platform (teams of other
-    // organizations and unknown teams are ignored), no role and no product.
-    allowed(&call("access", &ctx(&get("/sandbox/x"), false, &acme)));
-    let post = Req {
-        method: "POST",
-        ..get("/sandbox/x")
-    };
-    assert_eq!(
-        denied(&call("access", &ctx(&post, true, &acme))),
-        (403, "read_only_key".into())
-    );
-    assert_eq!(
-        denied(&call("access", &ctx(&get("/orders/1"), false, &acme))),
-        (403, "permission_denied".into())
-    );
-    assert_eq!(
-        denied(&call("access", &ctx(&get("/billing/1"), false, &acme))),
-        (403, "team_access_denied".into())
-    );
-    assert_eq!(
-        denied(&call("access", &ctx(&get("/research/x"), false, &acme))),
-        (403, "not_a_member".into())
-    );
-    let elsewhere = json!({"tenant": "no-such-org", "teams": ["*"]});
-    assert_eq!(
-        denied(&call("access", &ctx(&get("/sandbox/x"), false, &elsewhere))),
-        (401, "invalid_api_key".into())
-    );
-    let tctx = with_apikey(
-        transform_context(&fallback, &get("/sandbox/x")),
-        "oto-unlisted",
-        false,
-        acme.clone(),
-    );
-    let headers = call("transform_request", &tctx)["headers"].clone();
-    assert_eq!(headers["x-principal"], "app:otoroshi:oto-unlisted");
-    assert_eq!(headers["x-tenant-id"], "acme");
-    assert_eq!(headers["x-tenant-teams"], "acme-platform");
-    assert_eq!(headers["x-tenant-roles"], "");
-    // A named apikey never uses the fallback.
-    let named = with_apikey(
-        access_context(
-            &fallback,
-            &Req {
-                method: "POST",
-                ..get("/orders/1")
-            },
-        ),
-        "oto-storefront",
-        false,
-        json!({"tenant": "acme", "teams": ["*"]}),
-    );
-    assert_eq!(
-        denied(&call("access", &named)),
-        (403, "team_access_denied".into())
-    );
+            false,
+            acme.clone(),
+        );
+        let headers = call("transform_request", &tctx)["headers"].clone();
+        assert_eq!(headers["x-principal"], "app:otoroshi:oto-unlisted");
+        assert_eq!(headers["x-tenant-id"], "acme");
+        assert_eq!(headers["x-tenant-teams"], "acme-platform");
+        assert_eq!(headers["x-tenant-roles"], "");
+        // A named apikey never uses the fallback.
+        let named = with_apikey(
+            access_context(
+                &fallback,
+                &Req {
+                    method: "POST",
+                    ..get("/orders/1")
+                },
+            ),
+            "oto-storefront",
+            false,
+            json!({"tenant": "acme", "teams": ["*"]}),
+        );
+        assert_eq!(
+            denied(&call("access", &named)),
+            (403, "team_access_denied".into())
+        );
+    }
 }
 
 #[test]
 fn otoroshi_users_are_placed_by_their_email() {
-    let snapshot_settings = settings(demo_with_identities());
-    let user_ctx =
-        |req: &Req<'_>, user: Value| with(access_context(&snapshot_settings, req), "/user", user);
-    allowed(&call(
-        "access",
-        &user_ctx(&get("/research/x"), fixture(USER)),
-    ));
-    let tctx = with(
-        transform_context(&snapshot_settings, &get("/research/x")),
-        "/user",
-        fixture(USER),
-    );
-    assert_eq!(
-        call("transform_request", &tctx)["headers"]["x-principal"],
-        "user:pat"
-    );
-    let mut stranger = fixture(USER);
-    stranger["email"] = "nobody@elsewhere.example".into();
-    assert_eq!(
-        denied(&call("access", &user_ctx(&get("/orders/1"), stranger))),
-        (403, "not_a_member".into())
-    );
-    // The request's own API key ranks before Otoroshi's user.
-    let revoked = [("x-api-key", "demo-revoked-key")];
-    let req = Req {
-        headers: &revoked,
-        ..get("/research/x")
-    };
-    assert_eq!(
-        denied(&call("access", &user_ctx(&req, fixture(USER)))),
-        (401, "api_key_revoked".into())
-    );
-    // Otoroshi's user ranks before the user header.
-    let header = [("x-user-id", "bob")];
-    let req = Req {
-        headers: &header,
-        ..get("/research/x")
-    };
-    allowed(&call("access", &user_ctx(&req, fixture(USER))));
+    for snapshot_settings in both_forms(demo_with_identities()) {
+        let user_ctx = |req: &Req<'_>, user: Value| {
+            with(access_context(&snapshot_settings, req), "/user", user)
+        };
+        allowed(&call(
+            "access",
+            &user_ctx(&get("/research/x"), fixture(USER)),
+        ));
+        let tctx = with(
+            transform_context(&snapshot_settings, &get("/research/x")),
+            "/user",
+            fixture(USER),
+        );
+        assert_eq!(
+            call("transform_request", &tctx)["headers"]["x-principal"],
+            "user:pat"
+        );
+        let mut stranger = fixture(USER);
+        stranger["email"] = "nobody@elsewhere.example".into();
+        assert_eq!(
+            denied(&call("access", &user_ctx(&get("/orders/1"), stranger))),
+            (403, "not_a_member".into())
+        );
+        // The request's own API key ranks before Otoroshi's user.
+        let revoked = [("x-api-key", "demo-revoked-key")];
+        let req = Req {
+            headers: &revoked,
+            ..get("/research/x")
+        };
+        assert_eq!(
+            denied(&call("access", &user_ctx(&req, fixture(USER)))),
+            (401, "api_key_revoked".into())
+        );
+        // Otoroshi's user ranks before the user header.
+        let header = [("x-user-id", "bob")];
+        let req = Req {
+            headers: &header,
+            ..get("/research/x")
+        };
+        allowed(&call("access", &user_ctx(&req, fixture(USER))));
+    }
 }
 
 #[test]
@@ -726,16 +765,41 @@ fn field<'a>(case: &'a Value, defaults: &'a Value, name: &str) -> Option<&'a str
 /// environment and mode as our settings. `access` must allow exactly what the
 /// table allows (or, audited, everything) and deny with the table's status and
 /// reason; `transform_request` must add exactly the table's headers.
+/// The table through the Otoroshi build, with the demo snapshot inline (JSON,
+/// compiled whole per call), compiled in the settings and baked into the
+/// module (both searched per request by `decode_for`).
 #[test]
 fn the_shared_decision_table_through_the_otoroshi_build() {
+    let demo = demo();
+    let baked = baked(&demo);
+    let forms = [
+        ("inline", json!({"snapshot": {"inline": demo}}), compiled()),
+        (
+            "compiled",
+            json!({"snapshot": {"compiled": compiled_base64(&demo)}}),
+            compiled(),
+        ),
+        ("baked", json!({}), &baked),
+    ];
+    for (form, settings, plugin) in forms {
+        let failures = table_failures(&settings, plugin);
+        assert!(
+            failures.is_empty(),
+            "{} cases differ through the Otoroshi build, snapshot {form}:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+fn table_failures(settings: &Value, plugin: &CompiledPlugin) -> Vec<String> {
     let table: Value = serde_json::from_str(TABLE).unwrap();
     let defaults = &table["defaults"];
-    let demo = demo();
     let cases = table["cases"].as_array().unwrap();
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let mut config = json!({"snapshot": {"inline": demo}});
+        let mut config = settings.clone();
         if let Some(env) = field(case, defaults, "environment") {
             config["environment"] = env.into();
         }
@@ -758,8 +822,9 @@ fn the_shared_decision_table_through_the_otoroshi_build() {
         };
         let now = field(case, defaults, "now").unwrap();
         let set_clock = |ctx: Value| with(ctx, "/attrs/otoroshi.core.RequestTimestamp", now.into());
-        let access = call("access", &set_clock(access_context(&config, &req)));
-        let transform = call(
+        let access = call_on(plugin, "access", &set_clock(access_context(&config, &req)));
+        let transform = call_on(
+            plugin,
             "transform_request",
             &set_clock(transform_context(&config, &req)),
         );
@@ -818,13 +883,7 @@ fn the_shared_decision_table_through_the_otoroshi_build() {
         }
     }
     assert!(cases.len() >= 80, "the table lost cases");
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ through the Otoroshi build:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    failures
 }
 
 /// The names in a module's import section.
@@ -899,10 +958,59 @@ fn wasm_imports(bytes: &[u8]) -> Vec<(String, String)> {
 #[test]
 #[ignore]
 fn measure_per_call_cost() {
-    use std::time::{Duration, Instant};
-    let generated = tenantgate::cli::generate::generate(200, 10_000, 42);
-    // A key of the generated world that is allowed on a catalog route of its
-    // organization, found with the core.
+    use std::time::Duration;
+    let (generated, gen_uri, gen_key) = generated_world(10_000);
+    let (large, large_uri, large_key) = generated_world(100_000);
+    let worlds = [
+        (
+            "policies/demo.json",
+            demo(),
+            "/orders/1".to_string(),
+            "demo-storefront-key".to_string(),
+            &["JSON", "compiled", "baked"][..],
+        ),
+        (
+            "generated 10k keys",
+            generated,
+            gen_uri,
+            gen_key,
+            &["JSON", "compiled", "baked"][..],
+        ),
+        // Baked only: the per-call cost of a baked snapshot does not grow with keys.
+        (
+            "generated 100k keys",
+            large,
+            large_uri,
+            large_key,
+            &["baked"][..],
+        ),
+    ];
+    // Roomy memory for timing; the smallest that suffices is searched below.
+    let median = |mut samples: Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let worlds: Vec<(String, Value, String, String, &str)> = worlds
+        .into_iter()
+        .flat_map(|(name, snapshot, uri, key, forms)| {
+            forms.iter().map(move |&form| {
+                (
+                    name.to_string(),
+                    snapshot.clone(),
+                    uri.clone(),
+                    key.clone(),
+                    form,
+                )
+            })
+        })
+        .collect();
+    measure_worlds(worlds, median);
+}
+
+/// A generated world of `keys` keys (200 organizations), with a key that is
+/// allowed on a catalog route of its organization (found with the core).
+fn generated_world(keys: usize) -> (Value, String, String) {
+    let generated = tenantgate::cli::generate::generate(200, keys, 42);
     let compiled_world = tenantgate::policy::load_snapshot(&generated.to_string()).unwrap();
     let now = tenantgate::policy::Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
     let (gen_key, gen_uri) = (0..generated["api_keys"].as_array().unwrap().len())
@@ -929,47 +1037,34 @@ fn measure_per_call_cost() {
                 .then_some((key, uri))
         })
         .unwrap();
-    let worlds = [
-        (
-            "policies/demo.json",
-            demo(),
-            "/orders/1".to_string(),
-            "demo-storefront-key".to_string(),
-        ),
-        ("generated 10k keys", generated, gen_uri, gen_key),
-    ];
-    // Roomy memory for timing; the smallest that suffices is searched below.
-    let roomy = PluginBuilder::new(Manifest::new([Wasm::data(wasm_bytes())]).with_memory_max(4096))
-        .compile()
-        .unwrap();
-    let median = |mut samples: Vec<Duration>| {
-        samples.sort();
-        samples[samples.len() / 2]
-    };
-    let worlds: Vec<(String, Value, String, String, bool)> = worlds
-        .into_iter()
-        .flat_map(|(name, snapshot, uri, key)| {
-            [false, true].map(|compiled| {
-                (
-                    name.to_string(),
-                    snapshot.clone(),
-                    uri.clone(),
-                    key.clone(),
-                    compiled,
-                )
-            })
-        })
-        .collect();
-    for (name, snapshot, uri, key, compiled) in worlds {
-        let settings = if compiled {
-            let bytes = tenantgate::policy::binary::encode(
-                &tenantgate::policy::load_snapshot(&snapshot.to_string()).unwrap(),
-            );
-            json!({"environment": "prod", "snapshot": {"compiled": tenantgate::config::encode_base64(&bytes)}})
-        } else {
-            settings(snapshot.clone())
+    (generated, gen_uri, gen_key)
+}
+
+fn measure_worlds(
+    worlds: Vec<(String, Value, String, String, &str)>,
+    median: impl Fn(Vec<std::time::Duration>) -> std::time::Duration,
+) {
+    use std::time::Instant;
+    for (name, snapshot, uri, key, form) in worlds {
+        let (settings, module) = match form {
+            "JSON" => (settings(snapshot.clone()), wasm_bytes()),
+            "compiled" => (
+                json!({"environment": "prod", "snapshot": {"compiled": compiled_base64(&snapshot)}}),
+                wasm_bytes(),
+            ),
+            _ => {
+                let bytes = tenantgate::policy::binary::encode(
+                    &tenantgate::policy::load_snapshot(&snapshot.to_string()).unwrap(),
+                );
+                let baked = tenantgate::cli::bake::bake(&wasm_bytes(), &bytes).unwrap();
+                (json!({"environment": "prod"}), baked.module)
+            }
         };
-        let name = format!("{name} ({})", if compiled { "compiled" } else { "JSON" });
+        let roomy =
+            PluginBuilder::new(Manifest::new([Wasm::data(module.clone())]).with_memory_max(4096))
+                .compile()
+                .unwrap();
+        let name = format!("{name} ({form})");
         let headers = [("x-api-key", key.as_str())];
         let req = Req {
             method: "GET",
@@ -1014,7 +1109,7 @@ fn measure_per_call_cost() {
         for pages in [
             32u32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
         ] {
-            let manifest = Manifest::new([Wasm::data(wasm_bytes())]).with_memory_max(pages);
+            let manifest = Manifest::new([Wasm::data(module.clone())]).with_memory_max(pages);
             let compiled = PluginBuilder::new(manifest).compile().unwrap();
             let ok = Plugin::new_from_compiled(&compiled)
                 .and_then(|mut p| {
@@ -1028,4 +1123,78 @@ fn measure_per_call_cost() {
             }
         }
     }
+}
+
+/// `policyctl bake` end to end: the baked module decides with its snapshot
+/// when the settings name none, says so in `check_config`, and cannot be
+/// baked twice; an invalid policy is refused naming the problem.
+#[test]
+fn policyctl_bake_writes_a_module_that_decides_with_its_snapshot() {
+    use std::process::Command;
+    let policyctl = env!("CARGO_BIN_EXE_policyctl");
+    let dir = std::env::temp_dir().join(format!("tenantgate-bake-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("baked.wasm");
+    let bake = |module: &PathBuf, policy: &str| {
+        Command::new(policyctl)
+            .args(["bake", "--module"])
+            .arg(module)
+            .args(["--policy", policy, "--out"])
+            .arg(&out)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let done = bake(&wasm_path(), "policies/demo.json");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let summary = String::from_utf8_lossy(&done.stdout);
+    assert!(summary.contains("revision r1 baked"), "{summary}");
+    let module = std::fs::read(&out).unwrap();
+    let manifest = Manifest::new([Wasm::data(module)]).with_memory_max(MEMORY_PAGES);
+    let plugin = PluginBuilder::new(manifest)
+        .with_wasi(false)
+        .compile()
+        .unwrap();
+    let no_snapshot = json!({"environment": "prod"});
+    let key = |k: &'static str| Req {
+        headers: Box::leak(Box::new([("x-api-key", k)])),
+        ..get("/orders/1")
+    };
+    let ok = call_on(
+        &plugin,
+        "access",
+        &access_context(&no_snapshot, &key("demo-storefront-key")),
+    );
+    allowed(&ok);
+    let revoked = call_on(
+        &plugin,
+        "access",
+        &access_context(&no_snapshot, &key("demo-revoked-key")),
+    );
+    assert_eq!(denied(&revoked), (401, "api_key_revoked".into()));
+    // The plain module, same settings: no snapshot at all.
+    let plain = call(
+        "access",
+        &access_context(&no_snapshot, &key("demo-storefront-key")),
+    );
+    assert_eq!(denied(&plain).0, 503);
+    let checked = call_on(&plugin, "check_config", &no_snapshot);
+    assert_eq!(checked["snapshot"], "baked", "{checked}");
+    assert_eq!(checked["revision"], "r1");
+    assert_eq!(checked["api_keys"], 11);
+    // Twice: refused.
+    let again = bake(&out, "policies/demo.json");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has a baked snapshot"));
+    // An invalid policy: refused, naming the problem; nothing written.
+    std::fs::remove_file(&out).unwrap();
+    let invalid = bake(&wasm_path(), "policies/invalid/app-developer-empty.json");
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("developer"));
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

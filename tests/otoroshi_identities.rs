@@ -11,8 +11,8 @@
 )]
 
 use serde_json::{json, Value};
-use tenantgate::policy::decide::{decide_as, GatewayDirectory, GatewayLocation};
-use tenantgate::policy::{self, load::parse_document, Request, Sources, Timestamp};
+use tenantgate::policy::decide::{decide_as, GatewayLocation};
+use tenantgate::policy::{self, Request, Sources, Timestamp};
 
 const DEMO: &str = include_str!("../policies/demo.json");
 
@@ -117,18 +117,18 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
             json!(["pat@research.example"]),
         );
     });
-    let snapshot = policy::load_snapshot(&text).unwrap();
-    let from_json = GatewayDirectory::from_json(&text).unwrap();
-    let from_doc = GatewayDirectory::from_document(&parse_document(&text).unwrap());
+    let compiled = policy::load_snapshot(&text).unwrap();
+    // The compiled form carries the identities too.
+    let decoded = policy::load_snapshot_bytes(&policy::binary::encode(&compiled)).unwrap();
     let sources = Sources::default();
     let now = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
-    for directory in [&from_json, &from_doc] {
+    for snapshot in [&compiled, &decoded] {
         let decide = |method: &str, path: &str, headers: &[(&str, &str)], gateway| {
             let request = Request::from_parts(&sources, method, "localhost", path, headers);
-            let decision = decide_as(&snapshot, &request, now, Some("prod"), gateway);
+            let decision = decide_as(snapshot, &request, now, Some("prod"), gateway);
             serde_json::to_value(decision.explain(policy::Mode::Enforce)).unwrap()
         };
-        let ops = directory.apikey(&snapshot, "oto-ops", false, None);
+        let ops = snapshot.gateway_apikey("oto-ops", false, None);
         assert!(ops.is_key());
         // The same decision as the ops console's own key.
         assert_eq!(
@@ -144,13 +144,13 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         );
         assert_eq!(out["decision"], "allow");
         // A read-only gateway key, like a read-only key of the snapshot.
-        let read_only = directory.apikey(&snapshot, "oto-ops", true, None);
+        let read_only = snapshot.gateway_apikey("oto-ops", true, None);
         assert_eq!(
             decide("POST", "/orders/1", &[], Some(&read_only))["reason"],
             "read_only_key"
         );
         // Unknown and unplaced: invalid_api_key.
-        let unknown = directory.apikey(&snapshot, "oto-nobody", false, None);
+        let unknown = snapshot.gateway_apikey("oto-nobody", false, None);
         assert_eq!(
             decide("GET", "/orders/1", &[], Some(&unknown))["reason"],
             "invalid_api_key"
@@ -162,7 +162,7 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
             tenant: "acme-corp",
             teams: &teams,
         };
-        let located = directory.apikey(&snapshot, "oto-nobody", false, Some(location));
+        let located = snapshot.gateway_apikey("oto-nobody", false, Some(location));
         let out = decide("GET", "/sandbox", &[], Some(&located));
         assert_eq!(out["decision"], "allow", "{out}");
         assert_eq!(out["principal"], "app:otoroshi:oto-nobody");
@@ -178,7 +178,7 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         );
         // Users: by e-mail, case-insensitively; ranked after the request's key
         // and before the user header.
-        let pat = directory.user(&snapshot, "PAT@research.example");
+        let pat = snapshot.gateway_user("PAT@research.example");
         assert!(!pat.is_key());
         assert_eq!(
             decide("GET", "/research/x", &[("x-user-id", "bob")], Some(&pat)),
@@ -193,7 +193,7 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
             )["reason"],
             "api_key_revoked"
         );
-        let stranger = directory.user(&snapshot, "who@where.example");
+        let stranger = snapshot.gateway_user("who@where.example");
         let out = decide("GET", "/orders/1", &[], Some(&stranger));
         assert_eq!(out["reason"], "not_a_member");
         assert_eq!(out["principal"], "user:who@where.example");

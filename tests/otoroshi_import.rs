@@ -14,7 +14,7 @@
 use serde_json::{json, Value};
 use std::process::Command;
 use tenantgate::cli::import_otoroshi::{convert, Options};
-use tenantgate::policy::decide::{decide_as, GatewayDirectory};
+use tenantgate::policy::decide::decide_as;
 use tenantgate::policy::{self, hash_key, Request, Sources, Timestamp};
 
 const POLICYCTL: &str = env!("CARGO_BIN_EXE_policyctl");
@@ -238,7 +238,6 @@ fn entities_map_as_documented() {
 fn the_imported_snapshot_decides_as_the_export_means() {
     let text = imported().to_string();
     let snapshot = policy::load_snapshot(&text).unwrap();
-    let directory = GatewayDirectory::from_json(&text).unwrap();
     let sources = Sources::default();
     let now = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
     let decide = |method: &str, host: &str, path: &str, key: Option<&str>| {
@@ -320,18 +319,18 @@ fn the_imported_snapshot_decides_as_the_export_means() {
         "/orders/1",
         &[] as &[(&str, &str)],
     );
-    let partner = directory.apikey(&snapshot, "acme-partner@eu", false, None);
+    let partner = snapshot.gateway_apikey("acme-partner@eu", false, None);
     let decision = decide_as(&snapshot, &request, now, Some("prod"), Some(&partner));
     assert_eq!(decision.reason, None);
     assert_eq!(decision.principal.as_deref(), Some("app:acme-partner-eu"));
-    let olga = directory.user(&snapshot, "Olga@Acme.example");
+    let olga = snapshot.gateway_user("Olga@Acme.example");
     let decision = decide_as(&snapshot, &request, now, Some("prod"), Some(&olga));
     assert_eq!(decision.reason, None);
     assert_eq!(
         decision.principal.as_deref(),
         Some("user:olga-acme.example")
     );
-    let carla = directory.user(&snapshot, "carla@initech.example");
+    let carla = snapshot.gateway_user("carla@initech.example");
     let decision = decide_as(&snapshot, &request, now, Some("prod"), Some(&carla));
     assert_eq!(decision.reason.map(|r| r.code()), Some("not_a_member"));
 }

@@ -956,3 +956,167 @@ fn compiled_form_of_a_generated_world_decides_identically() {
         assert_eq!(a, b, "{method} {path} {headers:?}");
     }
 }
+
+/// `binary::decode_for` (the Otoroshi plug-in's per-call load) decides every
+/// request exactly like the whole snapshot: random requests against the demo
+/// (with Otoroshi identities) and credentials of a generated world.
+#[test]
+fn partial_decoding_decides_like_the_whole_snapshot() {
+    use tenantgate::policy::binary::{decode_for, encode, Wanted};
+    use tenantgate::policy::decide::{decide_as, GatewayLocation};
+    let mut demo_doc: Value = serde_json::from_str(DEMO).unwrap();
+    for (collection, id, field, value) in [
+        (
+            "apps",
+            "acme-ops-console",
+            "otoroshi_client_ids",
+            json!(["oto-ops"]),
+        ),
+        (
+            "apps",
+            "acme-storefront",
+            "otoroshi_client_ids",
+            json!(["oto-shop", "oto-shop-2"]),
+        ),
+        (
+            "users",
+            "pat",
+            "otoroshi_emails",
+            json!(["pat@research.example"]),
+        ),
+        (
+            "users",
+            "alice",
+            "otoroshi_emails",
+            json!(["Alice@Acme.example"]),
+        ),
+    ] {
+        let item = demo_doc[collection]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|item| item["id"] == id)
+            .unwrap();
+        item[field] = value;
+    }
+    let demo_full = policy::load_snapshot(&demo_doc.to_string()).unwrap();
+    let demo_bytes = encode(&demo_full);
+    let mut rng = Rng(4242);
+    let client_ids = ["oto-ops", "oto-shop-2", "oto-nobody", ""];
+    let emails = [
+        "PAT@research.example",
+        "alice@acme.example",
+        "who@where",
+        "",
+    ];
+    let loc_teams = [
+        "acme-platform".to_string(),
+        "research-lab".to_string(),
+        "*".to_string(),
+        "ghost".to_string(),
+    ];
+    let loc_tenants = ["acme-corp", "acme", "globex-research", "nowhere"];
+    for _ in 0..6_000 {
+        let r = random_request(&mut rng);
+        let request =
+            Request::from_parts(&Sources::default(), &r.method, &r.host, &r.path, &r.headers);
+        let mut wanted = Wanted::of(&request);
+        let gateway = rng.below(3);
+        let client_id = rng.pick(&client_ids);
+        let email = rng.pick(&emails);
+        let read_only = rng.chance(30);
+        let teams_from = rng.below(4);
+        let teams = &loc_teams[teams_from..];
+        let location = rng.chance(50).then(|| GatewayLocation {
+            tenant: rng.pick(&loc_tenants),
+            teams,
+        });
+        match gateway {
+            0 => {
+                wanted.client_id = Some(client_id);
+                wanted.location_teams = teams;
+            }
+            1 => wanted.email = Some(email),
+            _ => {}
+        }
+        let part = no_panic("decode_for", &request, || decode_for(&demo_bytes, &wanted)).unwrap();
+        let decide = |snapshot: &Snapshot| {
+            let caller = match gateway {
+                0 => Some(snapshot.gateway_apikey(client_id, read_only, location)),
+                1 => Some(snapshot.gateway_user(email)),
+                _ => None,
+            };
+            let decision = decide_as(snapshot, &request, r.now, r.environment, caller.as_ref());
+            serde_json::to_value(decision.explain(Mode::Audit)).unwrap()
+        };
+        assert_eq!(
+            decide(&demo_full),
+            decide(&part),
+            "{r:?} gateway {gateway} {client_id} {email}"
+        );
+    }
+    // A generated world: the key and user tables are large and searched.
+    let doc = tenantgate::cli::generate::generate(60, 1_000, 9);
+    let full = policy::load_snapshot(&doc.to_string()).unwrap();
+    let bytes = encode(&full);
+    let now = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+    let mut allowed = 0;
+    for i in 0..3_000 {
+        let key = tenantgate::cli::generate::generated_raw_key(9, rng.below(1_100));
+        let org = format!("org-{}", rng.below(70));
+        let path = match rng.below(3) {
+            0 => format!("/t/{org}/orders/{i}"),
+            1 => format!("/t/{org}/catalog"),
+            _ => "/profile".to_string(),
+        };
+        let method = if rng.chance(30) { "POST" } else { "GET" };
+        let user = format!("{org}-user{}", rng.below(3));
+        let headers: Vec<(&str, &str)> = if rng.chance(50) {
+            vec![("x-api-key", key.as_str())]
+        } else {
+            vec![("x-user-id", user.as_str()), ("x-tenant-id", org.as_str())]
+        };
+        let request = Request::from_parts(&Sources::default(), method, "h", &path, &headers);
+        let part = decode_for(&bytes, &Wanted::of(&request)).unwrap();
+        assert!(part.stats() == full.stats());
+        let a = policy::decide(&full, &request, now, Some("prod"));
+        allowed += usize::from(a.allowed());
+        let a = serde_json::to_value(a.explain(Mode::Audit)).unwrap();
+        let b = serde_json::to_value(
+            policy::decide(&part, &request, now, Some("prod")).explain(Mode::Audit),
+        )
+        .unwrap();
+        assert_eq!(a, b, "{method} {path} {headers:?}");
+    }
+    // Both kinds of decision were compared.
+    assert!((300..2_700).contains(&allowed), "{allowed} of 3000 allowed");
+}
+
+/// A truncated or corrupted compiled snapshot makes `decode_for` fail or
+/// decide, never panic.
+#[test]
+fn partial_decoding_of_corrupt_bytes_never_panics() {
+    use tenantgate::policy::binary::{decode_for, encode, Wanted};
+    let bytes = encode(&demo());
+    let digest = policy::decide::key_digest("demo-storefront-key");
+    let wanted = Wanted {
+        key_digest: Some(digest),
+        user_id: Some("alice"),
+        client_id: Some("x"),
+        email: Some("a@b"),
+        location_teams: &["acme-platform".to_string()],
+    };
+    assert!(decode_for(&bytes, &wanted).is_ok());
+    for cut in 0..bytes.len() {
+        let _ = no_panic("decode_for", &cut, || decode_for(&bytes[..cut], &wanted));
+    }
+    let mut rng = Rng(99);
+    for _ in 0..3_000 {
+        let mut mutated = bytes.clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = 8 + rng.below(mutated.len() - 8);
+            mutated[at] ^= 1 << rng.below(8);
+        }
+        let _ = no_panic("decode_for", &"mutated", || decode_for(&mutated, &wanted));
+    }
+}

@@ -1,5 +1,6 @@
 //! The `policyctl` command line. Kept in the library so tests can drive it.
 
+pub mod bake;
 pub mod generate;
 pub mod http1;
 pub mod import_otoroshi;
@@ -19,6 +20,7 @@ usage:
   policyctl generate --orgs N --keys M [--seed S]
   policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
   policyctl compile --policy FILE [--out FILE]
+  policyctl bake --module WASM --policy FILE --out WASM
   policyctl import otoroshi EXPORT.json [--environment ENV] [--revision R]
   policyctl serve --policy FILE [--keys FILE] --listen ADDR
 
@@ -70,6 +72,16 @@ Validates FILE and writes its compiled form (binary, versioned, checked on load)
 to --out or stdout. The filter, `policyctl serve` and every command that reads a
 policy accept it in place of JSON: it loads without parsing JSON, in a fraction
 of the time and memory, which matters for large snapshots.";
+
+const BAKE_HELP: &str = "usage: policyctl bake --module WASM --policy FILE --out WASM
+Validates FILE (JSON or compiled) and writes a copy of WASM, the Otoroshi build
+(dist/tenantgate-otoroshi.wasm), with the compiled snapshot in a data segment.
+The plug-in uses it when its settings name no snapshot: each call gets it with
+the fresh instance instead of inside its JSON input, and reads only the records
+of the request's identities. Prints the revision, the size and the module's
+initial memory in pages: Otoroshi's `memoryPages` must exceed it (a call needs
+a few more pages). Bake the module `make dist` builds; a new policy is a new
+module (give it a new `source` path so Otoroshi loads it).";
 
 const PLUGIN_CONFIG_HELP: &str =
     "usage: policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]
@@ -157,6 +169,8 @@ pub fn run(args: &[String]) -> ExitCode {
         "plugin-config" => plugin_config(rest),
         "compile" if help(COMPILE_HELP) => ExitCode::SUCCESS,
         "compile" => compile(rest),
+        "bake" if help(BAKE_HELP) => ExitCode::SUCCESS,
+        "bake" => bake_module(rest),
         "import" if help(import_otoroshi::HELP) => ExitCode::SUCCESS,
         "import" => import_otoroshi::run(rest),
         "serve" if help(SERVE_HELP) => ExitCode::SUCCESS,
@@ -243,6 +257,35 @@ fn compile(args: &[String]) -> ExitCode {
     match result {
         Ok(bytes) => {
             eprintln!("policyctl: compiled snapshot, {} bytes", bytes.len());
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
+    }
+}
+
+fn bake_module(args: &[String]) -> ExitCode {
+    let result = (|| -> Result<String, String> {
+        let flags = Flags::parse(args, &["--module", "--policy", "--out"])?;
+        let module_path = flags.required("--module")?;
+        let out = flags.required("--out")?;
+        let snapshot = load_policy(flags.required("--policy")?)?;
+        let bytes = policy::binary::encode(&snapshot);
+        let module =
+            std::fs::read(module_path).map_err(|e| format!("cannot read `{module_path}`: {e}"))?;
+        let baked = bake::bake(&module, &bytes).map_err(|e| format!("`{module_path}`: {e}"))?;
+        std::fs::write(out, &baked.module).map_err(|e| format!("cannot write `{out}`: {e}"))?;
+        Ok(format!(
+            "{out}: revision {} baked, {} bytes of snapshot at {:#x}; module {} bytes, initial memory {} pages",
+            snapshot.revision(),
+            bytes.len(),
+            baked.address,
+            baked.module.len(),
+            baked.initial_pages
+        ))
+    })();
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
             ExitCode::SUCCESS
         }
         Err(message) => fail(message),

@@ -4,7 +4,7 @@
 //! `alloc`, `store_u8`, `store_u64`, `output_set`), which every Extism host
 //! registers; no Otoroshi host function, no WASI.
 
-use super::shell;
+use super::{baked, shell};
 use extism_pdk::{input_bytes, Memory};
 
 /// Hands `out` to the host as the call's output; 0, or 1 if it cannot.
@@ -21,7 +21,7 @@ fn output(out: &[u8]) -> i32 {
 /// `cp:otoroshi.next.plugins.WasmAccessValidator` (`functionName: "access"`).
 #[no_mangle]
 pub extern "C" fn access() -> i32 {
-    output(&shell::access(&input_bytes()))
+    output(&shell::access(&input_bytes(), baked::snapshot()))
 }
 
 /// `cp:otoroshi.next.plugins.WasmRequestTransformer`
@@ -30,7 +30,7 @@ pub extern "C" fn access() -> i32 {
 /// headers.
 #[no_mangle]
 pub extern "C" fn transform_request() -> i32 {
-    match shell::transform_request(&input_bytes()) {
+    match shell::transform_request(&input_bytes(), baked::snapshot()) {
         Ok(out) => output(&out),
         Err(_) => 1,
     }
@@ -40,5 +40,5 @@ pub extern "C" fn transform_request() -> i32 {
 /// e.g. `extism call tenantgate-otoroshi.wasm check_config --input "$(cat settings.json)"`.
 #[no_mangle]
 pub extern "C" fn check_config() -> i32 {
-    output(&shell::check_config(&input_bytes()))
+    output(&shell::check_config(&input_bytes(), baked::snapshot()))
 }

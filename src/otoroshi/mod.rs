@@ -6,7 +6,10 @@
 //! Otoroshi builds a fresh instance for every call and passes one JSON string
 //! (its plugin context); our settings are that context's `config.config`, the
 //! same JSON as the Envoy plugin configuration. Nothing survives between
-//! calls, so each call parses its settings and compiles the inline snapshot.
+//! calls, so each call loads its snapshot: an inline JSON one is compiled
+//! whole; a compiled one (`snapshot.compiled`, or baked into the module by
+//! `policyctl bake`) is only searched for the request's identities, so the
+//! call's cost does not grow with the number of keys.
 //!
 //! - [`input`]: Otoroshi's contexts, read leniently.
 //! - [`settings`]: `config.config` → [`crate::config::PluginConfig`] plus the
@@ -25,5 +28,7 @@ pub mod input;
 pub mod settings;
 pub mod shell;
 
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod baked;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod exports;

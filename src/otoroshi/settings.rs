@@ -1,5 +1,5 @@
 //! Our settings, from `config.config` of Otoroshi's input: the same JSON as the
-//! Envoy plugin configuration (parsed by [`PluginConfig::parse`]), plus one
+//! Envoy plugin configuration (parsed by [`PluginConfig::parse_deferring_compiled`]), plus one
 //! optional Otoroshi-only key that is removed before that parse:
 //!
 //! ```json
@@ -9,9 +9,12 @@
 //!
 //! `config.config` may also be a JSON string holding that object (for setups
 //! that keep plugin settings as strings).
+//!
+//! The snapshot: `snapshot.inline` (JSON, compiled whole on every call),
+//! `snapshot.compiled` (kept as bytes and searched per request), or, when the
+//! settings name none, the one `policyctl bake` put into the module.
 
 use crate::config::{PluginConfig, SnapshotSource};
-use crate::policy::decide::GatewayDirectory;
 use crate::policy::{Mode, Snapshot, Sources};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -30,32 +33,27 @@ pub struct OtoroshiOptions {
     pub loc_fallback: bool,
 }
 
+/// The snapshot a call decides against.
+pub enum Policy<'b> {
+    /// None in the settings and none baked into the module.
+    Absent,
+    /// `snapshot.inline`: a JSON document, compiled whole.
+    Whole(Box<Snapshot>),
+    /// A compiled snapshot: `snapshot.compiled`, or the one `policyctl bake`
+    /// put into the module. Each call decodes only what its request needs
+    /// ([`crate::policy::binary::decode_for`]): the call's cost does not grow
+    /// with the number of keys.
+    Encoded(Cow<'b, [u8]>),
+}
+
 /// The validated settings of one call.
-pub struct Settings<'a> {
+pub struct Settings<'b> {
     pub mode: Mode,
     pub environment: Option<String>,
     pub sources: Sources,
     pub fail_open: bool,
-    pub snapshot: Option<Snapshot>,
+    pub policy: Policy<'b>,
     pub options: OtoroshiOptions,
-    /// The settings' text, for the [`GatewayDirectory`].
-    text: Cow<'a, str>,
-}
-
-impl Settings<'_> {
-    /// Where the inline snapshot document places Otoroshi identities. Read on
-    /// demand: only requests that carry an Otoroshi apikey or user need it.
-    pub fn directory(&self) -> GatewayDirectory {
-        let fields: Fields<'_> = serde_json::from_str(&self.text).unwrap_or_default();
-        fields
-            .0
-            .iter()
-            .find(|(key, _)| key == "snapshot")
-            .and_then(|(_, raw)| serde_json::from_str::<InlineOnly<'_>>(raw.get()).ok())
-            .and_then(|snapshot| snapshot.inline)
-            .and_then(|inline| GatewayDirectory::from_json(inline.get()).ok())
-            .unwrap_or_default()
-    }
 }
 
 /// Why the settings are unusable. The text is for operators (`check_config`),
@@ -91,42 +89,27 @@ impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
     }
 }
 
-#[derive(Deserialize)]
-struct InlineOnly<'a> {
-    #[serde(borrow, default)]
-    inline: Option<&'a RawValue>,
-}
-
 /// Reads and validates our settings from the raw `config.config` value.
-pub fn load(raw: Option<&RawValue>) -> Result<Settings<'_>, SettingsError> {
+/// `baked` is the snapshot baked into the module, used when the settings name
+/// none.
+pub fn load<'b>(
+    raw: Option<&RawValue>,
+    baked: Option<&'b [u8]>,
+) -> Result<Settings<'b>, SettingsError> {
     let Some(raw) = raw else {
         // No settings at all: like an empty Envoy configuration.
-        return parse("{}");
+        return parse("{}", baked);
     };
     let text = raw.get();
     if text.starts_with('"') {
         let inner: String =
             serde_json::from_str(text).map_err(|e| SettingsError(format!("config.config: {e}")))?;
-        return parse(&inner).map(Settings::into_owned);
+        return parse(&inner, baked);
     }
-    parse(text)
+    parse(text, baked)
 }
 
-impl Settings<'_> {
-    fn into_owned(self) -> Settings<'static> {
-        Settings {
-            mode: self.mode,
-            environment: self.environment,
-            sources: self.sources,
-            fail_open: self.fail_open,
-            snapshot: self.snapshot,
-            options: self.options,
-            text: Cow::Owned(self.text.into_owned()),
-        }
-    }
-}
-
-fn parse(text: &str) -> Result<Settings<'_>, SettingsError> {
+fn parse<'b>(text: &str, baked: Option<&'b [u8]>) -> Result<Settings<'b>, SettingsError> {
     let mut options = OtoroshiOptions::default();
     // The Envoy configuration as written, unless it holds our key (a cheap
     // test first: the text is mostly the snapshot, read once more below).
@@ -160,23 +143,24 @@ fn parse(text: &str) -> Result<Settings<'_>, SettingsError> {
     } else {
         Cow::Borrowed(text)
     };
-    // Otoroshi instantiates the module for every call, so the snapshot is loaded
-    // on every request: `snapshot.compiled` (handled by `PluginConfig::parse`)
-    // loads it without parsing JSON. The `GatewayDirectory` (Otoroshi client
-    // ids, e-mails) is read from a JSON snapshot only: with a compiled one,
-    // Otoroshi identities are not mapped (the compiled form does not carry them
-    // yet).
-    let config =
-        PluginConfig::parse(config_text.as_bytes()).map_err(|e| SettingsError(e.to_string()))?;
+    // Otoroshi instantiates the module for every call, so the snapshot is
+    // loaded on every request: a compiled one is kept as bytes and decoded per
+    // request, for that request only.
+    let (config, compiled) = PluginConfig::parse_deferring_compiled(config_text.as_bytes())
+        .map_err(|e| SettingsError(e.to_string()))?;
     if config.key_lookup.is_some() {
         return Err(SettingsError(
             "plugin configuration: field `key_lookup`: not available in Otoroshi (a plug-in makes no outbound calls); ship every key in the snapshot".into(),
         ));
     }
-    let snapshot = match config.snapshot {
-        SnapshotSource::Inline(snapshot) => Some(*snapshot),
-        SnapshotSource::Absent => None,
-        SnapshotSource::Remote(_) => {
+    let policy = match (config.snapshot, compiled) {
+        (_, Some(bytes)) => Policy::Encoded(Cow::Owned(bytes)),
+        (SnapshotSource::Inline(snapshot), None) => Policy::Whole(snapshot),
+        (SnapshotSource::Absent, None) => match baked {
+            Some(bytes) => Policy::Encoded(Cow::Borrowed(bytes)),
+            None => Policy::Absent,
+        },
+        (SnapshotSource::Remote(_), None) => {
             return Err(SettingsError(
                 "plugin configuration: field `snapshot.remote`: not available in Otoroshi (a plug-in makes no outbound calls); use `snapshot.inline`".into(),
             ))
@@ -187,9 +171,8 @@ fn parse(text: &str) -> Result<Settings<'_>, SettingsError> {
         environment: config.environment,
         sources: config.sources,
         fail_open: config.fail_policy.fail_open,
-        snapshot,
+        policy,
         options,
-        text: Cow::Borrowed(text),
     })
 }
 
@@ -204,22 +187,60 @@ mod tests {
 
     const SNAPSHOT: &str = r#"{"revision": "r1", "organizations": [], "teams": []}"#;
 
+    fn revision(settings: &Settings<'_>) -> String {
+        match &settings.policy {
+            Policy::Whole(snapshot) => snapshot.revision().to_string(),
+            Policy::Encoded(bytes) => crate::policy::binary::decode(bytes)
+                .unwrap()
+                .revision()
+                .to_string(),
+            Policy::Absent => "absent".into(),
+        }
+    }
+
     #[test]
     fn the_otoroshi_key_is_ours_and_the_rest_is_the_envoy_configuration() {
         let text = format!(
             r#"{{"mode": "audit", "otoroshi": {{"loc_fallback": true}}, "snapshot": {{"inline": {SNAPSHOT}}}}}"#
         );
         let value = raw(&text);
-        let settings = load(Some(&value)).unwrap();
+        let settings = load(Some(&value), None).unwrap();
         assert_eq!(settings.mode, Mode::Audit);
         assert!(settings.options.loc_fallback);
-        assert_eq!(settings.snapshot.as_ref().unwrap().revision(), "r1");
-        assert!(settings
-            .directory()
-            .apikey(settings.snapshot.as_ref().unwrap(), "x", false, None)
-            .is_key());
+        assert_eq!(revision(&settings), "r1");
         let as_string = raw(&serde_json::to_string(&text).unwrap());
-        assert!(load(Some(&as_string)).unwrap().options.loc_fallback);
+        assert!(load(Some(&as_string), None).unwrap().options.loc_fallback);
+    }
+
+    #[test]
+    fn a_compiled_snapshot_is_kept_encoded_and_a_baked_one_is_the_default() {
+        let compiled = |revision: &str| {
+            let text = SNAPSHOT.replace("r1", revision);
+            crate::policy::binary::encode(&crate::policy::load_snapshot(&text).unwrap())
+        };
+        let baked = compiled("baked");
+        let settings_compiled = raw(&format!(
+            r#"{{"snapshot": {{"compiled": "{}"}}}}"#,
+            crate::config::encode_base64(&compiled("r2"))
+        ));
+        let settings = load(Some(&settings_compiled), Some(&baked)).unwrap();
+        assert!(matches!(settings.policy, Policy::Encoded(Cow::Owned(_))));
+        assert_eq!(revision(&settings), "r2", "the settings' snapshot wins");
+        let inline = raw(&format!(r#"{{"snapshot": {{"inline": {SNAPSHOT}}}}}"#));
+        assert_eq!(revision(&load(Some(&inline), Some(&baked)).unwrap()), "r1");
+        let none = raw(r#"{"mode": "audit"}"#);
+        let settings = load(Some(&none), Some(&baked)).unwrap();
+        assert!(matches!(settings.policy, Policy::Encoded(Cow::Borrowed(_))));
+        assert_eq!(revision(&settings), "baked");
+        assert_eq!(revision(&load(None, Some(&baked)).unwrap()), "baked");
+        assert_eq!(revision(&load(Some(&none), None).unwrap()), "absent");
+        // Not a compiled snapshot: refused when the settings are read.
+        let wrong = raw(r#"{"snapshot": {"compiled": "eyJhIjoxfQ=="}}"#);
+        assert!(load(Some(&wrong), None)
+            .err()
+            .unwrap()
+            .0
+            .contains("snapshot.compiled"));
     }
 
     #[test]
@@ -235,10 +256,10 @@ mod tests {
             (r#"[1]"#, "not valid"),
         ] {
             let value = raw(text);
-            let error = load(Some(&value)).err().expect(text);
+            let error = load(Some(&value), None).err().expect(text);
             assert!(error.0.contains(needle), "{text}: {}", error.0);
         }
-        let settings = load(None).unwrap();
-        assert!(settings.snapshot.is_none());
+        let settings = load(None, None).unwrap();
+        assert!(matches!(settings.policy, Policy::Absent));
     }
 }

@@ -6,7 +6,8 @@
 //! `transform_request`.
 
 use super::input::{self, Context, Headers};
-use super::settings::{self, Settings};
+use super::settings::{self, Policy, Settings};
+use crate::policy::binary::{self, Wanted};
 use crate::policy::decide::{decide_as, GatewayCaller, GatewayLocation};
 use crate::policy::{Action, Decision, Reason, Request, Snapshot, Sources, Timestamp};
 use crate::policy::{Mode, STRIPPED_HEADERS};
@@ -82,9 +83,9 @@ struct TransformOut<'a> {
 /// The `access` export: `{"result": true}`, or `{"result": false, "error":
 /// {"status": S, "message": "<reason>: <text>"}}`. Every outcome is a result;
 /// input that is not a JSON object denies with `host_error`.
-pub fn access(input: &[u8]) -> Vec<u8> {
+pub fn access(input: &[u8], baked: Option<&[u8]>) -> Vec<u8> {
     let outcome = match input::parse(input) {
-        Ok(ctx) => evaluate(&ctx).0,
+        Ok(ctx) => evaluate(&ctx, baked).0,
         Err(_) => Outcome::deny(Reason::HostError),
     };
     let out = match &outcome {
@@ -110,9 +111,9 @@ pub fn access(input: &[u8]) -> Vec<u8> {
 /// parameter. A denied request (which `access` has already refused, when it
 /// runs first) gets no annotation. Input that is not a JSON object is an error:
 /// without it no header could be stripped.
-pub fn transform_request(input: &[u8]) -> Result<Vec<u8>, String> {
+pub fn transform_request(input: &[u8], baked: Option<&[u8]>) -> Result<Vec<u8>, String> {
     let ctx = input::parse(input)?;
-    let (outcome, sources) = evaluate(&ctx);
+    let (outcome, sources) = evaluate(&ctx, baked);
     let outgoing = &ctx.otoroshi_request.0;
     let annotations: &[(&'static str, String)] = match &outcome {
         Outcome::Forward(annotations) => annotations,
@@ -144,24 +145,46 @@ pub fn transform_request(input: &[u8]) -> Result<Vec<u8>, String> {
 /// The `check_config` export (for operators; Otoroshi never calls it): input is
 /// our settings object (what goes into `config.config`), output
 /// `{"ok": true, "revision": ..., ...}` or `{"ok": false, "error": "..."}`.
-pub fn check_config(input: &[u8]) -> Vec<u8> {
+pub fn check_config(input: &[u8], baked: Option<&[u8]>) -> Vec<u8> {
     let raw = std::str::from_utf8(input)
         .map_err(|e| e.to_string())
         .and_then(|text| {
             serde_json::value::RawValue::from_string(text.to_string()).map_err(|e| e.to_string())
         });
     let result = match &raw {
-        Ok(raw) => settings::load(Some(raw)).map_err(|e| e.0),
+        Ok(raw) => settings::load(Some(raw), baked).map_err(|e| e.0),
         Err(e) => Err(format!("plugin configuration is not valid: {e}")),
     };
+    // A compiled snapshot is decoded whole here, checking every record (a
+    // call reads only what its request needs).
+    let result = result.and_then(|settings| {
+        let (snapshot, source) = match &settings.policy {
+            Policy::Absent => (None, "none"),
+            Policy::Whole(_) => (None, "inline"),
+            Policy::Encoded(bytes) => {
+                let source = match bytes {
+                    Cow::Borrowed(_) => "baked",
+                    Cow::Owned(_) => "compiled",
+                };
+                let whole = binary::decode(bytes).map_err(|e| e.to_string())?;
+                (Some(whole), source)
+            }
+        };
+        Ok((settings, snapshot, source))
+    });
     let value = match result {
-        Ok(settings) => {
-            let stats = settings.snapshot.as_ref().map(Snapshot::stats);
+        Ok((settings, decoded, source)) => {
+            let snapshot = match &settings.policy {
+                Policy::Whole(snapshot) => Some(&**snapshot),
+                _ => decoded.as_ref(),
+            };
+            let stats = snapshot.map(Snapshot::stats);
             serde_json::json!({
                 "ok": true,
                 "mode": match settings.mode { Mode::Enforce => "enforce", Mode::Audit => "audit" },
                 "environment": settings.environment,
-                "revision": settings.snapshot.as_ref().map(|s| s.revision().to_string()),
+                "snapshot": source,
+                "revision": snapshot.map(|s| s.revision().to_string()),
                 "organizations": stats.map(|s| s.organizations),
                 "api_keys": stats.map(|s| s.api_keys),
                 "routes": stats.map(|s| s.routes),
@@ -234,37 +257,75 @@ fn percent_encode_into(out: &mut String, text: &str) {
     }
 }
 
-/// Otoroshi's own identity of the caller, placed in the snapshot: its validated
-/// apikey, else its logged-in user.
-fn gateway_caller(
-    ctx: &Context<'_>,
-    settings: &Settings<'_>,
-    snapshot: &Snapshot,
-) -> Option<GatewayCaller> {
-    let full = &ctx.attrs.0.apikey.0;
-    if let Some(client_id) = ctx.apikey.0.client_id.get().or(full.client_id.get()) {
-        // The full apikey's flags and location count only for the same apikey.
-        let same = full.client_id.get().is_none_or(|id| id == client_id);
-        let read_only = same && full.read_only.0;
-        let loc = &full.location.0;
-        let location = match loc.tenant.get() {
-            Some(tenant) if same && settings.options.loc_fallback => Some(GatewayLocation {
-                tenant,
-                teams: &loc.teams.0,
-            }),
-            _ => None,
-        };
-        let directory = settings.directory();
-        return Some(directory.apikey(snapshot, client_id, read_only, location));
+/// Otoroshi's own identity of the caller: its validated apikey, else its
+/// logged-in user.
+enum GatewayIdentity<'c> {
+    Apikey {
+        client_id: &'c str,
+        read_only: bool,
+        location: Option<GatewayLocation<'c>>,
+    },
+    User(&'c str),
+}
+
+impl<'c> GatewayIdentity<'c> {
+    fn of(ctx: &'c Context<'_>, settings: &Settings<'_>) -> Option<GatewayIdentity<'c>> {
+        let full = &ctx.attrs.0.apikey.0;
+        if let Some(client_id) = ctx.apikey.0.client_id.get().or(full.client_id.get()) {
+            // The full apikey's flags and location count only for the same apikey.
+            let same = full.client_id.get().is_none_or(|id| id == client_id);
+            let loc = &full.location.0;
+            let location = match loc.tenant.get() {
+                Some(tenant) if same && settings.options.loc_fallback => Some(GatewayLocation {
+                    tenant,
+                    teams: &loc.teams.0,
+                }),
+                _ => None,
+            };
+            return Some(GatewayIdentity::Apikey {
+                client_id,
+                read_only: same && full.read_only.0,
+                location,
+            });
+        }
+        let user = &ctx.user.0;
+        user.email
+            .get()
+            .or(user.name.get())
+            .map(GatewayIdentity::User)
     }
-    let user = &ctx.user.0;
-    let name = user.email.get().or(user.name.get())?;
-    Some(settings.directory().user(snapshot, name))
+
+    /// What a partial decode must load for this identity.
+    fn wanted(&self, wanted: &mut Wanted<'c>) {
+        match self {
+            GatewayIdentity::Apikey {
+                client_id,
+                location,
+                ..
+            } => {
+                wanted.client_id = Some(client_id);
+                wanted.location_teams = location.map_or(&[], |l| l.teams);
+            }
+            GatewayIdentity::User(email) => wanted.email = Some(email),
+        }
+    }
+
+    /// Placed in `snapshot`.
+    fn caller(&self, snapshot: &Snapshot) -> GatewayCaller {
+        match *self {
+            GatewayIdentity::Apikey {
+                client_id,
+                read_only,
+                location,
+            } => snapshot.gateway_apikey(client_id, read_only, location),
+            GatewayIdentity::User(email) => snapshot.gateway_user(email),
+        }
+    }
 }
 
 /// Decides the request of `ctx`; also returns the sources, for the url rewrite.
-fn evaluate(ctx: &Context<'_>) -> (Outcome, Sources) {
-    let settings = match settings::load(ctx.config.0.config) {
+fn evaluate(ctx: &Context<'_>, baked: Option<&[u8]>) -> (Outcome, Sources) {
+    let settings = match settings::load(ctx.config.0.config, baked) {
         Ok(settings) => settings,
         Err(_) => return (Outcome::invalid_settings(), Sources::default()),
     };
@@ -279,12 +340,30 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
     let host = raw.host.get().or(headers.get("host")).unwrap_or("");
     let path = path_and_query(ctx);
     let request = Request::from_parts(&settings.sources, method, host, &path, &headers.0);
-    let Some(snapshot) = settings.snapshot.as_ref() else {
-        return if settings.fail_open {
-            Outcome::Unchecked
-        } else {
-            outcome_of(&Decision::no_policy(None), settings.mode)
-        };
+    let gateway = GatewayIdentity::of(ctx, settings);
+    let partial;
+    let snapshot = match &settings.policy {
+        Policy::Whole(snapshot) => snapshot,
+        Policy::Encoded(bytes) => {
+            let mut wanted = Wanted::of(&request);
+            if let Some(gateway) = &gateway {
+                gateway.wanted(&mut wanted);
+            }
+            match binary::decode_for(bytes, &wanted) {
+                Ok(snapshot) => {
+                    partial = snapshot;
+                    &partial
+                }
+                Err(_) => return Outcome::invalid_settings(),
+            }
+        }
+        Policy::Absent => {
+            return if settings.fail_open {
+                Outcome::Unchecked
+            } else {
+                outcome_of(&Decision::no_policy(None), settings.mode)
+            };
+        }
     };
     let Some(now) = now(ctx) else {
         return outcome_of(
@@ -292,13 +371,13 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
             settings.mode,
         );
     };
-    let gateway = gateway_caller(ctx, settings, snapshot);
+    let caller = gateway.map(|g| g.caller(snapshot));
     let decision = decide_as(
         snapshot,
         &request,
         now,
         settings.environment.as_deref(),
-        gateway.as_ref(),
+        caller.as_ref(),
     );
     outcome_of(&decision, settings.mode)
 }
@@ -349,7 +428,7 @@ mod tests {
     }
 
     fn call_access(input: &[u8]) -> Value {
-        serde_json::from_slice(&access(input)).unwrap()
+        serde_json::from_slice(&access(input, None)).unwrap()
     }
 
     #[test]
@@ -404,7 +483,7 @@ mod tests {
             .starts_with("no_policy: "));
         let open = call_access(&context(json!({"fail_open": true}), request, json!({})));
         assert_eq!(open, json!({"result": true}));
-        assert!(transform_request(b"[]").is_err());
+        assert!(transform_request(b"[]", None).is_err());
     }
 
     #[test]
@@ -418,7 +497,7 @@ mod tests {
                 "headers": {"Host": "backend.internal", "X-Tenant-Id": "forged", "x-principal": "forged", "Accept": "*/*"}
             }}),
         );
-        let out: Value = serde_json::from_slice(&transform_request(&input).unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(&transform_request(&input, None).unwrap()).unwrap();
         assert_eq!(out["url"], "https://backend.internal/orders/1?x=1");
         let headers = out["headers"].as_object().unwrap();
         assert_eq!(headers["Host"], "backend.internal");
@@ -433,11 +512,13 @@ mod tests {
     fn check_config_explains() {
         let ok: Value = serde_json::from_slice(&check_config(
             serde_json::to_vec(&demo_settings()).unwrap().as_slice(),
+            None,
         ))
         .unwrap();
         assert_eq!(ok["ok"], true);
         assert_eq!(ok["revision"], "r1");
-        let bad: Value = serde_json::from_slice(&check_config(br#"{"mode": "block"}"#)).unwrap();
+        let bad: Value =
+            serde_json::from_slice(&check_config(br#"{"mode": "block"}"#, None)).unwrap();
         assert_eq!(bad["ok"], false);
         assert!(bad["error"].as_str().unwrap().contains("mode"));
     }

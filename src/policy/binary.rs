@@ -1,26 +1,41 @@
 //! The compiled snapshot as bytes: what `policyctl compile` writes, what the
-//! filter's fetcher publishes to the other VMs, and what a policy source may
-//! serve instead of JSON.
+//! filter's fetcher publishes to the other VMs, what a policy source may serve
+//! instead of JSON, and what `policyctl bake` puts into the Otoroshi module.
 //!
-//! Loading it skips JSON parsing and the owned document entirely: the decoder
-//! reads the compiled vectors and rebuilds the hash indexes, so a large snapshot
-//! loads in a fraction of the time and memory. The format is versioned by its
-//! magic; everything is little-endian, lengths are `u32`, and every read is
-//! bounds-checked so that a truncated or hostile buffer is an error, never a
-//! panic. Indexes are checked against the collections they point into.
+//! Loading it skips JSON parsing and the owned document entirely: [`decode`]
+//! reads the compiled vectors and rebuilds the hash indexes, so a large
+//! snapshot loads in a fraction of the time and memory.
+//!
+//! The collections that grow with the number of principals (apps, keys, users,
+//! grants) are tables with an offset per record, kept sorted where they are
+//! searched (keys by digest, the id indexes by id), so that [`decode_for`] can
+//! read just what one request needs: the Otoroshi plug-in is instantiated
+//! afresh for every call and cannot afford to load 10k keys to look up one.
+//!
+//! The format is versioned by its magic; everything is little-endian, lengths
+//! are `u32`, and every read is bounds-checked so that a truncated or hostile
+//! buffer is an error, never a panic. Indexes are checked against the
+//! collections they point into.
 
 use super::document::{KeyStatus, Right};
 use super::snapshot::{
-    ids_by_principal, link_home_grants, org_names, route_table, AppEntry, Grants, Idx, KeyEntry,
-    OrgEntry, PrincipalRef, ProductEntry, RouteEntry, RouteTeams, Snapshot, SnapshotStats,
-    UserEntry,
+    ids_by_principal, link_home_grants, org_names, route_table, AppEntry, GatewayIds, Grants, Idx,
+    KeyEntry, OrgEntry, PrincipalRef, ProductEntry, RouteEntry, RouteTeams, Snapshot,
+    SnapshotStats, UserEntry,
 };
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::cmp::Ordering;
 use std::fmt;
 
 /// Magic and format version: `TGSNAP`, a NUL, and the version byte.
-pub const MAGIC: &[u8; 8] = b"TGSNAP\x00\x01";
+pub const MAGIC: &[u8; 8] = b"TGSNAP\x00\x02";
+
+/// The slot `policyctl bake` fills in the Otoroshi module: this marker, then
+/// the address and length (`u32`, little-endian) of the data segment holding
+/// the baked snapshot; `0xFFFFFFFF` (not zero, so that `wasm-opt` keeps the
+/// bytes in the data segment) while nothing is baked.
+pub const BAKE_SLOT: [u8; 16] = *b"TGBAKE\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff";
 
 /// Whether `bytes` look like an encoded snapshot (rather than JSON).
 pub fn is_binary(bytes: &[u8]) -> bool {
@@ -46,7 +61,16 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Size of one `by_principal` record: kind, principal, tenant, grant.
+const GRANT_REF_SIZE: usize = 13;
+/// Size of one `pending` record: user, organization.
+const PENDING_SIZE: usize = 8;
+
 struct Writer(Vec<u8>);
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 impl Writer {
     fn u8(&mut self, v: u8) {
@@ -56,7 +80,7 @@ impl Writer {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn len(&mut self, n: usize) {
-        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+        self.u32(clamp_u32(n));
     }
     fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
@@ -97,19 +121,77 @@ impl Writer {
             Some(Right::Write) => 2,
         });
     }
+    /// A table: the record count, `count + 1` offsets into the records' bytes,
+    /// then those bytes; `write` writes record `i`. (Not generic: the filter
+    /// module pays for every instantiation.)
+    fn table(&mut self, count: usize, write: &mut dyn FnMut(&mut Writer, usize)) {
+        let mut records = Writer(Vec::new());
+        let mut offsets = vec![0u32];
+        for i in 0..count {
+            write(&mut records, i);
+            offsets.push(clamp_u32(records.0.len()));
+        }
+        self.len(count);
+        for offset in offsets {
+            self.u32(offset);
+        }
+        self.0.extend_from_slice(&records.0);
+    }
+    /// Fixed-size records (`records` holds them back to back), sorted by
+    /// their bytes.
+    fn fixed(&mut self, records: &[u8], size: usize) {
+        let list: Vec<&[u8]> = records.chunks_exact(size).collect();
+        let order = sorted_unique(&list);
+        self.len(order.len());
+        for record in order.iter().filter_map(|&p| list.get(p)) {
+            self.0.extend_from_slice(record);
+        }
+    }
+    /// A table of (id, index) records sorted by id, for lookups by id.
+    fn id_index(&mut self, entries: &[(&str, Idx)]) {
+        let keys: Vec<&[u8]> = entries.iter().map(|(id, _)| id.as_bytes()).collect();
+        let order = sorted_unique(&keys);
+        self.table(order.len(), &mut |w, i| {
+            if let Some((id, idx)) = order.get(i).and_then(|&p| entries.get(p)) {
+                w.str(id);
+                w.u32(*idx);
+            }
+        });
+    }
+}
+
+fn id_entries(map: &FxHashMap<Box<str>, Idx>) -> Vec<(&str, Idx)> {
+    map.iter().map(|(id, &i)| (&**id, i)).collect()
+}
+
+/// The positions of `keys` in ascending key order, equal keys dropped.
+fn sorted_unique(keys: &[&[u8]]) -> Vec<usize> {
+    let mut positions: Vec<usize> = (0..keys.len()).collect();
+    positions.sort_unstable_by(|&a, &b| keys.get(a).cmp(&keys.get(b)));
+    positions.dedup_by(|a, b| keys.get(*a) == keys.get(*b));
+    positions
 }
 
 struct Reader<'b> {
     bytes: &'b [u8],
     at: usize,
+    /// Where `bytes` start in the whole buffer, for error offsets.
+    base: usize,
 }
 
 type Result<T> = std::result::Result<T, DecodeError>;
 
 impl<'b> Reader<'b> {
+    fn new(bytes: &'b [u8]) -> Reader<'b> {
+        Reader {
+            bytes,
+            at: 0,
+            base: 0,
+        }
+    }
     fn fail<T>(&self, what: &'static str) -> Result<T> {
         Err(DecodeError {
-            offset: self.at,
+            offset: self.base + self.at,
             what,
         })
     }
@@ -123,22 +205,29 @@ impl<'b> Reader<'b> {
             None => self.fail("truncated"),
         }
     }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let slice = self.take(N)?;
+        slice.try_into().or_else(|_| self.fail("truncated"))
+    }
     fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?.first().copied().unwrap_or(0))
+        Ok(u8::from_le_bytes(self.array()?))
     }
     fn u32(&mut self) -> Result<u32> {
-        let raw: [u8; 4] = self.take(4)?.try_into().map_err(|_| DecodeError {
-            offset: self.at,
-            what: "truncated",
-        })?;
-        Ok(u32::from_le_bytes(raw))
+        Ok(u32::from_le_bytes(self.array()?))
     }
     fn u64(&mut self) -> Result<u64> {
-        let raw: [u8; 8] = self.take(8)?.try_into().map_err(|_| DecodeError {
-            offset: self.at,
-            what: "truncated",
-        })?;
-        Ok(u64::from_le_bytes(raw))
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn u32_be(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn idx_be(&mut self, bound: usize) -> Result<Idx> {
+        let i = self.u32_be()?;
+        if (i as usize) < bound {
+            Ok(i)
+        } else {
+            self.fail("index out of range")
+        }
     }
     /// A collection length, sanity-checked against the bytes left (each element
     /// takes at least `min_size` bytes) so a corrupt length cannot allocate wildly.
@@ -149,13 +238,16 @@ impl<'b> Reader<'b> {
         }
         Ok(n)
     }
-    fn str(&mut self) -> Result<Box<str>> {
+    fn str_ref(&mut self) -> Result<&'b str> {
         let n = self.len(1)?;
         let raw = self.take(n)?;
         match std::str::from_utf8(raw) {
-            Ok(s) => Ok(s.into()),
+            Ok(s) => Ok(s),
             Err(_) => self.fail("string is not UTF-8"),
         }
+    }
+    fn str(&mut self) -> Result<Box<str>> {
+        self.str_ref().map(Box::from)
     }
     fn strs(&mut self) -> Result<Box<[Box<str>]>> {
         let n = self.len(4)?;
@@ -202,6 +294,191 @@ impl<'b> Reader<'b> {
             _ => self.fail("not a team right"),
         }
     }
+    /// The end of a record: everything read.
+    fn done(&self) -> Result<()> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            self.fail("trailing bytes")
+        }
+    }
+    fn table(&mut self) -> Result<Table<'b>> {
+        let count = self.len(4)?;
+        let offsets_at = self.base + self.at;
+        let offsets = self.take(count.saturating_add(1).saturating_mul(4))?;
+        let last = offsets
+            .get(count * 4..)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize);
+        let records_at = self.base + self.at;
+        let records = self.take(last)?;
+        Ok(Table {
+            count,
+            offsets,
+            offsets_at,
+            records,
+            records_at,
+        })
+    }
+    /// `count` fixed-size records.
+    fn fixed(&mut self, size: usize) -> Result<Fixed<'b>> {
+        let count = self.len(size)?;
+        let at = self.base + self.at;
+        let bytes = self.take(count * size)?;
+        Ok(Fixed {
+            count,
+            size,
+            bytes,
+            at,
+        })
+    }
+}
+
+/// Variable-size records, each reachable by its index.
+struct Table<'b> {
+    count: usize,
+    offsets: &'b [u8],
+    offsets_at: usize,
+    records: &'b [u8],
+    records_at: usize,
+}
+
+impl<'b> Table<'b> {
+    fn offset(&self, i: usize) -> Option<usize> {
+        let raw: [u8; 4] = self.offsets.get(i * 4..i * 4 + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(raw) as usize)
+    }
+    /// A reader over record `i` alone.
+    fn record(&self, i: usize) -> Result<Reader<'b>> {
+        let bounds = self.offset(i).zip(self.offset(i + 1));
+        match bounds.and_then(|(start, end)| Some((start, self.records.get(start..end)?))) {
+            Some((start, bytes)) => Ok(Reader {
+                bytes,
+                at: 0,
+                base: self.records_at + start,
+            }),
+            None => Err(DecodeError {
+                offset: self.offsets_at + i * 4,
+                what: "record offsets out of order",
+            }),
+        }
+    }
+    /// In a table sorted by the bytes `key` reads: the record whose key is `target`.
+    fn search(
+        &self,
+        key: fn(&mut Reader<'b>) -> Result<&'b [u8]>,
+        target: &[u8],
+    ) -> Result<Option<usize>> {
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match key(&mut self.record(mid)?)?.cmp(target) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => high = mid,
+                Ordering::Equal => return Ok(Some(mid)),
+            }
+        }
+        Ok(None)
+    }
+    /// In an (id, index) table sorted by id: the index of `id`.
+    fn find_id(&self, id: &str) -> Result<Option<Idx>> {
+        let Some(i) = self.search(id_key, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut record = self.record(i)?;
+        record.str_ref()?;
+        record.u32().map(Some)
+    }
+    /// Checks that the table is sorted strictly by the bytes `key` reads.
+    fn check_sorted(&self, key: fn(&mut Reader<'b>) -> Result<&'b [u8]>) -> Result<()> {
+        let mut previous: Option<&[u8]> = None;
+        for i in 0..self.count {
+            let mut record = self.record(i)?;
+            let current = key(&mut record)?;
+            if previous.is_some_and(|p| p >= current) {
+                return record.fail("records not sorted");
+            }
+            previous = Some(current);
+        }
+        Ok(())
+    }
+}
+
+/// The sort key of a key record: its digest.
+fn digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
+    r.take(32)
+}
+
+/// The sort key of an id index record: the id.
+fn id_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
+    r.str_ref().map(str::as_bytes)
+}
+
+/// Fixed-size records, sorted by their leading bytes.
+struct Fixed<'b> {
+    count: usize,
+    size: usize,
+    bytes: &'b [u8],
+    at: usize,
+}
+
+impl<'b> Fixed<'b> {
+    fn record(&self, i: usize) -> Reader<'b> {
+        let start = i * self.size;
+        Reader {
+            bytes: self.bytes.get(start..start + self.size).unwrap_or_default(),
+            at: 0,
+            base: self.at + start,
+        }
+    }
+    /// Checks that the records are sorted strictly by their bytes.
+    fn check_sorted(&self) -> Result<()> {
+        for i in 1..self.count {
+            let (previous, current) = (self.record(i - 1), self.record(i));
+            if previous.bytes >= current.bytes {
+                return current.fail("records not sorted");
+            }
+        }
+        Ok(())
+    }
+
+    /// The indexes of the records whose leading `prefix.len()` bytes equal `prefix`.
+    fn range(&self, prefix: &[u8]) -> std::ops::Range<usize> {
+        let lead = |i: usize| {
+            let start = i * self.size;
+            self.bytes
+                .get(start..start + prefix.len())
+                .unwrap_or_default()
+        };
+        partition(self.count, |i| lead(i) < prefix)..partition(self.count, |i| lead(i) <= prefix)
+    }
+}
+
+/// The first index in `0..count` for which `before` is false (it must be true
+/// on a prefix of the range and false after).
+fn partition(count: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, count);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if before(mid) {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    low
+}
+
+fn principal_kind(p: PrincipalRef) -> u8 {
+    u8::from(matches!(p, PrincipalRef::User(_)))
+}
+
+fn principal_prefix(kind: u8, idx: Idx) -> [u8; 5] {
+    let mut out = [kind, 0, 0, 0, 0];
+    for (slot, byte) in out.iter_mut().skip(1).zip(idx.to_be_bytes()) {
+        *slot = byte;
+    }
+    out
 }
 
 fn status_code(status: KeyStatus) -> u8 {
@@ -212,9 +489,10 @@ fn status_code(status: KeyStatus) -> u8 {
     }
 }
 
-/// Encodes a compiled snapshot.
+/// Encodes a compiled snapshot. Deterministic: the same snapshot always gives
+/// the same bytes (a source can use them for its ETag).
 pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(64 + snapshot.keys.len() * 56));
+    let mut w = Writer(Vec::with_capacity(64 + snapshot.keys.len() * 64));
     w.0.extend_from_slice(MAGIC);
     w.str(&snapshot.revision);
     let stats = snapshot.stats;
@@ -230,10 +508,14 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
         w.len(n);
     }
     // Environment names by index.
-    let mut envs: Vec<(&str, Idx)> = snapshot.envs.iter().map(|(n, &i)| (&**n, i)).collect();
-    envs.sort_by_key(|&(_, i)| i);
+    let mut envs: Vec<&str> = vec![""; snapshot.envs.len()];
+    for (name, &i) in &snapshot.envs {
+        if let Some(slot) = envs.get_mut(i as usize) {
+            *slot = name;
+        }
+    }
     w.len(envs.len());
-    for (name, _) in envs {
+    for name in envs {
         w.str(name);
     }
     w.len(snapshot.orgs.len());
@@ -269,74 +551,97 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
         w.idxs(&product.routes);
         w.idxs(&product.envs);
     }
-    w.len(snapshot.apps.len());
-    for app in &snapshot.apps {
-        w.str(&app.principal);
-        w.u32(app.org);
-        w.u8(u8::from(app.approved));
-        w.idxs(&app.products);
-    }
-    // Keys with their digests, in key order.
-    let mut digests = vec![[0u8; 32]; snapshot.keys.len()];
-    for (digest, &k) in &snapshot.key_by_hash {
-        if let Some(slot) = digests.get_mut(k as usize) {
-            *slot = *digest;
+    w.table(snapshot.apps.len(), &mut |w, i| {
+        if let Some(app) = snapshot.apps.get(i) {
+            w.str(&app.principal);
+            w.u32(app.org);
+            w.u8(u8::from(app.approved));
+            w.idxs(&app.products);
         }
-    }
-    w.len(snapshot.keys.len());
-    for (key, digest) in snapshot.keys.iter().zip(&digests) {
-        w.0.extend_from_slice(digest);
-        w.u32(key.app);
-        w.u8(status_code(key.status));
-        w.opt_time(key.expires_at);
-        w.u8(u8::from(key.read_only));
-        match &key.envs {
-            None => w.u8(0),
-            Some(envs) => {
-                w.u8(1);
-                w.idxs(envs);
+    });
+    // Keys sorted by digest: a key's index is its rank.
+    let keys: Vec<(&[u8; 32], &KeyEntry)> = snapshot
+        .key_by_hash
+        .iter()
+        .filter_map(|(digest, &k)| Some((digest, snapshot.keys.get(k as usize)?)))
+        .collect();
+    let digests: Vec<&[u8]> = keys.iter().map(|(digest, _)| &digest[..]).collect();
+    let order = sorted_unique(&digests);
+    w.table(order.len(), &mut |w, i| {
+        if let Some((digest, key)) = order.get(i).and_then(|&p| keys.get(p)) {
+            w.0.extend_from_slice(&digest[..]);
+            w.u32(key.app);
+            w.u8(status_code(key.status));
+            w.opt_time(key.expires_at);
+            w.u8(u8::from(key.read_only));
+            match &key.envs {
+                None => w.u8(0),
+                Some(envs) => {
+                    w.u8(1);
+                    w.idxs(envs);
+                }
             }
         }
-    }
-    w.len(snapshot.users.len());
-    for user in &snapshot.users {
-        w.str(&user.principal);
-        w.opt_idx(user.default_tenant);
-    }
-    w.len(snapshot.grants.len());
-    for grants in &snapshot.grants {
-        w.strs(&grants.roles);
-        w.strs(&grants.teams);
-        w.len(grants.rights.len());
-        for &(team, right) in grants.rights.iter() {
-            w.u32(team);
-            w.opt_right(Some(right));
-        }
-        w.opt_right(grants.star);
-        w.len(grants.permissions.len());
-        for &word in grants.permissions.iter() {
-            w.u64(word);
-        }
-    }
-    let mut by_principal: Vec<(&(PrincipalRef, Idx), &Idx)> =
-        snapshot.grants_by_principal.iter().collect();
-    by_principal.sort_unstable_by_key(|((p, t), _)| {
-        (matches!(p, PrincipalRef::User(_)), principal_idx(*p), *t)
     });
-    w.len(by_principal.len());
-    for (&(principal, tenant), &grant) in by_principal {
-        w.u8(u8::from(matches!(principal, PrincipalRef::User(_))));
-        w.u32(principal_idx(principal));
-        w.u32(tenant);
-        w.u32(grant);
+    w.table(snapshot.users.len(), &mut |w, i| {
+        if let Some(user) = snapshot.users.get(i) {
+            w.str(&user.principal);
+            w.opt_idx(user.default_tenant);
+        }
+    });
+    w.table(snapshot.grants.len(), &mut |w, i| {
+        if let Some(grants) = snapshot.grants.get(i) {
+            w.strs(&grants.roles);
+            w.strs(&grants.teams);
+            w.len(grants.rights.len());
+            for &(team, right) in grants.rights.iter() {
+                w.u32(team);
+                w.opt_right(Some(right));
+            }
+            w.opt_right(grants.star);
+            w.len(grants.permissions.len());
+            for &word in grants.permissions.iter() {
+                w.u64(word);
+            }
+        }
+    });
+    // Fixed records whose bytes sort as their fields (big-endian).
+    let mut by_principal: Vec<u8> =
+        Vec::with_capacity(snapshot.grants_by_principal.len() * GRANT_REF_SIZE);
+    for (&(principal, tenant), &grant) in &snapshot.grants_by_principal {
+        let idx = match principal {
+            PrincipalRef::App(i) | PrincipalRef::User(i) => i,
+        };
+        by_principal.extend_from_slice(&principal_prefix(principal_kind(principal), idx));
+        by_principal.extend_from_slice(&tenant.to_be_bytes());
+        by_principal.extend_from_slice(&grant.to_be_bytes());
     }
-    let mut pending: Vec<&(Idx, Idx)> = snapshot.pending.iter().collect();
-    pending.sort_unstable();
-    w.len(pending.len());
-    for &(user, org) in pending {
-        w.u32(user);
-        w.u32(org);
+    w.fixed(&by_principal, GRANT_REF_SIZE);
+    let mut pending: Vec<u8> = Vec::with_capacity(snapshot.pending.len() * PENDING_SIZE);
+    for &(user, org) in &snapshot.pending {
+        pending.extend_from_slice(&user.to_be_bytes());
+        pending.extend_from_slice(&org.to_be_bytes());
     }
+    w.fixed(&pending, PENDING_SIZE);
+    let gateway = &snapshot.gateway;
+    for map in [
+        &snapshot.app_by_id,
+        &snapshot.user_by_id,
+        &gateway.apps,
+        &gateway.users,
+    ] {
+        w.id_index(&id_entries(map));
+    }
+    let teams: Vec<(&str, (Idx, Idx))> = gateway.teams.iter().map(|(id, &t)| (&**id, t)).collect();
+    let team_ids: Vec<&[u8]> = teams.iter().map(|(id, _)| id.as_bytes()).collect();
+    let order = sorted_unique(&team_ids);
+    w.table(order.len(), &mut |w, i| {
+        if let Some((id, (team, org))) = order.get(i).and_then(|&p| teams.get(p)) {
+            w.str(id);
+            w.u32(*team);
+            w.u32(*org);
+        }
+    });
     w.0
 }
 
@@ -346,33 +651,49 @@ fn comma_joined(items: &[Box<str>]) -> Box<str> {
     refs.join(",").into()
 }
 
-fn principal_idx(p: PrincipalRef) -> Idx {
-    match p {
-        PrincipalRef::App(i) | PrincipalRef::User(i) => i,
-    }
+/// The parts of an encoded snapshot, located but (for the large tables) not
+/// yet decoded.
+struct Parts<'b> {
+    revision: Box<str>,
+    stats: SnapshotStats,
+    envs: FxHashMap<Box<str>, Idx>,
+    orgs: Vec<OrgEntry>,
+    routes: Vec<RouteEntry>,
+    products: Vec<ProductEntry>,
+    apps: Table<'b>,
+    keys: Table<'b>,
+    users: Table<'b>,
+    grants: Table<'b>,
+    by_principal: Fixed<'b>,
+    pending: Fixed<'b>,
+    app_ids: Table<'b>,
+    user_ids: Table<'b>,
+    client_ids: Table<'b>,
+    emails: Table<'b>,
+    teams: Table<'b>,
 }
 
-/// Decodes an encoded snapshot, checking every index.
-pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
-    let mut r = Reader { bytes, at: 0 };
+fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
+    let mut r = Reader::new(bytes);
     if r.take(MAGIC.len())? != MAGIC {
-        return r.fail("not a tenantgate compiled snapshot of this version");
+        return r.fail(
+            "not a tenantgate compiled snapshot of this version (recompile it with this policyctl)",
+        );
     }
     let revision = r.str()?;
     let mut counts = [0usize; 7];
     for count in &mut counts {
         *count = r.u32()? as usize;
     }
-    let [organizations, teams, users_count, apps_count, api_keys, routes_count, grants_count] =
-        counts;
+    let [organizations, teams, users, apps, api_keys, routes, grants] = counts;
     let stats = SnapshotStats {
         organizations,
         teams,
-        users: users_count,
-        apps: apps_count,
+        users,
+        apps,
         api_keys,
-        routes: routes_count,
-        grants: grants_count,
+        routes,
+        grants,
     };
     let env_count = r.len(4)?;
     let mut envs: FxHashMap<Box<str>, Idx> = FxHashMap::default();
@@ -425,27 +746,47 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
             envs: r.idxs(env_count)?,
         });
     }
-    let app_count = r.len(8)?;
-    let mut apps = Vec::with_capacity(app_count);
-    for _ in 0..app_count {
-        apps.push(AppEntry {
+    let parts = Parts {
+        revision,
+        stats,
+        envs,
+        orgs,
+        routes,
+        products,
+        apps: r.table()?,
+        keys: r.table()?,
+        users: r.table()?,
+        grants: r.table()?,
+        by_principal: r.fixed(GRANT_REF_SIZE)?,
+        pending: r.fixed(PENDING_SIZE)?,
+        app_ids: r.table()?,
+        user_ids: r.table()?,
+        client_ids: r.table()?,
+        emails: r.table()?,
+        teams: r.table()?,
+    };
+    r.done()?;
+    Ok(parts)
+}
+
+impl Parts<'_> {
+    fn app(&self, i: usize) -> Result<AppEntry> {
+        let mut r = self.apps.record(i)?;
+        let app = AppEntry {
             principal: r.str()?,
-            org: r.idx(org_count)?,
+            org: r.idx(self.orgs.len())?,
             approved: r.bool()?,
-            products: r.idxs(product_count)?,
+            products: r.idxs(self.products.len())?,
             home_grants: None,
-        });
+        };
+        r.done()?;
+        Ok(app)
     }
-    let key_count = r.len(32 + 4 + 1 + 1 + 1 + 1)?;
-    let mut keys = Vec::with_capacity(key_count);
-    let mut key_by_hash: FxHashMap<[u8; 32], Idx> = FxHashMap::default();
-    key_by_hash.reserve(key_count);
-    for k in 0..key_count {
-        let digest: [u8; 32] = r.take(32)?.try_into().map_err(|_| DecodeError {
-            offset: r.at,
-            what: "truncated",
-        })?;
-        let app = r.idx(app_count)?;
+
+    fn key(&self, i: usize) -> Result<([u8; 32], KeyEntry)> {
+        let mut r = self.keys.record(i)?;
+        let digest = r.array::<32>()?;
+        let app = r.idx(self.apps.count)?;
         let status = match r.u8()? {
             0 => KeyStatus::Active,
             1 => KeyStatus::Revoked,
@@ -454,33 +795,36 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         };
         let expires_at = r.opt_time()?;
         let read_only = r.bool()?;
-        let key_envs = match r.u8()? {
+        let envs = match r.u8()? {
             0 => None,
-            1 => Some(r.idxs(env_count)?),
+            1 => Some(r.idxs(self.envs.len())?),
             _ => return r.fail("not an optional environment list"),
         };
-        if key_by_hash.insert(digest, k as Idx).is_some() {
-            return r.fail("duplicate key digest");
-        }
-        keys.push(KeyEntry {
-            app,
-            status,
-            expires_at,
-            read_only,
-            envs: key_envs,
-        });
+        r.done()?;
+        Ok((
+            digest,
+            KeyEntry {
+                app,
+                status,
+                expires_at,
+                read_only,
+                envs,
+            },
+        ))
     }
-    let user_count = r.len(8)?;
-    let mut users = Vec::with_capacity(user_count);
-    for _ in 0..user_count {
-        users.push(UserEntry {
+
+    fn user(&self, i: usize) -> Result<UserEntry> {
+        let mut r = self.users.record(i)?;
+        let user = UserEntry {
             principal: r.str()?,
-            default_tenant: r.opt_idx(org_count)?,
-        });
+            default_tenant: r.opt_idx(self.orgs.len())?,
+        };
+        r.done()?;
+        Ok(user)
     }
-    let grant_count = r.len(8)?;
-    let mut grants = Vec::with_capacity(grant_count);
-    for _ in 0..grant_count {
+
+    fn grants(&self, i: usize) -> Result<Grants> {
+        let mut r = self.grants.record(i)?;
         let roles = r.strs()?;
         let teams = r.strs()?;
         let right_count = r.len(5)?;
@@ -497,7 +841,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         let permissions = (0..word_count)
             .map(|_| r.u64())
             .collect::<Result<Box<[u64]>>>()?;
-        grants.push(Grants {
+        r.done()?;
+        Ok(Grants {
             roles_header: comma_joined(&roles),
             teams_header: comma_joined(&teams),
             best_team_right: rights.iter().map(|(_, right)| *right).max(),
@@ -506,48 +851,328 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
             rights: rights.into(),
             star,
             permissions,
-        });
+        })
     }
-    let entry_count = r.len(13)?;
-    let mut grants_by_principal = FxHashMap::default();
-    grants_by_principal.reserve(entry_count);
-    for _ in 0..entry_count {
+
+    /// A `by_principal` record: principal, tenant, grant.
+    fn grant_ref(&self, r: &mut Reader<'_>) -> Result<(PrincipalRef, Idx, Idx)> {
         let principal = match r.u8()? {
-            0 => PrincipalRef::App(r.idx(app_count)?),
-            1 => PrincipalRef::User(r.idx(user_count)?),
+            0 => PrincipalRef::App(r.idx_be(self.apps.count)?),
+            1 => PrincipalRef::User(r.idx_be(self.users.count)?),
             _ => return r.fail("not a principal kind"),
         };
-        let tenant = r.idx(org_count)?;
-        grants_by_principal.insert((principal, tenant), r.idx(grant_count)?);
+        Ok((
+            principal,
+            r.idx_be(self.orgs.len())?,
+            r.idx_be(self.grants.count)?,
+        ))
     }
-    let pending_count = r.len(8)?;
+
+    fn pending_pair(&self, r: &mut Reader<'_>) -> Result<(Idx, Idx)> {
+        Ok((r.idx_be(self.users.count)?, r.idx_be(self.orgs.len())?))
+    }
+
+    /// An (id, index) table read whole, checking each index against `bound`.
+    fn id_map(table: &Table<'_>, bound: usize) -> Result<FxHashMap<Box<str>, Idx>> {
+        let mut map = FxHashMap::default();
+        map.reserve(table.count);
+        for i in 0..table.count {
+            let mut r = table.record(i)?;
+            let id = r.str()?;
+            map.insert(id, r.idx(bound)?);
+            r.done()?;
+        }
+        Ok(map)
+    }
+
+    fn team(&self, r: &mut Reader<'_>) -> Result<(Box<str>, (Idx, Idx))> {
+        let id = r.str()?;
+        let team = r.idx(self.stats.teams)?;
+        let org = r.idx(self.orgs.len())?;
+        r.done()?;
+        Ok((id, (team, org)))
+    }
+}
+
+/// Decodes an encoded snapshot, checking every index (and that the searched
+/// tables are sorted, as [`decode_for`] relies on it).
+pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
+    let parts = read_parts(bytes)?;
+    // Plain loops rather than `collect::<Result<_>>()`: each such adapter
+    // instantiation costs the filter module code size.
+    let mut apps = Vec::with_capacity(parts.apps.count);
+    for i in 0..parts.apps.count {
+        apps.push(parts.app(i)?);
+    }
+    let mut keys = Vec::with_capacity(parts.keys.count);
+    let mut key_by_hash: FxHashMap<[u8; 32], Idx> = FxHashMap::default();
+    key_by_hash.reserve(parts.keys.count);
+    for k in 0..parts.keys.count {
+        let (digest, key) = parts.key(k)?;
+        key_by_hash.insert(digest, k as Idx);
+        keys.push(key);
+    }
+    let mut users = Vec::with_capacity(parts.users.count);
+    for i in 0..parts.users.count {
+        users.push(parts.user(i)?);
+    }
+    let mut grants = Vec::with_capacity(parts.grants.count);
+    for i in 0..parts.grants.count {
+        grants.push(parts.grants(i)?);
+    }
+    let mut grants_by_principal = FxHashMap::default();
+    grants_by_principal.reserve(parts.by_principal.count);
+    for i in 0..parts.by_principal.count {
+        let (principal, tenant, grant) = parts.grant_ref(&mut parts.by_principal.record(i))?;
+        grants_by_principal.insert((principal, tenant), grant);
+    }
     let mut pending = FxHashSet::default();
-    for _ in 0..pending_count {
-        pending.insert((r.idx(user_count)?, r.idx(org_count)?));
+    for i in 0..parts.pending.count {
+        pending.insert(parts.pending_pair(&mut parts.pending.record(i))?);
     }
-    if r.at != bytes.len() {
-        return r.fail("trailing bytes");
+    // What `decode_for` searches must be sorted (checked here, so a snapshot
+    // that loads whole also loads per request).
+    parts.by_principal.check_sorted()?;
+    parts.pending.check_sorted()?;
+    parts.keys.check_sorted(digest_key)?;
+    for index in [
+        &parts.app_ids,
+        &parts.user_ids,
+        &parts.client_ids,
+        &parts.emails,
+        &parts.teams,
+    ] {
+        index.check_sorted(id_key)?;
     }
-    let (routes_by_prefix, longest_prefix) = route_table(&routes);
+    // The id indexes serve `decode_for`; here the maps come from the principals.
+    let app_by_id = ids_by_principal(apps.iter().map(|a| &*a.principal), "app:");
+    let user_by_id = ids_by_principal(users.iter().map(|u| &*u.principal), "user:");
+    let mut gateway = GatewayIds {
+        apps: Parts::id_map(&parts.client_ids, apps.len())?,
+        users: Parts::id_map(&parts.emails, users.len())?,
+        teams: FxHashMap::default(),
+    };
+    for i in 0..parts.teams.count {
+        let (id, team) = parts.team(&mut parts.teams.record(i)?)?;
+        gateway.teams.insert(id, team);
+    }
+    let (routes_by_prefix, longest_prefix) = route_table(&parts.routes);
     link_home_grants(&mut apps, &grants_by_principal);
     Ok(Snapshot {
-        revision,
-        org_by_name: org_names(&orgs),
-        orgs,
-        envs,
+        revision: parts.revision,
+        org_by_name: org_names(&parts.orgs),
+        orgs: parts.orgs,
+        envs: parts.envs,
         routes_by_prefix,
         longest_prefix,
-        routes,
-        app_by_id: ids_by_principal(apps.iter().map(|a| &*a.principal), "app:"),
+        routes: parts.routes,
+        app_by_id,
         apps,
-        products,
+        products: parts.products,
         keys,
         key_by_hash,
-        user_by_id: ids_by_principal(users.iter().map(|u| &*u.principal), "user:"),
+        user_by_id,
         users,
         grants,
         grants_by_principal,
         pending,
-        stats,
+        gateway,
+        stats: parts.stats,
+    })
+}
+
+/// The identities one request can be decided as: what [`decode_for`] loads.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Wanted<'w> {
+    /// SHA-256 of the request's API key.
+    pub key_digest: Option<[u8; 32]>,
+    /// The user id header's value.
+    pub user_id: Option<&'w str>,
+    /// The gateway's apikey client id (Otoroshi).
+    pub client_id: Option<&'w str>,
+    /// The gateway's user e-mail or name (Otoroshi), as given.
+    pub email: Option<&'w str>,
+    /// Team ids of the gateway apikey's location (Otoroshi `_loc`).
+    pub location_teams: &'w [String],
+}
+
+impl<'w> Wanted<'w> {
+    /// The request's own credentials: its API key and user id.
+    pub fn of(request: &'w super::Request<'_>) -> Wanted<'w> {
+        Wanted {
+            key_digest: request.api_key.as_deref().map(super::decide::key_digest),
+            user_id: request.user_id,
+            ..Wanted::default()
+        }
+    }
+}
+
+/// Collects the principals and grants of a partial snapshot, renumbered.
+struct Subset<'p, 'b> {
+    parts: &'p Parts<'b>,
+    /// (index in the encoded snapshot, index here).
+    apps: Vec<(Idx, Idx)>,
+    users: Vec<(Idx, Idx)>,
+    grants: Vec<(Idx, Idx)>,
+    app_entries: Vec<AppEntry>,
+    user_entries: Vec<UserEntry>,
+    grant_entries: Vec<Grants>,
+    grants_by_principal: FxHashMap<(PrincipalRef, Idx), Idx>,
+    pending: FxHashSet<(Idx, Idx)>,
+}
+
+fn local(map: &[(Idx, Idx)], global: Idx) -> Option<Idx> {
+    map.iter().find(|(g, _)| *g == global).map(|(_, l)| *l)
+}
+
+impl Subset<'_, '_> {
+    fn grant(&mut self, global: Idx) -> Result<Idx> {
+        if let Some(l) = local(&self.grants, global) {
+            return Ok(l);
+        }
+        let l = self.grant_entries.len() as Idx;
+        self.grant_entries.push(self.parts.grants(global as usize)?);
+        self.grants.push((global, l));
+        Ok(l)
+    }
+
+    /// Every grant of principal `global` (kind 0 app, 1 user), under `here`.
+    fn grants_of(&mut self, kind: u8, global: Idx, here: PrincipalRef) -> Result<()> {
+        let refs: Vec<(Idx, Idx)> = self
+            .parts
+            .by_principal
+            .range(&principal_prefix(kind, global))
+            .map(|i| {
+                let mut r = self.parts.by_principal.record(i);
+                self.parts.grant_ref(&mut r).map(|(_, t, g)| (t, g))
+            })
+            .collect::<Result<_>>()?;
+        for (tenant, grant) in refs {
+            let l = self.grant(grant)?;
+            self.grants_by_principal.insert((here, tenant), l);
+        }
+        Ok(())
+    }
+
+    fn app(&mut self, global: Idx) -> Result<Idx> {
+        if let Some(l) = local(&self.apps, global) {
+            return Ok(l);
+        }
+        let l = self.app_entries.len() as Idx;
+        self.app_entries.push(self.parts.app(global as usize)?);
+        self.apps.push((global, l));
+        self.grants_of(0, global, PrincipalRef::App(l))?;
+        Ok(l)
+    }
+
+    fn user(&mut self, global: Idx) -> Result<Idx> {
+        if let Some(l) = local(&self.users, global) {
+            return Ok(l);
+        }
+        let l = self.user_entries.len() as Idx;
+        self.user_entries.push(self.parts.user(global as usize)?);
+        self.users.push((global, l));
+        self.grants_of(1, global, PrincipalRef::User(l))?;
+        let orgs: Vec<Idx> = self
+            .parts
+            .pending
+            .range(&global.to_be_bytes())
+            .map(|i| {
+                let mut r = self.parts.pending.record(i);
+                self.parts.pending_pair(&mut r).map(|(_, org)| org)
+            })
+            .collect::<Result<_>>()?;
+        for org in orgs {
+            self.pending.insert((l, org));
+        }
+        Ok(l)
+    }
+}
+
+/// Decodes the part of an encoded snapshot that decides requests carrying the
+/// identities `wanted`: every organization, route and product (small), and of
+/// the apps, keys, users and grants only those reachable from `wanted`, found
+/// by binary search. Deciding such a request against the result gives the
+/// same decision as against the whole snapshot, for a cost that does not grow
+/// with the number of keys. Only the records read are checked; [`decode`]
+/// checks everything.
+pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
+    let parts = read_parts(bytes)?;
+    let mut subset = Subset {
+        parts: &parts,
+        apps: Vec::new(),
+        users: Vec::new(),
+        grants: Vec::new(),
+        app_entries: Vec::new(),
+        user_entries: Vec::new(),
+        grant_entries: Vec::new(),
+        grants_by_principal: FxHashMap::default(),
+        pending: FxHashSet::default(),
+    };
+    let mut keys = Vec::new();
+    let mut key_by_hash = FxHashMap::default();
+    if let Some(digest) = wanted.key_digest {
+        let found = parts.keys.search(digest_key, &digest)?;
+        if let Some(k) = found {
+            let (digest, mut key) = parts.key(k)?;
+            key.app = subset.app(key.app)?;
+            key_by_hash.insert(digest, 0);
+            keys.push(key);
+        }
+    }
+    if let Some(id) = wanted.user_id {
+        if let Some(user) = parts.user_ids.find_id(id)? {
+            subset.user(user)?;
+        }
+    }
+    let mut gateway = GatewayIds::default();
+    if let Some(client_id) = wanted.client_id {
+        if let Some(app) = parts.client_ids.find_id(client_id)? {
+            gateway.apps.insert(client_id.into(), subset.app(app)?);
+        }
+    }
+    if let Some(email) = wanted.email {
+        let email = email.to_ascii_lowercase();
+        if let Some(user) = parts.emails.find_id(&email)? {
+            gateway.users.insert(email.into(), subset.user(user)?);
+        }
+    }
+    for team in wanted.location_teams {
+        let found = parts.teams.search(id_key, team.as_bytes())?;
+        if let Some(i) = found {
+            let (id, placed) = parts.team(&mut parts.teams.record(i)?)?;
+            gateway.teams.insert(id, placed);
+        }
+    }
+    let Subset {
+        mut app_entries,
+        user_entries,
+        grant_entries,
+        grants_by_principal,
+        pending,
+        ..
+    } = subset;
+    let (routes_by_prefix, longest_prefix) = route_table(&parts.routes);
+    link_home_grants(&mut app_entries, &grants_by_principal);
+    Ok(Snapshot {
+        revision: parts.revision,
+        org_by_name: org_names(&parts.orgs),
+        orgs: parts.orgs,
+        envs: parts.envs,
+        routes_by_prefix,
+        longest_prefix,
+        routes: parts.routes,
+        app_by_id: ids_by_principal(app_entries.iter().map(|a| &*a.principal), "app:"),
+        apps: app_entries,
+        products: parts.products,
+        keys,
+        key_by_hash,
+        user_by_id: ids_by_principal(user_entries.iter().map(|u| &*u.principal), "user:"),
+        users: user_entries,
+        grants: grant_entries,
+        grants_by_principal,
+        pending,
+        gateway,
+        stats: parts.stats,
     })
 }

@@ -7,7 +7,6 @@ use super::snapshot::{
     normalize_prefix, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, RouteTeams, Snapshot,
 };
 use super::time::Timestamp;
-use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -427,149 +426,32 @@ pub struct GatewayLocation<'l> {
     pub teams: &'l [String],
 }
 
-/// Where a snapshot document places the gateway's identities (the snapshot
-/// format's Otoroshi extension): client ids → apps, e-mails → users, and team
-/// ids → team index and organization, for apikeys placed by their location.
-/// The compiled [`Snapshot`] does not keep these; build the directory from the
-/// same document the snapshot was compiled from.
-#[derive(Debug, Default)]
-pub struct GatewayDirectory {
-    apps: FxHashMap<String, String>,
-    users: FxHashMap<String, String>,
-    teams: FxHashMap<String, (Idx, String)>,
-}
-
-/// The few fields of a snapshot document the directory reads; the rest of the
-/// text is skimmed, not materialized.
-#[derive(serde::Deserialize)]
-struct Skim {
-    #[serde(default)]
-    apps: Vec<SkimApp>,
-    #[serde(default)]
-    users: Vec<SkimUser>,
-    #[serde(default)]
-    teams: Vec<SkimTeam>,
-}
-
-#[derive(serde::Deserialize)]
-struct SkimApp {
-    id: String,
-    #[serde(default)]
-    otoroshi_client_ids: Vec<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct SkimUser {
-    id: String,
-    #[serde(default)]
-    otoroshi_emails: Vec<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct SkimTeam {
-    id: String,
-    organization: String,
-}
-
-impl GatewayDirectory {
-    /// From a parsed document.
-    pub fn from_document(doc: &super::Document) -> GatewayDirectory {
-        GatewayDirectory::build(
-            doc.apps
-                .iter()
-                .map(|a| (a.id.as_str(), a.otoroshi_client_ids.as_slice())),
-            doc.users
-                .iter()
-                .map(|u| (u.id.as_str(), u.otoroshi_emails.as_slice())),
-            doc.teams
-                .iter()
-                .map(|t| (t.id.as_str(), t.organization.as_str())),
-        )
-    }
-
-    /// From the JSON text of a snapshot document, reading only `apps[].id`,
-    /// `apps[].otoroshi_client_ids`, `users[].id`, `users[].otoroshi_emails`
-    /// and `teams[].id`, `teams[].organization`.
-    pub fn from_json(text: &str) -> Result<GatewayDirectory, String> {
-        let skim: Skim = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        Ok(GatewayDirectory::build(
-            skim.apps
-                .iter()
-                .map(|a| (a.id.as_str(), a.otoroshi_client_ids.as_slice())),
-            skim.users
-                .iter()
-                .map(|u| (u.id.as_str(), u.otoroshi_emails.as_slice())),
-            skim.teams
-                .iter()
-                .map(|t| (t.id.as_str(), t.organization.as_str())),
-        ))
-    }
-
-    fn build<'d>(
-        apps: impl Iterator<Item = (&'d str, &'d [String])>,
-        users: impl Iterator<Item = (&'d str, &'d [String])>,
-        teams: impl Iterator<Item = (&'d str, &'d str)>,
-    ) -> GatewayDirectory {
-        let mut directory = GatewayDirectory::default();
-        for (app, client_ids) in apps {
-            for client_id in client_ids {
-                directory
-                    .apps
-                    .entry(client_id.clone())
-                    .or_insert_with(|| app.to_string());
-            }
-        }
-        for (user, emails) in users {
-            for email in emails {
-                directory
-                    .users
-                    .entry(email.to_ascii_lowercase())
-                    .or_insert_with(|| user.to_string());
-            }
-        }
-        // Team indexes are document positions, as `Snapshot::compile` assigns them.
-        for (position, (team, org)) in teams.enumerate() {
-            directory
-                .teams
-                .entry(team.to_string())
-                .or_insert_with(|| (position as Idx, org.to_string()));
-        }
-        directory
-    }
-
-    /// The gateway's apikey `client_id`: the app naming it; else, with a
-    /// `location` whose organization is in the snapshot, that organization and
-    /// the location's teams of it; else unknown (`invalid_api_key`).
-    pub fn apikey(
+impl Snapshot {
+    /// The gateway's apikey `client_id`: the app naming it
+    /// (`apps[].otoroshi_client_ids`); else, with a `location` whose
+    /// organization is in the snapshot, that organization and the location's
+    /// teams of it; else unknown (`invalid_api_key`).
+    pub fn gateway_apikey(
         &self,
-        snapshot: &Snapshot,
         client_id: &str,
         read_only: bool,
         location: Option<GatewayLocation<'_>>,
     ) -> GatewayCaller {
-        let app = self
-            .apps
-            .get(client_id)
-            .and_then(|id| snapshot.app_by_id.get(id.as_str()));
-        if let Some(&app) = app {
+        if let Some(&app) = self.gateway.apps.get(client_id) {
             return GatewayCaller::app(app, read_only);
         }
         let Some(location) = location else {
             return GatewayCaller::unknown_key();
         };
-        let Some((tenant, org)) = snapshot
-            .org_by_name
-            .get(location.tenant)
-            .and_then(|&t| snapshot.org(t).map(|org| (t, org)))
-        else {
+        let Some(&tenant) = self.org_by_name.get(location.tenant) else {
             return GatewayCaller::unknown_key();
         };
         let star = location.teams.iter().any(|t| t == "*");
         let teams: Vec<(Idx, &str)> = location
             .teams
             .iter()
-            .filter_map(|team| match self.teams.get(team) {
-                Some((idx, owner)) if **owner == *org.id => Some((*idx, team.as_str())),
+            .filter_map(|team| match self.gateway.teams.get(team.as_str()) {
+                Some(&(idx, owner)) if owner == tenant => Some((idx, team.as_str())),
                 _ => None,
             })
             .collect();
@@ -582,13 +464,13 @@ impl GatewayDirectory {
         )
     }
 
-    /// The gateway's user `email`: the user naming it (case-insensitively), or
-    /// the unknown principal `user:<email>`.
-    pub fn user(&self, snapshot: &Snapshot, email: &str) -> GatewayCaller {
+    /// The gateway's user `email`: the user naming it (`users[].otoroshi_emails`,
+    /// case-insensitively), or the unknown principal `user:<email>`.
+    pub fn gateway_user(&self, email: &str) -> GatewayCaller {
         let user = self
+            .gateway
             .users
-            .get(&email.to_ascii_lowercase())
-            .and_then(|id| snapshot.user_by_id.get(id.as_str()))
+            .get(email.to_ascii_lowercase().as_str())
             .copied();
         GatewayCaller::user(user, email)
     }

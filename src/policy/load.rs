@@ -103,7 +103,9 @@ fn locate_parse_failure(text: &str, error: &serde_json::Error) -> LoadError {
         .and_then(|key| COLLECTIONS.iter().find(|(name, _)| *name == key))
         .map_or("snapshot", |(_, kind)| kind);
     let id = before
-        .rfind("\"id\"")
+        .as_bytes()
+        .windows(4)
+        .rposition(|w| w == b"\"id\"")
         .and_then(|at| before.get(at + 4..))
         .and_then(|rest| rest.trim_start().strip_prefix(':'))
         .and_then(|rest| rest.trim_start().strip_prefix('"'))
@@ -311,7 +313,13 @@ fn read<T: DeserializeOwned>(text: &str, into: &mut Vec<T>) -> Option<(String, S
 
 /// Positions are relative to the object; the id already locates it.
 fn trim_position(message: String) -> String {
-    match message.find(" at line ") {
+    // A byte search: `str::find` with a string pattern brings the two-way
+    // searcher into the filter module for this one message.
+    let cut = message
+        .as_bytes()
+        .windows(" at line ".len())
+        .position(|w| w == b" at line ");
+    match cut {
         Some(cut) => message.get(..cut).unwrap_or(&message).to_string(),
         None => message,
     }

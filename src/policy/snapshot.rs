@@ -37,7 +37,22 @@ pub struct Snapshot {
     pub(crate) grants_by_principal: FxHashMap<(PrincipalRef, Idx), Idx>,
     /// (user, org) pairs covered only by an invited membership.
     pub(crate) pending: FxHashSet<(Idx, Idx)>,
+    /// Where the host gateway's own identities land (Otoroshi extension).
+    pub(crate) gateway: GatewayIds,
     pub(crate) stats: SnapshotStats,
+}
+
+/// The snapshot format's Otoroshi extension, compiled: the gateway's
+/// validated apikeys and users placed among the snapshot's principals, and
+/// team ids for apikeys the gateway places by their location (`_loc`).
+#[derive(Debug, Default)]
+pub(crate) struct GatewayIds {
+    /// `apps[].otoroshi_client_ids` → app.
+    pub apps: FxHashMap<Box<str>, Idx>,
+    /// `users[].otoroshi_emails`, lower-cased → user.
+    pub users: FxHashMap<Box<str>, Idx>,
+    /// Team id → (team index, organization).
+    pub teams: FxHashMap<Box<str>, (Idx, Idx)>,
 }
 
 /// Counts, for logs and metrics.
@@ -557,7 +572,15 @@ impl<'d> Compiler<'d> {
             });
         }
 
-        self.check_otoroshi_identities();
+        let mut gateway = self.check_otoroshi_identities();
+        for (position, (team, org)) in doc.teams.iter().zip(&team_org).enumerate() {
+            if let Some(org) = *org {
+                gateway
+                    .teams
+                    .entry(team.id.as_str().into())
+                    .or_insert((position as Idx, org));
+            }
+        }
 
         if !self.problems.is_empty() {
             return Err(InvalidSnapshot {
@@ -595,6 +618,7 @@ impl<'d> Compiler<'d> {
             grants: grants.grants,
             grants_by_principal: grants.by_principal,
             pending,
+            gateway,
             stats,
         })
     }
@@ -1010,11 +1034,14 @@ impl<'d> Compiler<'d> {
     /// Extension (Otoroshi shell): `apps[].otoroshi_client_ids` and
     /// `users[].otoroshi_emails` are non-empty and unique across the snapshot
     /// (e-mails case-insensitively), so an Otoroshi identity names one principal.
-    fn check_otoroshi_identities(&mut self) {
+    /// Checks the Otoroshi identities and places them (apps and users are
+    /// compiled in document order).
+    fn check_otoroshi_identities(&mut self) -> GatewayIds {
         use std::collections::hash_map::Entry;
         let doc = self.doc;
+        let mut placed = GatewayIds::default();
         let mut client_ids: FxHashMap<&str, &str> = FxHashMap::default();
-        for app in &doc.apps {
+        for (app_idx, app) in doc.apps.iter().enumerate() {
             for client_id in &app.otoroshi_client_ids {
                 if client_id.trim().is_empty() {
                     let what = "an Otoroshi client id must be non-empty, got";
@@ -1024,6 +1051,9 @@ impl<'d> Compiler<'d> {
                 match client_ids.entry(client_id) {
                     Entry::Vacant(slot) => {
                         slot.insert(&app.id);
+                        placed
+                            .apps
+                            .insert(client_id.as_str().into(), app_idx as Idx);
                     }
                     Entry::Occupied(owner) => {
                         let what = format!("client id already used by app `{}`:", owner.get());
@@ -1033,7 +1063,7 @@ impl<'d> Compiler<'d> {
             }
         }
         let mut emails: FxHashMap<String, &str> = FxHashMap::default();
-        for user in &doc.users {
+        for (user_idx, user) in doc.users.iter().enumerate() {
             for email in &user.otoroshi_emails {
                 if email.trim().is_empty() {
                     let what = "an Otoroshi e-mail must be non-empty, got";
@@ -1042,6 +1072,9 @@ impl<'d> Compiler<'d> {
                 }
                 match emails.entry(email.to_ascii_lowercase()) {
                     Entry::Vacant(slot) => {
+                        placed
+                            .users
+                            .insert(slot.key().as_str().into(), user_idx as Idx);
                         slot.insert(&user.id);
                     }
                     Entry::Occupied(owner) => {
@@ -1051,6 +1084,7 @@ impl<'d> Compiler<'d> {
                 }
             }
         }
+        placed
     }
 
     fn compile_apps(&mut self) -> Vec<AppEntry> {
