@@ -20,8 +20,8 @@
 use super::document::{KeyStatus, Right};
 use super::snapshot::{
     ids_by_principal, link_home_grants, org_names, route_table, AppEntry, GatewayIds, Grants, Idx,
-    KeyEntry, OrgEntry, PrincipalRef, ProductEntry, RouteEntry, RouteTeams, Snapshot,
-    SnapshotStats, UserEntry,
+    IdxList, KeyEntry, KeyIndex, OrgEntry, PrincipalRef, ProductEntry, RouteEntry, RouteTeams,
+    Snapshot, SnapshotStats, UserEntry,
 };
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -560,16 +560,12 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
         }
     });
     // Keys sorted by digest: a key's index is its rank.
-    let keys: Vec<(&[u8; 32], &KeyEntry)> = snapshot
-        .key_by_hash
-        .iter()
-        .filter_map(|(digest, &k)| Some((digest, snapshot.keys.get(k as usize)?)))
-        .collect();
-    let digests: Vec<&[u8]> = keys.iter().map(|(digest, _)| &digest[..]).collect();
+    let keys = &snapshot.keys;
+    let digests: Vec<&[u8]> = keys.iter().map(|key| &key.digest[..]).collect();
     let order = sorted_unique(&digests);
     w.table(order.len(), &mut |w, i| {
-        if let Some((digest, key)) = order.get(i).and_then(|&p| keys.get(p)) {
-            w.0.extend_from_slice(&digest[..]);
+        if let Some(key) = order.get(i).and_then(|&p| keys.get(p)) {
+            w.0.extend_from_slice(&key.digest);
             w.u32(key.app);
             w.u8(status_code(key.status));
             w.opt_time(key.expires_at);
@@ -709,7 +705,7 @@ fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
             parent: r.opt_idx(org_count)?,
             suspended: r.bool()?,
             expires_at: r.opt_time()?,
-            envs: r.idxs(env_count)?,
+            envs: r.idxs(env_count)?.into(),
         });
     }
     let route_count = r.len(8)?;
@@ -742,8 +738,8 @@ fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
     let mut products = Vec::with_capacity(product_count);
     for _ in 0..product_count {
         products.push(ProductEntry {
-            routes: r.idxs(route_count)?,
-            envs: r.idxs(env_count)?,
+            routes: r.idxs(route_count)?.into(),
+            envs: r.idxs(env_count)?.into(),
         });
     }
     let parts = Parts {
@@ -776,14 +772,14 @@ impl Parts<'_> {
             principal: r.str()?,
             org: r.idx(self.orgs.len())?,
             approved: r.bool()?,
-            products: r.idxs(self.products.len())?,
+            products: IdxList::from(r.idxs(self.products.len())?.into_vec()),
             home_grants: None,
         };
         r.done()?;
         Ok(app)
     }
 
-    fn key(&self, i: usize) -> Result<([u8; 32], KeyEntry)> {
+    fn key(&self, i: usize) -> Result<KeyEntry> {
         let mut r = self.keys.record(i)?;
         let digest = r.array::<32>()?;
         let app = r.idx(self.apps.count)?;
@@ -797,20 +793,18 @@ impl Parts<'_> {
         let read_only = r.bool()?;
         let envs = match r.u8()? {
             0 => None,
-            1 => Some(r.idxs(self.envs.len())?),
+            1 => Some(IdxList::from(r.idxs(self.envs.len())?.into_vec())),
             _ => return r.fail("not an optional environment list"),
         };
         r.done()?;
-        Ok((
+        Ok(KeyEntry {
             digest,
-            KeyEntry {
-                app,
-                status,
-                expires_at,
-                read_only,
-                envs,
-            },
-        ))
+            app,
+            status,
+            expires_at,
+            read_only,
+            envs,
+        })
     }
 
     fn user(&self, i: usize) -> Result<UserEntry> {
@@ -850,7 +844,7 @@ impl Parts<'_> {
             teams,
             rights: rights.into(),
             star,
-            permissions,
+            permissions: permissions.into(),
         })
     }
 
@@ -905,13 +899,13 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         apps.push(parts.app(i)?);
     }
     let mut keys = Vec::with_capacity(parts.keys.count);
-    let mut key_by_hash: FxHashMap<[u8; 32], Idx> = FxHashMap::default();
-    key_by_hash.reserve(parts.keys.count);
     for k in 0..parts.keys.count {
-        let (digest, key) = parts.key(k)?;
-        key_by_hash.insert(digest, k as Idx);
-        keys.push(key);
+        keys.push(parts.key(k)?);
     }
+    let key_index = KeyIndex::build(&keys).map_err(|_| DecodeError {
+        offset: bytes.len(),
+        what: "duplicate key digest",
+    })?;
     let mut users = Vec::with_capacity(parts.users.count);
     for i in 0..parts.users.count {
         users.push(parts.user(i)?);
@@ -956,21 +950,20 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         let (id, team) = parts.team(&mut parts.teams.record(i)?)?;
         gateway.teams.insert(id, team);
     }
-    let (routes_by_prefix, longest_prefix) = route_table(&parts.routes);
+    let route_index = route_table(&parts.routes);
     link_home_grants(&mut apps, &grants_by_principal);
     Ok(Snapshot {
         revision: parts.revision,
         org_by_name: org_names(&parts.orgs),
         orgs: parts.orgs,
         envs: parts.envs,
-        routes_by_prefix,
-        longest_prefix,
+        route_index,
         routes: parts.routes,
         app_by_id,
         apps,
         products: parts.products,
         keys,
-        key_by_hash,
+        key_index,
         user_by_id,
         users,
         grants,
@@ -1110,16 +1103,15 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         pending: FxHashSet::default(),
     };
     let mut keys = Vec::new();
-    let mut key_by_hash = FxHashMap::default();
     if let Some(digest) = wanted.key_digest {
         let found = parts.keys.search(digest_key, &digest)?;
         if let Some(k) = found {
-            let (digest, mut key) = parts.key(k)?;
+            let mut key = parts.key(k)?;
             key.app = subset.app(key.app)?;
-            key_by_hash.insert(digest, 0);
             keys.push(key);
         }
     }
+    let key_index = KeyIndex::build(&keys).unwrap_or_default();
     if let Some(id) = wanted.user_id {
         if let Some(user) = parts.user_ids.find_id(id)? {
             subset.user(user)?;
@@ -1152,21 +1144,20 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         pending,
         ..
     } = subset;
-    let (routes_by_prefix, longest_prefix) = route_table(&parts.routes);
+    let route_index = route_table(&parts.routes);
     link_home_grants(&mut app_entries, &grants_by_principal);
     Ok(Snapshot {
         revision: parts.revision,
         org_by_name: org_names(&parts.orgs),
         orgs: parts.orgs,
         envs: parts.envs,
-        routes_by_prefix,
-        longest_prefix,
+        route_index,
         routes: parts.routes,
         app_by_id: ids_by_principal(app_entries.iter().map(|a| &*a.principal), "app:"),
         apps: app_entries,
         products: parts.products,
         keys,
-        key_by_hash,
+        key_index,
         user_by_id: ids_by_principal(user_entries.iter().map(|u| &*u.principal), "user:"),
         users: user_entries,
         grants: grant_entries,

@@ -259,8 +259,9 @@ impl Snapshot {
         let host = host_without_port(host);
         // Start at the deepest boundary a route prefix can reach, so a huge path
         // costs no more than a short one (no hashing of prefixes no route has).
-        let mut rest = match path.get(..=self.longest_prefix) {
-            Some(head) if path.len() > self.longest_prefix => match head.rfind('/') {
+        let longest = self.route_index.longest_prefix();
+        let mut rest = match path.get(..=longest) {
+            Some(head) if path.len() > longest => match head.rfind('/') {
                 Some(0) | None => "/",
                 Some(cut) => head.get(..cut).unwrap_or("/"),
             },
@@ -268,17 +269,15 @@ impl Snapshot {
         };
         loop {
             let prefix = normalize_prefix(rest);
-            if let Some(candidates) = self.routes_by_prefix.get(prefix) {
-                let found = candidates.iter().copied().find(|&i| {
-                    self.routes.get(i as usize).is_some_and(|r| {
-                        (r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
-                            && (r.methods.is_empty()
-                                || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-                    })
-                });
-                if found.is_some() {
-                    return found;
-                }
+            let found = self.route_index.candidates(prefix).find(|&i| {
+                self.routes.get(i as usize).is_some_and(|r| {
+                    (r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+                        && (r.methods.is_empty()
+                            || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+                })
+            });
+            if found.is_some() {
+                return found;
             }
             if prefix == "/" {
                 return None;
@@ -344,6 +343,7 @@ impl GatewayCaller {
     fn app(app: Idx, read_only: bool) -> GatewayCaller {
         GatewayCaller {
             kind: GatewayKind::App(KeyEntry {
+                digest: [0; 32],
                 app,
                 status: KeyStatus::Active,
                 expires_at: None,
@@ -393,7 +393,7 @@ impl GatewayCaller {
             best_team_right: rights.iter().map(|(_, r)| *r).max(),
             rights,
             star: star.then_some(right),
-            permissions: Box::new([]),
+            permissions: Vec::new().into(),
         };
         GatewayCaller {
             kind: GatewayKind::Located {
@@ -604,6 +604,17 @@ fn decide_steps<'a>(
     gateway: Option<&'a GatewayCaller>,
     mut d: Decision<'a>,
 ) -> Decision<'a> {
+    let gateway_key = gateway.filter(|g| g.is_key());
+    // The request's API key is looked up before the route is matched (it is
+    // used at step 5): at scale both lookups miss the cache, and issuing the
+    // key's loads first lets the processor wait for both chains at once.
+    let request_key = match (gateway_key, request.api_key.as_deref()) {
+        (None, Some(raw_key)) => {
+            let digest = key_digest(raw_key);
+            Some((digest, snap.key_index.find(&snap.keys, &digest)))
+        }
+        _ => None,
+    };
     // 1. path hygiene
     let path = request.path_only();
     if !path_is_clean(path) {
@@ -625,19 +636,13 @@ fn decide_steps<'a>(
     }
     // 4-5. credentials: the gateway's apikey, the request's API key, the
     // gateway's user, the request's user id
-    let gateway_key = gateway.filter(|g| g.is_key());
     let gateway_user = gateway.filter(|g| !g.is_key());
     let caller = if let Some(gateway) = gateway_key {
         match gateway_caller(snap, gateway, now, &mut d) {
             Ok(caller) => caller,
             Err(reason) => return d.deny(reason),
         }
-    } else if let Some(raw_key) = request.api_key.as_deref() {
-        let digest = key_digest(raw_key);
-        let known = snap
-            .key_by_hash
-            .get(&digest)
-            .and_then(|&k| snap.keys.get(k as usize));
+    } else if let Some((digest, known)) = request_key {
         let looked_up = external.filter(|e| e.digest == digest).map(|e| &e.entry);
         let Some(key) = known.or(looked_up) else {
             return d.deny(Reason::InvalidApiKey);
@@ -756,7 +761,10 @@ fn decide_steps<'a>(
     if let Caller::App { app, .. } = caller {
         let mut subscribed = false;
         let mut env_allowed = false;
-        let products = snap.apps.get(app as usize).map_or(&[][..], |a| &a.products);
+        let products = snap
+            .apps
+            .get(app as usize)
+            .map_or(&[][..], |a| &*a.products);
         for product in products
             .iter()
             .filter_map(|&p| snap.products.get(p as usize))

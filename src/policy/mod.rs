@@ -8,6 +8,7 @@ pub mod decide;
 pub mod document;
 pub mod error;
 pub mod load;
+mod lookup;
 pub mod reason;
 pub mod request;
 pub mod snapshot;

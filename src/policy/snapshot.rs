@@ -7,6 +7,7 @@
 
 use super::document::*;
 use super::error::{InvalidSnapshot, Problem};
+pub(crate) use super::lookup::{IdxList, Inline, KeyIndex, RouteIndex};
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -23,14 +24,12 @@ pub struct Snapshot {
     pub(crate) envs: FxHashMap<Box<str>, Idx>,
     pub(crate) routes: Vec<RouteEntry>,
     /// Normalized path prefix → candidate routes, best first.
-    pub(crate) routes_by_prefix: FxHashMap<Box<str>, Vec<Idx>>,
-    /// Length of the longest normalized route prefix.
-    pub(crate) longest_prefix: usize,
+    pub(crate) route_index: RouteIndex,
     pub(crate) apps: Vec<AppEntry>,
     pub(crate) app_by_id: FxHashMap<Box<str>, Idx>,
     pub(crate) products: Vec<ProductEntry>,
     pub(crate) keys: Vec<KeyEntry>,
-    pub(crate) key_by_hash: FxHashMap<[u8; 32], Idx>,
+    pub(crate) key_index: KeyIndex,
     pub(crate) users: Vec<UserEntry>,
     pub(crate) user_by_id: FxHashMap<Box<str>, Idx>,
     pub(crate) grants: Vec<Grants>,
@@ -80,7 +79,7 @@ pub(crate) struct OrgEntry {
     pub parent: Option<Idx>,
     pub suspended: bool,
     pub expires_at: Option<Timestamp>,
-    pub envs: Box<[Idx]>,
+    pub envs: IdxList,
 }
 
 #[derive(Debug)]
@@ -109,7 +108,7 @@ pub(crate) struct AppEntry {
     pub principal: Box<str>,
     pub org: Idx,
     pub approved: bool,
-    pub products: Box<[Idx]>,
+    pub products: IdxList,
     /// The app's grants in its own organization, the usual tenant: found here
     /// rather than by a probe into the large `grants_by_principal` map (a cold
     /// cache line per decision in snapshots with millions of keys).
@@ -119,19 +118,21 @@ pub(crate) struct AppEntry {
 #[derive(Debug)]
 pub(crate) struct ProductEntry {
     /// Sorted route indexes.
-    pub routes: Box<[Idx]>,
+    pub routes: IdxList,
     /// Resolved: an empty list in the document means every environment of the organization.
-    pub envs: Box<[Idx]>,
+    pub envs: IdxList,
 }
 
 #[derive(Debug)]
 pub(crate) struct KeyEntry {
+    /// SHA-256 of the raw key.
+    pub digest: [u8; 32],
     pub app: Idx,
     pub status: KeyStatus,
     pub expires_at: Option<Timestamp>,
     pub read_only: bool,
     /// `None` when the key lists no environments (no restriction of its own).
-    pub envs: Option<Box<[Idx]>>,
+    pub envs: Option<IdxList>,
 }
 
 #[derive(Debug)]
@@ -154,7 +155,7 @@ pub(crate) struct Grants {
     /// The strongest right held on any team of the tenant.
     pub best_team_right: Option<Right>,
     /// Bit set over the distinct permissions that routes require.
-    pub permissions: Box<[u64]>,
+    pub permissions: Inline<u64, 2>,
 }
 
 impl Grants {
@@ -226,6 +227,7 @@ impl Snapshot {
         Ok(super::decide::ExternalKey {
             digest,
             entry: KeyEntry {
+                digest,
                 app,
                 status: key.status,
                 expires_at,
@@ -466,7 +468,7 @@ impl<'d> Compiler<'d> {
         let group_roles = self.compile_groups();
         let products = self.compile_products(&orgs);
         let mut apps = self.compile_apps();
-        let (keys, key_by_hash) = self.compile_keys(&orgs, &apps);
+        let keys = self.compile_keys(&orgs, &apps);
 
         let mut grants = GrantTable::new(doc, &team_org, &role_bits, permission_bits.len());
         // Apps: their organization covers itself and its sub-organizations.
@@ -589,7 +591,7 @@ impl<'d> Compiler<'d> {
         }
 
         let org_by_name = org_names(&orgs);
-        let (routes_by_prefix, longest_prefix) = route_table(&routes);
+        let route_index = route_table(&routes);
         let stats = SnapshotStats {
             organizations: orgs.len(),
             teams: doc.teams.len(),
@@ -600,19 +602,20 @@ impl<'d> Compiler<'d> {
             grants: grants.grants.len(),
         };
         link_home_grants(&mut apps, &grants.by_principal);
+        // Digests were checked unique above.
+        let key_index = KeyIndex::build(&keys).unwrap_or_default();
         Ok(Snapshot {
             revision: doc.revision.as_str().into(),
             orgs,
             org_by_name,
             envs: self.envs,
             routes,
-            routes_by_prefix,
-            longest_prefix,
+            route_index,
             app_by_id: ids_by_principal(apps.iter().map(|a| &*a.principal), "app:"),
             apps,
             products,
             keys,
-            key_by_hash,
+            key_index,
             user_by_id: ids_by_principal(user_entries.iter().map(|u| &*u.principal), "user:"),
             users: user_entries,
             grants: grants.grants,
@@ -982,7 +985,7 @@ impl<'d> Compiler<'d> {
     ) -> Box<[Idx]> {
         let Some(org) = org else { return Box::new([]) };
         if listed.is_empty() {
-            return org.envs.clone();
+            return Box::from(&*org.envs);
         }
         let mut out = Vec::with_capacity(listed.len());
         for env in listed {
@@ -1025,7 +1028,7 @@ impl<'d> Compiler<'d> {
             );
             out.push(ProductEntry {
                 routes: routes.into(),
-                envs,
+                envs: envs.into(),
             });
         }
         out
@@ -1118,25 +1121,22 @@ impl<'d> Compiler<'d> {
                 principal: format!("app:{}", app.id).into(),
                 org: org.unwrap_or(0),
                 approved: app.status == AppStatus::Approved,
-                products: products.into(),
+                products: IdxList::from(products),
                 home_grants: None,
             });
         }
         out
     }
 
-    fn compile_keys(
-        &mut self,
-        orgs: &[OrgEntry],
-        apps: &[AppEntry],
-    ) -> (Vec<KeyEntry>, FxHashMap<[u8; 32], Idx>) {
+    fn compile_keys(&mut self, orgs: &[OrgEntry], apps: &[AppEntry]) -> Vec<KeyEntry> {
         let doc = self.doc;
         let mut keys = Vec::with_capacity(doc.api_keys.len());
         let mut by_hash: FxHashMap<[u8; 32], Idx> = FxHashMap::default();
         by_hash.reserve(doc.api_keys.len());
         for (i, key) in doc.api_keys.iter().enumerate() {
             let app = self.resolve("app", "api_key", &key.id, "app", &key.app);
-            match decode_sha256_hex(&key.sha256) {
+            let digest = decode_sha256_hex(&key.sha256);
+            match digest {
                 None => self.problem(
                     "api_key",
                     &key.id,
@@ -1164,14 +1164,16 @@ impl<'d> Compiler<'d> {
             let envs = (!key.environments.is_empty())
                 .then(|| self.resolve_envs("api_key", &key.id, &key.environments, org));
             keys.push(KeyEntry {
+                // A key without a valid digest fails the compilation.
+                digest: digest.unwrap_or_default(),
                 app: app.unwrap_or(0),
                 status: key.status,
                 expires_at,
                 read_only: key.read_only,
-                envs,
+                envs: envs.map(|e| IdxList::from(e.into_vec())),
             });
         }
-        (keys, by_hash)
+        keys
     }
 }
 
@@ -1317,15 +1319,13 @@ impl<'a> GrantTable<'a> {
 
 /// Candidates per normalized prefix, best first: routes listing hosts, then routes
 /// listing methods, then document order; and the longest prefix.
-pub(crate) fn route_table(routes: &[RouteEntry]) -> (FxHashMap<Box<str>, Vec<Idx>>, usize) {
-    let mut table: FxHashMap<Box<str>, Vec<Idx>> = FxHashMap::default();
+pub(crate) fn route_table(routes: &[RouteEntry]) -> RouteIndex {
+    let mut table: FxHashMap<&str, Vec<Idx>> = FxHashMap::default();
     for (i, route) in routes.iter().enumerate() {
-        table
-            .entry(route.prefix.clone())
-            .or_default()
-            .push(i as Idx);
+        table.entry(&route.prefix).or_default().push(i as Idx);
     }
-    for candidates in table.values_mut() {
+    let mut groups: Vec<(&str, Vec<Idx>)> = table.into_iter().collect();
+    for (_, candidates) in &mut groups {
         candidates.sort_by_key(|&i| {
             let route = routes.get(i as usize);
             let hosts = route.is_some_and(|r| !r.hosts.is_empty());
@@ -1333,8 +1333,7 @@ pub(crate) fn route_table(routes: &[RouteEntry]) -> (FxHashMap<Box<str>, Vec<Idx
             (!hosts, !methods, i)
         });
     }
-    let longest = table.keys().map(|p| p.len()).max().unwrap_or(1);
-    (table, longest)
+    RouteIndex::build(&groups)
 }
 
 /// Points every app at its grants in its own organization.
