@@ -20,7 +20,7 @@ From that rule set this script writes, into OUT_DIR:
                            permission url_path prefix, principals = its keys (x-api-key exact)
   lua.json                 Envoy + envoy.filters.http.lua: a Lua table key -> prefix
   tenantgate.json          Envoy + tenantgate with the 1k-key snapshot inline
-  tenantgate_100k.json     Envoy + tenantgate with a 100k-key snapshot inline (memory only)
+  tenantgate_100k.json     Envoy + tenantgate with a 100k-key snapshot inline, compiled (memory only)
   requests.lua             wrk script cycling through the rule set's requests (all allowed)
 
 All configurations are JSON (a YAML subset Envoy reads directly; no quoting of a multi-MB
@@ -224,6 +224,8 @@ def main():
     ap.add_argument("--policyctl", required=True)
     ap.add_argument("--tenantgate-wasm", required=True)
     ap.add_argument("--empty-wasm", required=True)
+    ap.add_argument("--mimic-wasm", required=True)
+    ap.add_argument("--mimic-batched-wasm", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--orgs", type=int, default=10)
     ap.add_argument("--keys", type=int, default=1000)
@@ -262,15 +264,24 @@ def main():
     big_path = os.path.join(a.out, "snapshot-100k.json")
     with open(big_path, "w") as f:
         f.write(policyctl(a.policyctl, "generate", "--orgs", str(a.orgs), "--keys", str(a.big_keys), "--seed", str(a.seed)))
-    plugin_100k = policyctl(a.policyctl, "plugin-config", "--policy", big_path, "--environment", "prod").strip()
+    # Compiled (base64, `snapshot.compiled`), as the README recommends for large snapshots:
+    # each VM loads it without parsing JSON.
+    plugin_100k = policyctl(a.policyctl, "plugin-config", "--policy", big_path, "--environment", "prod",
+                            "--compiled", "true").strip()
 
     configs = {
         "none": base_config([]),
         "empty_wasm": base_config([wasm_filter("empty", a.empty_wasm)]),
+        "mimic_wasm": base_config([wasm_filter("mimic", a.mimic_wasm)]),
+        "mimic_batched_wasm": base_config([wasm_filter("mimic", a.mimic_batched_wasm)]),
         "rbac": base_config([rbac_filter(rules)]),
         "lua": base_config([lua_filter(rules)]),
         "tenantgate": base_config([wasm_filter("tenantgate", a.tenantgate_wasm, plugin_1k)]),
         "tenantgate_100k": base_config([wasm_filter("tenantgate", a.tenantgate_wasm, plugin_100k)]),
+        # For the breakdown of tenantgate's cost (CONFIGS=... bench/envoy/run.sh): the same
+        # filter recording no filter state (each recorded value is a host call).
+        "tenantgate_no_filter_state": base_config([wasm_filter(
+            "tenantgate", a.tenantgate_wasm, json.dumps({**json.loads(plugin_1k), "filter_state": "none"}))]),
     }
     for name, doc in configs.items():
         write_json(os.path.join(a.out, f"{name}.json"), doc)

@@ -5,9 +5,10 @@
 # Writes target/bench/envoy.json (medians, ratios to no filter). See bench/envoy/README.md.
 #
 # Environment (defaults in brackets):
-#   ROUNDS [5]  DURATION [5] seconds measured  WARMUP [2] seconds  CONNECTIONS [16]
+#   ROUNDS [5]  DURATION [4] seconds measured  WARMUP [1] second  CONNECTIONS [16]
 #   ENVOY_CPU [0]  WRK_CPU [1]  (taskset core lists)
 #   SKIP_BUILD=1   reuse dist/tenantgate.wasm, policyctl and the empty filter as they are
+#   CONFIGS ["none empty_wasm mimic_wasm rbac lua tenantgate"]  MEMORY [1] (0: no 100k-key RSS)
 #   TENANTGATE_ENVOY  Envoy binary [.venv/bin/envoy]
 set -euo pipefail
 unset RUST_BACKTRACE
@@ -16,8 +17,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
 ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-5}
-WARMUP=${WARMUP:-2}
+DURATION=${DURATION:-4}
+WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-16}
 ENVOY_CPU=${ENVOY_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
@@ -32,7 +33,13 @@ POLICYCTL=$ROOT/target/release/policyctl
 WASM=$ROOT/dist/tenantgate.wasm
 EMPTY_TARGET=$ROOT/target/bench/empty-filter
 EMPTY_WASM=$OUT/empty_filter.wasm
-CONFIGS=(none empty_wasm rbac lua tenantgate)
+# mimic_wasm (measured by default): the empty filter making tenantgate's host calls for an
+# allowed request with constant values and no policy work, so tenantgate minus mimic_wasm is
+# the work inside the VM. More breakdown: CONFIGS="none empty_wasm mimic_wasm
+# mimic_batched_wasm tenantgate tenantgate_no_filter_state" (mimic_batched_wasm: the six
+# header writes as one proxy_set_header_map_pairs). MEMORY=0 skips the 100k-key RSS.
+read -r -a CONFIGS <<<"${CONFIGS:-none empty_wasm mimic_wasm rbac lua tenantgate}"
+MEMORY=${MEMORY:-1}
 CLK_TCK=$(getconf CLK_TCK)
 
 ENVOY_PID=
@@ -82,23 +89,31 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     make --no-print-directory dist
     cargo build --quiet --release --bin policyctl
     (cd "$BENCH_DIR/empty-filter" &&
-        CARGO_TARGET_DIR=$EMPTY_TARGET cargo build --quiet --release --target wasm32-wasip1)
+        CARGO_TARGET_DIR=$EMPTY_TARGET cargo build --quiet --release --target wasm32-wasip1 &&
+        CARGO_TARGET_DIR=$EMPTY_TARGET-mimic cargo build --quiet --release --target wasm32-wasip1 --features mimic &&
+        CARGO_TARGET_DIR=$EMPTY_TARGET-batched cargo build --quiet --release --target wasm32-wasip1 --features batched)
 fi
 [[ -f $WASM && -x $POLICYCTL ]] || die "dist/tenantgate.wasm or policyctl missing (run without SKIP_BUILD)"
 raw_empty=$EMPTY_TARGET/wasm32-wasip1/release/empty_filter.wasm
 [[ -f $raw_empty ]] || die "$raw_empty missing (run without SKIP_BUILD)"
+raw_mimic=$EMPTY_TARGET-mimic/wasm32-wasip1/release/empty_filter.wasm
+MIMIC_WASM=$OUT/mimic_filter.wasm
+raw_batched=$EMPTY_TARGET-batched/wasm32-wasip1/release/empty_filter.wasm
+BATCHED_WASM=$OUT/mimic_batched_filter.wasm
 # Same post-processing as `make dist` gives tenantgate.wasm, when wasm-opt is there.
-if command -v wasm-opt >/dev/null 2>&1; then
-    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-        --enable-mutable-globals --enable-multivalue --enable-reference-types \
-        "$raw_empty" -o "$EMPTY_WASM"
-else
-    cp "$raw_empty" "$EMPTY_WASM"
-fi
+for pair in "$raw_empty:$EMPTY_WASM" "$raw_mimic:$MIMIC_WASM" "$raw_batched:$BATCHED_WASM"; do
+    if command -v wasm-opt >/dev/null 2>&1; then
+        wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+            --enable-mutable-globals --enable-multivalue --enable-reference-types \
+            "${pair%%:*}" -o "${pair#*:}"
+    else
+        cp "${pair%%:*}" "${pair#*:}"
+    fi
+done
 
 say "== configurations (bench/envoy/gen.py)"
 python3 "$BENCH_DIR/gen.py" --policyctl "$POLICYCTL" --tenantgate-wasm "$WASM" \
-    --empty-wasm "$EMPTY_WASM" --out "$OUT"
+    --empty-wasm "$EMPTY_WASM" --mimic-wasm "$MIMIC_WASM" --mimic-batched-wasm "$BATCHED_WASM" --out "$OUT"
 
 # ---------------------------------------------------------------------------------------------
 # One Envoy
@@ -157,7 +172,7 @@ print(a["key"], a["path"], b["path"])' "$OUT/rules.json")
     cross=$(status_of -H "x-api-key: $key" "$base$other")
     say "  check $name: allowed $ok, unknown key $bad, other org's prefix $cross"
     [[ $ok == 200 ]] || die "$name: an allowed request got $ok"
-    if [[ $name != none && $name != empty_wasm ]]; then
+    if [[ $name != none && $name != empty_wasm && $name != mimic* ]]; then
         [[ $bad =~ ^40[13]$ && $cross == 403 ]] || die "$name: does not deny (unknown key $bad, other org $cross)"
     fi
 }
@@ -235,7 +250,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for name in "${CONFIGS[@]}"; do
         measure "$round" "$name"
     done
-    memory_only "$round" tenantgate_100k
+    [[ $MEMORY == 0 ]] || memory_only "$round" tenantgate_100k
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 

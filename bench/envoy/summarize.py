@@ -39,8 +39,10 @@ def main():
     for r in runs:
         by.setdefault(r["config"], []).append(r)
 
+    # The standard five, then any breakdown configuration that was measured (CONFIGS=...).
+    names = CONFIGS + [n for n in by if n not in CONFIGS and n != "tenantgate_100k"]
     envoy = {}
-    for name in CONFIGS:
+    for name in names:
         rs = by.get(name, [])
         envoy[name] = {m: median([r.get(m) for r in rs]) for m in METRICS}
         for m in ("rps", "cpu_us_per_req"):
@@ -48,7 +50,7 @@ def main():
                 envoy[name][m] = round(envoy[name][m], 1)
         envoy[name]["runs"] = len(rs)
     none = envoy["none"]
-    for name in CONFIGS:
+    for name in names:
         e = envoy[name]
         e["ratio_to_none"] = {m: ratio(e[m], none[m]) for m in METRICS}
         if e["cpu_us_per_req"] is not None and none["cpu_us_per_req"] is not None:
@@ -66,7 +68,7 @@ def main():
                 out.append(rr[name]["cpu_us_per_req"] - rr["none"]["cpu_us_per_req"])
         return median(out)
 
-    added = {n: per_round_added(n) for n in CONFIGS if n != "none"}
+    added = {n: per_round_added(n) for n in names if n != "none"}
     tg, ew = envoy["tenantgate"].get("added_cpu_us_per_req"), envoy["empty_wasm"].get("added_cpu_us_per_req")
 
     def rss(name):
@@ -117,7 +119,7 @@ def main():
     def fmt(v, spec):
         return format(v, spec) if v is not None else "-"
 
-    for name in CONFIGS:
+    for name in names:
         e = envoy[name]
         r = e["ratio_to_none"]
         print(f"{name:<12}{fmt(e['rps'], '10.0f')}{fmt(e['p50_us'], '9.0f')}{fmt(e['p99_us'], '9.0f')}{fmt(e['cpu_us_per_req'], '12.1f')}"

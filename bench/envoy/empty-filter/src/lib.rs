@@ -12,6 +12,7 @@ const REQUEST_HEADERS: u32 = 0;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    #[cfg(not(feature = "mimic"))]
     fn proxy_get_header_map_value(
         map: u32,
         key: *const u8,
@@ -26,6 +27,107 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    #[cfg(feature = "mimic")]
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    #[cfg(feature = "mimic")]
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    #[cfg(feature = "batched")]
+    fn proxy_set_header_map_pairs(map: u32, data: *const u8, size: usize) -> u32;
+    #[cfg(feature = "mimic")]
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    #[cfg(feature = "mimic")]
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    #[cfg(feature = "mimic")]
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+/// The encoded header map `read` (proxy-wasm encoding) plus `extra` pairs.
+#[cfg(feature = "batched")]
+fn with_annotations(read: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
+    let u32_at = |at: usize| {
+        read.get(at..at + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = u32_at(0);
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut data = 4 + count * 8;
+    for n in 0..count {
+        let (nl, vl) = (u32_at(4 + n * 8), u32_at(8 + n * 8));
+        let name = &read[data..data + nl];
+        data += nl + 1;
+        let value = &read[data..data + vl];
+        data += vl + 1;
+        pairs.push((name, value));
+    }
+    pairs.extend(extra.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (n, v) in &pairs {
+        out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (n, v) in &pairs {
+        out.extend_from_slice(n);
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+/// tenantgate's host calls for an allowed request, constant values.
+#[cfg(feature = "mimic")]
+fn mimic(counter: u32) {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    let annotations = [
+        ("x-tenant-id", "org-1"),
+        ("x-tenant-handle", "org-1"),
+        ("x-tenant-teams", "org-1-dev"),
+        ("x-tenant-roles", "developer"),
+        ("x-principal", "app:app-1"),
+        ("x-policy-revision", "gen-1-10-1000"),
+    ];
+    unsafe {
+        let mut read = Vec::new();
+        if proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) == 0 && !data.is_null() {
+            read = Vec::from_raw_parts(data, size, size);
+            std::hint::black_box(&read);
+        }
+        let mut now = 0u64;
+        proxy_get_current_time_nanoseconds(&mut now);
+        proxy_increment_metric(counter, 1);
+        #[cfg(feature = "batched")]
+        {
+            let map = with_annotations(&read, &annotations);
+            proxy_set_header_map_pairs(REQUEST_HEADERS, map.as_ptr(), map.len());
+        }
+        #[cfg(not(feature = "batched"))]
+        for (name, value) in annotations {
+            proxy_replace_header_map_value(
+                REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            );
+        }
+        let _ = &read;
+        for (key, value) in [
+            ("tenantgate.decision", "allow"),
+            ("tenantgate.route", "org-1-orders"),
+            ("tenantgate.tenant", "org-1"),
+            ("tenantgate.principal", "app:app-1"),
+        ] {
+            // As tenantgate's filter passes it (Envoy stores `wasm.<key>`).
+            proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len());
+        }
+    }
 }
 
 proxy_wasm::main! {{
@@ -38,7 +140,18 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter))
+        #[cfg(feature = "mimic")]
+        let counter = {
+            let name = "mimic.allowed";
+            let mut id = 0u32;
+            // Defining an existing metric returns its id (tenantgate defines its
+            // counters once, at configuration; this is per request, a little more).
+            unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) };
+            id
+        };
+        #[cfg(not(feature = "mimic"))]
+        let counter = 0;
+        Some(Box::new(Filter { counter }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -46,40 +159,51 @@ impl RootContext for Root {
     }
 }
 
-struct Filter;
+struct Filter {
+    #[cfg_attr(not(feature = "mimic"), allow(dead_code))]
+    counter: u32,
+}
 
 impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let key = b"x-api-key";
-        let mut data: *mut u8 = std::ptr::null_mut();
-        let mut size: usize = 0;
-        let status = unsafe {
-            proxy_get_header_map_value(
-                REQUEST_HEADERS,
-                key.as_ptr(),
-                key.len(),
-                &mut data,
-                &mut size,
-            )
-        };
-        if status == 0 && !data.is_null() {
-            // The host allocated the value through the SDK's proxy_on_memory_allocate
-            // (a Vec<u8> of exactly `size` bytes); take it back so it is freed.
-            let value = unsafe { Vec::from_raw_parts(data, size, size) };
-            std::hint::black_box(&value);
-        }
-        let (name, value) = (b"x-bench", b"1");
-        unsafe {
-            proxy_replace_header_map_value(
-                REQUEST_HEADERS,
-                name.as_ptr(),
-                name.len(),
-                value.as_ptr(),
-                value.len(),
-            );
-        }
+        #[cfg(feature = "mimic")]
+        mimic(self.counter);
+        #[cfg(not(feature = "mimic"))]
+        read_one_write_one();
         Action::Continue
+    }
+}
+
+#[cfg(not(feature = "mimic"))]
+fn read_one_write_one() {
+    let key = b"x-api-key";
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    let status = unsafe {
+        proxy_get_header_map_value(
+            REQUEST_HEADERS,
+            key.as_ptr(),
+            key.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    if status == 0 && !data.is_null() {
+        // The host allocated the value through the SDK's proxy_on_memory_allocate
+        // (a Vec<u8> of exactly `size` bytes); take it back so it is freed.
+        let value = unsafe { Vec::from_raw_parts(data, size, size) };
+        std::hint::black_box(&value);
+    }
+    let (name, value) = (b"x-bench", b"1");
+    unsafe {
+        proxy_replace_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        );
     }
 }
