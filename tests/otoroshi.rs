@@ -959,8 +959,9 @@ fn wasm_imports(bytes: &[u8]) -> Vec<(String, String)> {
 #[ignore]
 fn measure_per_call_cost() {
     use std::time::Duration;
-    let (generated, gen_uri, gen_key) = generated_world(10_000);
-    let (large, large_uri, large_key) = generated_world(100_000);
+    let (generated, gen_uri, gen_key) = generated_world(200, 10_000);
+    let (large, large_uri, large_key) = generated_world(200, 100_000);
+    let (wide, wide_uri, wide_key) = generated_world(2_000, 100_000);
     let worlds = [
         (
             "policies/demo.json",
@@ -982,6 +983,14 @@ fn measure_per_call_cost() {
             large,
             large_uri,
             large_key,
+            &["baked"][..],
+        ),
+        // Ten times the organizations and routes: what a baked call still decodes whole.
+        (
+            "generated 100k keys, 2,000 organizations",
+            wide,
+            wide_uri,
+            wide_key,
             &["baked"][..],
         ),
     ];
@@ -1007,10 +1016,10 @@ fn measure_per_call_cost() {
     measure_worlds(worlds, median);
 }
 
-/// A generated world of `keys` keys (200 organizations), with a key that is
+/// A generated world of `orgs` organizations and `keys` keys, with a key that is
 /// allowed on a catalog route of its organization (found with the core).
-fn generated_world(keys: usize) -> (Value, String, String) {
-    let generated = tenantgate::cli::generate::generate(200, keys, 42);
+fn generated_world(orgs: usize, keys: usize) -> (Value, String, String) {
+    let generated = tenantgate::cli::generate::generate(orgs, keys, 42);
     let compiled_world = tenantgate::policy::load_snapshot(&generated.to_string()).unwrap();
     let now = tenantgate::policy::Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
     let (gen_key, gen_uri) = (0..generated["api_keys"].as_array().unwrap().len())

@@ -999,8 +999,34 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
             .unwrap();
         item[field] = value;
     }
-    let demo_full = policy::load_snapshot(&demo_doc.to_string()).unwrap();
-    let demo_bytes = encode(&demo_full);
+    // The demo as it is, and with the parent of `research` and `retail`
+    // suspended or expired (a partial snapshot must carry a tenant's ancestors).
+    let mut worlds = vec![demo_doc.clone()];
+    for (field, value) in [
+        ("status", json!("suspended")),
+        ("expires_at", json!("2026-01-01T00:00:00Z")),
+    ] {
+        let mut doc = demo_doc.clone();
+        let acme = doc["organizations"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|o| o["id"] == "acme")
+            .unwrap();
+        acme[field] = value;
+        if field == "expires_at" {
+            acme["type"] = json!("evaluation");
+        }
+        worlds.push(doc);
+    }
+    let worlds: Vec<(Snapshot, Vec<u8>)> = worlds
+        .iter()
+        .map(|doc| {
+            let full = policy::load_snapshot(&doc.to_string()).unwrap();
+            let bytes = encode(&full);
+            (full, bytes)
+        })
+        .collect();
     let mut rng = Rng(4242);
     let client_ids = ["oto-ops", "oto-shop-2", "oto-nobody", ""];
     let emails = [
@@ -1016,7 +1042,8 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
         "ghost".to_string(),
     ];
     let loc_tenants = ["acme-corp", "acme", "globex-research", "nowhere"];
-    for _ in 0..6_000 {
+    for n in 0..9_000 {
+        let (demo_full, demo_bytes) = &worlds[n % worlds.len()];
         let r = random_request(&mut rng);
         let request =
             Request::from_parts(&Sources::default(), &r.method, &r.host, &r.path, &r.headers);
@@ -1034,12 +1061,13 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
         match gateway {
             0 => {
                 wanted.client_id = Some(client_id);
+                wanted.location_tenant = location.map(|l| l.tenant);
                 wanted.location_teams = teams;
             }
             1 => wanted.email = Some(email),
             _ => {}
         }
-        let part = no_panic("decode_for", &request, || decode_for(&demo_bytes, &wanted)).unwrap();
+        let part = no_panic("decode_for", &request, || decode_for(demo_bytes, &wanted)).unwrap();
         let decide = |snapshot: &Snapshot| {
             let caller = match gateway {
                 0 => Some(snapshot.gateway_apikey(client_id, read_only, location)),
@@ -1050,7 +1078,7 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
             serde_json::to_value(decision.explain(Mode::Audit)).unwrap()
         };
         assert_eq!(
-            decide(&demo_full),
+            decide(demo_full),
             decide(&part),
             "{r:?} gateway {gateway} {client_id} {email}"
         );
@@ -1100,10 +1128,13 @@ fn partial_decoding_of_corrupt_bytes_never_panics() {
     let bytes = encode(&demo());
     let digest = policy::decide::key_digest("demo-storefront-key");
     let wanted = Wanted {
+        path: Some("/orders/1"),
         key_digest: Some(digest),
         user_id: Some("alice"),
+        tenant_selector: Some("acme"),
         client_id: Some("x"),
         email: Some("a@b"),
+        location_tenant: Some("research-dept"),
         location_teams: &["acme-platform".to_string()],
     };
     assert!(decode_for(&bytes, &wanted).is_ok());

@@ -304,6 +304,7 @@ impl<'c> GatewayIdentity<'c> {
                 ..
             } => {
                 wanted.client_id = Some(client_id);
+                wanted.location_tenant = location.map(|l| l.tenant);
                 wanted.location_teams = location.map_or(&[], |l| l.teams);
             }
             GatewayIdentity::User(email) => wanted.email = Some(email),

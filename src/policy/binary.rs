@@ -6,11 +6,19 @@
 //! reads the compiled vectors and rebuilds the hash indexes, so a large
 //! snapshot loads in a fraction of the time and memory.
 //!
-//! The collections that grow with the number of principals (apps, keys, users,
-//! grants) are tables with an offset per record, kept sorted where they are
-//! searched (keys by digest, the id indexes by id), so that [`decode_for`] can
-//! read just what one request needs: the Otoroshi plug-in is instantiated
-//! afresh for every call and cannot afford to load 10k keys to look up one.
+//! Every collection but the environments is a table with an offset per record,
+//! kept sorted where it is searched (keys by digest) or accompanied by a sorted
+//! index (route prefixes, organization names, app, user and Otoroshi ids), so
+//! that [`decode_for`] can read just what one request needs: the Otoroshi
+//! plug-in is instantiated afresh for every call and cannot afford to load
+//! 10k keys or 2,000 organizations to decide one request.
+//!
+//! Layout after the magic: revision, counts, environment names; tables of
+//! organizations, organization names, routes; the longest route prefix; tables
+//! of route prefixes (with their candidate routes, best first), products, apps,
+//! keys, users, grants; the sorted fixed records of grant references and
+//! invitations; the id indexes of apps, users, Otoroshi client ids, e-mails and
+//! team ids.
 //!
 //! The format is versioned by its magic; everything is little-endian, lengths
 //! are `u32`, and every read is bounds-checked so that a truncated or hostile
@@ -19,9 +27,9 @@
 
 use super::document::{KeyStatus, Right};
 use super::snapshot::{
-    ids_by_principal, link_home_grants, org_names, route_table, AppEntry, GatewayIds, Grants, Idx,
-    IdxList, KeyEntry, KeyIndex, OrgEntry, PrincipalRef, ProductEntry, RouteEntry, RouteTeams,
-    Snapshot, SnapshotStats, UserEntry,
+    ids_by_principal, link_home_grants, org_names, route_groups, route_table, route_walk, AppEntry,
+    GatewayIds, Grants, Idx, IdxList, KeyEntry, KeyIndex, OrgEntry, PrincipalRef, ProductEntry,
+    RouteEntry, RouteIndex, RouteTeams, Snapshot, SnapshotStats, UserEntry,
 };
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -518,39 +526,56 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     for name in envs {
         w.str(name);
     }
-    w.len(snapshot.orgs.len());
-    for org in &snapshot.orgs {
-        w.str(&org.id);
-        w.str(&org.handle);
-        w.opt_idx(org.parent);
-        w.u8(u8::from(org.suspended));
-        w.opt_time(org.expires_at);
-        w.idxs(&org.envs);
-    }
-    w.len(snapshot.routes.len());
-    for route in &snapshot.routes {
-        w.str(&route.id);
-        w.str(&route.prefix);
-        w.strs(&route.hosts);
-        w.strs(&route.methods);
-        w.opt_idx(route.tenant);
-        match &route.teams {
-            RouteTeams::Unrestricted => w.u8(0),
-            RouteTeams::AnyTeam => w.u8(1),
-            RouteTeams::Listed(teams) => {
-                w.u8(2);
-                w.idxs(teams);
-            }
+    w.table(snapshot.orgs.len(), &mut |w, i| {
+        if let Some(org) = snapshot.orgs.get(i) {
+            w.str(&org.id);
+            w.str(&org.handle);
+            w.opt_idx(org.parent);
+            w.u8(u8::from(org.suspended));
+            w.opt_time(org.expires_at);
+            w.idxs(&org.envs);
         }
-        w.opt_idx(route.read_permission);
-        w.opt_idx(route.write_permission);
-        w.u8(u8::from(route.public));
-    }
-    w.len(snapshot.products.len());
-    for product in &snapshot.products {
-        w.idxs(&product.routes);
-        w.idxs(&product.envs);
-    }
+    });
+    // Ids and handles as the snapshot resolves them (an id wins over a handle).
+    w.id_index(&id_entries(&snapshot.org_by_name));
+    w.table(snapshot.routes.len(), &mut |w, i| {
+        if let Some(route) = snapshot.routes.get(i) {
+            w.str(&route.id);
+            w.str(&route.prefix);
+            w.strs(&route.hosts);
+            w.strs(&route.methods);
+            w.opt_idx(route.tenant);
+            match &route.teams {
+                RouteTeams::Unrestricted => w.u8(0),
+                RouteTeams::AnyTeam => w.u8(1),
+                RouteTeams::Listed(teams) => {
+                    w.u8(2);
+                    w.idxs(teams);
+                }
+            }
+            w.opt_idx(route.read_permission);
+            w.opt_idx(route.write_permission);
+            w.u8(u8::from(route.public));
+        }
+    });
+    // Each prefix with its candidate routes, best first, sorted by prefix; and
+    // the longest prefix, where the route walk starts.
+    let groups = route_groups(&snapshot.routes);
+    let prefixes: Vec<&[u8]> = groups.iter().map(|(p, _)| p.as_bytes()).collect();
+    let order = sorted_unique(&prefixes);
+    w.len(snapshot.route_index.longest_prefix());
+    w.table(order.len(), &mut |w, i| {
+        if let Some((prefix, candidates)) = order.get(i).and_then(|&p| groups.get(p)) {
+            w.str(prefix);
+            w.idxs(candidates);
+        }
+    });
+    w.table(snapshot.products.len(), &mut |w, i| {
+        if let Some(product) = snapshot.products.get(i) {
+            w.idxs(&product.routes);
+            w.idxs(&product.envs);
+        }
+    });
     w.table(snapshot.apps.len(), &mut |w, i| {
         if let Some(app) = snapshot.apps.get(i) {
             w.str(&app.principal);
@@ -653,9 +678,12 @@ struct Parts<'b> {
     revision: Box<str>,
     stats: SnapshotStats,
     envs: FxHashMap<Box<str>, Idx>,
-    orgs: Vec<OrgEntry>,
-    routes: Vec<RouteEntry>,
-    products: Vec<ProductEntry>,
+    orgs: Table<'b>,
+    org_names: Table<'b>,
+    routes: Table<'b>,
+    longest_prefix: usize,
+    prefixes: Table<'b>,
+    products: Table<'b>,
     apps: Table<'b>,
     keys: Table<'b>,
     users: Table<'b>,
@@ -696,59 +724,16 @@ fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
     for i in 0..env_count {
         envs.insert(r.str()?, i as Idx);
     }
-    let org_count = r.len(8)?;
-    let mut orgs = Vec::with_capacity(org_count);
-    for _ in 0..org_count {
-        orgs.push(OrgEntry {
-            id: r.str()?,
-            handle: r.str()?,
-            parent: r.opt_idx(org_count)?,
-            suspended: r.bool()?,
-            expires_at: r.opt_time()?,
-            envs: r.idxs(env_count)?.into(),
-        });
-    }
-    let route_count = r.len(8)?;
-    let mut routes = Vec::with_capacity(route_count);
-    for _ in 0..route_count {
-        let id = r.str()?;
-        let prefix = r.str()?;
-        let hosts = r.strs()?;
-        let methods = r.strs()?;
-        let tenant = r.opt_idx(org_count)?;
-        let teams = match r.u8()? {
-            0 => RouteTeams::Unrestricted,
-            1 => RouteTeams::AnyTeam,
-            2 => RouteTeams::Listed(r.idxs(usize::MAX)?),
-            _ => return r.fail("not a route team rule"),
-        };
-        routes.push(RouteEntry {
-            id,
-            prefix,
-            hosts,
-            methods,
-            tenant,
-            teams,
-            read_permission: r.opt_idx(usize::MAX)?,
-            write_permission: r.opt_idx(usize::MAX)?,
-            public: r.bool()?,
-        });
-    }
-    let product_count = r.len(8)?;
-    let mut products = Vec::with_capacity(product_count);
-    for _ in 0..product_count {
-        products.push(ProductEntry {
-            routes: r.idxs(route_count)?.into(),
-            envs: r.idxs(env_count)?.into(),
-        });
-    }
     let parts = Parts {
         revision,
         stats,
         envs,
-        orgs,
-        routes,
-        products,
+        orgs: r.table()?,
+        org_names: r.table()?,
+        routes: r.table()?,
+        longest_prefix: r.u32()? as usize,
+        prefixes: r.table()?,
+        products: r.table()?,
         apps: r.table()?,
         keys: r.table()?,
         users: r.table()?,
@@ -766,13 +751,65 @@ fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
 }
 
 impl Parts<'_> {
+    fn org(&self, i: usize) -> Result<OrgEntry> {
+        let mut r = self.orgs.record(i)?;
+        let org = OrgEntry {
+            id: r.str()?,
+            handle: r.str()?,
+            parent: r.opt_idx(self.orgs.count)?,
+            suspended: r.bool()?,
+            expires_at: r.opt_time()?,
+            envs: r.idxs(self.envs.len())?.into(),
+        };
+        r.done()?;
+        Ok(org)
+    }
+
+    fn route(&self, i: usize) -> Result<RouteEntry> {
+        let mut r = self.routes.record(i)?;
+        let id = r.str()?;
+        let prefix = r.str()?;
+        let hosts = r.strs()?;
+        let methods = r.strs()?;
+        let tenant = r.opt_idx(self.orgs.count)?;
+        let teams = match r.u8()? {
+            0 => RouteTeams::Unrestricted,
+            1 => RouteTeams::AnyTeam,
+            2 => RouteTeams::Listed(r.idxs(usize::MAX)?),
+            _ => return r.fail("not a route team rule"),
+        };
+        let route = RouteEntry {
+            id,
+            prefix,
+            hosts,
+            methods,
+            tenant,
+            teams,
+            read_permission: r.opt_idx(usize::MAX)?,
+            write_permission: r.opt_idx(usize::MAX)?,
+            public: r.bool()?,
+        };
+        r.done()?;
+        Ok(route)
+    }
+
+    fn product(&self, i: usize) -> Result<ProductEntry> {
+        let mut r = self.products.record(i)?;
+        let product = ProductEntry {
+            routes: r.idxs(self.routes.count)?.into(),
+            envs: r.idxs(self.envs.len())?.into(),
+        };
+        r.done()?;
+        Ok(product)
+    }
+
     fn app(&self, i: usize) -> Result<AppEntry> {
         let mut r = self.apps.record(i)?;
         let app = AppEntry {
             principal: r.str()?,
-            org: r.idx(self.orgs.len())?,
+            org: r.idx(self.orgs.count)?,
             approved: r.bool()?,
-            products: IdxList::from(r.idxs(self.products.len())?.into_vec()),
+            products: IdxList::from(r.idxs(self.products.count)?.into_vec()),
             home_grants: None,
         };
         r.done()?;
@@ -811,7 +848,7 @@ impl Parts<'_> {
         let mut r = self.users.record(i)?;
         let user = UserEntry {
             principal: r.str()?,
-            default_tenant: r.opt_idx(self.orgs.len())?,
+            default_tenant: r.opt_idx(self.orgs.count)?,
         };
         r.done()?;
         Ok(user)
@@ -857,13 +894,13 @@ impl Parts<'_> {
         };
         Ok((
             principal,
-            r.idx_be(self.orgs.len())?,
+            r.idx_be(self.orgs.count)?,
             r.idx_be(self.grants.count)?,
         ))
     }
 
     fn pending_pair(&self, r: &mut Reader<'_>) -> Result<(Idx, Idx)> {
-        Ok((r.idx_be(self.users.count)?, r.idx_be(self.orgs.len())?))
+        Ok((r.idx_be(self.users.count)?, r.idx_be(self.orgs.count)?))
     }
 
     /// An (id, index) table read whole, checking each index against `bound`.
@@ -882,7 +919,7 @@ impl Parts<'_> {
     fn team(&self, r: &mut Reader<'_>) -> Result<(Box<str>, (Idx, Idx))> {
         let id = r.str()?;
         let team = r.idx(self.stats.teams)?;
-        let org = r.idx(self.orgs.len())?;
+        let org = r.idx(self.orgs.count)?;
         r.done()?;
         Ok((id, (team, org)))
     }
@@ -894,6 +931,18 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
     let parts = read_parts(bytes)?;
     // Plain loops rather than `collect::<Result<_>>()`: each such adapter
     // instantiation costs the filter module code size.
+    let mut orgs = Vec::with_capacity(parts.orgs.count);
+    for i in 0..parts.orgs.count {
+        orgs.push(parts.org(i)?);
+    }
+    let mut routes = Vec::with_capacity(parts.routes.count);
+    for i in 0..parts.routes.count {
+        routes.push(parts.route(i)?);
+    }
+    let mut products = Vec::with_capacity(parts.products.count);
+    for i in 0..parts.products.count {
+        products.push(parts.product(i)?);
+    }
     let mut apps = Vec::with_capacity(parts.apps.count);
     for i in 0..parts.apps.count {
         apps.push(parts.app(i)?);
@@ -930,6 +979,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
     parts.pending.check_sorted()?;
     parts.keys.check_sorted(digest_key)?;
     for index in [
+        &parts.org_names,
+        &parts.prefixes,
         &parts.app_ids,
         &parts.user_ids,
         &parts.client_ids,
@@ -950,18 +1001,18 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         let (id, team) = parts.team(&mut parts.teams.record(i)?)?;
         gateway.teams.insert(id, team);
     }
-    let route_index = route_table(&parts.routes);
+    let route_index = route_table(&routes);
     link_home_grants(&mut apps, &grants_by_principal);
     Ok(Snapshot {
         revision: parts.revision,
-        org_by_name: org_names(&parts.orgs),
-        orgs: parts.orgs,
+        org_by_name: org_names(&orgs),
+        orgs,
         envs: parts.envs,
         route_index,
-        routes: parts.routes,
+        routes,
         app_by_id,
         apps,
-        products: parts.products,
+        products,
         keys,
         key_index,
         user_by_id,
@@ -974,35 +1025,73 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
     })
 }
 
-/// The identities one request can be decided as: what [`decode_for`] loads.
+/// What one request can be decided as and by: what [`decode_for`] loads.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Wanted<'w> {
+    /// The request path without its query (the route walk).
+    pub path: Option<&'w str>,
     /// SHA-256 of the request's API key.
     pub key_digest: Option<[u8; 32]>,
     /// The user id header's value.
     pub user_id: Option<&'w str>,
+    /// The tenant selector header's value.
+    pub tenant_selector: Option<&'w str>,
     /// The gateway's apikey client id (Otoroshi).
     pub client_id: Option<&'w str>,
     /// The gateway's user e-mail or name (Otoroshi), as given.
     pub email: Option<&'w str>,
-    /// Team ids of the gateway apikey's location (Otoroshi `_loc`).
+    /// The organization and team ids of the gateway apikey's location (Otoroshi `_loc`).
+    pub location_tenant: Option<&'w str>,
     pub location_teams: &'w [String],
 }
 
 impl<'w> Wanted<'w> {
-    /// The request's own credentials: its API key and user id.
+    /// What the request itself names: its path, API key, user id and tenant selector.
     pub fn of(request: &'w super::Request<'_>) -> Wanted<'w> {
         Wanted {
+            path: Some(request.path_only()),
             key_digest: request.api_key.as_deref().map(super::decide::key_digest),
             user_id: request.user_id,
+            tenant_selector: request.tenant_selector,
             ..Wanted::default()
         }
     }
 }
 
-/// Collects the principals and grants of a partial snapshot, renumbered.
+fn placeholder_org() -> OrgEntry {
+    OrgEntry {
+        id: Box::default(),
+        handle: Box::default(),
+        parent: None,
+        suspended: false,
+        expires_at: None,
+        envs: Vec::new().into(),
+    }
+}
+
+fn placeholder_route() -> RouteEntry {
+    RouteEntry {
+        id: Box::default(),
+        prefix: Box::default(),
+        hosts: Box::default(),
+        methods: Box::default(),
+        tenant: None,
+        teams: RouteTeams::Unrestricted,
+        read_permission: None,
+        write_permission: None,
+        public: false,
+    }
+}
+
+/// A partial snapshot being collected. Organizations, routes and products keep
+/// their indexes (entries not needed stay empty placeholders, which cost no
+/// allocation); apps, users and grants are renumbered.
 struct Subset<'p, 'b> {
     parts: &'p Parts<'b>,
+    orgs: Vec<OrgEntry>,
+    org_loaded: Vec<bool>,
+    products: Vec<ProductEntry>,
+    product_loaded: Vec<bool>,
     /// (index in the encoded snapshot, index here).
     apps: Vec<(Idx, Idx)>,
     users: Vec<(Idx, Idx)>,
@@ -1019,6 +1108,35 @@ fn local(map: &[(Idx, Idx)], global: Idx) -> Option<Idx> {
 }
 
 impl Subset<'_, '_> {
+    /// Organization `i` and its ancestors.
+    fn org(&mut self, i: Idx) -> Result<()> {
+        let mut next = Some(i);
+        while let Some(i) = next {
+            match self.org_loaded.get_mut(i as usize) {
+                Some(loaded) if !*loaded => *loaded = true,
+                _ => return Ok(()),
+            }
+            let org = self.parts.org(i as usize)?;
+            next = org.parent;
+            if let Some(slot) = self.orgs.get_mut(i as usize) {
+                *slot = org;
+            }
+        }
+        Ok(())
+    }
+
+    fn product(&mut self, i: Idx) -> Result<()> {
+        match self.product_loaded.get_mut(i as usize) {
+            Some(loaded) if !*loaded => *loaded = true,
+            _ => return Ok(()),
+        }
+        let product = self.parts.product(i as usize)?;
+        if let Some(slot) = self.products.get_mut(i as usize) {
+            *slot = product;
+        }
+        Ok(())
+    }
+
     fn grant(&mut self, global: Idx) -> Result<Idx> {
         if let Some(l) = local(&self.grants, global) {
             return Ok(l);
@@ -1052,7 +1170,12 @@ impl Subset<'_, '_> {
             return Ok(l);
         }
         let l = self.app_entries.len() as Idx;
-        self.app_entries.push(self.parts.app(global as usize)?);
+        let app = self.parts.app(global as usize)?;
+        self.org(app.org)?;
+        for &p in app.products.iter() {
+            self.product(p)?;
+        }
+        self.app_entries.push(app);
         self.apps.push((global, l));
         self.grants_of(0, global, PrincipalRef::App(l))?;
         Ok(l)
@@ -1063,7 +1186,11 @@ impl Subset<'_, '_> {
             return Ok(l);
         }
         let l = self.user_entries.len() as Idx;
-        self.user_entries.push(self.parts.user(global as usize)?);
+        let user = self.parts.user(global as usize)?;
+        if let Some(tenant) = user.default_tenant {
+            self.org(tenant)?;
+        }
+        self.user_entries.push(user);
         self.users.push((global, l));
         self.grants_of(1, global, PrincipalRef::User(l))?;
         let orgs: Vec<Idx> = self
@@ -1080,19 +1207,39 @@ impl Subset<'_, '_> {
         }
         Ok(l)
     }
+
+    /// `name` (an organization id or handle) for `org_by_name`.
+    fn org_name(&mut self, name: &str, names: &mut FxHashMap<Box<str>, Idx>) -> Result<()> {
+        if let Some(org) = self.parts.org_names.find_id(name)? {
+            if (org as usize) < self.orgs.len() {
+                self.org(org)?;
+                names.insert(name.into(), org);
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Decodes the part of an encoded snapshot that decides requests carrying the
-/// identities `wanted`: every organization, route and product (small), and of
-/// the apps, keys, users and grants only those reachable from `wanted`, found
-/// by binary search. Deciding such a request against the result gives the
+/// Decodes the part of an encoded snapshot that decides one request: the
+/// routes on its path, the organizations, products, apps, keys, users and
+/// grants its identities reach, each found by binary search and decoded alone.
+/// Deciding that request (with those identities) against the result gives the
 /// same decision as against the whole snapshot, for a cost that does not grow
-/// with the number of keys. Only the records read are checked; [`decode`]
-/// checks everything.
+/// with the snapshot. Only the records read are checked; [`decode`] checks
+/// everything.
 pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
     let parts = read_parts(bytes)?;
     let mut subset = Subset {
         parts: &parts,
+        orgs: (0..parts.orgs.count).map(|_| placeholder_org()).collect(),
+        org_loaded: vec![false; parts.orgs.count],
+        products: (0..parts.products.count)
+            .map(|_| ProductEntry {
+                routes: Vec::new().into(),
+                envs: Vec::new().into(),
+            })
+            .collect(),
+        product_loaded: vec![false; parts.products.count],
         apps: Vec::new(),
         users: Vec::new(),
         grants: Vec::new(),
@@ -1102,10 +1249,34 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         grants_by_principal: FxHashMap::default(),
         pending: FxHashSet::default(),
     };
+    // The routes of every prefix the route walk can probe for this path.
+    let mut routes: Vec<RouteEntry> = (0..parts.routes.count)
+        .map(|_| placeholder_route())
+        .collect();
+    let mut groups: Vec<(Box<str>, Vec<Idx>)> = Vec::new();
+    if let Some(path) = wanted.path {
+        for prefix in route_walk(path, parts.longest_prefix) {
+            let Some(i) = parts.prefixes.search(id_key, prefix.as_bytes())? else {
+                continue;
+            };
+            let mut r = parts.prefixes.record(i)?;
+            r.str_ref()?;
+            let candidates = r.idxs(parts.routes.count)?;
+            for &route in candidates.iter() {
+                let entry = parts.route(route as usize)?;
+                if let Some(tenant) = entry.tenant {
+                    subset.org(tenant)?;
+                }
+                if let Some(slot) = routes.get_mut(route as usize) {
+                    *slot = entry;
+                }
+            }
+            groups.push((prefix.into(), candidates.into_vec()));
+        }
+    }
     let mut keys = Vec::new();
     if let Some(digest) = wanted.key_digest {
-        let found = parts.keys.search(digest_key, &digest)?;
-        if let Some(k) = found {
+        if let Some(k) = parts.keys.search(digest_key, &digest)? {
             let mut key = parts.key(k)?;
             key.app = subset.app(key.app)?;
             keys.push(key);
@@ -1116,6 +1287,13 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         if let Some(user) = parts.user_ids.find_id(id)? {
             subset.user(user)?;
         }
+    }
+    let mut org_by_name = FxHashMap::default();
+    for name in [wanted.tenant_selector, wanted.location_tenant]
+        .into_iter()
+        .flatten()
+    {
+        subset.org_name(name, &mut org_by_name)?;
     }
     let mut gateway = GatewayIds::default();
     if let Some(client_id) = wanted.client_id {
@@ -1130,13 +1308,14 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         }
     }
     for team in wanted.location_teams {
-        let found = parts.teams.search(id_key, team.as_bytes())?;
-        if let Some(i) = found {
+        if let Some(i) = parts.teams.search(id_key, team.as_bytes())? {
             let (id, placed) = parts.team(&mut parts.teams.record(i)?)?;
             gateway.teams.insert(id, placed);
         }
     }
     let Subset {
+        orgs,
+        products,
         mut app_entries,
         user_entries,
         grant_entries,
@@ -1144,18 +1323,19 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         pending,
         ..
     } = subset;
-    let route_index = route_table(&parts.routes);
+    let borrowed: Vec<(&str, Vec<Idx>)> = groups.iter().map(|(p, c)| (&**p, c.clone())).collect();
+    let route_index = RouteIndex::build(&borrowed, parts.longest_prefix);
     link_home_grants(&mut app_entries, &grants_by_principal);
     Ok(Snapshot {
         revision: parts.revision,
-        org_by_name: org_names(&parts.orgs),
-        orgs: parts.orgs,
+        org_by_name,
+        orgs,
         envs: parts.envs,
         route_index,
-        routes: parts.routes,
+        routes,
         app_by_id: ids_by_principal(app_entries.iter().map(|a| &*a.principal), "app:"),
         apps: app_entries,
-        products: parts.products,
+        products,
         keys,
         key_index,
         user_by_id: ids_by_principal(user_entries.iter().map(|u| &*u.principal), "user:"),

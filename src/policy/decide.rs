@@ -4,7 +4,7 @@ use super::document::{KeyStatus, Right};
 use super::reason::Reason;
 use super::request::Request;
 use super::snapshot::{
-    normalize_prefix, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, RouteTeams, Snapshot,
+    route_walk, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, RouteTeams, Snapshot,
 };
 use super::time::Timestamp;
 use sha2::{Digest, Sha256};
@@ -259,16 +259,7 @@ impl Snapshot {
         let host = host_without_port(host);
         // Start at the deepest boundary a route prefix can reach, so a huge path
         // costs no more than a short one (no hashing of prefixes no route has).
-        let longest = self.route_index.longest_prefix();
-        let mut rest = match path.get(..=longest) {
-            Some(head) if path.len() > longest => match head.rfind('/') {
-                Some(0) | None => "/",
-                Some(cut) => head.get(..cut).unwrap_or("/"),
-            },
-            _ => path,
-        };
-        loop {
-            let prefix = normalize_prefix(rest);
+        for prefix in route_walk(path, self.route_index.longest_prefix()) {
             let found = self.route_index.candidates(prefix).find(|&i| {
                 self.routes.get(i as usize).is_some_and(|r| {
                     (r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
@@ -279,11 +270,8 @@ impl Snapshot {
             if found.is_some() {
                 return found;
             }
-            if prefix == "/" {
-                return None;
-            }
-            rest = prefix.rsplit_once('/').map_or("/", |(parent, _)| parent);
         }
+        None
     }
 
     fn is_expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {

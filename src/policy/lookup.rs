@@ -119,8 +119,10 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 }
 
 impl RouteIndex {
-    /// `groups`: each distinct prefix with its candidates, best first.
-    pub(crate) fn build(groups: &[(&str, Vec<Idx>)]) -> RouteIndex {
+    /// `groups`: each distinct prefix with its candidates, best first; the
+    /// walk starts at `longest` bytes (the longest prefix of the whole
+    /// snapshot, also when `groups` are only some of its prefixes).
+    pub(crate) fn build(groups: &[(&str, Vec<Idx>)], longest: usize) -> RouteIndex {
         let capacity = groups.len().saturating_mul(2).next_power_of_two().max(8);
         let shift = 64 - capacity.trailing_zeros();
         let mut slots = vec![EMPTY; capacity].into_boxed_slice();
@@ -147,7 +149,7 @@ impl RouteIndex {
         RouteIndex {
             slots,
             records,
-            longest: groups.iter().map(|(p, _)| p.len()).max().unwrap_or(1),
+            longest,
         }
     }
 
@@ -292,7 +294,7 @@ mod tests {
             .iter()
             .map(|(p, c)| (p.as_str(), c.clone()))
             .collect();
-        let index = RouteIndex::build(&borrowed);
+        let index = RouteIndex::build(&borrowed, 18);
         for (prefix, candidates) in &groups {
             assert_eq!(&index.candidates(prefix).collect::<Vec<_>>(), candidates);
         }

@@ -1319,7 +1319,9 @@ impl<'a> GrantTable<'a> {
 
 /// Candidates per normalized prefix, best first: routes listing hosts, then routes
 /// listing methods, then document order; and the longest prefix.
-pub(crate) fn route_table(routes: &[RouteEntry]) -> RouteIndex {
+/// Each distinct route prefix with its candidate routes, best first (host and
+/// method filters before catch-alls, then document order).
+pub(crate) fn route_groups(routes: &[RouteEntry]) -> Vec<(&str, Vec<Idx>)> {
     let mut table: FxHashMap<&str, Vec<Idx>> = FxHashMap::default();
     for (i, route) in routes.iter().enumerate() {
         table.entry(&route.prefix).or_default().push(i as Idx);
@@ -1333,7 +1335,32 @@ pub(crate) fn route_table(routes: &[RouteEntry]) -> RouteIndex {
             (!hosts, !methods, i)
         });
     }
-    RouteIndex::build(&groups)
+    groups
+}
+
+pub(crate) fn route_table(routes: &[RouteEntry]) -> RouteIndex {
+    let groups = route_groups(routes);
+    let longest = groups.iter().map(|(p, _)| p.len()).max().unwrap_or(1);
+    RouteIndex::build(&groups, longest)
+}
+
+/// The prefixes the route walk probes for `path`, deepest first: from the
+/// deepest segment boundary a route prefix can reach (`longest` bytes), so a
+/// huge path costs no more than a short one, up to `/`.
+pub(crate) fn route_walk(path: &str, longest: usize) -> impl Iterator<Item = &str> {
+    let start = match path.get(..=longest) {
+        Some(head) if path.len() > longest => match head.rfind('/') {
+            Some(0) | None => "/",
+            Some(cut) => head.get(..cut).unwrap_or("/"),
+        },
+        _ => path,
+    };
+    let mut next = Some(start);
+    std::iter::from_fn(move || {
+        let prefix = normalize_prefix(next?);
+        next = (prefix != "/").then(|| prefix.rsplit_once('/').map_or("/", |(parent, _)| parent));
+        Some(prefix)
+    })
 }
 
 /// Points every app at its grants in its own organization.
