@@ -1,10 +1,18 @@
 //! The snapshot `policyctl bake` put into this module: an active data segment
-//! above the heap's start, located by the slot below. The allocator only ever
+//! at the end of the initial memory as linked (above the stack, the statics
+//! and the heap's start), located by the slot below. The allocator only ever
 //! grows memory past the initial pages, which `policyctl bake` raised to cover
 //! the segment, so nothing writes to it; each fresh instance gets it by the
 //! host copying the segment, with no parsing or decoding at all.
 
 use crate::policy::binary::BAKE_SLOT;
+
+/// dlmalloc 0.2.11, pinned in Cargo.toml: its wasm backend takes memory only
+/// by growing it past the current size, never from pages that exist already,
+/// so it never hands out the baked segment. (std's own allocator changes with
+/// the toolchain; a later dlmalloc also hands out pre-existing memory.)
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 /// Patched by `policyctl bake` (found by its marker in the data section).
 #[used]
