@@ -1069,6 +1069,13 @@ fn placeholder_org() -> OrgEntry {
     }
 }
 
+fn placeholder_product() -> ProductEntry {
+    ProductEntry {
+        routes: Vec::new().into(),
+        envs: Vec::new().into(),
+    }
+}
+
 fn placeholder_route() -> RouteEntry {
     RouteEntry {
         id: Box::default(),
@@ -1234,10 +1241,7 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         orgs: (0..parts.orgs.count).map(|_| placeholder_org()).collect(),
         org_loaded: vec![false; parts.orgs.count],
         products: (0..parts.products.count)
-            .map(|_| ProductEntry {
-                routes: Vec::new().into(),
-                envs: Vec::new().into(),
-            })
+            .map(|_| placeholder_product())
             .collect(),
         product_loaded: vec![false; parts.products.count],
         apps: Vec::new(),
@@ -1253,7 +1257,7 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
     let mut routes: Vec<RouteEntry> = (0..parts.routes.count)
         .map(|_| placeholder_route())
         .collect();
-    let mut groups: Vec<(Box<str>, Vec<Idx>)> = Vec::new();
+    let mut groups: Vec<(&str, Vec<Idx>)> = Vec::new();
     if let Some(path) = wanted.path {
         for prefix in route_walk(path, parts.longest_prefix) {
             let Some(i) = parts.prefixes.search(id_key, prefix.as_bytes())? else {
@@ -1271,7 +1275,7 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
                     *slot = entry;
                 }
             }
-            groups.push((prefix.into(), candidates.into_vec()));
+            groups.push((prefix, candidates.into_vec()));
         }
     }
     let mut keys = Vec::new();
@@ -1323,8 +1327,7 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         pending,
         ..
     } = subset;
-    let borrowed: Vec<(&str, Vec<Idx>)> = groups.iter().map(|(p, c)| (&**p, c.clone())).collect();
-    let route_index = RouteIndex::build(&borrowed, parts.longest_prefix);
+    let route_index = RouteIndex::build(&groups, parts.longest_prefix);
     link_home_grants(&mut app_entries, &grants_by_principal);
     Ok(Snapshot {
         revision: parts.revision,
