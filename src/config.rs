@@ -11,7 +11,7 @@
 //! "path": "/snapshot", "authority": "policy.local", "poll_ms": 5000,
 //! "timeout_ms": 2000}}` with `"fail_open"` and `"max_staleness_ms"`.
 
-use crate::policy::{self, LoadError, Mode, Snapshot, Sources};
+use crate::policy::{self, LoadError, Mode, PathCase, Snapshot, Sources};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -35,6 +35,8 @@ struct RawConfig {
     max_staleness_ms: Option<u64>,
     #[serde(default)]
     filter_state: Option<String>,
+    #[serde(default)]
+    path_case: PathCase,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +69,10 @@ struct RawRemote {
     poll_ms: u32,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u32,
+    /// Base64 Ed25519 public keys: when given, only snapshots signed by one
+    /// of them are accepted (several during a key rotation).
+    #[serde(default)]
+    public_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +91,18 @@ struct RawKeyLookup {
     negative_ttl_ms: u32,
     #[serde(default = "default_cache_size")]
     cache_size: u32,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: u32,
+    #[serde(default = "default_max_per_second")]
+    max_per_second: u32,
+}
+
+fn default_max_in_flight() -> u32 {
+    16
+}
+
+fn default_max_per_second() -> u32 {
+    100
 }
 
 fn default_keys_path() -> String {
@@ -119,8 +137,14 @@ pub struct KeyLookup {
     pub ttl_ms: u32,
     /// How long "no such key" is remembered.
     pub negative_ttl_ms: u32,
-    /// Entries per worker (least recently used evicted first).
+    /// Entries per worker (least recently used evicted first), for found
+    /// keys and, separately, for unknown ones.
     pub cache_size: u32,
+    /// Lookups one worker runs at once; more unknown keys are answered 503
+    /// (never let through by `fail_open`).
+    pub max_in_flight: u32,
+    /// Lookups one worker starts per second, likewise.
+    pub max_per_second: u32,
 }
 
 fn key_lookup(raw: RawKeyLookup) -> Result<KeyLookup, ConfigError> {
@@ -142,9 +166,20 @@ fn key_lookup(raw: RawKeyLookup) -> Result<KeyLookup, ConfigError> {
     if raw.timeout_ms == 0 {
         return invalid("key_lookup.timeout_ms", "0".into(), "must be positive, got");
     }
-    if raw.cache_size == 0 {
-        return invalid("key_lookup.cache_size", "0".into(), "must be positive, got");
-    }
+    let bounded = |field, value: u32, max: u32| {
+        if value == 0 || value > max {
+            Err(ConfigError::Invalid {
+                field,
+                value: value.to_string(),
+                what: "must be between 1 and its maximum (cache_size 100000, max_in_flight 1024, max_per_second 100000), got",
+            })
+        } else {
+            Ok(())
+        }
+    };
+    bounded("key_lookup.cache_size", raw.cache_size, 100_000)?;
+    bounded("key_lookup.max_in_flight", raw.max_in_flight, 1024)?;
+    bounded("key_lookup.max_per_second", raw.max_per_second, 100_000)?;
     Ok(KeyLookup {
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
@@ -153,6 +188,8 @@ fn key_lookup(raw: RawKeyLookup) -> Result<KeyLookup, ConfigError> {
         ttl_ms: raw.ttl_ms,
         negative_ttl_ms: raw.negative_ttl_ms,
         cache_size: raw.cache_size,
+        max_in_flight: raw.max_in_flight,
+        max_per_second: raw.max_per_second,
     })
 }
 
@@ -169,7 +206,7 @@ fn default_timeout_ms() -> u32 {
 }
 
 /// Where a remote snapshot is fetched from: an Envoy cluster and a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RemoteSource {
     pub cluster: String,
     pub path: String,
@@ -177,6 +214,27 @@ pub struct RemoteSource {
     pub authority: String,
     pub poll_ms: u32,
     pub timeout_ms: u32,
+    /// Only snapshots signed by one of these keys are accepted (`None`:
+    /// signatures are not required).
+    pub verifier: Option<policy::signed::Verifier>,
+}
+
+impl PartialEq for RemoteSource {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.cluster,
+            &self.path,
+            &self.authority,
+            self.poll_ms,
+            self.timeout_ms,
+        ) == (
+            &other.cluster,
+            &other.path,
+            &other.authority,
+            other.poll_ms,
+            other.timeout_ms,
+        ) && self.verifier.is_some() == other.verifier.is_some()
+    }
 }
 
 /// The snapshot a plugin instance starts from.
@@ -208,6 +266,9 @@ pub struct PluginConfig {
     pub fail_policy: FailPolicy,
     pub key_lookup: Option<KeyLookup>,
     pub filter_state: FilterState,
+    /// Whether `sources.user_header` was written (the Otoroshi shell reads no
+    /// user header unless the operator names one).
+    pub user_header_configured: bool,
 }
 
 /// Which decisions the filter records as filter state for access logs. Each
@@ -269,60 +330,23 @@ fn header_name(field: &'static str, value: String) -> Result<String, ConfigError
 }
 
 /// Standard base64 (RFC 4648, `=` padding optional); `None` for anything else.
-/// Small on purpose: a compiled snapshot is the only base64 the filter reads.
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let body = text.trim_end_matches('=').as_bytes();
-    if text.len() - body.len() > 2 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    for chunk in body.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        match chunk.len() {
-            4 => out.extend_from_slice(bytes.get(1..4)?),
-            3 => out.extend_from_slice(bytes.get(1..3)?),
-            2 => out.extend_from_slice(bytes.get(1..2)?),
-            _ => return None,
-        }
-    }
-    Some(out)
+    use base64::Engine;
+    BASE64.decode(text).ok()
 }
 
 /// Standard base64 with padding (what `policyctl plugin-config --compiled` writes).
 pub fn encode_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let symbol =
-        |index: u32| char::from(ALPHABET.get(index as usize & 63).copied().unwrap_or(b'A'));
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut acc = 0u32;
-        for (i, &b) in chunk.iter().enumerate() {
-            acc |= u32::from(b) << (16 - 8 * i);
-        }
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(symbol(acc >> (18 - 6 * i)));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    BASE64.encode(bytes)
 }
+
+/// Writes padding, accepts it or not.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 fn remote_source(raw: RawRemote) -> Result<RemoteSource, ConfigError> {
     let invalid = |field, value: String, what| Err(ConfigError::Invalid { field, value, what });
@@ -350,13 +374,48 @@ fn remote_source(raw: RawRemote) -> Result<RemoteSource, ConfigError> {
             "must be positive, got",
         );
     }
+    let verifier = public_keys(&raw.public_keys)?;
     Ok(RemoteSource {
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
         path: raw.path,
         poll_ms: raw.poll_ms,
         timeout_ms: raw.timeout_ms,
+        verifier,
     })
+}
+
+/// At most 16 keys, each the base64 of a 32-byte Ed25519 public key.
+fn public_keys(encoded: &[String]) -> Result<Option<policy::signed::Verifier>, ConfigError> {
+    const FIELD: &str = "snapshot.remote.public_keys";
+    if encoded.is_empty() {
+        return Ok(None);
+    }
+    if encoded.len() > 16 {
+        return Err(ConfigError::Invalid {
+            field: FIELD,
+            value: encoded.len().to_string(),
+            what: "at most 16 keys, got",
+        });
+    }
+    let mut keys = Vec::with_capacity(encoded.len());
+    for text in encoded {
+        let key: [u8; 32] = decode_base64(text)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| ConfigError::Invalid {
+                field: FIELD,
+                value: text.clone(),
+                what: "not the base64 of a 32-byte Ed25519 public key:",
+            })?;
+        keys.push(key);
+    }
+    policy::signed::Verifier::new(&keys)
+        .map(Some)
+        .map_err(|_| ConfigError::Invalid {
+            field: FIELD,
+            value: encoded.join(","),
+            what: "not an Ed25519 public key:",
+        })
 }
 
 impl PluginConfig {
@@ -421,13 +480,18 @@ impl PluginConfig {
                 .map(|h| header_name("sources.api_key_headers", h))
                 .collect::<Result<_, _>>()?,
         };
+        let user_header_configured = raw.sources.user_header.is_some();
+        let user_header = match raw.sources.user_header {
+            None => defaults.user_header,
+            // An empty name turns the user header off (contract extension).
+            Some(name) if name.is_empty() => None,
+            Some(name) => Some(header_name("sources.user_header", name)?),
+        };
         let sources = Sources {
             api_key_headers,
             api_key_query: raw.sources.api_key_query.unwrap_or(defaults.api_key_query),
-            user_header: header_name(
-                "sources.user_header",
-                raw.sources.user_header.unwrap_or(defaults.user_header),
-            )?,
+            user_header,
+            path_case: raw.path_case,
             tenant_header: header_name(
                 "sources.tenant_header",
                 raw.sources.tenant_header.unwrap_or(defaults.tenant_header),
@@ -508,6 +572,7 @@ impl PluginConfig {
             fail_policy,
             key_lookup,
             filter_state,
+            user_header_configured,
         };
         Ok((config, deferred))
     }

@@ -264,7 +264,17 @@ fn selector_and_query_key_never_reach_the_upstream_unless_set_by_the_filter() {
         &[],
     );
     assert_eq!(r.json()["path"], "/orders/1");
-    // ... also when a header key wins.
+    // ... also when the header holds the same key.
+    let r = http_request(
+        port,
+        "GET",
+        "/orders/1?apikey=demo-storefront-key",
+        "localhost",
+        &[("x-api-key", "demo-storefront-key")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["path"], "/orders/1");
+    // Two different keys are ambiguous (v1.1): neither wins.
     let r = http_request(
         port,
         "GET",
@@ -272,8 +282,8 @@ fn selector_and_query_key_never_reach_the_upstream_unless_set_by_the_filter() {
         "localhost",
         &[("x-api-key", "demo-storefront-key")],
     );
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json()["path"], "/orders/1");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "ambiguous_credentials");
 }
 
 #[test]

@@ -165,7 +165,9 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         let located = snapshot.gateway_apikey("oto-nobody", false, Some(location));
         let out = decide("GET", "/sandbox", &[], Some(&located));
         assert_eq!(out["decision"], "allow", "{out}");
-        assert_eq!(out["principal"], "app:otoroshi:oto-nobody");
+        // `app:otoroshi/…`: no app id holds a `/`, so an app named
+        // `otoroshi:oto-nobody` can never be confused with this apikey.
+        assert_eq!(out["principal"], "app:otoroshi/oto-nobody");
         assert_eq!(out["teams"], json!(["acme-platform"]));
         assert_eq!(out["roles"], json!([]));
         assert_eq!(
@@ -196,6 +198,9 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         let stranger = snapshot.gateway_user("who@where.example");
         let out = decide("GET", "/orders/1", &[], Some(&stranger));
         assert_eq!(out["reason"], "not_a_member");
-        assert_eq!(out["principal"], "user:who@where.example");
+        assert_eq!(out["principal"], "user:otoroshi/who@where.example");
+        let odd = snapshot.gateway_user("a/b c@x");
+        let out = decide("GET", "/orders/1", &[], Some(&odd));
+        assert_eq!(out["principal"], "user:otoroshi/a%2Fb%20c@x");
     }
 }

@@ -373,7 +373,12 @@ fn check_decision(request: &RandomRequest, decision: &Decision<'_>) -> Result<()
             return Err(format!("{mode:?}: repeated annotation in {annotations:?}"));
         }
         let forwarded = match decision.action(mode) {
-            Action::Respond { status, body } => {
+            Action::Respond { status, body, path } => {
+                if let Some(path) = path {
+                    if has_apikey_param(&String::from_utf8_lossy(path)) {
+                        return Err(format!("{mode:?}: the denied path keeps an apikey"));
+                    }
+                }
                 if mode == Mode::Audit {
                     return Err("audit mode answered locally".into());
                 }
@@ -390,11 +395,11 @@ fn check_decision(request: &RandomRequest, decision: &Decision<'_>) -> Result<()
                 if headers != annotations {
                     return Err("forwarded headers differ from annotations".into());
                 }
-                Some(path.unwrap_or(&request.path))
+                Some(String::from_utf8_lossy(path.unwrap_or(request.path.as_bytes())).into_owned())
             }
         };
         if let Some(path) = forwarded {
-            if has_apikey_param(path) {
+            if has_apikey_param(&path) {
                 return Err(format!("{mode:?}: forwarded path keeps an apikey: {path}"));
             }
         }
@@ -404,7 +409,8 @@ fn check_decision(request: &RandomRequest, decision: &Decision<'_>) -> Result<()
         }
     }
     if let Some(path) = decision.forward_path {
-        if has_apikey_param(path) {
+        let path = String::from_utf8_lossy(path);
+        if has_apikey_param(&path) {
             return Err(format!("forward path keeps an apikey parameter: {path}"));
         }
     }
@@ -737,7 +743,13 @@ fn check_load(text: &str) -> Result<bool, String> {
             }
             for problem in &invalid.problems {
                 let line = problem.to_string();
-                if !line.starts_with(&format!("{} `{}`: field `", problem.kind, problem.id)) {
+                // One line whatever the document holds (ids and values escaped).
+                if line.chars().any(char::is_control) {
+                    return Err(format!("a control character in `{line:?}`"));
+                }
+                let plain = !problem.id.chars().any(|c| c.is_control() || c == '`');
+                let head = format!("{} `{}`: field `", problem.kind, problem.id);
+                if (plain && !line.starts_with(&head)) || !line.contains("`: field `") {
                     return Err(format!("malformed message `{line}`"));
                 }
             }
@@ -1128,10 +1140,9 @@ fn partial_decoding_of_corrupt_bytes_never_panics() {
     let bytes = encode(&demo());
     let digest = policy::decide::key_digest("demo-storefront-key");
     let wanted = Wanted {
-        path: Some("/orders/1"),
         key_digest: Some(digest),
-        user_id: Some("alice"),
-        tenant_selector: Some("acme"),
+        user_id: Some(b"alice"),
+        tenant_selector: Some(b"acme"),
         client_id: Some("x"),
         email: Some("a@b"),
         location_tenant: Some("research-dept"),
@@ -1149,5 +1160,10 @@ fn partial_decoding_of_corrupt_bytes_never_panics() {
             mutated[at] ^= 1 << rng.below(8);
         }
         let _ = no_panic("decode_for", &"mutated", || decode_for(&mutated, &wanted));
+        // With the checksum recomputed, the mutation reaches the decoder.
+        policy::binary::seal(&mut mutated);
+        let _ = no_panic("decode_for", &"mutated and sealed", || {
+            decode_for(&mutated, &wanted)
+        });
     }
 }

@@ -140,6 +140,9 @@ const CASES: &[Expect] = &[
     ("role-permission-star-in-middle.json", "role", "writer", "permissions", "orders:*:write"),
     ("role-permission-empty.json", "role", "writer", "permissions", ""),
     ("app-developer-empty.json", "app", "shop-web", "developer", ""),
+    ("revision-control-character.json", "snapshot", "(top level)", "revision", "minimal-1"),
+    ("group-outside-membership-scope.json", "user", "eve", "memberships[0].groups", "shop-readers"),
+    ("route-path-prefix-parameter.json", "route", "orders", "path_prefix", "/orders;v=2"),
 ];
 
 /// Files that are not a JSON object at all: the error has no object to name.

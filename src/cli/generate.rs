@@ -244,7 +244,7 @@ pub fn generate(org_count: usize, key_count: usize, seed: u64) -> Value {
         };
         let mut key = json!({
             "id": format!("key-{k}"), "app": format!("app-{}", k % app_count),
-            "sha256": hash_key(&generated_raw_key(seed, k)), "status": status
+            "sha256": hash_key(generated_raw_key(seed, k)), "status": status
         });
         if rng.chance(5) {
             set(&mut key, "expires_at", json!("2025-06-01T00:00:00Z"));

@@ -5,6 +5,7 @@ pub mod generate;
 pub mod http1;
 pub mod import_otoroshi;
 pub mod serve;
+pub mod sign;
 
 use crate::config::PluginConfig;
 use crate::policy::{self, Decision, Mode, Request, Sources, Timestamp};
@@ -23,6 +24,8 @@ usage:
   policyctl bake --module WASM --policy FILE --out WASM
   policyctl import otoroshi EXPORT.json [--environment ENV] [--revision R]
   policyctl serve --policy FILE [--keys FILE] --listen ADDR
+  policyctl keygen --out FILE
+  policyctl sign --key FILE --policy FILE --out FILE [--sequence N]
 
 Run `policyctl COMMAND --help` for one command. Exit status: 0 success (any
 decision, for explain), 2 unusable input.";
@@ -30,9 +33,12 @@ decision, for explain), 2 unusable input.";
 const VALIDATE_HELP: &str = "usage: policyctl validate FILE...
 
 Loads each snapshot, checks every rule of the format and compiles it.
-Prints `FILE: ok (revision R, N organizations, M api keys)` per valid file.
-Exits 2 listing every problem of every invalid file, one per line, each
-naming the object id, the field and the offending value.";
+Prints `FILE: ok (revision R, N organizations, M api keys)` per valid file,
+then its warnings on stderr (`FILE: warning: ...`: rules that hold but likely
+do not say what was meant, such as a method-restricted route whose other
+methods fall through to a broader route). Exits 2 listing every problem of
+every invalid file, one per line, each naming the object id, the field and
+the offending value (escaped, so each stays on its line).";
 
 const EXPLAIN_HELP: &str =
     "usage: policyctl explain --policy FILE [--config FILE] --method M --path P
@@ -158,7 +164,7 @@ pub fn run(args: &[String]) -> ExitCode {
         "hash-key" if help(HASH_HELP) => ExitCode::SUCCESS,
         "hash-key" => match rest {
             [key] => {
-                println!("{}", policy::hash_key(key));
+                println!("{}", policy::hash_key(key.as_bytes()));
                 ExitCode::SUCCESS
             }
             _ => fail("hash-key takes exactly one KEY (see `policyctl hash-key --help`)"),
@@ -173,6 +179,10 @@ pub fn run(args: &[String]) -> ExitCode {
         "bake" => bake_module(rest),
         "import" if help(import_otoroshi::HELP) => ExitCode::SUCCESS,
         "import" => import_otoroshi::run(rest),
+        "keygen" if help(sign::KEYGEN_HELP) => ExitCode::SUCCESS,
+        "keygen" => sign::keygen(rest),
+        "sign" if help(sign::SIGN_HELP) => ExitCode::SUCCESS,
+        "sign" => sign::sign(rest),
         "serve" if help(SERVE_HELP) => ExitCode::SUCCESS,
         "serve" => serve::run(rest),
         other => fail(format_args!("unknown command `{other}`\n\n{USAGE}")),
@@ -313,6 +323,9 @@ fn validate(files: &[String]) -> ExitCode {
                     stats.api_keys,
                     stats.routes
                 );
+                for warning in policy::lint::warnings(&snapshot) {
+                    eprintln!("{file}: warning: {warning}");
+                }
             }
             Err(problems) => {
                 failed = true;
@@ -380,7 +393,7 @@ pub fn explain_json(args: &[String]) -> Result<String, String> {
                 .ok_or_else(|| format!("`--header`: expected 'name: value', got `{h}`"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let request = Request::from_parts(&sources, method, host, path, &headers);
+    let request = Request::from_parts(&sources, method, host, path.as_bytes(), &headers);
     let decision: Decision<'_> = policy::decide(&snapshot, &request, now, environment.as_deref());
     serde_json::to_string(&decision.explain(mode)).map_err(|e| e.to_string())
 }

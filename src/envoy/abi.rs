@@ -1,5 +1,8 @@
-//! `Result`-returning wrappers over the raw proxy-wasm host functions used per
-//! request. Unlike the SDK's `hostcalls`, none of these can panic.
+//! The only code that calls the host: `Result`-returning wrappers over the
+//! raw proxy-wasm 0.2.1 host functions. None of them can panic (the SDK's
+//! `hostcalls` panic on an unexpected status or a non-UTF-8 value, which
+//! kills the VM and every request on the worker); `tests/host_calls.rs`
+//! fails the build if any other file declares a host import.
 
 use crate::envoy::wire;
 
@@ -92,6 +95,20 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
 }
 
 fn check(status: u32) -> Result<(), HostError> {
@@ -151,7 +168,7 @@ pub fn request_header_buffer() -> Result<Vec<u8>, HostError> {
     check(status).map(|()| buffer)
 }
 
-pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+pub fn set_request_header(name: &str, value: &[u8]) -> Result<(), HostError> {
     check(unsafe {
         proxy_replace_header_map_value(
             REQUEST_HEADERS,
@@ -163,7 +180,7 @@ pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
     })
 }
 
-pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+pub fn remove_request_header(name: &[u8]) -> Result<(), HostError> {
     check(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
 }
 
@@ -264,16 +281,39 @@ pub fn call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
     }
 }
 
-/// Starts an http callout through the SDK, which must learn the token to route
-/// the response back to this context. Envoy answers an unknown cluster with
-/// BadArgument, which the SDK returns as an error rather than panicking.
-pub fn dispatch_http_call(
+/// Starts an http callout from the current effective context (its answer
+/// arrives as `proxy_on_http_call_response` of that context); returns the
+/// token. Envoy answers an unknown cluster with BadArgument.
+pub fn http_call(
     cluster: &str,
-    headers: Vec<(&str, &str)>,
-    timeout: std::time::Duration,
+    headers: &[(&str, &str)],
+    timeout_ms: u32,
 ) -> Result<u32, HostError> {
-    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
-        .map_err(|status| HostError(status as u32))
+    let encoded = wire::encode_header_map(headers);
+    let no_trailers = wire::encode_header_map(&[]);
+    let mut token = 0u32;
+    check(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            encoded.as_ptr(),
+            encoded.len(),
+            std::ptr::null(),
+            0,
+            no_trailers.as_ptr(),
+            no_trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
+}
+
+/// Makes `context_id` the context later host calls act on (until the
+/// current callback returns): the root context to start a callout it owns,
+/// or a paused request to resume it.
+pub fn set_effective_context(context_id: u32) -> Result<(), HostError> {
+    check(unsafe { proxy_set_effective_context(context_id) })
 }
 
 /// A random u64 (WASI `random_get`), for jitter and for this VM's lease identity.

@@ -80,20 +80,46 @@ pub fn unpack_snapshot(packed: &[u8]) -> Option<(&str, &[u8])> {
 pub struct Meta {
     pub etag: String,
     pub confirmed_ms: i64,
+    /// The sequence of the newest signed snapshot accepted in this process
+    /// (`None`: no signed snapshot yet).
+    pub sequence: Option<u64>,
 }
 
 impl Meta {
     pub fn encode(&self) -> String {
-        format!("{}\n{}", self.etag, self.confirmed_ms)
+        match self.sequence {
+            Some(sequence) => format!("{}\n{}\n{sequence}", self.etag, self.confirmed_ms),
+            None => format!("{}\n{}", self.etag, self.confirmed_ms),
+        }
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Meta> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let (etag, confirmed) = text.split_once('\n')?;
+        let mut lines = text.split('\n');
+        let etag = lines.next()?.to_string();
+        let confirmed_ms = lines.next()?.parse().ok()?;
+        let sequence = match lines.next() {
+            Some(line) => Some(line.parse().ok()?),
+            None => None,
+        };
         Some(Meta {
-            etag: etag.to_string(),
-            confirmed_ms: confirmed.parse().ok()?,
+            etag,
+            confirmed_ms,
+            sequence,
         })
+    }
+}
+
+/// Whether a signed snapshot (`sequence`, `revision`) may replace the newest
+/// one this process accepted (`newest`: its sequence and revision). Older
+/// sequences are replays or rollbacks; the same sequence must be the same
+/// snapshot.
+pub fn newer_than(newest: Option<(u64, &str)>, sequence: u64, revision: &str) -> bool {
+    match newest {
+        None => true,
+        Some((seen, seen_revision)) => {
+            sequence > seen || (sequence == seen && revision == seen_revision)
+        }
     }
 }
 
@@ -122,7 +148,10 @@ pub fn lease_ms(poll_ms: u32, timeout_ms: u32) -> i64 {
 /// the snapshot's revision quoted when the source sends none.
 pub fn etag_or_revision(etag_header: Option<&str>, revision: &str) -> String {
     match etag_header {
-        Some(etag) if !etag.is_empty() && !etag.contains('\n') => etag.to_string(),
+        // Visible ASCII only: it is stored and sent back as a header value.
+        Some(etag) if !etag.is_empty() && etag.bytes().all(|b| b.is_ascii_graphic()) => {
+            etag.to_string()
+        }
         _ => format!("\"{revision}\""),
     }
 }
@@ -164,12 +193,16 @@ mod tests {
             Some(("\"r2\"", &b"{\"revision\":\"r2\"}\n"[..]))
         );
         assert_eq!(unpack_snapshot(b"no newline"), None);
-        let meta = Meta {
+        let mut meta = Meta {
             etag: "\"r2\"".into(),
             confirmed_ms: 42,
+            sequence: None,
         };
+        assert_eq!(Meta::decode(meta.encode().as_bytes()), Some(meta.clone()));
+        meta.sequence = Some(1_764_000_000_000);
         assert_eq!(Meta::decode(meta.encode().as_bytes()), Some(meta));
         assert_eq!(Meta::decode(b"\"r2\"\nsoon"), None);
+        assert_eq!(Meta::decode(b"\"r2\"\n1\nlater"), None);
     }
 
     #[test]
@@ -184,5 +217,15 @@ mod tests {
         assert_eq!(lease_ms(1000, 500), 1250);
         assert_eq!(etag_or_revision(None, "r1"), "\"r1\"");
         assert_eq!(etag_or_revision(Some("W/\"x\""), "r1"), "W/\"x\"");
+        assert_eq!(etag_or_revision(Some("\"a b\""), "r1"), "\"r1\"");
+    }
+
+    #[test]
+    fn only_newer_signed_snapshots_replace_older_ones() {
+        assert!(newer_than(None, 1, "r1"));
+        assert!(newer_than(Some((5, "r5")), 6, "r6"));
+        assert!(newer_than(Some((5, "r5")), 5, "r5"), "the same one again");
+        assert!(!newer_than(Some((5, "r5")), 4, "r4"), "a replay");
+        assert!(!newer_than(Some((5, "r5")), 5, "r4"), "a reused sequence");
     }
 }

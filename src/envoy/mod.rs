@@ -1,21 +1,40 @@
 //! The proxy-wasm shell for Envoy (and Istio, Envoy Gateway).
 //!
-//! - [`cache`]: the per-worker LRU of looked-up keys, pure.
-//! - [`live`]: the live-snapshot protocol between worker VMs (lease, shared-data
-//!   framing, jitter), pure.
+//! Pure, tested natively:
+//! - [`inbound`]: the request headers as the filter reads them.
+//! - [`key_lookup`]: the per-worker key-lookup state machine (cache,
+//!   single flight per digest, limits) and how an answer is classified.
+//! - [`live`]: the live-snapshot protocol between worker VMs (lease,
+//!   shared-data framing, jitter, signed sequences).
 //! - [`wire`]: the proxy-wasm header-map encoding, parsed without panicking.
-//!   Pure, so it is tested natively.
-//! - `abi` (wasm only): small `Result`-returning wrappers over the raw host
-//!   functions. The SDK's `hostcalls` panic on an unexpected status and on a
-//!   non-UTF-8 header value; a panic kills the VM and every request on the
-//!   worker, so the request path never goes through them.
-//! - `filter` (wasm only): the root and HTTP contexts.
+//!
+//! Host side (wasm32-wasip1 only):
+//! - `abi`: the only code that calls the host, `Result`-returning wrappers.
+//! - `exports`: the entry points the host calls; `dispatch`: the contexts.
+//! - `root`: configuration, snapshot polling, key-lookup callouts;
+//!   `plugin`: the state requests share; `stream`: one request;
+//!   `metrics`: counters and gauges.
+//!
+//! No proxy-wasm SDK: its dispatcher and host calls panic (an unexpected
+//! status, an unknown callout token, a non-UTF-8 header value), and a panic
+//! kills the VM and every request on the worker.
 
-pub mod cache;
+pub mod inbound;
+pub mod key_lookup;
 pub mod live;
 pub mod wire;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod abi;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
-mod filter;
+mod dispatch;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod exports;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod metrics;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod plugin;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod root;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod stream;

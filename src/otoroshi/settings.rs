@@ -166,10 +166,17 @@ fn parse<'b>(text: &str, baked: Option<&'b [u8]>) -> Result<Settings<'b>, Settin
             ))
         }
     };
+    let mut sources = config.sources;
+    if !config.user_header_configured {
+        // Otoroshi's own validated user is the user; a header names one only
+        // when the operator says which (one that a module in front sets and
+        // a client cannot).
+        sources.user_header = None;
+    }
     Ok(Settings {
         mode: config.mode,
         environment: config.environment,
-        sources: config.sources,
+        sources,
         fail_open: config.fail_policy.fail_open,
         policy,
         options,

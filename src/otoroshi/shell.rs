@@ -9,8 +9,8 @@ use super::input::{self, Context, Headers};
 use super::settings::{self, Policy, Settings};
 use crate::policy::binary::{self, Wanted};
 use crate::policy::decide::{decide_as, GatewayCaller, GatewayLocation};
+use crate::policy::{is_annotation_header, Mode};
 use crate::policy::{Action, Decision, Reason, Request, Snapshot, Sources, Timestamp};
-use crate::policy::{Mode, STRIPPED_HEADERS};
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -123,11 +123,7 @@ pub fn transform_request(input: &[u8], baked: Option<&[u8]>) -> Result<Vec<u8>, 
         .headers
         .0
         .iter()
-        .filter(|(name, _)| {
-            !STRIPPED_HEADERS
-                .iter()
-                .any(|stripped| name.eq_ignore_ascii_case(stripped))
-        })
+        .filter(|(name, _)| !is_annotation_header(name.as_bytes()))
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
     headers.extend(annotations.iter().map(|(n, v)| (*n, v.as_str())));
@@ -199,8 +195,9 @@ pub fn check_config(input: &[u8], baked: Option<&[u8]>) -> Vec<u8> {
 /// `url` without every `api_key_query` parameter (as the Envoy filter rewrites `:path`).
 fn without_key_param<'u>(sources: &Sources, url: &'u str) -> Cow<'u, str> {
     let no_headers: &[(&str, &str)] = &[];
-    match Request::from_parts(sources, "GET", "", url, no_headers).forward_path {
-        Some(path) => Cow::Owned(path),
+    match Request::from_parts(sources, "GET", "", url.as_bytes(), no_headers).forward_path {
+        // Whole `&`-separated pairs were removed from valid UTF-8: still valid.
+        Some(path) => Cow::Owned(String::from_utf8_lossy(&path).into_owned()),
         None => Cow::Borrowed(url),
     }
 }
@@ -288,10 +285,13 @@ impl<'c> GatewayIdentity<'c> {
                 location,
             });
         }
-        let user = &ctx.user.0;
-        user.email
+        // Only the e-mail identifies a user: a display name is often chosen
+        // by the user (`name: "alice@globex.example"`).
+        ctx.user
+            .0
+            .email
             .get()
-            .or(user.name.get())
+            .filter(|email| !email.trim().is_empty())
             .map(GatewayIdentity::User)
     }
 
@@ -340,7 +340,7 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
     let method = raw.method.get().unwrap_or("GET");
     let host = raw.host.get().or(headers.get("host")).unwrap_or("");
     let path = path_and_query(ctx);
-    let request = Request::from_parts(&settings.sources, method, host, &path, &headers.0);
+    let request = Request::from_parts(&settings.sources, method, host, path.as_bytes(), &headers.0);
     let gateway = GatewayIdentity::of(ctx, settings);
     let partial;
     let snapshot = match &settings.policy {

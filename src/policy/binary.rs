@@ -8,28 +8,32 @@
 //!
 //! Every collection but the environments is a table with an offset per record,
 //! kept sorted where it is searched (keys by digest) or accompanied by a sorted
-//! index (route prefixes, organization names, app, user and Otoroshi ids), so
-//! that [`decode_for`] can read just what one request needs: the Otoroshi
-//! plug-in is instantiated afresh for every call and cannot afford to load
-//! 10k keys or 2,000 organizations to decide one request.
+//! index (organization names, app, user and Otoroshi ids), so that
+//! [`decode_for`] can read just what one request needs: the Otoroshi plug-in
+//! is instantiated afresh for every call and cannot afford to load 10k keys or
+//! 2,000 organizations to decide one request.
 //!
-//! Layout after the magic: revision, counts, environment names; tables of
-//! organizations, organization names, routes; the longest route prefix; tables
-//! of route prefixes (with their candidate routes, best first), products, apps,
-//! keys, users, grants; the sorted fixed records of grant references and
-//! invitations; the id indexes of apps, users, Otoroshi client ids, e-mails and
-//! team ids.
+//! Layout: the magic, an XXH3-64 checksum of everything after it, revision,
+//! counts, environment names; tables of organizations, organization names,
+//! routes, products, apps, keys, users, grants; the sorted fixed records of
+//! grant references and invitations; the id indexes of apps, users, Otoroshi
+//! client ids, e-mails and team ids.
 //!
 //! The format is versioned by its magic; everything is little-endian, lengths
 //! are `u32`, and every read is bounds-checked so that a truncated or hostile
 //! buffer is an error, never a panic. Indexes are checked against the
-//! collections they point into.
+//! collections they point into; an index that restates other records (the
+//! organization names, the app and user ids) must equal what [`decode`]
+//! computes from them, so [`decode_for`], which reads the index, decides
+//! exactly as [`decode`] for any bytes [`decode`] accepts. Nothing derived is
+//! trusted for the route match: [`decode_for`] decodes every route (there
+//! are few) and builds the route index as [`decode`] does.
 
 use super::document::{KeyStatus, Right};
 use super::snapshot::{
-    ids_by_principal, link_home_grants, org_names, route_groups, route_table, route_walk, AppEntry,
-    GatewayIds, Grants, Idx, IdxList, KeyEntry, KeyIndex, OrgEntry, PrincipalRef, ProductEntry,
-    RouteEntry, RouteIndex, RouteTeams, Snapshot, SnapshotStats, UserEntry,
+    ids_by_principal, link_home_grants, org_names, route_tables, AppEntry, GatewayIds, Grants, Idx,
+    IdxList, KeyEntry, KeyIndex, ListedTeam, OrgEntry, PrincipalRef, ProductEntry, RouteEntry,
+    RouteTeams, Snapshot, SnapshotStats, UserEntry,
 };
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -37,7 +41,19 @@ use std::cmp::Ordering;
 use std::fmt;
 
 /// Magic and format version: `TGSNAP`, a NUL, and the version byte.
-pub const MAGIC: &[u8; 8] = b"TGSNAP\x00\x02";
+pub const MAGIC: &[u8; 8] = b"TGSNAP\x00\x03";
+
+/// Bytes of the header: the magic, then the checksum of everything after it.
+const HEADER_LEN: usize = 16;
+
+/// The checksum of a compiled snapshot's body: XXH3-64, which reads several
+/// GB/s, so that even a baked 100k-key snapshot is verified on every
+/// Otoroshi call for a fraction of the call. It detects corruption (a
+/// truncated download, a bad copy, a flipped bit); authenticity is what
+/// signed snapshots are for.
+fn checksum(body: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(body)
+}
 
 /// The slot `policyctl bake` fills in the Otoroshi module: this marker, then
 /// the address and length (`u32`, little-endian) of the data segment holding
@@ -94,8 +110,11 @@ impl Writer {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn str(&mut self, s: &str) {
-        self.len(s.len());
-        self.0.extend_from_slice(s.as_bytes());
+        self.bytes(s.as_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
     }
     fn strs(&mut self, list: &[Box<str>]) {
         self.len(list.len());
@@ -246,9 +265,12 @@ impl<'b> Reader<'b> {
         }
         Ok(n)
     }
-    fn str_ref(&mut self) -> Result<&'b str> {
+    fn bytes(&mut self) -> Result<&'b [u8]> {
         let n = self.len(1)?;
-        let raw = self.take(n)?;
+        self.take(n)
+    }
+    fn str_ref(&mut self) -> Result<&'b str> {
+        let raw = self.bytes()?;
         match std::str::from_utf8(raw) {
             Ok(s) => Ok(s),
             Err(_) => self.fail("string is not UTF-8"),
@@ -502,6 +524,7 @@ fn status_code(status: KeyStatus) -> u8 {
 pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64 + snapshot.keys.len() * 64));
     w.0.extend_from_slice(MAGIC);
+    w.u64(0); // the checksum, filled in last
     w.str(&snapshot.revision);
     let stats = snapshot.stats;
     for n in [
@@ -541,7 +564,7 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     w.table(snapshot.routes.len(), &mut |w, i| {
         if let Some(route) = snapshot.routes.get(i) {
             w.str(&route.id);
-            w.str(&route.prefix);
+            w.bytes(&route.prefix);
             w.strs(&route.hosts);
             w.strs(&route.methods);
             w.opt_idx(route.tenant);
@@ -550,24 +573,16 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
                 RouteTeams::AnyTeam => w.u8(1),
                 RouteTeams::Listed(teams) => {
                     w.u8(2);
-                    w.idxs(teams);
+                    w.len(teams.len());
+                    for listed in teams.iter() {
+                        w.u32(listed.team);
+                        w.u32(listed.org);
+                    }
                 }
             }
             w.opt_idx(route.read_permission);
             w.opt_idx(route.write_permission);
             w.u8(u8::from(route.public));
-        }
-    });
-    // Each prefix with its candidate routes, best first, sorted by prefix; and
-    // the longest prefix, where the route walk starts.
-    let groups = route_groups(&snapshot.routes);
-    let prefixes: Vec<&[u8]> = groups.iter().map(|(p, _)| p.as_bytes()).collect();
-    let order = sorted_unique(&prefixes);
-    w.len(snapshot.route_index.longest_prefix());
-    w.table(order.len(), &mut |w, i| {
-        if let Some((prefix, candidates)) = order.get(i).and_then(|&p| groups.get(p)) {
-            w.str(prefix);
-            w.idxs(candidates);
         }
     });
     w.table(snapshot.products.len(), &mut |w, i| {
@@ -663,7 +678,18 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             w.u32(*org);
         }
     });
+    seal(&mut w.0);
     w.0
+}
+
+/// Recomputes the checksum of encoded bytes in place, after they were
+/// changed on purpose (robustness tests and fuzzing reach the decoder this
+/// way; a damaged file is refused by its checksum first).
+pub fn seal(bytes: &mut [u8]) {
+    let sum = checksum(bytes.get(HEADER_LEN..).unwrap_or_default());
+    if let Some(slot) = bytes.get_mut(MAGIC.len()..HEADER_LEN) {
+        slot.copy_from_slice(&sum.to_le_bytes());
+    }
 }
 
 /// Joined like the compiler does (one `join` instantiation for the module).
@@ -681,8 +707,6 @@ struct Parts<'b> {
     orgs: Table<'b>,
     org_names: Table<'b>,
     routes: Table<'b>,
-    longest_prefix: usize,
-    prefixes: Table<'b>,
     products: Table<'b>,
     apps: Table<'b>,
     keys: Table<'b>,
@@ -703,6 +727,9 @@ fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
         return r.fail(
             "not a tenantgate compiled snapshot of this version (recompile it with this policyctl)",
         );
+    }
+    if r.u64()? != checksum(bytes.get(HEADER_LEN..).unwrap_or_default()) {
+        return r.fail("checksum mismatch (the snapshot is damaged)");
     }
     let revision = r.str()?;
     let mut counts = [0usize; 7];
@@ -731,8 +758,6 @@ fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
         orgs: r.table()?,
         org_names: r.table()?,
         routes: r.table()?,
-        longest_prefix: r.u32()? as usize,
-        prefixes: r.table()?,
         products: r.table()?,
         apps: r.table()?,
         keys: r.table()?,
@@ -768,14 +793,23 @@ impl Parts<'_> {
     fn route(&self, i: usize) -> Result<RouteEntry> {
         let mut r = self.routes.record(i)?;
         let id = r.str()?;
-        let prefix = r.str()?;
+        let prefix: Box<[u8]> = r.bytes()?.into();
         let hosts = r.strs()?;
         let methods = r.strs()?;
         let tenant = r.opt_idx(self.orgs.count)?;
         let teams = match r.u8()? {
             0 => RouteTeams::Unrestricted,
             1 => RouteTeams::AnyTeam,
-            2 => RouteTeams::Listed(r.idxs(usize::MAX)?),
+            2 => {
+                let count = r.len(8)?;
+                let mut teams = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let team = r.idx(self.stats.teams)?;
+                    let org = r.idx(self.orgs.count)?;
+                    teams.push(ListedTeam { team, org });
+                }
+                RouteTeams::Listed(teams.into())
+            }
             _ => return r.fail("not a route team rule"),
         };
         let route = RouteEntry {
@@ -980,7 +1014,6 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
     parts.keys.check_sorted(digest_key)?;
     for index in [
         &parts.org_names,
-        &parts.prefixes,
         &parts.app_ids,
         &parts.user_ids,
         &parts.client_ids,
@@ -989,9 +1022,14 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
     ] {
         index.check_sorted(id_key)?;
     }
-    // The id indexes serve `decode_for`; here the maps come from the principals.
+    // The id indexes serve `decode_for`; here the maps come from the
+    // records, and the indexes must say the same.
     let app_by_id = ids_by_principal(apps.iter().map(|a| &*a.principal), "app:");
     let user_by_id = ids_by_principal(users.iter().map(|u| &*u.principal), "user:");
+    let org_by_name = org_names(&orgs);
+    check_index(&parts.org_names, &org_by_name)?;
+    check_index(&parts.app_ids, &app_by_id)?;
+    check_index(&parts.user_ids, &user_by_id)?;
     let mut gateway = GatewayIds {
         apps: Parts::id_map(&parts.client_ids, apps.len())?,
         users: Parts::id_map(&parts.emails, users.len())?,
@@ -1001,14 +1039,15 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         let (id, team) = parts.team(&mut parts.teams.record(i)?)?;
         gateway.teams.insert(id, team);
     }
-    let route_index = route_table(&routes);
+    let (route_index, folded_route_index) = route_tables(&routes);
     link_home_grants(&mut apps, &grants_by_principal);
     Ok(Snapshot {
         revision: parts.revision,
-        org_by_name: org_names(&orgs),
+        org_by_name,
         orgs,
         envs: parts.envs,
         route_index,
+        folded_route_index,
         routes,
         app_by_id,
         apps,
@@ -1025,17 +1064,37 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
     })
 }
 
+/// Checks that an (id, index) table holds exactly the entries of `expected`.
+fn check_index(table: &Table<'_>, expected: &FxHashMap<Box<str>, Idx>) -> Result<()> {
+    if table.count != expected.len() {
+        return Err(index_mismatch(table));
+    }
+    for i in 0..table.count {
+        let mut r = table.record(i)?;
+        let id = r.str_ref()?;
+        if expected.get(id) != Some(&r.u32()?) {
+            return Err(index_mismatch(table));
+        }
+    }
+    Ok(())
+}
+
+fn index_mismatch(table: &Table<'_>) -> DecodeError {
+    DecodeError {
+        offset: table.offsets_at,
+        what: "an id index disagrees with its records",
+    }
+}
+
 /// What one request can be decided as and by: what [`decode_for`] loads.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Wanted<'w> {
-    /// The request path without its query (the route walk).
-    pub path: Option<&'w str>,
     /// SHA-256 of the request's API key.
     pub key_digest: Option<[u8; 32]>,
     /// The user id header's value.
-    pub user_id: Option<&'w str>,
+    pub user_id: Option<&'w [u8]>,
     /// The tenant selector header's value.
-    pub tenant_selector: Option<&'w str>,
+    pub tenant_selector: Option<&'w [u8]>,
     /// The gateway's apikey client id (Otoroshi).
     pub client_id: Option<&'w str>,
     /// The gateway's user e-mail or name (Otoroshi), as given.
@@ -1046,10 +1105,9 @@ pub struct Wanted<'w> {
 }
 
 impl<'w> Wanted<'w> {
-    /// What the request itself names: its path, API key, user id and tenant selector.
+    /// What the request itself names: its API key, user id and tenant selector.
     pub fn of(request: &'w super::Request<'_>) -> Wanted<'w> {
         Wanted {
-            path: Some(request.path_only()),
             key_digest: request.api_key.as_deref().map(super::decide::key_digest),
             user_id: request.user_id,
             tenant_selector: request.tenant_selector,
@@ -1073,20 +1131,6 @@ fn placeholder_product() -> ProductEntry {
     ProductEntry {
         routes: Vec::new().into(),
         envs: Vec::new().into(),
-    }
-}
-
-fn placeholder_route() -> RouteEntry {
-    RouteEntry {
-        id: Box::default(),
-        prefix: Box::default(),
-        hosts: Box::default(),
-        methods: Box::default(),
-        tenant: None,
-        teams: RouteTeams::Unrestricted,
-        read_permission: None,
-        write_permission: None,
-        public: false,
     }
 }
 
@@ -1218,18 +1262,20 @@ impl Subset<'_, '_> {
     /// `name` (an organization id or handle) for `org_by_name`.
     fn org_name(&mut self, name: &str, names: &mut FxHashMap<Box<str>, Idx>) -> Result<()> {
         if let Some(org) = self.parts.org_names.find_id(name)? {
-            if (org as usize) < self.orgs.len() {
-                self.org(org)?;
-                names.insert(name.into(), org);
+            self.org(org)?;
+            let entry = self.orgs.get(org as usize);
+            if !entry.is_some_and(|o| &*o.id == name || &*o.handle == name) {
+                return Err(index_mismatch(&self.parts.org_names));
             }
+            names.insert(name.into(), org);
         }
         Ok(())
     }
 }
 
-/// Decodes the part of an encoded snapshot that decides one request: the
-/// routes on its path, the organizations, products, apps, keys, users and
-/// grants its identities reach, each found by binary search and decoded alone.
+/// Decodes the part of an encoded snapshot that decides one request: every
+/// route, and the organizations, products, apps, keys, users and grants its
+/// identities reach, each found by binary search and decoded alone.
 /// Deciding that request (with those identities) against the result gives the
 /// same decision as against the whole snapshot, for a cost that does not grow
 /// with the snapshot. Only the records read are checked; [`decode`] checks
@@ -1253,30 +1299,15 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         grants_by_principal: FxHashMap::default(),
         pending: FxHashSet::default(),
     };
-    // The routes of every prefix the route walk can probe for this path.
-    let mut routes: Vec<RouteEntry> = (0..parts.routes.count)
-        .map(|_| placeholder_route())
-        .collect();
-    let mut groups: Vec<(&str, Vec<Idx>)> = Vec::new();
-    if let Some(path) = wanted.path {
-        for prefix in route_walk(path, parts.longest_prefix) {
-            let Some(i) = parts.prefixes.search(id_key, prefix.as_bytes())? else {
-                continue;
-            };
-            let mut r = parts.prefixes.record(i)?;
-            r.str_ref()?;
-            let candidates = r.idxs(parts.routes.count)?;
-            for &route in candidates.iter() {
-                let entry = parts.route(route as usize)?;
-                if let Some(tenant) = entry.tenant {
-                    subset.org(tenant)?;
-                }
-                if let Some(slot) = routes.get_mut(route as usize) {
-                    *slot = entry;
-                }
-            }
-            groups.push((prefix, candidates.into_vec()));
+    // Every route: the route index is built here exactly as `decode` builds
+    // it, never read from the bytes (routes are few).
+    let mut routes = Vec::with_capacity(parts.routes.count);
+    for i in 0..parts.routes.count {
+        let route = parts.route(i)?;
+        if let Some(tenant) = route.tenant {
+            subset.org(tenant)?;
         }
+        routes.push(route);
     }
     let mut keys = Vec::new();
     if let Some(digest) = wanted.key_digest {
@@ -1287,16 +1318,20 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         }
     }
     let key_index = KeyIndex::build(&keys).unwrap_or_default();
-    if let Some(id) = wanted.user_id {
+    if let Some(id) = wanted.user_id.and_then(|id| std::str::from_utf8(id).ok()) {
         if let Some(user) = parts.user_ids.find_id(id)? {
-            subset.user(user)?;
+            let l = subset.user(user)?;
+            let principal = subset.user_entries.get(l as usize).map(|u| &*u.principal);
+            if principal.and_then(|p| p.strip_prefix("user:")) != Some(id) {
+                return Err(index_mismatch(&parts.user_ids));
+            }
         }
     }
     let mut org_by_name = FxHashMap::default();
-    for name in [wanted.tenant_selector, wanted.location_tenant]
-        .into_iter()
-        .flatten()
-    {
+    let selector = wanted
+        .tenant_selector
+        .and_then(|s| std::str::from_utf8(s).ok());
+    for name in [selector, wanted.location_tenant].into_iter().flatten() {
         subset.org_name(name, &mut org_by_name)?;
     }
     let mut gateway = GatewayIds::default();
@@ -1327,7 +1362,7 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         pending,
         ..
     } = subset;
-    let route_index = RouteIndex::build(&groups, parts.longest_prefix);
+    let (route_index, folded_route_index) = route_tables(&routes);
     link_home_grants(&mut app_entries, &grants_by_principal);
     Ok(Snapshot {
         revision: parts.revision,
@@ -1335,6 +1370,7 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         orgs,
         envs: parts.envs,
         route_index,
+        folded_route_index,
         routes,
         app_by_id: ids_by_principal(app_entries.iter().map(|a| &*a.principal), "app:"),
         apps: app_entries,
@@ -1349,4 +1385,74 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
         gateway,
         stats: parts.stats,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn demo_bytes() -> Vec<u8> {
+        encode(&crate::policy::load_snapshot(include_str!("../../policies/demo.json")).unwrap())
+    }
+
+    /// Where record `i` of `table` starts in the whole buffer.
+    fn record_at(table: &Table<'_>, i: usize) -> usize {
+        table.records_at + table.offset(i).unwrap()
+    }
+
+    #[test]
+    fn an_index_that_disagrees_with_its_records_is_refused() {
+        let mut bytes = demo_bytes();
+        let (at, name) = {
+            let parts = read_parts(&bytes).unwrap();
+            let mut record = parts.org_names.record(0).unwrap();
+            let name = record.str_ref().unwrap().to_string();
+            (record_at(&parts.org_names, 0) + 4 + name.len(), name)
+        };
+        // Point the first organization name at another organization.
+        let index = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        bytes[at..at + 4].copy_from_slice(&((index + 1) % 6).to_le_bytes());
+        seal(&mut bytes);
+        let err = decode(&bytes).err().unwrap();
+        assert_eq!(err.what, "an id index disagrees with its records");
+        let wanted = Wanted {
+            tenant_selector: Some(name.as_bytes()),
+            ..Wanted::default()
+        };
+        assert!(decode_for(&bytes, &wanted).is_err());
+    }
+
+    #[test]
+    fn the_whole_and_the_partial_decoders_build_the_same_route_index() {
+        let bytes = demo_bytes();
+        let whole = decode(&bytes).unwrap();
+        let part = decode_for(&bytes, &Wanted::default()).unwrap();
+        for path in [
+            "/orders/admin/x",
+            "/orders/1",
+            "/health",
+            "/catalog",
+            "/nowhere",
+            "/",
+        ] {
+            for method in ["GET", "POST"] {
+                let case = crate::policy::PathCase::Sensitive;
+                assert_eq!(
+                    whole.match_route(method, "localhost", path.as_bytes(), case),
+                    part.match_route(method, "localhost", path.as_bytes(), case),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn encoding_is_deterministic_and_round_trips() {
+        let bytes = demo_bytes();
+        assert_eq!(bytes, demo_bytes());
+        assert_eq!(encode(&decode(&bytes).unwrap()), bytes);
+    }
 }

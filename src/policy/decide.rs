@@ -1,6 +1,7 @@
 //! The decision procedure of spec §3: the first failing step decides.
 
 use super::document::{KeyStatus, Right};
+use super::path::PathCase;
 use super::reason::Reason;
 use super::request::Request;
 use super::snapshot::{
@@ -13,6 +14,8 @@ use std::collections::BTreeMap;
 
 /// Inbound headers removed from every request, whatever the decision: the
 /// annotations and the audit verdict, so that a client can never forge them.
+/// Every spelling an upstream may fold into one of them is removed too
+/// ([`is_annotation_header`]).
 pub const STRIPPED_HEADERS: [&str; 7] = [
     "x-tenant-id",
     "x-tenant-handle",
@@ -42,24 +45,31 @@ pub struct Decision<'a> {
     pub principal: Option<Cow<'a, str>>,
     grants: Option<&'a Grants>,
     pub revision: Option<&'a str>,
-    /// The path to forward when the API key query parameter was removed.
-    pub forward_path: Option<&'a str>,
+    /// The path without the API key query parameter, when it had one: the
+    /// host sets it whatever the decision, so that neither the upstream nor
+    /// an access log of a denied request ever sees the key.
+    pub forward_path: Option<&'a [u8]>,
 }
 
 /// What the host must do with the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<'d> {
-    /// Answer locally; the request does not reach the upstream.
-    Respond { status: u16, body: &'static str },
+    /// Replace the path if given (access logs read it), then answer locally;
+    /// the request does not reach the upstream.
+    Respond {
+        status: u16,
+        body: &'static str,
+        path: Option<&'d [u8]>,
+    },
     /// Strip [`STRIPPED_HEADERS`], set `headers`, replace the path if given, forward.
     Forward {
         headers: Vec<(&'static str, &'d str)>,
-        path: Option<&'d str>,
+        path: Option<&'d [u8]>,
     },
 }
 
 impl<'a> Decision<'a> {
-    fn new(revision: Option<&'a str>, forward_path: Option<&'a str>) -> Self {
+    fn new(revision: Option<&'a str>, forward_path: Option<&'a [u8]>) -> Self {
         Decision {
             reason: None,
             route: None,
@@ -73,7 +83,7 @@ impl<'a> Decision<'a> {
     }
 
     /// Step 0: no snapshot is loaded.
-    pub fn no_policy(forward_path: Option<&'a str>) -> Self {
+    pub fn no_policy(forward_path: Option<&'a [u8]>) -> Self {
         Decision {
             reason: Some(Reason::NoPolicy),
             ..Decision::new(None, forward_path)
@@ -157,6 +167,7 @@ impl<'a> Decision<'a> {
             Some(reason) if mode == Mode::Enforce => Action::Respond {
                 status: reason.status(),
                 body: reason.body(),
+                path: self.forward_path,
             },
             _ => Action::Forward {
                 headers: self.annotations(mode),
@@ -217,22 +228,20 @@ pub fn is_safe_method(method: &str) -> bool {
         .any(|m| m.eq_ignore_ascii_case(method))
 }
 
-/// Step 1: no `.`/`..` segment and no encoded dot, slash or backslash.
-pub fn path_is_clean(path: &str) -> bool {
-    if path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
-        return false;
-    }
-    let bytes = path.as_bytes();
-    !bytes.windows(3).any(|w| match w {
-        [b'%', hi, lo] => matches!(
-            (hi, lo.to_ascii_lowercase()),
-            (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
-        ),
-        _ => false,
-    })
+/// Whether a header `name` is, or reads upstream as, one of
+/// [`STRIPPED_HEADERS`]: compared without case and with `_` and `.` read as
+/// `-`, as CGI, WSGI, PHP and Rack servers fold header names (`x_tenant_id`
+/// becomes `HTTP_X_TENANT_ID`, exactly what `x-tenant-id` becomes).
+pub fn is_annotation_header(name: &[u8]) -> bool {
+    let fold = |b: u8| match b {
+        b'_' | b'.' => b'-',
+        other => other.to_ascii_lowercase(),
+    };
+    // Every annotation starts with `x`: most headers stop at the first byte.
+    name.first().is_some_and(|&b| fold(b) == b'x')
+        && STRIPPED_HEADERS.iter().any(|wanted| {
+            wanted.len() == name.len() && wanted.bytes().zip(name).all(|(w, &n)| w == fold(n))
+        })
 }
 
 /// The host without its port, IPv6 brackets kept.
@@ -252,15 +261,25 @@ fn host_without_port(host: &str) -> &str {
 impl Snapshot {
     /// Step 2: the longest segment-boundary prefix among routes whose host and
     /// method filters accept the request.
-    pub(crate) fn match_route(&self, method: &str, host: &str, path: &str) -> Option<Idx> {
-        if !path.starts_with('/') {
+    pub(crate) fn match_route(
+        &self,
+        method: &str,
+        host: &str,
+        path: &[u8],
+        case: PathCase,
+    ) -> Option<Idx> {
+        if !path.starts_with(b"/") {
             return None;
         }
         let host = host_without_port(host);
+        let index = match (case, &self.folded_route_index) {
+            (PathCase::Insensitive, Some(folded)) => folded,
+            _ => &self.route_index,
+        };
         // Start at the deepest boundary a route prefix can reach, so a huge path
         // costs no more than a short one (no hashing of prefixes no route has).
-        for prefix in route_walk(path, self.route_index.longest_prefix()) {
-            let found = self.route_index.candidates(prefix).find(|&i| {
+        for prefix in route_walk(path, index.longest_prefix()) {
+            let found = index.candidates(prefix).find(|&i| {
                 self.routes.get(i as usize).is_some_and(|r| {
                     (r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
                         && (r.methods.is_empty()
@@ -342,12 +361,13 @@ impl GatewayCaller {
     }
 
     /// The gateway's user: user `user` of the snapshot, or, unknown, principal
-    /// `user:<name>` (which is a member of nothing).
+    /// `user:otoroshi/<name>` (which is a member of nothing, and which no
+    /// snapshot user's principal can equal: ids hold no `/`).
     fn user(user: Option<Idx>, name: &str) -> GatewayCaller {
         GatewayCaller {
             kind: GatewayKind::User {
                 user,
-                principal: format!("user:{name}").into(),
+                principal: principal_text("user:otoroshi/", name.as_bytes()).into(),
             },
         }
     }
@@ -443,8 +463,10 @@ impl Snapshot {
                 _ => None,
             })
             .collect();
+        // `app:otoroshi/<client id>`: no app id holds a `/`, so a placed
+        // apikey can never pass for an app of the snapshot.
         GatewayCaller::located(
-            format!("app:otoroshi:{client_id}"),
+            principal_text("app:otoroshi/", client_id.as_bytes()),
             tenant,
             &teams,
             star,
@@ -453,7 +475,7 @@ impl Snapshot {
     }
 
     /// The gateway's user `email`: the user naming it (`users[].otoroshi_emails`,
-    /// case-insensitively), or the unknown principal `user:<email>`.
+    /// case-insensitively), or the unknown principal `user:otoroshi/<email>`.
     pub fn gateway_user(&self, email: &str) -> GatewayCaller {
         let user = self
             .gateway
@@ -480,8 +502,27 @@ impl ExternalKey {
 }
 
 /// The SHA-256 of a raw API key, as the snapshot indexes keys.
-pub fn key_digest(raw_key: &str) -> [u8; 32] {
-    Sha256::digest(raw_key.as_bytes()).into()
+pub fn key_digest(raw_key: impl AsRef<[u8]>) -> [u8; 32] {
+    Sha256::digest(raw_key.as_ref()).into()
+}
+
+/// `prefix` and an identity the snapshot does not know (a request's user
+/// id, a gateway's e-mail or client id), as an annotation and log value:
+/// bytes outside `A-Za-z0-9._:@+-` percent-encoded, so the value is safe in
+/// a header and a log line, and no two identities give the same text (a
+/// snapshot id never needs escaping, so it reads as itself).
+pub fn principal_text(prefix: &str, id: &[u8]) -> String {
+    let mut out = String::with_capacity(prefix.len() + id.len());
+    out.push_str(prefix);
+    for &b in id {
+        if b.is_ascii_alphanumeric() || b".:_@+-".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            use std::fmt::Write;
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// Decides one request against a snapshot at time `now`, for a gateway configured
@@ -603,14 +644,13 @@ fn decide_steps<'a>(
         }
         _ => None,
     };
-    // 1. path hygiene
-    let path = request.path_only();
-    if !path_is_clean(path) {
+    // 1. path hygiene: the canonical path (contract v1.1)
+    let Ok(path) = &request.route_path else {
         return d.deny(Reason::InvalidPath);
-    }
+    };
     // 2. route
     let Some((route_idx, route)) = snap
-        .match_route(request.method, request.host, path)
+        .match_route(request.method, request.host, path, request.path_case)
         .and_then(|i| snap.routes.get(i as usize).map(|r| (i, r)))
     else {
         return d.deny(Reason::NoRoute);
@@ -623,7 +663,10 @@ fn decide_steps<'a>(
         return d;
     }
     // 4-5. credentials: the gateway's apikey, the request's API key, the
-    // gateway's user, the request's user id
+    // gateway's user, the request's user id; never one of two (v1.1)
+    if request.ambiguous.credentials {
+        return d.deny(Reason::AmbiguousCredentials);
+    }
     let gateway_user = gateway.filter(|g| !g.is_key());
     let caller = if let Some(gateway) = gateway_key {
         match gateway_caller(snap, gateway, now, &mut d) {
@@ -645,18 +688,27 @@ fn decide_steps<'a>(
             Err(reason) => return d.deny(reason),
         }
     } else if let Some(user_id) = request.user_id {
-        let user = snap.user_by_id.get(user_id).copied();
+        let user = std::str::from_utf8(user_id)
+            .ok()
+            .and_then(|id| snap.user_by_id.get(id))
+            .copied();
         d.principal = Some(match user.and_then(|u| snap.users.get(u as usize)) {
             Some(entry) => Cow::Borrowed(&entry.principal),
-            None => Cow::Owned(format!("user:{user_id}")),
+            None => Cow::Owned(principal_text("user:", user_id)),
         });
         Caller::User(user)
     } else {
         return d.deny(Reason::MissingCredentials);
     };
     // 6. selector names an organization
+    if request.ambiguous.tenant {
+        return d.deny(Reason::AmbiguousTenant);
+    }
     let selector = match request.tenant_selector {
-        Some(name) => match snap.org_by_name.get(name) {
+        Some(name) => match std::str::from_utf8(name)
+            .ok()
+            .and_then(|name| snap.org_by_name.get(name))
+        {
             Some(&org) => Some(org),
             None => return d.deny(Reason::UnknownOrganization),
         },
@@ -789,9 +841,11 @@ fn decide_steps<'a>(
         RouteTeams::AnyTeam => {
             grants.star >= Some(needed) || grants.best_team_right >= Some(needed)
         }
-        RouteTeams::Listed(teams) => {
-            grants.star >= Some(needed) || teams.iter().any(|&t| grants.right_on(t) >= Some(needed))
-        }
+        // A `"*"` right covers the resolved tenant's teams only (v1.1).
+        RouteTeams::Listed(teams) => teams.iter().any(|listed| {
+            (listed.org == tenant_idx && grants.star >= Some(needed))
+                || grants.right_on(listed.team) >= Some(needed)
+        }),
     };
     if !team_ok {
         return d.deny(Reason::TeamAccessDenied);

@@ -1,6 +1,7 @@
 //! Errors of loading a snapshot. Messages are lower-case and quote user input in
 //! backticks; every problem names the object, the field and the offending value.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a snapshot document could not be loaded.
@@ -40,18 +41,56 @@ pub struct Problem {
 }
 
 impl fmt::Display for Problem {
+    /// One line, whatever the document holds: control characters in ids and
+    /// messages are escaped (values are escaped where they are quoted).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} `{}`: field `{}`: {}",
-            self.kind, self.id, self.field, self.what
+            self.kind,
+            escape_controls(&self.id),
+            escape_controls(&self.field),
+            escape_controls(&self.what)
         )
     }
 }
 
+/// A value from the document as it is quoted in a message: backslashes,
+/// backticks and control characters escaped (`\n`, `\u{1b}`), so the quote
+/// cannot end early and the message stays on one line.
+pub fn escape_value(value: &str) -> Cow<'_, str> {
+    escape(value, |c| c == '\\' || c == '`' || c.is_control())
+}
+
+fn escape_controls(text: &str) -> Cow<'_, str> {
+    escape(text, char::is_control)
+}
+
+fn escape(text: &str, needs: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&needs) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            _ if !needs(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.extend(c.escape_unicode()),
+        }
+    }
+    Cow::Owned(out)
+}
+
 impl fmt::Display for SyntaxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "snapshot cannot be read: {}", self.message)
+        let message = escape_controls(&self.message);
+        write!(f, "snapshot cannot be read: {message}")
     }
 }
 

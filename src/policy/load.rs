@@ -261,7 +261,8 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
         });
     }
     if partial.revision.is_empty() {
-        partial.revision = "(unreadable)".into();
+        // Already reported: a valid stand-in keeps it from being reported twice.
+        partial.revision = "unreadable".into();
     }
     if let Err(rest) = super::Snapshot::compile(&partial) {
         // A reference to an object that could not be read is not a new problem.

@@ -105,10 +105,10 @@ pub(crate) struct RouteIndex {
     longest: usize,
 }
 
-fn prefix_hash(prefix: &str) -> u64 {
+fn prefix_hash(prefix: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut hasher = rustc_hash::FxHasher::default();
-    hasher.write(prefix.as_bytes());
+    hasher.write(prefix);
     // Fibonacci mixing: the slot is taken from the high bits.
     hasher.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
@@ -120,9 +120,8 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 
 impl RouteIndex {
     /// `groups`: each distinct prefix with its candidates, best first; the
-    /// walk starts at `longest` bytes (the longest prefix of the whole
-    /// snapshot, also when `groups` are only some of its prefixes).
-    pub(crate) fn build(groups: &[(&str, Vec<Idx>)], longest: usize) -> RouteIndex {
+    /// walk starts at `longest` bytes (the longest prefix).
+    pub(crate) fn build(groups: &[(Vec<u8>, Vec<Idx>)], longest: usize) -> RouteIndex {
         let capacity = groups.len().saturating_mul(2).next_power_of_two().max(8);
         let shift = 64 - capacity.trailing_zeros();
         let mut slots = vec![EMPTY; capacity].into_boxed_slice();
@@ -131,7 +130,7 @@ impl RouteIndex {
         for (prefix, candidates) in groups {
             let offset = records.len() as u64;
             records.extend_from_slice(&(prefix.len() as u32).to_le_bytes());
-            records.extend_from_slice(prefix.as_bytes());
+            records.extend_from_slice(prefix);
             records.extend_from_slice(&(candidates.len() as u32).to_le_bytes());
             for route in candidates {
                 records.extend_from_slice(&route.to_le_bytes());
@@ -158,14 +157,14 @@ impl RouteIndex {
     }
 
     /// The candidate routes of `prefix`, best first (none if no route has it).
-    pub(crate) fn candidates(&self, prefix: &str) -> impl Iterator<Item = Idx> + '_ {
+    pub(crate) fn candidates(&self, prefix: &[u8]) -> impl Iterator<Item = Idx> + '_ {
         let found = self.record(prefix);
         let (start, count) = found.unwrap_or((0, 0));
         (0..count).filter_map(move |i| read_u32(&self.records, start + i * 4))
     }
 
     /// Where the candidates of `prefix` start in `records`, and how many.
-    fn record(&self, prefix: &str) -> Option<(usize, usize)> {
+    fn record(&self, prefix: &[u8]) -> Option<(usize, usize)> {
         if self.slots.is_empty() {
             return None;
         }
@@ -183,7 +182,7 @@ impl RouteIndex {
                 let offset = (slot & u64::from(u32::MAX)) as usize;
                 let len = read_u32(&self.records, offset)? as usize;
                 let text = self.records.get(offset + 4..offset + 4 + len)?;
-                if text == prefix.as_bytes() {
+                if text == prefix {
                     let count = read_u32(&self.records, offset + 4 + len)? as usize;
                     return Some((offset + 8 + len, count));
                 }
@@ -286,22 +285,23 @@ mod tests {
 
     #[test]
     fn route_prefixes_find_their_candidates_in_order() {
-        let groups: Vec<(String, Vec<Idx>)> = (0..300u32)
-            .map(|i| (format!("/t/org-{i}/catalog"), vec![i, i + 1000]))
-            .chain([("/".to_string(), vec![7])])
+        let groups: Vec<(Vec<u8>, Vec<Idx>)> = (0..300u32)
+            .map(|i| {
+                (
+                    format!("/t/org-{i}/catalog").into_bytes(),
+                    vec![i, i + 1000],
+                )
+            })
+            .chain([(b"/".to_vec(), vec![7])])
             .collect();
-        let borrowed: Vec<(&str, Vec<Idx>)> = groups
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.clone()))
-            .collect();
-        let index = RouteIndex::build(&borrowed, 18);
+        let index = RouteIndex::build(&groups, 18);
         for (prefix, candidates) in &groups {
             assert_eq!(&index.candidates(prefix).collect::<Vec<_>>(), candidates);
         }
-        assert_eq!(index.candidates("/t/org-1").count(), 0);
-        assert_eq!(index.candidates("/t/org-1/catalo").count(), 0);
+        assert_eq!(index.candidates(b"/t/org-1").count(), 0);
+        assert_eq!(index.candidates(b"/t/org-1/catalo").count(), 0);
         assert_eq!(index.longest_prefix(), "/t/org-299/catalog".len());
-        assert_eq!(RouteIndex::default().candidates("/").count(), 0);
+        assert_eq!(RouteIndex::default().candidates(b"/").count(), 0);
     }
 
     #[test]

@@ -7,21 +7,25 @@ pub mod binary;
 pub mod decide;
 pub mod document;
 pub mod error;
+pub mod lint;
 pub mod load;
 mod lookup;
+pub mod path;
 pub mod reason;
 pub mod request;
+pub mod signed;
 pub mod snapshot;
 pub mod time;
 
 pub use decide::{
-    decide, decide_with_key, is_safe_method, key_digest, path_is_clean, Action, Decision, Explain,
-    ExternalKey, Mode, STRIPPED_HEADERS,
+    decide, decide_with_key, is_annotation_header, is_safe_method, key_digest, Action, Decision,
+    Explain, ExternalKey, Mode, STRIPPED_HEADERS,
 };
 pub use document::Document;
 pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};
+pub use path::PathCase;
 pub use reason::Reason;
-pub use request::{Request, Sources};
+pub use request::{Ambiguity, Request, Sources};
 pub use snapshot::{Snapshot, SnapshotStats};
 pub use time::Timestamp;
 
@@ -32,8 +36,13 @@ pub fn load_snapshot(text: &str) -> Result<Snapshot, LoadError> {
 }
 
 /// Loads a snapshot from bytes: a compiled snapshot (`policyctl compile`,
-/// recognised by its magic) or a JSON document.
+/// recognised by its magic) or a JSON document, either possibly inside a
+/// signed envelope (`policyctl sign`), whose signature is NOT checked here
+/// (see [`load_verified`]).
 pub fn load_snapshot_bytes(bytes: &[u8]) -> Result<Snapshot, LoadError> {
+    if signed::is_signed(bytes) {
+        return load_verified(bytes, None).map(|(snapshot, _)| snapshot);
+    }
     if binary::is_binary(bytes) {
         return binary::decode(bytes).map_err(|e| {
             LoadError::Syntax(SyntaxError {
@@ -49,8 +58,43 @@ pub fn load_snapshot_bytes(bytes: &[u8]) -> Result<Snapshot, LoadError> {
     load_snapshot(text)
 }
 
+/// Loads a snapshot fetched from a source. With a `verifier` (public keys
+/// configured), only a signed snapshot whose signature verifies is loaded;
+/// without, a signed one is unwrapped unchecked. Returns the signed sequence
+/// (`None` for an unsigned snapshot), for the caller's replay check.
+pub fn load_verified(
+    bytes: &[u8],
+    verifier: Option<&signed::Verifier>,
+) -> Result<(Snapshot, Option<u64>), LoadError> {
+    let refused = |e: signed::SignedError| {
+        LoadError::Syntax(SyntaxError {
+            message: e.to_string(),
+        })
+    };
+    if !signed::is_signed(bytes) {
+        if verifier.is_some() {
+            return Err(refused(signed::SignedError::Unsigned));
+        }
+        return load_snapshot_bytes(bytes).map(|snapshot| (snapshot, None));
+    }
+    let envelope = signed::parse(bytes).map_err(refused)?;
+    if let Some(verifier) = verifier {
+        verifier.verify(&envelope).map_err(refused)?;
+    }
+    if signed::is_signed(envelope.payload) {
+        return Err(refused(signed::SignedError::Malformed(
+            "a signed snapshot inside another",
+        )));
+    }
+    let snapshot = load_snapshot_bytes(envelope.payload)?;
+    if snapshot.revision() != envelope.revision {
+        return Err(refused(signed::SignedError::RevisionMismatch));
+    }
+    Ok((snapshot, Some(envelope.sequence)))
+}
+
 /// The lower-case hex SHA-256 of a raw API key: what a snapshot stores.
-pub fn hash_key(raw_key: &str) -> String {
+pub fn hash_key(raw_key: impl AsRef<[u8]>) -> String {
     hash_key_hex(&key_digest(raw_key))
 }
 

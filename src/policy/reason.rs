@@ -54,6 +54,10 @@ macro_rules! reasons {
 reasons! {
     NoPolicy => "no_policy", 503, "unavailable", "no policy snapshot is loaded";
     InvalidPath => "invalid_path", 400, "bad_request", "the path contains a dot segment or an encoded dot, slash or backslash";
+    // Extension (v1.1): two API keys or user identities, or one sent twice.
+    AmbiguousCredentials => "ambiguous_credentials", 401, "unauthorized", "the request carries more than one API key or user identity";
+    // Extension (v1.1): the tenant selector sent twice.
+    AmbiguousTenant => "ambiguous_tenant", 400, "bad_request", "the request carries more than one tenant selector";
     NoRoute => "no_route", 404, "not_found", "no route matches this host, method and path";
     MissingCredentials => "missing_credentials", 401, "unauthorized", "an API key or a user identity is required";
     InvalidApiKey => "invalid_api_key", 401, "unauthorized", "the API key is not known";

@@ -6,7 +6,7 @@
 //! route table keyed by path prefix. A decision is then a handful of hash lookups.
 
 use super::document::*;
-use super::error::{InvalidSnapshot, Problem};
+use super::error::{escape_value, InvalidSnapshot, Problem};
 pub(crate) use super::lookup::{IdxList, Inline, KeyIndex, RouteIndex};
 use super::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -23,8 +23,12 @@ pub struct Snapshot {
     pub(crate) org_by_name: FxHashMap<Box<str>, Idx>,
     pub(crate) envs: FxHashMap<Box<str>, Idx>,
     pub(crate) routes: Vec<RouteEntry>,
-    /// Normalized path prefix → candidate routes, best first.
+    /// Canonical path prefix → candidate routes, best first.
     pub(crate) route_index: RouteIndex,
+    /// The same with prefixes lower-cased, for `path_case: insensitive`;
+    /// `None` when no prefix has an upper-case letter (then it would equal
+    /// `route_index`).
+    pub(crate) folded_route_index: Option<RouteIndex>,
     pub(crate) apps: Vec<AppEntry>,
     pub(crate) app_by_id: FxHashMap<Box<str>, Idx>,
     pub(crate) products: Vec<ProductEntry>,
@@ -86,14 +90,23 @@ pub(crate) struct OrgEntry {
 pub(crate) enum RouteTeams {
     Unrestricted,
     AnyTeam,
-    Listed(Box<[Idx]>),
+    /// The listed teams (sorted) and the organization of each.
+    Listed(Box<[ListedTeam]>),
+}
+
+/// A team a route lists, with its organization: a `"*"` right counts only
+/// for teams of the resolved tenant (contract v1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ListedTeam {
+    pub team: Idx,
+    pub org: Idx,
 }
 
 #[derive(Debug)]
 pub(crate) struct RouteEntry {
     pub id: Box<str>,
-    /// The normalized `path_prefix` (no trailing slash except for `/`).
-    pub prefix: Box<str>,
+    /// The canonical `path_prefix` ([`super::path::canonical_prefix`]).
+    pub prefix: Box<[u8]>,
     pub hosts: Box<[Box<str>]>,
     pub methods: Box<[Box<str>]>,
     pub tenant: Option<Idx>,
@@ -255,7 +268,11 @@ impl Snapshot {
     }
 }
 
-fn is_valid_id(id: &str) -> bool {
+/// Longest revision accepted: it is echoed in every annotated request.
+pub const MAX_REVISION_LEN: usize = 128;
+
+/// The id alphabet of spec §1, `A-Za-z0-9._:-`, non-empty.
+pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
             .bytes()
@@ -279,16 +296,6 @@ pub(crate) fn decode_sha256_hex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Strips trailing slashes so `/api/` and `/api` are the same prefix (`/` stays `/`).
-pub(crate) fn normalize_prefix(prefix: &str) -> &str {
-    let trimmed = prefix.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/"
-    } else {
-        trimmed
-    }
-}
-
 fn is_http_token(text: &str) -> bool {
     !text.is_empty()
         && text
@@ -296,8 +303,33 @@ fn is_http_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Roles confined to the tenants an organization covers (a group's), or
+/// valid wherever their membership covers (`None`).
+type ScopedRoles = (Option<Idx>, Vec<Idx>);
 /// Roles and (team or `*`, right) pairs collected for one tenant.
-type TenantAccumulator = (Vec<Idx>, Vec<(Option<Idx>, Right)>);
+type TenantAccumulator = (Vec<ScopedRoles>, Vec<(Option<Idx>, Right)>);
+
+/// A group: its organization and its roles.
+struct CompiledGroup {
+    org: Option<Idx>,
+    roles: Vec<Idx>,
+}
+
+/// Limits on what compiling a snapshot may expand to, so that its cost stays
+/// proportional to the document: without them a few-MB hostile snapshot
+/// (every user in an area of thousands of organizations, thousands of roles
+/// with wildcard permissions) could exhaust a 32-bit VM. Each is far above
+/// what `policyctl generate` produces for a million keys.
+pub mod limits {
+    /// (principal, tenant) pairs whose grants are computed.
+    pub const MAX_GRANT_PAIRS: u64 = 8_000_000;
+    /// Those pairs times the roles and team rights folded into each.
+    pub const MAX_GRANT_WORK: u64 = 64_000_000;
+    /// Role permission patterns times the distinct permissions routes require.
+    pub const MAX_PERMISSION_WORK: u64 = 64_000_000;
+    /// 64-bit words of permission bit sets (per role and per grant).
+    pub const MAX_PERMISSION_WORDS: u64 = 16_000_000;
+}
 /// A grant's identity: sorted roles, sorted team rights, the `*` right.
 type GrantKey = (Vec<Idx>, Vec<(Idx, Right)>, Option<Right>);
 
@@ -351,7 +383,7 @@ impl<'d> Compiler<'d> {
             id: id.to_string(),
             field: field.into(),
             value: value.to_string(),
-            what: format!("{what} `{value}`"),
+            what: format!("{what} `{}`", escape_value(value)),
         });
     }
 
@@ -428,14 +460,10 @@ impl<'d> Compiler<'d> {
 
     fn run(mut self) -> Result<Snapshot, InvalidSnapshot> {
         let doc = self.doc;
-        if doc.revision.is_empty() {
-            self.problem(
-                "snapshot",
-                "(top level)",
-                "revision",
-                "",
-                "revision must be non-empty, got",
-            );
+        if !is_valid_id(&doc.revision) || doc.revision.len() > MAX_REVISION_LEN {
+            // It becomes a header value, an ETag and a metric name.
+            let what = "revision must be 1 to 128 characters of `A-Za-z0-9._:-`, got";
+            self.problem("snapshot", "(top level)", "revision", &doc.revision, what);
         }
         self.areas = self.index_ids("area", &doc.areas, |a| a.id.as_str());
         self.orgs = self.index_ids("organization", &doc.organizations, |o| o.id.as_str());
@@ -464,38 +492,198 @@ impl<'d> Compiler<'d> {
             })
             .collect();
         let (permission_bits, routes) = self.compile_routes();
+        if let Err(problem) = self.check_expansion(&closure, permission_bits.len()) {
+            // Refused before anything proportional to the expansion is allocated.
+            self.problems.push(problem);
+            return Err(InvalidSnapshot {
+                problems: self.problems,
+            });
+        }
         let role_bits = self.role_permission_bits(&permission_bits);
-        let group_roles = self.compile_groups();
+        let groups = self.compile_groups();
         let products = self.compile_products(&orgs);
         let mut apps = self.compile_apps();
         let keys = self.compile_keys(&orgs, &apps);
 
-        let mut grants = GrantTable::new(doc, &team_org, &role_bits, permission_bits.len());
-        // Apps: their organization covers itself and its sub-organizations.
-        for (app_idx, app) in doc.apps.iter().enumerate() {
-            let Some(entry) = apps.get(app_idx) else {
-                continue;
-            };
-            let org = entry.org;
+        let mut grants =
+            GrantTable::new(doc, &closure, &team_org, &role_bits, permission_bits.len());
+        self.grant_apps(&mut grants, &apps, &closure, &team_org);
+        let (user_entries, pending) = self.compile_users(&mut grants, &groups, &closure, &team_org);
+
+        let mut gateway = self.check_otoroshi_identities();
+        for (position, (team, org)) in doc.teams.iter().zip(&team_org).enumerate() {
+            if let Some(org) = *org {
+                gateway
+                    .teams
+                    .entry(team.id.as_str().into())
+                    .or_insert((position as Idx, org));
+            }
+        }
+
+        if !self.problems.is_empty() {
+            return Err(InvalidSnapshot {
+                problems: self.problems,
+            });
+        }
+
+        let org_by_name = org_names(&orgs);
+        let (route_index, folded_route_index) = route_tables(&routes);
+        let stats = SnapshotStats {
+            organizations: orgs.len(),
+            teams: doc.teams.len(),
+            users: user_entries.len(),
+            apps: apps.len(),
+            api_keys: keys.len(),
+            routes: routes.len(),
+            grants: grants.grants.len(),
+        };
+        link_home_grants(&mut apps, &grants.by_principal);
+        // Digests were checked unique above.
+        let key_index = KeyIndex::build(&keys).unwrap_or_default();
+        Ok(Snapshot {
+            revision: doc.revision.as_str().into(),
+            orgs,
+            org_by_name,
+            envs: self.envs,
+            routes,
+            route_index,
+            folded_route_index,
+            app_by_id: ids_by_principal(apps.iter().map(|a| &*a.principal), "app:"),
+            apps,
+            products,
+            keys,
+            key_index,
+            user_by_id: ids_by_principal(user_entries.iter().map(|u| &*u.principal), "user:"),
+            users: user_entries,
+            grants: grants.grants,
+            grants_by_principal: grants.by_principal,
+            pending,
+            gateway,
+            stats,
+        })
+    }
+
+    /// How much work and memory the grants and permission bits of this
+    /// document take, checked against [`limits`] before any of it is done.
+    fn check_expansion(&self, closure: &Closure, vocabulary: usize) -> Result<(), Problem> {
+        let doc = self.doc;
+        let mut pairs = 0u64;
+        let mut work = 0u64;
+        let mut count = |covered: usize, items: usize| {
+            let covered = covered as u64;
+            pairs = pairs.saturating_add(covered);
+            work = work.saturating_add(covered.saturating_mul(1 + items as u64));
+        };
+        for app in &doc.apps {
+            if let Some(&org) = self.orgs.get(app.organization.as_str()) {
+                count(
+                    closure.org_cover(org).len(),
+                    app.roles.len() + app.teams.len(),
+                );
+            }
+        }
+        for membership in doc.users.iter().flat_map(|u| &u.memberships) {
+            if let Some(scope) = self.scope_of(&membership.scope) {
+                let items = membership.roles.len() + membership.teams.len();
+                let group_roles: usize = membership
+                    .groups
+                    .iter()
+                    .filter_map(|g| self.groups.get(g.as_str()))
+                    .filter_map(|&g| doc.groups.get(g as usize))
+                    .map(|g| g.roles.len())
+                    .sum();
+                count(closure.cover(scope).len(), items + group_roles);
+            }
+        }
+        let patterns: u64 = doc.roles.iter().map(|r| r.permissions.len() as u64).sum();
+        let words = vocabulary.div_ceil(64) as u64;
+        let checks = [
+            (
+                pairs,
+                limits::MAX_GRANT_PAIRS,
+                "users[].memberships, apps[]",
+                "(principal, tenant) grants",
+            ),
+            (
+                work,
+                limits::MAX_GRANT_WORK,
+                "users[].memberships, apps[]",
+                "role and team entries over covered tenants",
+            ),
+            (
+                patterns.saturating_mul(vocabulary as u64),
+                limits::MAX_PERMISSION_WORK,
+                "roles[].permissions",
+                "permission patterns × distinct route permissions",
+            ),
+            (
+                (doc.roles.len() as u64)
+                    .saturating_add(pairs)
+                    .saturating_mul(words),
+                limits::MAX_PERMISSION_WORDS,
+                "roles[].permissions",
+                "64-bit permission words",
+            ),
+        ];
+        for (amount, limit, field, what) in checks {
+            if amount > limit {
+                return Err(Problem {
+                    kind: "snapshot",
+                    id: "(top level)".into(),
+                    field: field.into(),
+                    value: amount.to_string(),
+                    what: format!(
+                        "the snapshot expands to {amount} {what}, more than the limit of {limit}"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn scope_of(&self, name: &str) -> Option<Scope> {
+        if let Some(&org) = self.orgs.get(name) {
+            Some(Scope::Org(org))
+        } else {
+            self.areas.get(name).map(|&area| Scope::Area(area))
+        }
+    }
+
+    /// Apps: their organization covers itself and its sub-organizations.
+    fn grant_apps(
+        &mut self,
+        grants: &mut GrantTable<'_>,
+        apps: &[AppEntry],
+        closure: &Closure,
+        team_org: &[Option<Idx>],
+    ) {
+        let doc = self.doc;
+        for (app_idx, (app, entry)) in doc.apps.iter().zip(apps).enumerate() {
             let roles: Vec<Idx> = app
                 .roles
                 .iter()
                 .filter_map(|r| self.resolve("role", "app", &app.id, "roles", r))
                 .collect();
+            let scope = Scope::Org(entry.org);
             let rights = self.resolve_rights(
-                "app",
-                &app.id,
-                "teams",
-                &app.teams,
-                Scope::Org(org),
-                &closure,
-                &team_org,
+                "app", &app.id, "teams", &app.teams, scope, closure, team_org,
             );
-            for &tenant in closure.org_cover(org) {
+            let roles = [(None, roles)];
+            for &tenant in closure.org_cover(entry.org) {
                 grants.add(PrincipalRef::App(app_idx as Idx), tenant, &roles, &rights);
             }
         }
-        // Users: the union over active memberships covering each tenant.
+    }
+
+    /// Users: the union over active memberships covering each tenant.
+    fn compile_users(
+        &mut self,
+        grants: &mut GrantTable<'_>,
+        groups: &[CompiledGroup],
+        closure: &Closure,
+        team_org: &[Option<Idx>],
+    ) -> (Vec<UserEntry>, FxHashSet<(Idx, Idx)>) {
+        let doc = self.doc;
         let mut user_entries = Vec::with_capacity(doc.users.len());
         let mut pending = FxHashSet::default();
         for (user_idx, user) in doc.users.iter().enumerate() {
@@ -505,31 +693,13 @@ impl<'d> Compiler<'d> {
             let mut active_scopes: Vec<Option<Idx>> = Vec::new();
             for (m_index, membership) in user.memberships.iter().enumerate() {
                 let field = |name: &str| format!("memberships[{m_index}].{name}");
-                let scope = if let Some(&org) = self.orgs.get(membership.scope.as_str()) {
-                    Some(Scope::Org(org))
-                } else if let Some(&area) = self.areas.get(membership.scope.as_str()) {
-                    Some(Scope::Area(area))
-                } else {
-                    self.problem(
-                        "user",
-                        &user.id,
-                        field("scope"),
-                        &membership.scope,
-                        "unknown area or organization",
-                    );
-                    None
-                };
-                let mut roles: Vec<Idx> = membership
-                    .roles
-                    .iter()
-                    .filter_map(|r| self.resolve("role", "user", &user.id, field("roles"), r))
-                    .collect();
-                for group in &membership.groups {
-                    if let Some(g) = self.resolve("group", "user", &user.id, field("groups"), group)
-                    {
-                        roles.extend(group_roles.get(g as usize).into_iter().flatten());
-                    }
+                let scope = self.scope_of(&membership.scope);
+                if scope.is_none() {
+                    let what = "unknown area or organization";
+                    self.problem("user", &user.id, field("scope"), &membership.scope, what);
                 }
+                let roles =
+                    self.membership_roles(&user.id, m_index, membership, scope, groups, closure);
                 let Some(scope) = scope else { continue };
                 let rights = self.resolve_rights(
                     "user",
@@ -537,8 +707,8 @@ impl<'d> Compiler<'d> {
                     &field("teams"),
                     &membership.teams,
                     scope,
-                    &closure,
-                    &team_org,
+                    closure,
+                    team_org,
                 );
                 let covered = closure.cover(scope);
                 match membership.status {
@@ -550,7 +720,7 @@ impl<'d> Compiler<'d> {
                         });
                         for &tenant in covered {
                             let slot = per_tenant.entry(tenant).or_default();
-                            slot.0.extend(roles.iter().copied());
+                            slot.0.extend(roles.iter().cloned());
                             slot.1.extend(rights.iter().copied());
                         }
                     }
@@ -573,57 +743,58 @@ impl<'d> Compiler<'d> {
                 default_tenant,
             });
         }
+        (user_entries, pending)
+    }
 
-        let mut gateway = self.check_otoroshi_identities();
-        for (position, (team, org)) in doc.teams.iter().zip(&team_org).enumerate() {
-            if let Some(org) = *org {
-                gateway
-                    .teams
-                    .entry(team.id.as_str().into())
-                    .or_insert((position as Idx, org));
+    /// A membership's roles, each with the organization its group confines
+    /// it to (`None`: the membership's own roles, valid wherever it covers).
+    /// A group must belong to the organization the membership is scoped to,
+    /// or to an organization of the area it is scoped to (contract v1.1).
+    fn membership_roles(
+        &mut self,
+        user: &str,
+        m_index: usize,
+        membership: &Membership,
+        scope: Option<Scope>,
+        groups: &[CompiledGroup],
+        closure: &Closure,
+    ) -> Vec<ScopedRoles> {
+        let field = |name: &str| format!("memberships[{m_index}].{name}");
+        let own: Vec<Idx> = membership
+            .roles
+            .iter()
+            .filter_map(|r| self.resolve("role", "user", user, field("roles"), r))
+            .collect();
+        let mut roles = vec![(None, own)];
+        for group in &membership.groups {
+            let Some(g) = self.resolve("group", "user", user, field("groups"), group) else {
+                continue;
+            };
+            let Some(compiled) = groups.get(g as usize) else {
+                continue;
+            };
+            let Some(org) = compiled.org else { continue };
+            let inside = match scope {
+                Some(Scope::Org(scope_org)) => org == scope_org,
+                Some(Scope::Area(_)) => scope.is_some_and(|s| closure.cover(s).contains(&org)),
+                None => true,
+            };
+            if !inside {
+                let owner = self
+                    .doc
+                    .groups
+                    .get(g as usize)
+                    .map_or("", |g| g.organization.as_str());
+                let what = format!(
+                    "group belongs to organization `{owner}`, outside the membership's scope `{}`:",
+                    membership.scope
+                );
+                self.problem("user", user, field("groups"), group, &what);
+                continue;
             }
+            roles.push((Some(org), compiled.roles.clone()));
         }
-
-        if !self.problems.is_empty() {
-            return Err(InvalidSnapshot {
-                problems: self.problems,
-            });
-        }
-
-        let org_by_name = org_names(&orgs);
-        let route_index = route_table(&routes);
-        let stats = SnapshotStats {
-            organizations: orgs.len(),
-            teams: doc.teams.len(),
-            users: user_entries.len(),
-            apps: apps.len(),
-            api_keys: keys.len(),
-            routes: routes.len(),
-            grants: grants.grants.len(),
-        };
-        link_home_grants(&mut apps, &grants.by_principal);
-        // Digests were checked unique above.
-        let key_index = KeyIndex::build(&keys).unwrap_or_default();
-        Ok(Snapshot {
-            revision: doc.revision.as_str().into(),
-            orgs,
-            org_by_name,
-            envs: self.envs,
-            routes,
-            route_index,
-            app_by_id: ids_by_principal(apps.iter().map(|a| &*a.principal), "app:"),
-            apps,
-            products,
-            keys,
-            key_index,
-            user_by_id: ids_by_principal(user_entries.iter().map(|u| &*u.principal), "user:"),
-            users: user_entries,
-            grants: grants.grants,
-            grants_by_principal: grants.by_principal,
-            pending,
-            gateway,
-            stats,
-        })
+        roles
     }
 
     fn compile_orgs(&mut self) -> Vec<OrgEntry> {
@@ -794,15 +965,16 @@ impl<'d> Compiler<'d> {
         let mut routes = Vec::with_capacity(doc.routes.len());
         for route in &doc.routes {
             let id = route.id.as_str();
-            if !route.path_prefix.starts_with('/') || route.path_prefix.contains(['?', '#']) {
+            let prefix = super::path::canonical_prefix(&route.path_prefix).unwrap_or_else(|_| {
                 self.problem(
                     "route",
                     id,
                     "path_prefix",
                     &route.path_prefix,
-                    "path_prefix must start with `/` and hold no `?` or `#`, got",
+                    "path_prefix must be a canonical path: `/` first, no `?`, `#`, `;` parameter, dot segment, backslash, control character or encoded `.`, `/`, backslash, `;` or NUL, got",
                 );
-            }
+                b"/".to_vec()
+            });
             for host in &route.hosts {
                 if host.is_empty() || host.contains(['/', ' ']) {
                     self.problem("route", id, "hosts", host, "not a host name");
@@ -860,7 +1032,9 @@ impl<'d> Compiler<'d> {
                             );
                             self.problem("route", id, "teams", team, &what);
                         }
-                        resolved.push(t);
+                        if let Some(&org) = owner.and_then(|o| self.orgs.get(o)) {
+                            resolved.push(ListedTeam { team: t, org });
+                        }
                     }
                     resolved.sort_unstable();
                     resolved.dedup();
@@ -895,7 +1069,7 @@ impl<'d> Compiler<'d> {
             };
             routes.push(RouteEntry {
                 id: id.into(),
-                prefix: normalize_prefix(&route.path_prefix).into(),
+                prefix: prefix.into(),
                 hosts: route
                     .hosts
                     .iter()
@@ -953,23 +1127,24 @@ impl<'d> Compiler<'d> {
         out
     }
 
-    fn compile_groups(&mut self) -> Vec<Vec<Idx>> {
+    fn compile_groups(&mut self) -> Vec<CompiledGroup> {
         let doc = self.doc;
         doc.groups
             .iter()
             .map(|group| {
-                self.resolve(
+                let org = self.resolve(
                     "organization",
                     "group",
                     &group.id,
                     "organization",
                     &group.organization,
                 );
-                group
+                let roles = group
                     .roles
                     .iter()
                     .filter_map(|r| self.resolve("role", "group", &group.id, "roles", r))
-                    .collect()
+                    .collect();
+                CompiledGroup { org, roles }
             })
             .collect()
     }
@@ -1206,6 +1381,7 @@ impl Closure {
 /// Builds and de-duplicates [`Grants`]: most principals hold one of a few shapes.
 struct GrantTable<'a> {
     doc: &'a Document,
+    closure: &'a Closure,
     team_org: &'a [Option<Idx>],
     role_bits: &'a [Box<[u64]>],
     words: usize,
@@ -1217,12 +1393,14 @@ struct GrantTable<'a> {
 impl<'a> GrantTable<'a> {
     fn new(
         doc: &'a Document,
+        closure: &'a Closure,
         team_org: &'a [Option<Idx>],
         role_bits: &'a [Box<[u64]>],
         vocabulary: usize,
     ) -> Self {
         GrantTable {
             doc,
+            closure,
             team_org,
             role_bits,
             words: vocabulary.div_ceil(64),
@@ -1236,7 +1414,7 @@ impl<'a> GrantTable<'a> {
         &mut self,
         principal: PrincipalRef,
         tenant: Idx,
-        roles: &[Idx],
+        roles: &[ScopedRoles],
         rights: &[(Option<Idx>, Right)],
     ) {
         // Sorted vectors rather than sets and maps: the same result, and less
@@ -1261,7 +1439,12 @@ impl<'a> GrantTable<'a> {
             }
             same
         });
-        let mut roles = roles.to_vec();
+        // A group's roles count only in the tenants its organization covers.
+        let mut roles: Vec<Idx> = roles
+            .iter()
+            .filter(|(org, _)| org.is_none_or(|o| self.closure.org_cover(o).contains(&tenant)))
+            .flat_map(|(_, roles)| roles.iter().copied())
+            .collect();
         roles.sort_unstable();
         roles.dedup();
         let key = (roles, tenant_rights, star);
@@ -1317,16 +1500,19 @@ impl<'a> GrantTable<'a> {
     }
 }
 
-/// Candidates per normalized prefix, best first: routes listing hosts, then routes
-/// listing methods, then document order; and the longest prefix.
-/// Each distinct route prefix with its candidate routes, best first (host and
-/// method filters before catch-alls, then document order).
-pub(crate) fn route_groups(routes: &[RouteEntry]) -> Vec<(&str, Vec<Idx>)> {
-    let mut table: FxHashMap<&str, Vec<Idx>> = FxHashMap::default();
+/// Each distinct route prefix (lower-cased with `fold`) with its candidate
+/// routes, best first: host and method filters before catch-alls, then
+/// document order.
+pub(crate) fn route_groups(routes: &[RouteEntry], fold: bool) -> Vec<(Vec<u8>, Vec<Idx>)> {
+    let mut table: FxHashMap<Vec<u8>, Vec<Idx>> = FxHashMap::default();
     for (i, route) in routes.iter().enumerate() {
-        table.entry(&route.prefix).or_default().push(i as Idx);
+        let mut prefix = route.prefix.to_vec();
+        if fold {
+            prefix.make_ascii_lowercase();
+        }
+        table.entry(prefix).or_default().push(i as Idx);
     }
-    let mut groups: Vec<(&str, Vec<Idx>)> = table.into_iter().collect();
+    let mut groups: Vec<(Vec<u8>, Vec<Idx>)> = table.into_iter().collect();
     for (_, candidates) in &mut groups {
         candidates.sort_by_key(|&i| {
             let route = routes.get(i as usize);
@@ -1338,27 +1524,43 @@ pub(crate) fn route_groups(routes: &[RouteEntry]) -> Vec<(&str, Vec<Idx>)> {
     groups
 }
 
-pub(crate) fn route_table(routes: &[RouteEntry]) -> RouteIndex {
-    let groups = route_groups(routes);
+fn route_index(routes: &[RouteEntry], fold: bool) -> RouteIndex {
+    let groups = route_groups(routes, fold);
     let longest = groups.iter().map(|(p, _)| p.len()).max().unwrap_or(1);
     RouteIndex::build(&groups, longest)
 }
 
-/// The prefixes the route walk probes for `path`, deepest first: from the
-/// deepest segment boundary a route prefix can reach (`longest` bytes), so a
-/// huge path costs no more than a short one, up to `/`.
-pub(crate) fn route_walk(path: &str, longest: usize) -> impl Iterator<Item = &str> {
+/// The route index, and the case-folded one when it differs.
+pub(crate) fn route_tables(routes: &[RouteEntry]) -> (RouteIndex, Option<RouteIndex>) {
+    let has_upper = routes
+        .iter()
+        .any(|r| r.prefix.iter().any(u8::is_ascii_uppercase));
+    (
+        route_index(routes, false),
+        has_upper.then(|| route_index(routes, true)),
+    )
+}
+
+/// The prefixes the route walk probes for the canonical `path`, deepest
+/// first: from the deepest segment boundary a route prefix can reach
+/// (`longest` bytes), so a huge path costs no more than a short one, up to
+/// `/`. Bytes, not characters: a cut inside a multi-byte character is as
+/// good as any other (no prefix ends there).
+pub(crate) fn route_walk(path: &[u8], longest: usize) -> impl Iterator<Item = &[u8]> {
     let start = match path.get(..=longest) {
-        Some(head) if path.len() > longest => match head.rfind('/') {
-            Some(0) | None => "/",
-            Some(cut) => head.get(..cut).unwrap_or("/"),
+        Some(head) if path.len() > longest => match head.iter().rposition(|&b| b == b'/') {
+            Some(0) | None => &b"/"[..],
+            Some(cut) => head.get(..cut).unwrap_or(b"/"),
         },
         _ => path,
     };
     let mut next = Some(start);
     std::iter::from_fn(move || {
-        let prefix = normalize_prefix(next?);
-        next = (prefix != "/").then(|| prefix.rsplit_once('/').map_or("/", |(parent, _)| parent));
+        let prefix = super::path::trim_trailing_slashes(next?);
+        next = (prefix != b"/").then(|| match prefix.iter().rposition(|&b| b == b'/') {
+            Some(0) | None => &b"/"[..],
+            Some(cut) => prefix.get(..cut).unwrap_or(b"/"),
+        });
         Some(prefix)
     })
 }
@@ -1399,4 +1601,27 @@ pub(crate) fn ids_by_principal<'p>(
         }
     }
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_route_walk_starts_within_the_longest_prefix_for_any_bytes() {
+        let path = format!("/{}", "\u{e9}\u{e9}/".repeat(1000));
+        let walked: Vec<&[u8]> = route_walk(path.as_bytes(), 3).collect();
+        assert_eq!(walked, vec![&b"/"[..]]);
+        let walked: Vec<&[u8]> = route_walk(b"/ab/cd/ef", 6).collect();
+        assert_eq!(walked, vec![&b"/ab/cd"[..], b"/ab", b"/"]);
+        let walked: Vec<&[u8]> = route_walk(b"/ab//", 10).collect();
+        assert_eq!(walked, vec![&b"/ab"[..], b"/"]);
+        for longest in 0..40 {
+            let first = route_walk(path.as_bytes(), longest).next().unwrap();
+            assert!(first.len() <= longest.max(1), "{longest}");
+        }
+    }
 }

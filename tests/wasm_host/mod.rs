@@ -152,6 +152,8 @@ pub struct Outcome {
     pub stdio: String,
     /// Attempted callouts.
     pub http_calls: Vec<HttpCall>,
+    /// Context ids passed to `proxy_set_effective_context`, in order.
+    pub effective_contexts: Vec<u32>,
     /// `proxy_continue_stream` calls.
     pub continue_stream_calls: u32,
     /// `proxy_set_tick_period_milliseconds` values set.
@@ -726,6 +728,15 @@ fn link_env(linker: &mut Linker<State>) -> Result<()> {
             Ok(status::BAD_ARGUMENT)
         },
     )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: Caller<'_, State>, context_id: u32| -> i32 {
+            count(&mut c, "proxy_set_effective_context");
+            c.data_mut().record.effective_contexts.push(context_id);
+            status::OK
+        },
+    )?;
     Ok(())
 }
 
@@ -996,6 +1007,7 @@ impl Host {
             logs,
             stdio,
             http_calls,
+            effective_contexts,
             continue_stream_calls,
             tick_periods,
             host_calls,
@@ -1013,6 +1025,7 @@ impl Host {
         outcome.logs = logs;
         outcome.stdio = stdio;
         outcome.http_calls = http_calls;
+        outcome.effective_contexts = effective_contexts;
         outcome.continue_stream_calls = continue_stream_calls;
         outcome.tick_periods = tick_periods;
         outcome.host_calls = host_calls;
@@ -1095,7 +1108,8 @@ impl Host {
             .push(("proxy_on_request_headers", Some(action)));
         outcome.action = Some(Action::from(action));
         let answered = self.store.data().record.local_response.is_some();
-        if action == 0 && !answered {
+        // Envoy skips the callbacks a module does not export.
+        if action == 0 && !answered && self.has_export("proxy_on_response_headers") {
             let r = self.call::<(u32, u32, u32), i32>(
                 outcome,
                 "proxy_on_response_headers",
@@ -1105,10 +1119,14 @@ impl Host {
                 .returned
                 .push(("proxy_on_response_headers", Some(r)));
         }
-        let done = self.call::<u32, i32>(outcome, "proxy_on_done", id)?;
-        outcome.returned.push(("proxy_on_done", Some(done)));
-        self.call::<u32, ()>(outcome, "proxy_on_log", id)?;
-        outcome.returned.push(("proxy_on_log", None));
+        if self.has_export("proxy_on_done") {
+            let done = self.call::<u32, i32>(outcome, "proxy_on_done", id)?;
+            outcome.returned.push(("proxy_on_done", Some(done)));
+        }
+        if self.has_export("proxy_on_log") {
+            self.call::<u32, ()>(outcome, "proxy_on_log", id)?;
+            outcome.returned.push(("proxy_on_log", None));
+        }
         self.call::<u32, ()>(outcome, "proxy_on_delete", id)?;
         outcome.returned.push(("proxy_on_delete", None));
         Ok(())
