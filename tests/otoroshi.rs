@@ -685,6 +685,83 @@ fn otoroshi_users_are_placed_by_their_email() {
     }
 }
 
+/// Findings of the second attacker's read, through the Otoroshi build.
+#[test]
+fn a_client_cannot_name_itself_a_user_and_a_display_name_names_nobody() {
+    let demo_settings = settings(demo());
+    // An anonymous DELETE with `x-user-id: alice` (the area admin): no user
+    // header is read unless the operator names one.
+    let forged = [("x-user-id", "alice")];
+    let req = Req {
+        method: "DELETE",
+        headers: &forged,
+        ..get("/orders/1")
+    };
+    assert_eq!(
+        denied(&call("access", &access_context(&demo_settings, &req))),
+        (401, "missing_credentials".into())
+    );
+    let tctx = transform_context(&demo_settings, &req);
+    let headers = call("transform_request", &tctx)["headers"].clone();
+    assert_eq!(headers.get("x-principal"), None);
+    // Named by the operator (a module in front sets it), it is read.
+    let mut opted = demo_settings.clone();
+    opted["sources"] = json!({"user_header": "x-user-id"});
+    allowed(&call("access", &access_context(&opted, &req)));
+    // And turned off explicitly, in both shells' configuration.
+    opted["sources"] = json!({"user_header": ""});
+    assert_eq!(
+        denied(&call("access", &access_context(&opted, &req))),
+        (401, "missing_credentials".into())
+    );
+    // Only the e-mail identifies Otoroshi's user, never its display name.
+    for snapshot_settings in both_forms(demo_with_identities()) {
+        let mut named = fixture(USER);
+        named["email"] = "".into();
+        named["name"] = "pat@research.example".into();
+        let ctx = with(
+            access_context(&snapshot_settings, &get("/research/x")),
+            "/user",
+            named,
+        );
+        assert_eq!(
+            denied(&call("access", &ctx)),
+            (401, "missing_credentials".into())
+        );
+    }
+}
+
+#[test]
+fn a_path_spelled_differently_reaches_the_nested_route_in_otoroshi_too() {
+    let demo_settings = settings(demo());
+    let ops = [("x-api-key", "demo-ops-key")];
+    for uri in [
+        "/orders/admin/purge",
+        "/orders/%61dmin/purge",
+        "/orders/admin;/purge",
+        "/orders/admin%3B/purge",
+        "/orders//admin/purge",
+    ] {
+        let req = Req {
+            method: "POST",
+            headers: &ops,
+            ..get(uri)
+        };
+        assert_eq!(
+            denied(&call("access", &access_context(&demo_settings, &req))),
+            (403, "permission_denied".into()),
+            "{uri}"
+        );
+    }
+    for uri in ["/health/..;/orders/1", "/status/..;/billing/1"] {
+        assert_eq!(
+            denied(&call("access", &access_context(&demo_settings, &get(uri)))),
+            (400, "invalid_path".into()),
+            "{uri}"
+        );
+    }
+}
+
 #[test]
 fn audit_mode_lets_everything_through_and_marks_would_be_denials() {
     let mut audit = settings(demo());

@@ -286,6 +286,28 @@ fn non_utf8_header_values_do_not_trap_the_module() {
     assert_eq!(out.local_response, None, "{out:#?}");
 }
 
+#[test]
+fn the_forwarded_path_keeps_every_byte_but_the_key_parameter() {
+    let mut host = demo_host();
+    let headers: Vec<(&[u8], &[u8])> = vec![
+        (b":authority", b"localhost"),
+        (
+            b":path",
+            b"/orders/caf\xe9?q=\xff%zz&apikey=demo-storefront-key&x=\xc3\xa9",
+        ),
+        (b":method", b"GET"),
+    ];
+    let out = host.try_request(&headers).unwrap();
+    assert_eq!(out.local_response, None, "{out:#?}");
+    let path = out
+        .raw_headers
+        .iter()
+        .find(|(n, _)| n == b":path")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(path, b"/orders/caf\xe9?q=\xff%zz&x=\xc3\xa9".to_vec());
+}
+
 /// Every case of the shared table, including those Envoy cannot run (a fixed
 /// clock, another environment), with forged annotations on every request.
 #[test]

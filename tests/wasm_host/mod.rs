@@ -141,6 +141,8 @@ pub struct Outcome {
     pub removed: Vec<String>,
     /// The request header map after the filter: what Envoy forwards upstream
     /// unless the filter sent a local response.
+    /// The request header map forwarded upstream, as bytes.
+    pub raw_headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub headers: Vec<(String, String)>,
     /// `proxy_set_property` calls, in order (NUL path separators shown as `.`).
     pub properties: Vec<(String, String)>,
@@ -1091,6 +1093,7 @@ impl Host {
         let result = self.stream(&mut outcome, id, headers.len() as u32);
         self.collect(&mut outcome);
         outcome.headers = lossy_map(&self.store.data().request_headers);
+        outcome.raw_headers = self.store.data().request_headers.clone();
         result.map_err(|e| e.context(format!("logs: {:?}", outcome.logs)))?;
         Ok(outcome)
     }
