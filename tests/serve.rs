@@ -8,6 +8,7 @@
 )]
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -83,6 +84,19 @@ fn demo_key(sha256: &str) -> Value {
         .find(|k| k["sha256"] == sha256)
         .cloned()
         .unwrap_or_else(|| panic!("no demo key {sha256}"))
+}
+
+/// The entity tag the server must send for `bytes`, without quotes: `sha256:` and the first
+/// 32 hex digits of their SHA-256.
+fn etag_of(bytes: impl AsRef<[u8]>) -> String {
+    let digest = Sha256::digest(bytes.as_ref());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{}", &hex[..32])
+}
+
+/// The same, quoted as in the `etag` header.
+fn quoted_etag(bytes: impl AsRef<[u8]>) -> String {
+    format!("\"{}\"", etag_of(bytes))
 }
 
 /// Writes `text` to a sibling temp file and renames it over `path` (an atomic replace).
@@ -294,11 +308,13 @@ impl Conn {
         line
     }
 
-    /// Every response must carry content-length; HEAD and 304 have no body.
+    /// Every response must carry content-length; HEAD and 304 have no body. (hyper answers an
+    /// HTTP/1.0 request with an HTTP/1.0 status line.)
     fn read_response(&mut self, head: bool) -> Resp {
         let status_line = self.read_line();
         let status: u16 = status_line
             .strip_prefix("HTTP/1.1 ")
+            .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
             .and_then(|s| s.get(..3))
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
@@ -355,27 +371,34 @@ fn snapshot_etags_reloads_and_refusals() {
         "127.0.0.1:0",
     ]);
 
+    let e1 = quoted_etag(DEMO);
     let resp = serve.get("/snapshot", &[]);
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("etag"), Some("\"r1\""));
+    assert_eq!(resp.header("etag"), Some(e1.as_str()));
     assert_eq!(resp.header("content-type"), Some("application/json"));
     assert_eq!(resp.header("cache-control"), Some("no-cache"));
     assert_eq!(resp.body, DEMO.as_bytes(), "the file's exact bytes");
 
     let head = serve.request("HEAD", "/snapshot", &[]);
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("etag"), Some("\"r1\""));
+    assert_eq!(head.header("etag"), Some(e1.as_str()));
     assert_eq!(
         head.header("content-length"),
         Some(DEMO.len().to_string().as_str())
     );
 
-    for inm in ["\"r1\"", "r1", "W/\"r1\"", "*", "\"r0\", \"r1\""] {
+    let weak = format!("W/{e1}");
+    let listed = format!("\"r0\", {e1}");
+    for inm in [e1.as_str(), &weak, "*", &listed] {
         let resp = serve.get("/snapshot", &[("if-none-match", inm)]);
         assert_eq!(resp.status, 304, "if-none-match: {inm}");
-        assert_eq!(resp.header("etag"), Some("\"r1\""));
+        assert_eq!(resp.header("etag"), Some(e1.as_str()));
         assert!(resp.body.is_empty());
     }
+    // Not an entity tag (unquoted): the condition is ignored (RFC 9110 13.1.2).
+    let unquoted = etag_of(DEMO);
+    let resp = serve.get("/snapshot", &[("if-none-match", &unquoted)]);
+    assert_eq!(resp.status, 200, "if-none-match: {unquoted}");
     let resp = serve.get("/snapshot?x=1", &[("if-none-match", "\"r0\"")]);
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body, DEMO.as_bytes());
@@ -383,15 +406,14 @@ fn snapshot_etags_reloads_and_refusals() {
     // Rewritten in place, same size, right after being read: must be noticed at once.
     let r2 = demo_with_revision("r2");
     assert_eq!(r2.len(), DEMO.len());
+    let e2 = quoted_etag(&r2);
     fs::write(&policy, &r2).unwrap();
-    let resp = serve.get("/snapshot", &[("if-none-match", "\"r1\"")]);
+    let resp = serve.get("/snapshot", &[("if-none-match", &e1)]);
     assert_eq!(resp.status, 200, "the old etag no longer matches");
-    assert_eq!(resp.header("etag"), Some("\"r2\""));
+    assert_eq!(resp.header("etag"), Some(e2.as_str()));
     assert_eq!(resp.body, r2.as_bytes());
     assert_eq!(
-        serve
-            .get("/snapshot", &[("if-none-match", "\"r2\"")])
-            .status,
+        serve.get("/snapshot", &[("if-none-match", &e2)]).status,
         304
     );
     serve.wait_stderr("reloaded: revision r2 (was r1)");
@@ -401,7 +423,7 @@ fn snapshot_etags_reloads_and_refusals() {
     fs::write(&policy, &invalid).unwrap();
     let resp = serve.get("/snapshot", &[]);
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("etag"), Some("\"r2\""));
+    assert_eq!(resp.header("etag"), Some(e2.as_str()));
     assert_eq!(resp.body, r2.as_bytes());
     let stats = serve.stats();
     assert_eq!(stats["revision"], "r2");
@@ -416,7 +438,10 @@ fn snapshot_etags_reloads_and_refusals() {
     assert!(line.contains("bogus") && line.ends_with(" more)"), "{line}");
 
     fs::write(&policy, &r2.as_bytes()[..r2.len() / 2]).unwrap();
-    assert_eq!(serve.get("/snapshot", &[]).header("etag"), Some("\"r2\""));
+    assert_eq!(
+        serve.get("/snapshot", &[]).header("etag"),
+        Some(e2.as_str())
+    );
     assert_eq!(serve.stats()["reloads_refused"], 2);
 
     // The file disappears: r2 is still served.
@@ -430,24 +455,25 @@ fn snapshot_etags_reloads_and_refusals() {
     let r4 = demo_with_revision("r4");
     replace_file(&policy, &r4);
     let resp = serve.get("/snapshot", &[]);
-    assert_eq!(resp.header("etag"), Some("\"r4\""));
+    assert_eq!(resp.header("etag"), Some(quoted_etag(&r4).as_str()));
     assert_eq!(resp.body, r4.as_bytes());
 
     let stats = serve.stats();
     assert_eq!(stats["revision"], "r4");
     assert_eq!(stats["reloads"], 2);
     assert_eq!(stats["reloads_refused"], 2);
-    // GET + HEAD + 5 x 304 + query + 2 (r2) + invalid + half + gone + r4
+    // GET + HEAD + 4 x 304 + unquoted + query + 2 (r2) + invalid + half + gone + r4
     assert_eq!(stats["snapshot_requests"], 14);
-    assert_eq!(stats["snapshot_304"], 6);
-    assert_eq!(stats["snapshot_200"], 8);
+    assert_eq!(stats["snapshot_304"], 5);
+    assert_eq!(stats["snapshot_200"], 9);
 
-    serve.wait_stdout_line("GET /snapshot 200 etag=r1");
-    serve.wait_stdout_line("HEAD /snapshot 200 etag=r1");
-    serve.wait_stdout_line("GET /snapshot 304 etag=r1");
-    serve.wait_stdout_line("GET /snapshot 200 etag=r2");
-    serve.wait_stdout_line("GET /snapshot 304 etag=r2");
-    serve.wait_stdout_line("GET /snapshot 200 etag=r4");
+    let (t1, t2, t4) = (etag_of(DEMO), etag_of(&r2), etag_of(&r4));
+    serve.wait_stdout_line(&format!("GET /snapshot 200 etag={t1}"));
+    serve.wait_stdout_line(&format!("HEAD /snapshot 200 etag={t1}"));
+    serve.wait_stdout_line(&format!("GET /snapshot 304 etag={t1}"));
+    serve.wait_stdout_line(&format!("GET /snapshot 200 etag={t2}"));
+    serve.wait_stdout_line(&format!("GET /snapshot 304 etag={t2}"));
+    serve.wait_stdout_line(&format!("GET /snapshot 200 etag={t4}"));
     serve.wait_stdout_line("GET /stats 200");
 }
 
@@ -560,7 +586,7 @@ fn keep_alive_close_and_malformed_requests() {
     let first = conn.request("GET", "/snapshot", &[]);
     assert_eq!(first.status, 200);
     assert_eq!(first.header("connection"), None);
-    let second = conn.request("GET", "/snapshot", &[("if-none-match", "\"r1\"")]);
+    let second = conn.request("GET", "/snapshot", &[("if-none-match", &quoted_etag(DEMO))]);
     assert_eq!(second.status, 304);
     // A request body is read and discarded; the connection stays usable.
     let with_body = conn.send_raw(
@@ -588,7 +614,7 @@ fn keep_alive_close_and_malformed_requests() {
         .unwrap();
     assert_eq!(conn.read_response(false).status, 200);
     let head = conn.read_response(true);
-    assert_eq!(head.header("etag"), Some("\"r1\""));
+    assert_eq!(head.header("etag"), Some(quoted_etag(DEMO).as_str()));
 
     // HTTP/1.0 closes unless asked to keep alive.
     let mut conn = serve.connect();
