@@ -1,5 +1,5 @@
-//! `echo-upstream`: a tiny std-only HTTP/1.1 origin used as Envoy's upstream in tests, demos
-//! and benchmarks.
+//! `echo-upstream`: a tiny HTTP/1.1 origin (hyper on a single-threaded tokio runtime) used as
+//! Envoy's upstream in tests, demos and benchmarks.
 //!
 //! Usage: `echo-upstream [--listen 127.0.0.1:0]`
 //!
@@ -18,16 +18,15 @@
 //! * `path` is the request target exactly as received (including the query string).
 //! * header names are lower-cased; a header that occurs several times is reported once, its
 //!   values joined with `", "` in the order received (so `headers` is always an object of
-//!   strings). Keys are sorted.
+//!   strings; bytes that are not UTF-8 become U+FFFD). Keys are sorted.
 //! * HEAD gets the same headers and no body.
 //!
-//! Connections are thread-per-connection and keep-alive (Envoy pools upstream connections).
-//! Requests are read by [`tenantgate::cli::http1`] (shared with `policyctl serve`): request
-//! bodies are consumed according to `content-length` or `transfer-encoding: chunked` (trailers
-//! are read and discarded, 1 MiB at most), `expect: 100-continue` is honoured, and the connection
-//! is only closed when the client asks for it (`connection: close`, or HTTP/1.0 without
-//! `connection: keep-alive`), on EOF, or on a malformed request (answered with 400
-//! `{"error": "<reason>"}` first).
+//! Connections are keep-alive (Envoy pools upstream connections) and all served by one thread.
+//! Request bodies (`content-length` or `transfer-encoding: chunked`, trailers included) are read
+//! and discarded, 1 MiB at most (413 beyond, and the connection is closed); hyper answers
+//! `expect: 100-continue`. The connection is only closed when the client asks for it
+//! (`connection: close`, or HTTP/1.0 without `connection: keep-alive`), on EOF, or on a
+//! malformed request, which hyper answers with an empty 400 first.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -40,12 +39,23 @@ fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod echo {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full, Limited};
+    use hyper::body::Incoming;
+    use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response, StatusCode};
+    use hyper_util::rt::TokioIo;
     use std::collections::BTreeMap;
-    use std::io::{self, BufReader, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::convert::Infallible;
+    use std::io::{self, Write};
     use std::process::ExitCode;
-    use std::thread;
-    use tenantgate::cli::http1::{read_request, refuse, write_response, Request};
+    use std::time::Duration;
+    use tokio::net::TcpListener;
+
+    /// Largest request body read (and discarded).
+    const MAX_BODY: usize = 1024 * 1024;
 
     pub fn main() -> ExitCode {
         let listen = match parse_args(std::env::args().skip(1)) {
@@ -56,7 +66,22 @@ mod echo {
                 return ExitCode::from(2);
             }
         };
-        let listener = match TcpListener::bind(&listen) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("echo-upstream: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        runtime.block_on(serve(&listen))
+    }
+
+    async fn serve(listen: &str) -> ExitCode {
+        let listener = match TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("echo-upstream: cannot bind {listen}: {e}");
@@ -80,33 +105,30 @@ mod echo {
                 return ExitCode::FAILURE;
             }
         }
-        for conn in listener.incoming() {
-            match conn {
-                Ok(stream) => {
-                    let spawned =
-                        thread::Builder::new()
-                            .name("echo-conn".into())
-                            .spawn(move || {
-                                if let Err(e) = serve_connection(stream) {
-                                    // Resets from peers closing pooled connections are routine.
-                                    if !matches!(
-                                        e.kind(),
-                                        io::ErrorKind::ConnectionReset
-                                            | io::ErrorKind::BrokenPipe
-                                            | io::ErrorKind::UnexpectedEof
-                                    ) {
-                                        eprintln!("echo-upstream: connection error: {e}");
-                                    }
-                                }
-                            });
-                    if let Err(e) = spawned {
-                        eprintln!("echo-upstream: cannot spawn thread: {e}");
-                    }
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    // Responses are small; avoid Nagle delays between our write and the next
+                    // request.
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let conn = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service_fn(echo));
+                        if let Err(e) = conn.await {
+                            // Resets, early closes of pooled connections and malformed requests
+                            // (hyper has answered 400) are routine.
+                            if e.is_user() {
+                                eprintln!("echo-upstream: connection error: {e}");
+                            }
+                        }
+                    });
                 }
-                Err(e) => eprintln!("echo-upstream: accept: {e}"),
+                Err(e) => {
+                    eprintln!("echo-upstream: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
-        ExitCode::SUCCESS
     }
 
     fn parse_args(mut args: impl Iterator<Item = String>) -> Result<String, String> {
@@ -130,61 +152,53 @@ mod echo {
         Ok(listen)
     }
 
-    fn serve_connection(stream: TcpStream) -> io::Result<()> {
-        // Responses are small; avoid Nagle delays between our write and the next request.
-        stream.set_nodelay(true)?;
-        let mut writer = stream.try_clone()?;
-        let mut reader = BufReader::new(stream);
-        loop {
-            let req = match read_request(&mut reader) {
-                Ok(Some(req)) => req,
-                Ok(None) => return Ok(()), // clean EOF between requests
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    let body = format!("{{\"error\": {}}}", json_string(&e.to_string()));
-                    return refuse(&mut writer, &mut reader, body.as_bytes());
-                }
-                Err(e) => return Err(e),
-            };
-            let body = echo_body(&req);
-            let headers = [("content-type", "application/json".to_string())];
-            write_response(
-                &mut writer,
-                200,
-                &headers,
-                body.as_bytes(),
-                !req.is_head(),
-                req.connection(),
-            )?;
-            if !req.keep_alive {
-                return Ok(());
-            }
+    async fn echo(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let (parts, body) = request.into_parts();
+        if Limited::new(body, MAX_BODY).collect().await.is_err() {
+            let mut response = reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{\"error\": \"request body too large or incomplete\"}".into(),
+            );
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return Ok(response);
         }
+        Ok(reply(StatusCode::OK, echo_body(&parts)))
     }
 
-    fn echo_body(req: &Request) -> String {
+    fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+        let length = body.len();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // Also sent for HEAD, whose body hyper leaves out.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        response
+    }
+
+    fn echo_body(parts: &http::request::Parts) -> String {
         let mut joined: BTreeMap<&str, String> = BTreeMap::new();
-        for (name, value) in &req.headers {
+        for (name, value) in &parts.headers {
+            let value = String::from_utf8_lossy(value.as_bytes());
             joined
                 .entry(name.as_str())
                 .and_modify(|v| {
                     v.push_str(", ");
-                    v.push_str(value);
+                    v.push_str(&value);
                 })
-                .or_insert_with(|| value.clone());
+                .or_insert_with(|| value.into_owned());
         }
         let headers: serde_json::Map<String, serde_json::Value> = joined
             .into_iter()
             .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
             .collect();
         let doc = serde_json::json!({
-            "method": req.method,
-            "path": req.target,
+            "method": parts.method.as_str(),
+            "path": parts.uri.to_string(),
             "headers": headers,
         });
         doc.to_string()
-    }
-
-    fn json_string(s: &str) -> String {
-        serde_json::Value::String(s.to_string()).to_string()
     }
 }

@@ -101,12 +101,13 @@ compiled, base64 (`snapshot.compiled`): about a third of the size, and each VM
 
 const SERVE_HELP: &str = "usage: policyctl serve --policy FILE [--keys FILE] --listen ADDR
 
-Serves FILE over HTTP/1.1 (std only, a thread per connection, keep-alive):
+Serves FILE over HTTP/1.1 (hyper; one thread for every connection, keep-alive):
 
-  GET|HEAD /snapshot   FILE's exact bytes, content-type: application/json,
-                       etag: \"<revision>\", cache-control: no-cache; 304 and no
-                       body if if-none-match lists that etag (quoted or not, W/,
-                       lists) or is *
+  GET|HEAD /snapshot   FILE's exact bytes, content-type: application/json (or
+                       application/octet-stream for a compiled snapshot),
+                       etag: \"sha256:<first 32 hex digits of their SHA-256>\",
+                       cache-control: no-cache; 304 and no body if if-none-match
+                       lists that etag (W/ or not, lists) or is *
   GET /keys/<sha256>   the --keys entry with that hash as JSON; 404
                        {\"error\":\"not_found\"} if unknown or without --keys; 400
                        unless 64 lower-case hex digits
@@ -127,11 +128,19 @@ then on; an invalid one is refused and the last good one kept, with one line
 `reload refused: <first problem> (+N more)` on stderr. A file that disappears
 leaves the last good one in place. Replace files by rename for atomic updates.
 
+Requests: a head must arrive within 10 s (of connecting, or of its first byte)
+and fit in 32 KiB and 100 fields; content-length together with
+transfer-encoding, other ambiguous framing and malformed requests are refused
+(400, 413 or 431 with a JSON error) and the connection closed. Bodies are not
+read. A connection idle for 300 s is closed.
+
 stdout: one line `listening on IP:PORT` once bound, then one line per request,
-e.g. `GET /snapshot 200 etag=r1`, `GET /snapshot 304 etag=r1`,
-`GET /keys/64084db3… 404`, `GET /stats 200`, `- - 400 <reason>` for a malformed
+e.g. `GET /snapshot 200 etag=sha256:...`, `GET /snapshot 304 etag=sha256:...`,
+`GET /keys/64084db3… 404`, `GET /stats 200`, `- - 400 <reason>` for a refused
 request (key hashes are cut to 8 characters; header values are never printed).
-Keep reading stdout (or close it). SIGTERM or SIGINT stops the server.";
+Keep reading stdout (or close it). SIGTERM or SIGINT: stop accepting, close idle
+connections, let responses in flight finish (10 s at most), print `shut down on
+SIGTERM: ...` and exit 0.";
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("policyctl: {message}");

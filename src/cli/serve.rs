@@ -1,8 +1,11 @@
-//! `policyctl serve`: a small std-only HTTP/1.1 policy server for the demo, the tests and small
-//! deployments.
+//! `policyctl serve`: a small HTTP/1.1 policy server (hyper on a single-threaded tokio runtime)
+//! for the demo, the tests and small deployments.
 //!
-//! * `GET|HEAD /snapshot`: the policy file's exact bytes with `etag: "<revision>"`; 304 when
-//!   `if-none-match` matches.
+//! * `GET|HEAD /snapshot`: the policy file's exact bytes with a strong
+//!   `etag: "sha256:<first 32 hex digits of the SHA-256 of those bytes>"`, computed once per
+//!   (re)load, so any change of the bytes changes it, whatever the revision says; 304 when
+//!   `if-none-match` lists it (weak comparison, RFC 9110 section 13.1.2: `W/` is ignored; a
+//!   list, several fields or `*`; a field that is not a valid list of entity tags is ignored).
 //! * `GET /keys/<sha256>`: one entry of the optional `--keys` file (a JSON array of api key
 //!   objects), 404 `{"error":"not_found"}` if unknown, 400 if the hash is malformed.
 //! * `GET /stats`: request and reload counters as JSON.
@@ -13,36 +16,62 @@
 //! instead, so two same-size writes inside one timestamp tick are never missed. A changed file
 //! is validated; if valid it is served from then on, otherwise the last good one stays and one
 //! line `reload refused: <first problem> (+N more)` goes to stderr. A file that disappears
-//! leaves the last good one in place.
+//! leaves the last good one in place. The check and the answer run on tokio's blocking pool
+//! (at most [`BLOCKING_THREADS`] threads), never on the thread that serves the connections.
+//!
+//! Connections: one thread runs every connection (hyper, keep-alive, pipelining), so thousands
+//! of idle connections cost memory, not threads; at start the soft `RLIMIT_NOFILE` is raised to
+//! the hard limit. Each request head goes through the screen in [`super::http1`] before hyper
+//! sees it: heads larger than 32 KiB or not complete within
+//! [`HEADER_TIMEOUT`](super::http1::HEADER_TIMEOUT) (a slow-loris client), ambiguous framing
+//! (`content-length` with `transfer-encoding`: RFC 9112 section 6.3) and malformed requests are
+//! refused with a JSON error and `connection: close` (or, for the timeout, just closed). Request
+//! bodies are not read: one that has fully arrived is skipped, otherwise the connection is
+//! closed after the response. A connection that neither reads nor writes for [`IDLE_TIMEOUT`]
+//! is closed.
 //!
 //! stdout carries exactly one line `listening on IP:PORT` after binding, then one line per
-//! request (`GET /snapshot 200 etag=r1`, `GET /keys/64084db3… 404`, ...), flushed per line; the
-//! parent must read or close it. Key hashes are cut to 8 characters and header values are never
-//! printed. Connections are thread-per-connection and keep-alive; malformed requests get a 400
-//! and the connection is closed. There is no signal handling: SIGTERM/SIGINT end the process.
+//! request (`GET /snapshot 200 etag=sha256:…`, `GET /keys/64084db3… 404`, `- - 400 <reason>`,
+//! ...), flushed per line; the parent must read or close it. Key hashes are cut to 8 characters
+//! and header values are never printed. SIGTERM or SIGINT: stop accepting, close idle
+//! connections, let responses in flight finish (at most [`SHUTDOWN_GRACE`]), print one line
+//! `shut down on SIGTERM: stopped accepting and closed N connections (M cut off)` and exit 0.
 
-use super::http1::{self, read_request, refuse, Connection, Request};
+use super::http1::{ConnState, Refusal, Screened};
 use super::{fail, Flags};
 use crate::policy;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fs;
-use std::io::{self, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
-/// Connections served at once; more are answered 503 and closed.
-const MAX_CONNECTIONS: usize = 1024;
-/// An idle (or stalled) connection is closed after this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// A client that does not read its response within this long is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection that neither reads nor writes a byte for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long responses in flight may take to finish after SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Threads that check files and build answers (the connections have one thread of their own).
+pub const BLOCKING_THREADS: usize = 8;
+/// A failed `accept` (out of file descriptors, say) is retried after this long.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// hyper's read buffer limit; the screen passes on heads of at most 32 KiB.
+const HYPER_BUFFER: usize = 64 * 1024;
 /// A file changed less than this long before it was read may change again without its
 /// timestamps showing it (coarse timestamp granularity); it is re-read and compared by content
 /// until it has been quiet for this long.
@@ -51,12 +80,14 @@ pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 const HASH_PREFIX: usize = 8;
 /// Characters of an unknown path printed in the request log.
 const PATH_PREFIX: usize = 32;
+/// Hex digits of the SHA-256 of the snapshot in its ETag (128 bits).
+const ETAG_HEX: usize = 32;
 
 // ---------------------------------------------------------------------------------------------
 // Entry point
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `policyctl serve ARGS`; returns only on a startup error (or if accepting stops).
+/// Runs `policyctl serve ARGS`: 2 on a startup error, 0 after a signal.
 pub fn run(args: &[String]) -> ExitCode {
     let flags = match Flags::parse(args, &["--policy", "--keys", "--listen"]) {
         Ok(flags) => flags,
@@ -79,7 +110,8 @@ pub fn run(args: &[String]) -> ExitCode {
         },
         None => None,
     };
-    let listener = match TcpListener::bind(listen) {
+    raise_open_file_limit();
+    let listener = match std::net::TcpListener::bind(listen) {
         Ok(l) => l,
         Err(e) => return fail(format_args!("cannot listen on `{listen}`: {e}")),
     };
@@ -87,26 +119,28 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(format_args!("cannot read the bound address: {e}")),
     };
-    if !log_line(&format!("listening on {local}")) {
-        return fail("cannot write to stdout");
+    if let Err(e) = listener.set_nonblocking(true) {
+        return fail(format_args!("cannot listen on `{listen}`: {e}"));
     }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_name("serve-blocking")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format_args!("cannot start the runtime: {e}")),
+    };
     let server = Arc::new(Server {
         policy: Mutex::new(policy),
         keys,
         counters: Counters::default(),
-        connections: AtomicUsize::new(0),
     });
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => accept(&server, stream),
-            Err(e) => {
-                eprintln!("policyctl serve: accept: {e}");
-                // Out of file descriptors and the like: do not spin.
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-    ExitCode::SUCCESS
+    let code = runtime.block_on(serve(server, listener, local));
+    // Answers still being built after the grace period are abandoned.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 fn fail_with_problems(path: &str, problems: &[String]) -> ExitCode {
@@ -127,6 +161,30 @@ fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// Raises the soft limit on open files to the hard one (each connection holds one), as far as
+/// the kernel allows; failures leave the limit as it was.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct passed by reference.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = if limit.rlim_max == libc::RLIM_INFINITY {
+            1 << 20
+        } else {
+            limit.rlim_max
+        };
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,19 +317,19 @@ impl<T> Watched<T> {
     }
 }
 
-/// The policy as served: the file's bytes and its revision.
+/// The policy as served: the file's bytes, its revision and its entity tag.
 struct Served {
-    body: Arc<[u8]>,
+    body: Bytes,
     revision: String,
     content_type: &'static str,
-    /// The entity tag without quotes (the revision, escaped to the ETag character set).
+    /// The entity tag without quotes: `sha256:` and the first [`ETAG_HEX`] hex digits of the
+    /// SHA-256 of `body`.
     etag: String,
 }
 
 fn load_policy(bytes: &[u8]) -> Result<Arc<Served>, Vec<String>> {
     // JSON or a compiled snapshot (`policyctl compile`): both are validated.
     let snapshot = policy::load_snapshot_bytes(bytes).map_err(|e| e.problems())?;
-    let revision = snapshot.revision().to_string();
     let content_type = if policy::binary::is_binary(bytes) {
         "application/octet-stream"
     } else {
@@ -279,24 +337,20 @@ fn load_policy(bytes: &[u8]) -> Result<Arc<Served>, Vec<String>> {
     };
     Ok(Arc::new(Served {
         content_type,
-        body: Arc::from(bytes),
-        etag: etag_for(&revision),
-        revision,
+        body: Bytes::copy_from_slice(bytes),
+        etag: etag_of(bytes),
+        revision: snapshot.revision().to_string(),
     }))
 }
 
-/// The revision as an entity tag: visible ASCII except `"`, `,`, `\` and `%` is kept, every
-/// other byte is percent-encoded (so no revision can break the header or a list).
-fn etag_for(revision: &str) -> String {
-    let mut out = String::with_capacity(revision.len());
-    for byte in revision.bytes() {
-        match byte {
-            b'"' | b',' | b'\\' | b'%' => out.push_str(&format!("%{byte:02X}")),
-            0x21..=0x7e => out.push(char::from(byte)),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
+/// The entity tag of `bytes` (without quotes).
+fn etag_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut etag = String::from("sha256:");
+    for byte in digest.iter().take(ETAG_HEX / 2) {
+        etag.push_str(&format!("{byte:02x}"));
     }
-    out
+    etag
 }
 
 /// Api keys by `sha256`, each rendered as its JSON object.
@@ -378,7 +432,6 @@ struct Server {
     policy: Mutex<Watched<Arc<Served>>>,
     keys: Option<Mutex<Watched<KeySet>>>,
     counters: Counters,
-    connections: AtomicUsize,
 }
 
 /// Locks `mutex`; a poisoned lock (a panicking holder, which the lints rule out) is still usable
@@ -458,48 +511,129 @@ fn report_refused(problems: &[String]) {
     );
 }
 
-/// Decrements the connection count when a connection's thread ends.
-struct ConnectionSlot(Arc<Server>);
+// ---------------------------------------------------------------------------------------------
+// Accepting, connections, shutdown
+// ---------------------------------------------------------------------------------------------
 
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+/// Accepts connections until SIGTERM or SIGINT, then shuts down gracefully.
+async fn serve(
+    server: Arc<Server>,
+    listener: std::net::TcpListener,
+    local: SocketAddr,
+) -> ExitCode {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return fail(format_args!("cannot listen on {local}: {e}")),
+    };
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => return fail(format_args!("cannot handle signals: {e}")),
+    };
+    if !log_line(&format!("listening on {local}")) {
+        return fail("cannot write to stdout");
+    }
+    // Every connection task holds a receiver: a value sent asks them to finish, and the channel
+    // closes when the last one has.
+    let (shutdown, connections) = watch::channel(());
+    let signal_name = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(connection(Arc::clone(&server), stream, connections.clone()));
+                }
+                Err(e) => {
+                    eprintln!("policyctl serve: accept: {e}");
+                    // Out of file descriptors and the like: do not spin.
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+        }
+    };
+    drop(listener);
+    drop(connections);
+    let open = shutdown.receiver_count();
+    shutdown.send_replace(());
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, shutdown.closed())
+        .await
+        .is_ok();
+    let cut = if finished {
+        0
+    } else {
+        shutdown.receiver_count()
+    };
+    log_line(&format!(
+        "shut down on {signal_name}: stopped accepting and closed {open} connections \
+         ({cut} cut off)"
+    ));
+    ExitCode::SUCCESS
+}
+
+/// Serves one connection until it closes, times out or the server shuts down.
+async fn connection(server: Arc<Server>, stream: TcpStream, mut shutdown: watch::Receiver<()>) {
+    // Responses are small; avoid Nagle delays between our write and the next request.
+    let _ = stream.set_nodelay(true);
+    let state = Arc::new(ConnState::default());
+    let io = Screened::new(stream, Arc::clone(&state));
+    let service = {
+        let state = Arc::clone(&state);
+        service_fn(move |request| respond(Arc::clone(&server), Arc::clone(&state), request))
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(HYPER_BUFFER)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let idle_until = state.last_activity() + IDLE_TIMEOUT;
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    // Resets, timeouts and early closes are routine; a parse error means hyper
+                    // refused something the screen let through.
+                    if e.is_parse() || e.is_user() {
+                        eprintln!("policyctl serve: connection error: {e}");
+                    }
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(idle_until) => {
+                if state.last_activity() + IDLE_TIMEOUT <= tokio::time::Instant::now() {
+                    return;
+                }
+            }
+            _ = shutdown.changed(), if !closing => {
+                // Idle: closed now; a response in flight: closed once it is written.
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
     }
 }
 
-fn accept(server: &Arc<Server>, stream: TcpStream) {
-    if server.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
-        server.connections.fetch_sub(1, Ordering::Relaxed);
-        // A fresh socket's send buffer is empty: this small write cannot block.
-        let _ = stream.set_nonblocking(true);
-        let mut stream = stream;
-        let response = Response::error(503, "unavailable");
-        let _ = write_response(&mut stream, &response, Connection::Close, false);
-        log_line("- - 503 too many connections");
-        return;
-    }
-    let slot = ConnectionSlot(Arc::clone(server));
-    let spawned = thread::Builder::new()
-        .name("serve-conn".into())
-        .spawn(move || {
-            if let Err(e) = serve_connection(&slot.0, stream) {
-                // Resets, timeouts and early closes of pooled connections are routine.
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::UnexpectedEof
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                ) {
-                    eprintln!("policyctl serve: connection error: {e}");
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        eprintln!("policyctl serve: cannot spawn a connection thread: {e}");
-    }
+type Reply = hyper::Response<Full<Bytes>>;
+
+/// Answers one request on the blocking pool (file checks, the request log).
+async fn respond(
+    server: Arc<Server>,
+    state: Arc<ConnState>,
+    request: hyper::Request<Incoming>,
+) -> Result<Reply, Infallible> {
+    let refusal = state.next_request();
+    // The body is not read: hyper skips it if it has arrived, else closes after the response.
+    let (request, _) = request.into_parts();
+    let answer = tokio::task::spawn_blocking(move || match refusal {
+        Some(refusal) => refused(refusal),
+        None => answer(&server, &request),
+    })
+    .await;
+    Ok(answer.unwrap_or_else(|_| {
+        Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal").into_reply(true)
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -507,74 +641,81 @@ fn accept(server: &Arc<Server>, stream: TcpStream) {
 // ---------------------------------------------------------------------------------------------
 
 /// A response, and how it is logged.
-struct Response {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Arc<[u8]>,
-    /// Sent as `content-length` but not sent (304).
-    omit_body: bool,
-    /// Appended to the log line (`etag=r1`).
+struct Answer {
+    status: StatusCode,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Sent with `content-length` (also for HEAD and 304, where hyper leaves the body out).
+    body: Bytes,
+    /// Appended to the log line (`etag=sha256:…`).
     note: String,
 }
 
-impl Response {
-    fn json(status: u16, body: String) -> Response {
-        Response {
+impl Answer {
+    fn json(status: StatusCode, body: String) -> Answer {
+        Answer {
             status,
-            headers: vec![("content-type", "application/json".into())],
-            body: Arc::from(body.into_bytes()),
-            omit_body: false,
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: Bytes::from(body),
             note: String::new(),
         }
     }
 
-    fn error(status: u16, error: &str) -> Response {
-        Response::json(status, json!({ "error": error }).to_string())
+    fn error(status: StatusCode, error: &str) -> Answer {
+        Answer::json(status, json!({ "error": error }).to_string())
+    }
+
+    fn into_reply(self, close: bool) -> Reply {
+        let mut reply = hyper::Response::new(Full::new(self.body.clone()));
+        *reply.status_mut() = self.status;
+        let headers = reply.headers_mut();
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        if close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        reply
     }
 }
 
-fn serve_connection(server: &Server, stream: TcpStream) -> io::Result<()> {
-    // Responses are small; avoid Nagle delays between our write and the next request.
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    loop {
-        let request = match read_request(&mut reader) {
-            Ok(Some(request)) => request,
-            Ok(None) => return Ok(()), // clean EOF between requests
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                log_line(&format!("- - 400 {e}"));
-                let body = json!({ "error": "bad_request", "message": e.to_string() });
-                return refuse(&mut writer, &mut reader, body.to_string().as_bytes());
-            }
-            Err(e) => return Err(e),
-        };
-        let (response, logged_target) = route(server, &request);
-        let written = write_response(
-            &mut writer,
-            &response,
-            request.connection(),
-            request.is_head(),
-        );
-        let mut line = format!("{} {logged_target} {}", request.method, response.status);
-        if !response.note.is_empty() {
-            line.push(' ');
-            line.push_str(&response.note);
-        }
-        log_line(&line);
-        written?;
-        if !request.keep_alive {
-            return Ok(());
-        }
-    }
+/// The answer to a request the screen refused: logged as `- - STATUS reason`.
+fn refused(refusal: Refusal) -> Reply {
+    log_line(&format!("- - {} {}", refusal.status, refusal.reason));
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let error = match refusal.status {
+        413 => "content_too_large",
+        431 => "header_fields_too_large",
+        _ => "bad_request",
+    };
+    let body = json!({ "error": error, "message": refusal.reason });
+    Answer::json(status, body.to_string()).into_reply(true)
 }
 
-/// The response to a well-formed request, and the target as printed in the log.
-fn route(server: &Server, request: &Request) -> (Response, String) {
-    let path = request.path();
-    let readable = matches!(request.method.as_str(), "GET" | "HEAD");
+/// Answers a well-formed request and logs it.
+fn answer(server: &Server, request: &http::request::Parts) -> Reply {
+    let (answer, logged_target) = route(server, request);
+    let mut line = format!(
+        "{} {logged_target} {}",
+        request.method,
+        answer.status.as_u16()
+    );
+    if !answer.note.is_empty() {
+        line.push(' ');
+        line.push_str(&answer.note);
+    }
+    log_line(&line);
+    // hyper adds `connection: close` itself when the client asked for it.
+    answer.into_reply(false)
+}
+
+/// The answer to a well-formed request, and the target as printed in the log.
+fn route(server: &Server, request: &http::request::Parts) -> (Answer, String) {
+    let path = request.uri.path();
+    let readable = matches!(request.method, Method::GET | Method::HEAD);
     if readable && path == "/snapshot" {
         return (snapshot(server, request), path.to_string());
     }
@@ -585,19 +726,19 @@ fn route(server: &Server, request: &Request) -> (Response, String) {
         // At most 8 characters, and never more than half of whatever was sent.
         let limit = HASH_PREFIX.min(hash.chars().count() / 2);
         let logged = format!("/keys/{}…", printable_prefix(hash, limit));
-        let response = if readable {
+        let answer = if readable {
             key(server, hash)
         } else {
-            Response::error(404, "not_found")
+            Answer::error(StatusCode::NOT_FOUND, "not_found")
         };
-        return (response, logged);
+        return (answer, logged);
     }
     let logged = if path.chars().count() > PATH_PREFIX {
         format!("{}…", printable_prefix(path, PATH_PREFIX))
     } else {
         printable_prefix(path, PATH_PREFIX)
     };
-    (Response::error(404, "not_found"), logged)
+    (Answer::error(StatusCode::NOT_FOUND, "not_found"), logged)
 }
 
 /// The first `limit` characters of `text`, anything but ASCII alphanumerics and `/-._~` shown
@@ -615,50 +756,105 @@ fn printable_prefix(text: &str, limit: usize) -> String {
         .collect()
 }
 
-/// True if `if-none-match` lists `etag` (quoted or not, weak or strong) or is `*`.
-fn etag_matches(request: &Request, etag: &str) -> bool {
-    request
-        .values("if-none-match")
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| {
-            let tag = tag.strip_prefix("W/").unwrap_or(tag);
-            let tag = tag
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .unwrap_or(tag);
-            tag == "*" || tag == etag
-        })
+/// The `if-none-match` fields of a GET or HEAD, evaluated against the current `etag` (RFC 9110
+/// section 13.1.2): true if one is `*` or lists an entity tag whose opaque tag equals `etag`
+/// (weak comparison). Fields that are not `*` or a list of entity tags make the whole
+/// condition void (false): a full answer is always safe.
+fn none_match<'a>(fields: impl Iterator<Item = &'a HeaderValue>, etag: &str) -> bool {
+    let mut star = false;
+    let mut tags = Vec::new();
+    for field in fields {
+        let value = field.as_bytes().trim_ascii();
+        if value == b"*" {
+            star = true;
+        } else if !entity_tags(value, &mut tags) {
+            return false;
+        }
+    }
+    if star {
+        // `*` stands alone.
+        return tags.is_empty();
+    }
+    tags.contains(&etag.as_bytes())
 }
 
-fn snapshot(server: &Server, request: &Request) -> Response {
+/// Appends the opaque tags (between the quotes) of the list `value` to `tags`; false if
+/// `value` is not a list of entity tags. Empty list elements are allowed (RFC 9110 5.6.1.2).
+fn entity_tags<'a>(value: &'a [u8], tags: &mut Vec<&'a [u8]>) -> bool {
+    let mut rest = value;
+    loop {
+        rest = rest.trim_ascii_start();
+        match rest.split_first() {
+            None => return true,
+            Some((b',', after)) => {
+                rest = after;
+                continue;
+            }
+            Some(_) => {}
+        }
+        let unweak = rest.strip_prefix(b"W/").unwrap_or(rest);
+        let Some(quoted) = unweak.strip_prefix(b"\"") else {
+            return false;
+        };
+        let Some(end) = quoted.iter().position(|&b| b == b'"') else {
+            return false;
+        };
+        let (tag, after) = quoted.split_at(end);
+        // etagc: %x21 / %x23-7E / obs-text
+        if !tag
+            .iter()
+            .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+        {
+            return false;
+        }
+        tags.push(tag);
+        rest = after.get(1..).unwrap_or_default().trim_ascii_start();
+        match rest.split_first() {
+            None => return true,
+            Some((b',', after)) => rest = after,
+            Some(_) => return false,
+        }
+    }
+}
+
+fn snapshot(server: &Server, request: &http::request::Parts) -> Answer {
     let served = server.policy();
     bump(&server.counters.snapshot_requests);
-    let quoted = format!("\"{}\"", served.etag);
-    let not_modified = etag_matches(request, &served.etag);
+    let not_modified = none_match(
+        request.headers.get_all(header::IF_NONE_MATCH).iter(),
+        &served.etag,
+    );
     bump(if not_modified {
         &server.counters.snapshot_304
     } else {
         &server.counters.snapshot_200
     });
-    Response {
-        status: if not_modified { 304 } else { 200 },
+    let quoted = HeaderValue::from_str(&format!("\"{}\"", served.etag))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    Answer {
+        status: if not_modified {
+            StatusCode::NOT_MODIFIED
+        } else {
+            StatusCode::OK
+        },
         headers: vec![
-            ("content-type", served.content_type.into()),
-            ("etag", quoted),
-            ("cache-control", "no-cache".into()),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(served.content_type),
+            ),
+            (header::ETAG, quoted),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        body: Arc::clone(&served.body),
-        omit_body: not_modified,
+        body: served.body.clone(),
         note: format!("etag={}", served.etag),
     }
 }
 
-fn key(server: &Server, hash: &str) -> Response {
+fn key(server: &Server, hash: &str) -> Answer {
     bump(&server.counters.key_requests);
     if !is_sha256_hex(hash) {
-        return Response::json(
-            400,
+        return Answer::json(
+            StatusCode::BAD_REQUEST,
             json!({
                 "error": "bad_request",
                 "message": "the key hash must be 64 lower-case hex digits",
@@ -669,16 +865,16 @@ fn key(server: &Server, hash: &str) -> Response {
     match server.key(hash) {
         Some(object) => {
             bump(&server.counters.key_hits);
-            Response::json(200, object)
+            Answer::json(StatusCode::OK, object)
         }
         None => {
             bump(&server.counters.key_misses);
-            Response::error(404, "not_found")
+            Answer::error(StatusCode::NOT_FOUND, "not_found")
         }
     }
 }
 
-fn stats(server: &Server) -> Response {
+fn stats(server: &Server) -> Answer {
     let served = server.policy();
     let keys = server.key_count();
     let c = &server.counters;
@@ -696,63 +892,54 @@ fn stats(server: &Server) -> Response {
         "keys_reloads": read(&c.keys_reloads),
         "keys_reloads_refused": read(&c.keys_reloads_refused),
     });
-    Response::json(200, body.to_string())
-}
-
-/// Sends `response`; HEAD and 304 get its headers (`content-length` included) but no body.
-fn write_response(
-    writer: &mut TcpStream,
-    response: &Response,
-    connection: Connection,
-    head_only: bool,
-) -> io::Result<()> {
-    let send_body = !head_only && !response.omit_body;
-    http1::write_response(
-        writer,
-        response.status,
-        &response.headers,
-        &response.body,
-        send_body,
-        connection,
-    )
+    Answer::json(StatusCode::OK, body.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn request_with(if_none_match: &[&str]) -> Request {
-        Request {
-            method: "GET".into(),
-            target: "/snapshot".into(),
-            http10: false,
-            keep_alive: true,
-            headers: if_none_match
-                .iter()
-                .map(|v| ("if-none-match".to_string(), (*v).to_string()))
-                .collect(),
-        }
+    fn matches(fields: &[&str], etag: &str) -> bool {
+        let values: Vec<HeaderValue> = fields
+            .iter()
+            .map(|f| HeaderValue::from_str(f).unwrap())
+            .collect();
+        none_match(values.iter(), etag)
     }
 
     #[test]
     fn if_none_match_forms() {
-        assert!(etag_matches(&request_with(&["\"r1\""]), "r1"));
-        assert!(etag_matches(&request_with(&["r1"]), "r1"));
-        assert!(etag_matches(&request_with(&["W/\"r1\""]), "r1"));
-        assert!(etag_matches(&request_with(&["*"]), "r1"));
-        assert!(etag_matches(&request_with(&["\"a\", \"r1\""]), "r1"));
-        assert!(etag_matches(&request_with(&["\"a\"", "\"r1\""]), "r1"));
-        assert!(!etag_matches(&request_with(&["\"r2\""]), "r1"));
-        assert!(!etag_matches(&request_with(&["\"r1"]), "r1"));
-        assert!(!etag_matches(&request_with(&[]), "r1"));
+        let etag = "sha256:0123";
+        assert!(matches(&["\"sha256:0123\""], etag));
+        assert!(matches(&["W/\"sha256:0123\""], etag));
+        assert!(matches(&["*"], etag));
+        assert!(matches(&[" * "], etag));
+        assert!(matches(&["\"a\", \"sha256:0123\""], etag));
+        assert!(matches(&["\"a\",W/\"sha256:0123\" ,"], etag));
+        assert!(matches(&[", ,\"a\",,\"sha256:0123\""], etag));
+        assert!(matches(&["\"a\"", "\"sha256:0123\""], etag));
+        assert!(matches(&["\"a,b\", \"sha256:0123\""], etag));
+        assert!(!matches(&["\"sha256:0124\""], etag));
+        assert!(!matches(&[], etag));
+        // Not entity tags: the condition is void.
+        assert!(!matches(&["sha256:0123"], etag));
+        assert!(!matches(&["w/\"sha256:0123\""], etag));
+        assert!(!matches(&["\"sha256:0123"], etag));
+        assert!(!matches(&["\"sha256:0123\" x"], etag));
+        assert!(!matches(&["\"a b\", \"sha256:0123\""], etag));
+        assert!(!matches(&["*, \"sha256:0123\""], etag));
+        assert!(!matches(&["*", "\"sha256:0123\""], etag));
+        assert!(!matches(&["\"sha256:0123\"", "bogus"], etag));
     }
 
     #[test]
-    fn etags_stay_in_the_etag_alphabet() {
-        assert_eq!(etag_for("r1"), "r1");
-        assert_eq!(etag_for("2024-05-01T10:00:00Z#3"), "2024-05-01T10:00:00Z#3");
-        assert_eq!(etag_for("a \"b\",c\r\n"), "a%20%22b%22%2Cc%0D%0A");
-        assert_eq!(etag_for("é"), "%C3%A9");
+    fn etags_hash_the_bytes() {
+        assert_eq!(etag_of(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb924");
+        assert_eq!(etag_of(b"abc").len(), "sha256:".len() + ETAG_HEX);
+        assert_ne!(
+            etag_of(b"{\"revision\":\"r1\"}"),
+            etag_of(b"{\"revision\": \"r1\"}")
+        );
     }
 
     #[test]

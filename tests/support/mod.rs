@@ -14,8 +14,9 @@
 //!   would make the second Envoy fail with "unable to bind domain socket with base_id=0").
 //! * Both process guards stop their child by pid in `Drop` (so also when a test panics), wait for
 //!   it, and the Envoy guard removes its temp dir (set `TENANTGATE_KEEP_ENVOY_DIR=1` to keep it).
-//! * A small HTTP/1.1 client over `std::net::TcpStream` ([`http_get`], [`http_request`], ...)
-//!   that always sends `connection: close`, plus [`admin_get`].
+//! * A blocking HTTP/1.1 client on `ureq` ([`http_get`], [`http_request`], ...) that always
+//!   sends `connection: close`, plus [`admin_get`]; [`send_raw`] and [`read_response`] write
+//!   and read raw bytes on a socket for requests no client would send.
 #![allow(dead_code)]
 #![allow(
     clippy::unwrap_used,
@@ -779,7 +780,7 @@ impl Drop for Envoy {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Minimal HTTP/1.1 client
+// HTTP client: ureq for requests, a raw socket for bytes no client would send
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Clone, Debug)]
@@ -831,7 +832,7 @@ pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
     http_request(port, "GET", path, host, &rest)
 }
 
-/// `method path` with Host `host` (omitted if empty) and `headers`; panics on I/O errors.
+/// `method path` with Host `host` and `headers`; panics on I/O errors.
 pub fn http_request(
     port: u16,
     method: &str,
@@ -867,6 +868,9 @@ pub fn try_http_request(
     try_http_request_timeout(port, method, path, host, headers, body, IO_TIMEOUT)
 }
 
+/// One request with ureq on a fresh connection (`connection: close`): nothing is added but the
+/// Host header (`host`, unless empty: then `127.0.0.1:port`) and `content-length` for a body;
+/// redirects are not followed, every status is a response, proxies are never used.
 fn try_http_request_timeout(
     port: u16,
     method: &str,
@@ -876,98 +880,122 @@ fn try_http_request_timeout(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> io::Result<Response> {
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .max_idle_connections(0)
+        .user_agent(ureq::config::AutoHeaderValue::None)
+        .accept(ureq::config::AutoHeaderValue::None)
+        .accept_encoding(ureq::config::AutoHeaderValue::None)
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"));
     if !host.is_empty() {
-        let _ = write!(req, "host: {host}\r\n");
+        request = request.header("host", host);
     }
     for (name, value) in headers {
-        let _ = write!(req, "{name}: {value}\r\n");
+        request = request.header(*name, *value);
     }
-    req.push_str("connection: close\r\n");
-    if let Some(b) = body {
-        let _ = write!(req, "content-length: {}\r\n", b.len());
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    if let Some(b) = body {
-        bytes.extend_from_slice(b);
-    }
-    send_raw_timeout(port, &bytes, method.eq_ignore_ascii_case("HEAD"), timeout)
+    request = request.header("connection", "close");
+    let request = request
+        .body(body.unwrap_or_default().to_vec())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut response = agent.run(request).map_err(|e| match e {
+        ureq::Error::Io(e) => e,
+        other => io::Error::other(other),
+    })?;
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (n.as_str().to_string(), value)
+        })
+        .collect();
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::Io(e) => e,
+            other => io::Error::other(other),
+        })?;
+    Ok(Response {
+        status: response.status().as_u16(),
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 /// Writes `raw` bytes as-is to 127.0.0.1:`port` and parses one response (for malformed or
 /// unusual requests; include `connection: close` yourself if you want the server to close).
 pub fn send_raw(port: u16, raw: &[u8]) -> io::Result<Response> {
-    send_raw_timeout(port, raw, false, IO_TIMEOUT)
-}
-
-fn send_raw_timeout(
-    port: u16,
-    raw: &[u8],
-    head_request: bool,
-    timeout: Duration,
-) -> io::Result<Response> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.write_all(raw)?;
     stream.flush()?;
     let mut reader = BufReader::new(stream);
-    read_response(&mut reader, head_request)
+    read_response(&mut reader, false)
 }
 
-fn read_crlf_line(reader: &mut impl BufRead) -> io::Result<String> {
-    let mut buf = Vec::new();
-    let n = reader.read_until(b'\n', &mut buf)?;
-    if n == 0 || buf.last() != Some(&b'\n') {
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// One line including its LF; an error at EOF.
+fn read_line_raw(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
                 "connection closed mid-line (got {:?})",
-                String::from_utf8_lossy(&buf)
+                String::from_utf8_lossy(&line)
             ),
         ));
     }
-    buf.pop();
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    Ok(line)
 }
 
-fn read_header_block(reader: &mut impl BufRead) -> io::Result<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    loop {
-        let line = read_crlf_line(reader)?;
-        if line.is_empty() {
-            return Ok(headers);
-        }
-        let (n, v) = line.split_once(':').ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad header {line:?}"))
-        })?;
-        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-}
-
-/// Reads one HTTP/1.x response (skipping 1xx interim responses). Bodies are delimited by
-/// `transfer-encoding: chunked`, `content-length`, or EOF; HEAD/204/304 have none.
+/// Reads one HTTP/1.x response from a raw connection (skipping 1xx interim responses), the
+/// head parsed by `httparse`. Bodies are delimited by `transfer-encoding: chunked`,
+/// `content-length`, or EOF; HEAD/204/304 have none.
 pub fn read_response(reader: &mut impl BufRead, head_request: bool) -> io::Result<Response> {
     loop {
-        let status_line = read_crlf_line(reader)?;
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .filter(|_| version.starts_with("HTTP/1."))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad status line {status_line:?}"),
-                )
-            })?;
-        let headers = read_header_block(reader)?;
+        let mut head = Vec::new();
+        loop {
+            let line = read_line_raw(reader)?;
+            let end = line == b"\r\n" || line == b"\n";
+            head.extend_from_slice(&line);
+            if end {
+                break;
+            }
+        }
+        let mut fields = [httparse::EMPTY_HEADER; 128];
+        let mut parsed = httparse::Response::new(&mut fields);
+        parsed.parse(&head).map_err(|e| {
+            invalid(format!(
+                "bad response head ({e}): {:?}",
+                String::from_utf8_lossy(&head)
+            ))
+        })?;
+        let status = parsed.code.unwrap_or(0);
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value).trim().to_string();
+                (h.name.to_ascii_lowercase(), value)
+            })
+            .collect();
         if (100..200).contains(&status) {
             continue;
         }
@@ -984,30 +1012,25 @@ pub fn read_response(reader: &mut impl BufRead, head_request: bool) -> io::Resul
             .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
         {
             loop {
-                let line = read_crlf_line(reader)?;
+                let line = String::from_utf8_lossy(&read_line_raw(reader)?).into_owned();
                 let size_text = line.split(';').next().unwrap_or_default().trim();
-                let size = usize::from_str_radix(size_text, 16).map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("bad chunk size {line:?}"),
-                    )
-                })?;
+                let size = usize::from_str_radix(size_text, 16)
+                    .map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
                 if size == 0 {
-                    read_header_block(reader)?; // trailers
+                    // Trailers, up to the empty line.
+                    while !matches!(read_line_raw(reader)?.as_slice(), b"\r\n" | b"\n") {}
                     break;
                 }
                 let start = body.len();
                 body.resize(start + size, 0);
                 reader.read_exact(&mut body[start..])?;
-                read_crlf_line(reader)?;
+                read_line_raw(reader)?;
             }
         } else if let Some(len) = find("content-length") {
-            let len: usize = len.trim().parse().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad content-length {len}"),
-                )
-            })?;
+            let len: usize = len
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("bad content-length {len}")))?;
             body.resize(len, 0);
             reader.read_exact(&mut body)?;
         } else {
