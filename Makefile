@@ -45,7 +45,7 @@ wasm-bindgen:
 ## Build.
 # wasm-opt -Oz (Debian's binaryen) shrinks the module by a fifth; a second -Oz
 # after flattening and re-running the relooper gains another 7 KB (and 0.4% fewer
-# instructions per request: tests/wasm_host.rs fuel), --converge repeats the
+# instructions per request: the testbed's wasm_host fuel), --converge repeats the
 # passes while they still gain. The feature flags are the ones rustc enables
 # for wasm32-wasip1.
 WASM_OPT_FLAGS := -Oz --converge --flatten --rereloop -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
@@ -55,47 +55,52 @@ wasm-opt:
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
 
 dist: toolchain wasm-opt
-	cargo build --profile wasm --lib --target $(WASM_TARGET)
+	cargo build --profile wasm -p tenantgate-envoy --target $(WASM_TARGET)
 	@mkdir -p dist
-	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/wasm/tenantgate.wasm -o $(DIST_WASM)
+	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/wasm/tenantgate_envoy.wasm -o $(DIST_WASM)
 	@size=$$(stat -c %s $(DIST_WASM)); echo "$(DIST_WASM): $$size bytes (limit $(MAX_WASM_BYTES))"; \
 	  test $$size -gt 0 && test $$size -le $(MAX_WASM_BYTES) || { echo "$(DIST_WASM) is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
 # The Otoroshi (Extism) shell: wasm32-unknown-unknown, so Otoroshi runs it with wasi: false.
-	cargo build --profile wasm --lib --target wasm32-unknown-unknown --features otoroshi
-	wasm-opt $(WASM_OPT_FLAGS) target/wasm32-unknown-unknown/wasm/tenantgate.wasm -o dist/tenantgate-otoroshi.wasm
+	cargo build --profile wasm -p tenantgate-otoroshi --target wasm32-unknown-unknown
+	wasm-opt $(WASM_OPT_FLAGS) target/wasm32-unknown-unknown/wasm/tenantgate_otoroshi.wasm -o dist/tenantgate-otoroshi.wasm
+	@size=$$(stat -c %s dist/tenantgate-otoroshi.wasm); test $$size -le $(MAX_WASM_BYTES) || { echo "dist/tenantgate-otoroshi.wasm is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
 	@echo "dist/tenantgate-otoroshi.wasm: $$(stat -c %s dist/tenantgate-otoroshi.wasm) bytes; imports:" \
 	  $$(wasm-dis dist/tenantgate-otoroshi.wasm | grep -o '(import "[^"]*" "[^"]*"' | sed 's/(import "\([^"]*\)" "\([^"]*\)"/\1::\2/')
 
 ## Checks.
+# Every crate natively (all targets), and each wasm crate for its target.
 lint: toolchain
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
-	cargo clippy --all-targets --features otoroshi -- -D warnings
-	cargo clippy --lib --target wasm32-unknown-unknown --features otoroshi -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p tenantgate-envoy --target $(WASM_TARGET) -- -D warnings
+	cargo clippy -p tenantgate-otoroshi --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p tenantgate-policy --target wasm32-unknown-unknown -- -D warnings
 
+# --workspace builds policyctl and echo-upstream before any test runs.
 test-native: dist envoy
-	cargo test
+	cargo test --workspace
 
+# The core and the filter's pure modules compiled to wasm32 and run under Node.
 test-wasm: toolchain wasm-bindgen
-	PATH="$(CARGO_BIN):$$PATH" cargo test --target wasm32-unknown-unknown --lib --test decisions
+	PATH="$(CARGO_BIN):$$PATH" cargo test --target wasm32-unknown-unknown -p tenantgate-policy --lib --test decisions
+	PATH="$(CARGO_BIN):$$PATH" cargo test --target wasm32-unknown-unknown -p tenantgate-envoy --lib
 
 test: setup lint test-native test-wasm
 	@echo "all test layers passed"
 
 ## Demo.
 run: dist envoy
-	cargo build --release --bin policyctl --bin echo-upstream
+	cargo build --release -p policyctl -p tenantgate-testbed
 	./envoy/demo.sh
 
 # One run, every layer, written to target/bench/summary.json and docs/PERFORMANCE.md
 # (about 9 minutes of measuring on 2 cores, plus first-time compilation).
 bench: dist envoy
 	@mkdir -p target/bench
-	env -u RUST_BACKTRACE cargo bench --bench decide -- --warm-up-time 1 --measurement-time 3
+	env -u RUST_BACKTRACE cargo bench -p tenantgate-policy --bench decide -- --warm-up-time 1 --measurement-time 3
 	env -u RUST_BACKTRACE cargo run --release --manifest-path bench/engines/Cargo.toml
 	# Fuel counts wasm instructions: the host build profile does not change it.
-	env -u RUST_BACKTRACE cargo test --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
+	env -u RUST_BACKTRACE cargo test -p tenantgate-testbed --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
 	env -u RUST_BACKTRACE bash bench/envoy/run.sh
 	python3 bench/summary.py
 

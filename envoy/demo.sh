@@ -103,7 +103,7 @@ fi
 [[ -x $ENVOY ]] || die "Envoy not found at $ENVOY (run \`make envoy\`, or set TENANTGATE_ENVOY)"
 [[ -f $WASM ]] || die "$WASM not found (run \`make dist\`)"
 for bin in "$POLICYCTL" "$ECHO_UPSTREAM"; do
-    [[ -x $bin ]] || die "$bin not found (cargo build --release --bin policyctl --bin echo-upstream)"
+    [[ -x $bin ]] || die "$bin not found (cargo build --release -p policyctl -p tenantgate-testbed)"
 done
 
 # A port something else already listens on would only show up later as an obscure failure.

@@ -87,7 +87,7 @@ mkdir -p "$OUT"
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     say "== build: dist/tenantgate.wasm, policyctl, the empty filter"
     make --no-print-directory dist
-    cargo build --quiet --release --bin policyctl
+    cargo build --quiet --release -p policyctl
     (cd "$BENCH_DIR/empty-filter" &&
         CARGO_TARGET_DIR=$EMPTY_TARGET cargo build --quiet --release --target wasm32-wasip1 &&
         CARGO_TARGET_DIR=$EMPTY_TARGET-mimic cargo build --quiet --release --target wasm32-wasip1 --features mimic &&

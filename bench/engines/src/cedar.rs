@@ -29,7 +29,7 @@ use cedar_policy::{
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
-use tenantgate::policy::{hash_key, is_safe_method};
+use tenantgate_policy::{hash_key, is_safe_method};
 
 fn uid(kind: &str, id: &str) -> Value {
     json!({"type": kind, "id": id})

@@ -16,8 +16,8 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use tenantgate::cli::generate::generate;
-use tenantgate::policy::{self, Request, Snapshot, Sources, Timestamp};
+use tenantgate_policy::generate::generate;
+use tenantgate_policy::{self as policy, Request, Snapshot, Sources, Timestamp};
 
 const SEED: u64 = 42;
 const SAMPLE: usize = 256;

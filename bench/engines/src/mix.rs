@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use tenantgate::cli::generate::generated_raw_key;
+use tenantgate_policy::generate::generated_raw_key;
 
 pub const DEFAULT_HOST: &str = "api.example.test";
 
@@ -169,7 +169,7 @@ pub fn corners_world(demo: &Value) -> Value {
         &mut d,
         "api_keys",
         json!({"id": "hooli-key", "app": "hooli-app",
-        "sha256": tenantgate::policy::hash_key("corner-hooli-key"), "status": "active"}),
+        "sha256": tenantgate_policy::hash_key("corner-hooli-key"), "status": "active"}),
     );
     push(
         &mut d,

@@ -11,7 +11,7 @@ use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::vm::RegoVM;
 use regorus::{Engine, Value as RegoValue};
 use serde_json::{json, Map, Value};
-use tenantgate::policy::hash_key;
+use tenantgate_policy::hash_key;
 
 fn by_id<'a>(items: &'a [Value], id_field: &str, f: impl Fn(&'a Value) -> Value) -> Value {
     let mut map = Map::with_capacity(items.len());

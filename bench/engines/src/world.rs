@@ -2,7 +2,7 @@
 //! converters, and the parts of it the comparison covers.
 
 use serde_json::Value;
-use tenantgate::policy::Timestamp;
+use tenantgate_policy::Timestamp;
 
 pub fn arr<'a>(v: &'a Value, field: &str) -> &'a [Value] {
     v.get(field)

@@ -1,0 +1,199 @@
+//! What every request of one plugin instance reads: its configuration, the
+//! current snapshot, the key-lookup state and the metrics. Owned by the root
+//! context, shared with request contexts through an `Rc`; a request takes a
+//! cheap `Rc` of the snapshot current when it arrives, so a swap never
+//! disturbs it.
+
+use super::abi::{self, Level};
+use super::key_lookup::KeyLookups;
+use super::live::{self, Meta, SharedKeys};
+use super::metrics::{self, Metrics};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use tenantgate_policy::config::{FailPolicy, FilterState, KeyLookup};
+use tenantgate_policy::{self as policy, ExternalKey, Mode, Snapshot, Sources};
+
+/// A compiled snapshot, the ETag it was fetched with, and its signed
+/// sequence (`None`: unsigned).
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    pub etag: String,
+    pub sequence: Option<u64>,
+}
+
+pub struct Plugin {
+    /// The root context: key lookups are its callouts.
+    pub root_id: u32,
+    pub mode: Mode,
+    pub environment: Option<String>,
+    pub sources: Sources,
+    pub fail_policy: FailPolicy,
+    pub filter_state: FilterState,
+    pub key_lookup: Option<KeyLookup>,
+    current: RefCell<Option<Rc<Loaded>>>,
+    /// When the source last confirmed the current snapshot (remote sources only).
+    pub confirmed_ms: Cell<Option<i64>>,
+    /// Shared-data keys of the remote source, if any.
+    pub remote_keys: Option<SharedKeys>,
+    /// A published etag this VM could not compile; not retried until it changes.
+    rejected_etag: RefCell<Option<String>>,
+    pub lookups: RefCell<KeyLookups<Rc<ExternalKey>>>,
+    pub metrics: Metrics,
+}
+
+impl Plugin {
+    pub fn new(root_id: u32, config: tenantgate_policy::config::PluginConfig) -> Plugin {
+        let remote_keys = match &config.snapshot {
+            tenantgate_policy::config::SnapshotSource::Remote(remote) => {
+                Some(SharedKeys::new(&remote.cluster, &remote.path))
+            }
+            _ => None,
+        };
+        let limits = config.key_lookup.as_ref().map_or(
+            super::key_lookup::Limits::default(),
+            super::key_lookup::Limits::from,
+        );
+        Plugin {
+            root_id,
+            mode: config.mode,
+            environment: config.environment,
+            sources: config.sources,
+            fail_policy: config.fail_policy,
+            filter_state: config.filter_state,
+            key_lookup: config.key_lookup,
+            current: RefCell::new(None),
+            confirmed_ms: Cell::new(None),
+            remote_keys,
+            rejected_etag: RefCell::new(None),
+            lookups: RefCell::new(KeyLookups::new(limits)),
+            metrics: Metrics::define(),
+        }
+    }
+
+    pub fn current(&self) -> Option<Rc<Loaded>> {
+        self.current.try_borrow().ok().and_then(|c| c.clone())
+    }
+
+    /// The snapshot to decide with: absent, or older than `max_staleness_ms`,
+    /// is none. A VM with none yet adopts the one another VM published (a new
+    /// worker must not answer 503 while another holds a good snapshot).
+    pub fn usable(&self, now_ms: i64) -> Option<Rc<Loaded>> {
+        if self.current().is_none() {
+            self.pick_up();
+        }
+        let current = self.current()?;
+        match (self.fail_policy.max_staleness_ms, self.confirmed_ms.get()) {
+            (Some(max), Some(confirmed))
+                if now_ms.saturating_sub(confirmed) > i64::try_from(max).unwrap_or(i64::MAX) =>
+            {
+                None
+            }
+            _ => Some(current),
+        }
+    }
+
+    /// Makes `loaded` current; `compile_ms` is how long loading took.
+    pub fn install(&self, loaded: Loaded, compile_ms: i64) {
+        let Ok(mut current) = self.current.try_borrow_mut() else {
+            return;
+        };
+        if let Some(old) = current.replace(Rc::new(loaded)) {
+            metrics::publish_revision_gauge(old.snapshot.revision(), 0);
+        }
+        if let Some(new) = current.as_ref() {
+            metrics::publish_snapshot_gauges(&new.snapshot);
+            let stats = new.snapshot.stats();
+            abi::log(
+                Level::Info,
+                &format!(
+                    "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} routes) in {compile_ms} ms; linear memory {} bytes",
+                    new.snapshot.revision(),
+                    stats.organizations,
+                    stats.api_keys,
+                    stats.routes,
+                    linear_memory_bytes(),
+                ),
+            );
+        }
+        self.metrics.bump(self.metrics.swaps);
+    }
+
+    /// Adopts the snapshot another VM published, if it differs from ours.
+    pub fn pick_up(&self) {
+        let Some(keys) = &self.remote_keys else {
+            return;
+        };
+        let Ok(Some((meta_bytes, _))) = abi::get_shared_data(&keys.meta) else {
+            return;
+        };
+        let Some(meta) = Meta::decode(&meta_bytes) else {
+            return;
+        };
+        self.confirmed_ms.set(Some(meta.confirmed_ms));
+        let current_etag = self.current().map(|l| l.etag.clone());
+        let rejected = self.rejected_etag.try_borrow().ok().and_then(|r| r.clone());
+        if current_etag.as_deref() == Some(&meta.etag) || rejected.as_deref() == Some(&meta.etag) {
+            return;
+        }
+        let Ok(Some((packed, _))) = abi::get_shared_data(&keys.snapshot) else {
+            return;
+        };
+        let Some((etag, body)) = live::unpack_snapshot(&packed) else {
+            return;
+        };
+        if current_etag.as_deref() == Some(etag) {
+            return;
+        }
+        // Published by a VM of this process, which verified it: not re-verified.
+        match timed_load(|| policy::load_snapshot_bytes(body)) {
+            Ok((snapshot, ms)) => {
+                let sequence = meta.sequence;
+                let etag = etag.to_string();
+                self.install(
+                    Loaded {
+                        snapshot,
+                        etag,
+                        sequence,
+                    },
+                    ms,
+                );
+            }
+            Err(problem) => {
+                self.metrics.bump(self.metrics.fetch_invalid);
+                log_refused(&format!("published snapshot {etag} refused here"), &problem);
+                if let Ok(mut slot) = self.rejected_etag.try_borrow_mut() {
+                    *slot = Some(etag.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Loads with `load`, timing it for the log.
+pub fn timed_load<T, E: std::fmt::Display>(
+    load: impl FnOnce() -> Result<T, E>,
+) -> Result<(T, i64), String> {
+    let started = abi::now_nanos().unwrap_or(0);
+    let loaded = load().map_err(|e| e.to_string())?;
+    let elapsed_ms = abi::now_nanos().unwrap_or(started).saturating_sub(started) / 1_000_000;
+    Ok((loaded, elapsed_ms))
+}
+
+/// Logs why a snapshot was refused: its first problem only (never the body:
+/// it may be large, and it is the policy).
+pub fn log_refused(what: &str, problem: &str) {
+    let mut lines = problem.lines();
+    let head = lines.next().unwrap_or("");
+    let more = lines.count();
+    let tail = if more == 0 {
+        String::new()
+    } else {
+        format!(" (+{more} more lines)")
+    };
+    abi::log(Level::Error, &format!("tenantgate: {what}: {head}{tail}"));
+}
+
+/// Bytes of this VM's linear memory.
+fn linear_memory_bytes() -> usize {
+    core::arch::wasm32::memory_size(0) * 65_536
+}

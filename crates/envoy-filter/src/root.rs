@@ -1,0 +1,473 @@
+//! The root context: validates the configuration (`on_configure`; Envoy
+//! refuses a configuration it answers false to), keeps the snapshot current
+//! (inline, or polled from a remote source by one VM per process and shared
+//! with the others), and owns the key lookups' callouts, resuming every
+//! request that waits for an answer.
+
+use super::abi::{self, Level};
+use super::dispatch;
+use super::key_lookup::{self, Answer};
+use super::live::{self, Lease, Meta, SharedKeys};
+use super::plugin::{log_refused, timed_load, Loaded, Plugin};
+use super::wire;
+use std::cell::RefCell;
+use std::rc::Rc;
+use tenantgate_policy::config::{PluginConfig, RemoteSource, SnapshotSource};
+use tenantgate_policy::{self as policy, ExternalKey};
+
+/// The remote-source state of one VM.
+struct Live {
+    remote: RemoteSource,
+    keys: SharedKeys,
+    /// This VM's lease identity.
+    me: u64,
+    in_flight: Option<u32>,
+    next_fetch_ms: i64,
+    first_tick: bool,
+}
+
+pub struct Root {
+    id: u32,
+    plugin: RefCell<Option<Rc<Plugin>>>,
+    live: RefCell<Option<Live>>,
+}
+
+fn now_ms() -> Option<i64> {
+    abi::now_nanos().ok().map(|n| n / 1_000_000)
+}
+
+impl Root {
+    pub fn new(id: u32) -> Root {
+        Root {
+            id,
+            plugin: RefCell::new(None),
+            live: RefCell::new(None),
+        }
+    }
+
+    pub fn plugin(&self) -> Option<Rc<Plugin>> {
+        self.plugin.try_borrow().ok().and_then(|p| p.clone())
+    }
+
+    /// Validates and applies a configuration; false makes Envoy refuse it
+    /// (the previous one, if any, keeps serving).
+    pub fn configure(&self, size: usize) -> bool {
+        let config = match abi::plugin_configuration(size)
+            .map_err(|e| format!("cannot read the plugin configuration: {e}"))
+            .and_then(|bytes| {
+                PluginConfig::parse(&bytes).map_err(|e| format!("configuration refused: {e}"))
+            }) {
+            Ok(config) => config,
+            Err(why) => {
+                abi::log(Level::Error, &format!("tenantgate: {why}"));
+                return false;
+            }
+        };
+        let source = match &config.snapshot {
+            SnapshotSource::Remote(remote) => Some(remote.clone()),
+            _ => None,
+        };
+        let (plugin, inline_snapshot) = split_inline(self.id, config);
+        let plugin = Rc::new(plugin);
+        let inline = inline_snapshot.is_some();
+        if let Some(snapshot) = inline_snapshot {
+            let etag = live::etag_or_revision(None, snapshot.revision());
+            plugin.install(
+                Loaded {
+                    snapshot,
+                    etag,
+                    sequence: None,
+                },
+                0,
+            );
+        }
+        let started = match source {
+            Some(remote) => self.start_polling(remote),
+            None => {
+                if !inline {
+                    log_absent(&plugin);
+                }
+                true
+            }
+        };
+        if let Ok(mut slot) = self.plugin.try_borrow_mut() {
+            *slot = Some(plugin.clone());
+        }
+        plugin.pick_up();
+        started
+    }
+
+    fn start_polling(&self, remote: RemoteSource) -> bool {
+        let keys = SharedKeys::new(&remote.cluster, &remote.path);
+        // Create the lease key so that every claim is a compare-and-swap.
+        if let Ok(None) = abi::get_shared_data(&keys.lease) {
+            let _ = abi::set_shared_data(&keys.lease, b"unowned", 0);
+        }
+        // A short first tick: adopt or fetch the first snapshot quickly.
+        if let Err(e) = abi::set_tick_period_ms(50) {
+            abi::log(
+                Level::Error,
+                &format!("tenantgate: cannot start the snapshot poller: {e}"),
+            );
+            return false;
+        }
+        abi::log(
+            Level::Info,
+            &format!(
+                "tenantgate: polling snapshots from cluster `{}` path `{}` every {} ms{}",
+                remote.cluster,
+                remote.path,
+                remote.poll_ms,
+                if remote.verifier.is_some() {
+                    " (signed snapshots only)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        if let Ok(mut live) = self.live.try_borrow_mut() {
+            *live = Some(Live {
+                remote,
+                keys,
+                me: abi::random_u64(),
+                in_flight: None,
+                next_fetch_ms: 0,
+                first_tick: true,
+            });
+        }
+        true
+    }
+
+    pub fn tick(&self) {
+        let (Some(now), Some(plugin)) = (now_ms(), self.plugin()) else {
+            return;
+        };
+        let Ok(mut guard) = self.live.try_borrow_mut() else {
+            return;
+        };
+        let Some(live) = guard.as_mut() else {
+            return;
+        };
+        if live.first_tick {
+            live.first_tick = false;
+            let _ = abi::set_tick_period_ms(live::tick_ms(live.remote.poll_ms));
+        }
+        plugin.pick_up();
+        if let Some(confirmed) = plugin.confirmed_ms.get() {
+            let age = u64::try_from(now.saturating_sub(confirmed)).unwrap_or(0);
+            plugin.metrics.record(plugin.metrics.snapshot_age_ms, age);
+        }
+        let due = live.in_flight.is_none() && now >= live.next_fetch_ms;
+        if due && hold_lease(live, now) {
+            fetch(&plugin, live, now);
+        }
+    }
+
+    /// A callout answered: the snapshot fetch, or a key lookup.
+    pub fn on_http_call_response(&self, token: u32, num_headers: usize, body_size: usize) {
+        let Some(plugin) = self.plugin() else {
+            return;
+        };
+        let fetched = self.live.try_borrow_mut().ok().and_then(|mut guard| {
+            let live = guard.as_mut()?;
+            (live.in_flight == Some(token)).then(|| {
+                live.in_flight = None;
+                on_fetch_response(&plugin, live, num_headers, body_size);
+            })
+        });
+        if fetched.is_none() {
+            on_lookup_answer(&plugin, token, num_headers, body_size);
+        }
+    }
+}
+
+/// The plugin state, and the inline snapshot to install.
+fn split_inline(root_id: u32, mut config: PluginConfig) -> (Plugin, Option<policy::Snapshot>) {
+    let inline = match std::mem::replace(&mut config.snapshot, SnapshotSource::Absent) {
+        SnapshotSource::Inline(snapshot) => Some(*snapshot),
+        other => {
+            config.snapshot = other;
+            None
+        }
+    };
+    (Plugin::new(root_id, config), inline)
+}
+
+fn log_absent(plugin: &Plugin) {
+    let answer = if plugin.fail_policy.fail_open {
+        "let through unchecked (fail_open)"
+    } else {
+        "answered 503 no_policy"
+    };
+    abi::log(
+        Level::Warn,
+        &format!("tenantgate: no snapshot configured; every request is {answer}"),
+    );
+}
+
+/// Takes or renews the fetch lease; true when this VM holds it now.
+fn hold_lease(live: &Live, now_ms: i64) -> bool {
+    let Ok(current) = abi::get_shared_data(&live.keys.lease) else {
+        return false;
+    };
+    let (lease, cas) = match &current {
+        Some((bytes, cas)) => (Lease::decode(bytes), *cas),
+        None => (None, 0),
+    };
+    if !Lease::claimable(lease, live.me, now_ms) {
+        return false;
+    }
+    let mine = Lease {
+        owner: live.me,
+        expires_ms: now_ms + live::lease_ms(live.remote.poll_ms, live.remote.timeout_ms),
+    };
+    // With cas 0 (no key yet) Envoy does not compare; configure creates the
+    // key first, so competing VMs race on a real version and one wins.
+    abi::set_shared_data(&live.keys.lease, mine.encode().as_bytes(), cas).is_ok()
+}
+
+fn fetch(plugin: &Plugin, live: &mut Live, now_ms: i64) {
+    let etag = plugin.current().map(|l| l.etag.clone());
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", live.remote.path.as_str()),
+        (":authority", live.remote.authority.as_str()),
+    ];
+    if let Some(etag) = etag.as_deref() {
+        headers.push(("if-none-match", etag));
+    }
+    match abi::http_call(&live.remote.cluster, &headers, live.remote.timeout_ms) {
+        Ok(token) => live.in_flight = Some(token),
+        Err(e) => {
+            plugin.metrics.bump(plugin.metrics.fetch_failed);
+            abi::log(
+                Level::Warn,
+                &format!(
+                    "tenantgate: cannot fetch from cluster `{}`: {e}",
+                    live.remote.cluster
+                ),
+            );
+        }
+    }
+    live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());
+}
+
+/// The `:status` and a header of the callout response being delivered.
+struct CallResponse {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl CallResponse {
+    fn read() -> Option<CallResponse> {
+        let buffer = abi::call_response_header_buffer().ok()?;
+        let pairs = wire::parse_header_map(&buffer)?
+            .into_iter()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect();
+        Some(CallResponse { pairs })
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+fn on_fetch_response(plugin: &Plugin, live: &Live, num_headers: usize, body_size: usize) {
+    let now = now_ms().unwrap_or(0);
+    let failed = |why: &str| {
+        plugin.metrics.bump(plugin.metrics.fetch_failed);
+        abi::log(
+            Level::Warn,
+            &format!(
+                "tenantgate: snapshot fetch from `{}` failed: {why}; keeping the last good snapshot",
+                live.remote.cluster
+            ),
+        );
+    };
+    if num_headers == 0 {
+        return failed("no response (timeout, connection failure, or a body larger than Envoy's callout buffer)");
+    }
+    let Some(response) = CallResponse::read() else {
+        return failed("cannot read the response headers");
+    };
+    match response.header(":status") {
+        Some(b"304") => {
+            plugin.metrics.bump(plugin.metrics.fetch_not_modified);
+            if let Some(current) = plugin.current() {
+                publish_meta(plugin, live, &current.etag, current.sequence, now);
+            }
+        }
+        Some(b"200") => match abi::call_response_body(body_size) {
+            Ok(body) => {
+                let etag = response
+                    .header("etag")
+                    .and_then(|e| std::str::from_utf8(e).ok());
+                accept_fetched(plugin, live, body, etag, now);
+            }
+            Err(_) => failed("cannot read the response body"),
+        },
+        status => {
+            let status = status.map_or("none".into(), String::from_utf8_lossy);
+            failed(&format!("status {status}"))
+        }
+    }
+}
+
+/// Verifies, loads and publishes a fetched body; anything wrong keeps the
+/// last good snapshot.
+fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
+    let verifier = live.remote.verifier.as_ref();
+    let loaded = timed_load(|| policy::load_verified(&body, verifier)).and_then(
+        |((snapshot, sequence), ms)| match sequence {
+            Some(sequence) if !newer(plugin, live, sequence, snapshot.revision()) => Err(format!(
+                "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
+                snapshot.revision()
+            )),
+            _ => Ok((snapshot, sequence, ms)),
+        },
+    );
+    let (snapshot, sequence, ms) = match loaded {
+        Ok(loaded) => loaded,
+        Err(problem) => {
+            plugin.metrics.bump(plugin.metrics.fetch_invalid);
+            return log_refused(
+                "fetched snapshot refused, keeping the last good one",
+                &problem,
+            );
+        }
+    };
+    plugin.metrics.bump(plugin.metrics.fetch_ok);
+    let etag = live::etag_or_revision(etag, snapshot.revision());
+    // Publish compiled: the other VMs decode it instead of parsing JSON.
+    let compiled = if policy::binary::is_binary(&body) {
+        body
+    } else {
+        // The fetched text is the largest thing alive here: free it first.
+        drop(body);
+        policy::binary::encode(&snapshot)
+    };
+    let _ = abi::set_shared_data(
+        &live.keys.snapshot,
+        &live::pack_snapshot(&etag, &compiled),
+        0,
+    );
+    publish_meta(plugin, live, &etag, sequence, now);
+    if plugin.current().map(|l| l.etag.clone()).as_deref() != Some(etag.as_str()) {
+        plugin.install(
+            Loaded {
+                snapshot,
+                etag,
+                sequence,
+            },
+            ms,
+        );
+    }
+}
+
+/// Whether a signed `sequence` may replace the newest this process accepted.
+fn newer(plugin: &Plugin, live: &Live, sequence: u64, revision: &str) -> bool {
+    let shared = abi::get_shared_data(&live.keys.meta)
+        .ok()
+        .flatten()
+        .and_then(|(bytes, _)| Meta::decode(&bytes))
+        .and_then(|meta| meta.sequence);
+    let current = plugin.current();
+    let mine = current
+        .as_ref()
+        .and_then(|l| l.sequence.map(|s| (s, l.snapshot.revision())));
+    let newest = match (shared, mine) {
+        (Some(s), Some((m, revision))) if m >= s => Some((m, revision)),
+        // A sequence another VM accepted: its revision is unknown here, so
+        // only a strictly newer one passes.
+        (Some(s), _) => Some((s, "")),
+        (None, mine) => mine,
+    };
+    live::newer_than(newest, sequence, revision)
+}
+
+fn publish_meta(plugin: &Plugin, live: &Live, etag: &str, sequence: Option<u64>, now: i64) {
+    let meta = Meta {
+        etag: etag.to_string(),
+        confirmed_ms: now,
+        sequence,
+    };
+    let _ = abi::set_shared_data(&live.keys.meta, meta.encode().as_bytes(), 0);
+    plugin.confirmed_ms.set(Some(now));
+}
+
+/// A key lookup answered (or failed): cache the answer and resume every
+/// request waiting for it.
+fn on_lookup_answer(plugin: &Plugin, token: u32, num_headers: usize, body_size: usize) {
+    let digest = plugin
+        .lookups
+        .try_borrow()
+        .ok()
+        .and_then(|l| l.digest_of(token));
+    let (Some(digest), Some(loaded)) = (digest, plugin.current()) else {
+        return;
+    };
+    let now = now_ms().unwrap_or(0);
+    let answer = read_lookup_answer(plugin, &loaded.snapshot, &digest, num_headers, body_size);
+    let finished = plugin
+        .lookups
+        .try_borrow_mut()
+        .ok()
+        .and_then(|mut l| l.finished(token, &answer, &loaded.etag, now));
+    let Some((_, waiters)) = finished else {
+        return;
+    };
+    for waiter in waiters {
+        // Host calls now act on the waiting request (its headers, its reply).
+        if abi::set_effective_context(waiter).is_err() {
+            continue;
+        }
+        if let Some(stream) = dispatch::stream(waiter) {
+            stream.resume(&answer);
+        }
+    }
+}
+
+fn read_lookup_answer(
+    plugin: &Plugin,
+    snapshot: &policy::Snapshot,
+    digest: &[u8; 32],
+    num_headers: usize,
+    body_size: usize,
+) -> Answer<Rc<ExternalKey>> {
+    let Some(response) = (num_headers > 0).then(CallResponse::read).flatten() else {
+        plugin.metrics.bump(plugin.metrics.lookup_failed);
+        abi::log(
+            Level::Warn,
+            "tenantgate: key lookup failed: no response (timeout or connection failure)",
+        );
+        return Answer::Failed;
+    };
+    let body = (body_size <= key_lookup::MAX_ANSWER_BYTES)
+        .then(|| abi::call_response_body(body_size).ok())
+        .flatten();
+    let status = response.header(":status");
+    match key_lookup::classify(status, body.as_deref(), snapshot, digest) {
+        Answer::Found(key) => Answer::Found(Rc::new(key)),
+        Answer::NotFound => Answer::NotFound,
+        Answer::Invalid => {
+            plugin.metrics.bump(plugin.metrics.lookup_invalid);
+            abi::log(
+                Level::Warn,
+                "tenantgate: key lookup answer refused (malformed, too large, for another key, an unknown app or an unknown status): the key is invalid",
+            );
+            Answer::Invalid
+        }
+        Answer::Failed => {
+            plugin.metrics.bump(plugin.metrics.lookup_failed);
+            let status = status.map_or("none".into(), String::from_utf8_lossy);
+            abi::log(
+                Level::Warn,
+                &format!("tenantgate: key lookup failed: status {status}"),
+            );
+            Answer::Failed
+        }
+    }
+}

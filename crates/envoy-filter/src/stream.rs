@@ -1,0 +1,324 @@
+//! One request: read it, decide, act. Runs when its headers arrive, and again
+//! (resumed by the root context) when the key lookup it waits for answers.
+
+use super::abi::{self, Level};
+use super::inbound::Inbound;
+use super::key_lookup::{Answer, Ask};
+use super::plugin::{Loaded, Plugin};
+use super::wire;
+use std::rc::Rc;
+use tenantgate_policy::config::FilterState;
+use tenantgate_policy::{
+    self as policy, Action, Decision, ExternalKey, Reason, Request, Timestamp,
+};
+
+/// What the host does with the request after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Continue = 0,
+    Pause = 1,
+}
+
+pub struct Stream {
+    id: u32,
+    plugin: Option<Rc<Plugin>>,
+}
+
+/// A request as the core sees it, the forged annotations to remove, and the clock.
+struct Read<'b> {
+    forged: &'b [&'b [u8]],
+    request: Request<'b>,
+    now_nanos: i64,
+}
+
+impl Stream {
+    pub fn new(id: u32, plugin: Option<Rc<Plugin>>) -> Stream {
+        Stream { id, plugin }
+    }
+
+    pub fn on_request_headers(&self) -> Next {
+        self.evaluate(None)
+    }
+
+    /// The key lookup this request waited for answered: decide again with it.
+    pub fn resume(&self, answer: &Answer<Rc<ExternalKey>>) {
+        if self.evaluate(Some(answer)) == Next::Continue {
+            if let Err(e) = abi::resume_request() {
+                abi::log(
+                    Level::Error,
+                    &format!("tenantgate: cannot resume the request: {e}"),
+                );
+            }
+        }
+    }
+
+    /// The request ended (perhaps while waiting for a lookup).
+    pub fn on_delete(&self) {
+        if let Some(plugin) = &self.plugin {
+            if let Ok(mut lookups) = plugin.lookups.try_borrow_mut() {
+                lookups.forget(self.id);
+            }
+        }
+    }
+
+    fn evaluate(&self, answer: Option<&Answer<Rc<ExternalKey>>>) -> Next {
+        let Some(plugin) = self.plugin.as_deref() else {
+            return deny(Reason::NoPolicy, None);
+        };
+        let buffer = match abi::request_header_buffer() {
+            Ok(buffer) => buffer,
+            Err(e) => return host_error(&format!("cannot read request headers: {e}"), None),
+        };
+        let Some(pairs) = wire::parse_header_map(&buffer) else {
+            return host_error("malformed request header map", None);
+        };
+        let inbound = Inbound::read(&pairs, &plugin.sources);
+        let request = Request::from_parts(
+            &plugin.sources,
+            &inbound.method,
+            &inbound.authority,
+            inbound.path,
+            &inbound.relevant,
+        );
+        let Ok(now_nanos) = abi::now_nanos() else {
+            return host_error("cannot read the clock", request.forward_path.as_deref());
+        };
+        let read = Read {
+            forged: &inbound.forged,
+            request,
+            now_nanos,
+        };
+        let Some(loaded) = plugin.usable(now_nanos / 1_000_000) else {
+            return no_snapshot(plugin, &read);
+        };
+        self.decide(plugin, &loaded, &read, answer)
+    }
+
+    fn decide(
+        &self,
+        plugin: &Plugin,
+        loaded: &Loaded,
+        read: &Read<'_>,
+        answer: Option<&Answer<Rc<ExternalKey>>>,
+    ) -> Next {
+        let at = Timestamp::from_unix_nanos(read.now_nanos);
+        let env = plugin.environment.as_deref();
+        let decision = policy::decide(&loaded.snapshot, &read.request, at, env);
+        // A key the snapshot does not know may be known to the lookup service.
+        let unknown_key = decision.reason == Some(Reason::InvalidApiKey);
+        let (true, true, Some(raw_key)) = (
+            unknown_key,
+            plugin.key_lookup.is_some(),
+            read.request.api_key.as_deref(),
+        ) else {
+            return act(plugin, &decision, read.forged);
+        };
+        let digest = policy::key_digest(raw_key);
+        let ask = match answer {
+            Some(answer) => answered(answer),
+            None => self.ask(plugin, &digest, &loaded.etag, read.now_nanos / 1_000_000),
+        };
+        match ask {
+            Ok(Ask::Found(key)) => {
+                let found =
+                    policy::decide_with_key(&loaded.snapshot, &read.request, at, env, Some(&key));
+                act(plugin, &found, read.forged)
+            }
+            Ok(Ask::Absent) => act(plugin, &decision, read.forged),
+            Ok(Ask::Join) => Next::Pause,
+            Ok(Ask::Dispatch) => match self.dispatch(plugin, digest) {
+                Ok(()) => Next::Pause,
+                Err(()) => lookup_failed(plugin, &decision, read),
+            },
+            Ok(Ask::Throttled) => {
+                plugin.metrics.bump(plugin.metrics.lookup_throttled);
+                let busy = decision.with_reason(Reason::KeyLookupUnavailable);
+                act(plugin, &busy, read.forged)
+            }
+            Err(()) => lookup_failed(plugin, &decision, read),
+        }
+    }
+
+    fn ask(
+        &self,
+        plugin: &Plugin,
+        digest: &[u8; 32],
+        etag: &str,
+        now_ms: i64,
+    ) -> Result<Ask<Rc<ExternalKey>>, ()> {
+        let ask = plugin
+            .lookups
+            .try_borrow_mut()
+            .map_err(|_| ())?
+            .ask(digest, etag, now_ms, self.id);
+        let metric = match &ask {
+            Ask::Found(_) => plugin.metrics.lookup_hit,
+            Ask::Absent => plugin.metrics.lookup_negative_hit,
+            Ask::Join => plugin.metrics.lookup_joined,
+            Ask::Dispatch => plugin.metrics.lookup_miss,
+            Ask::Throttled => None,
+        };
+        plugin.metrics.bump(metric);
+        Ok(ask)
+    }
+
+    /// Starts the lookup of `digest` as a callout of the root context, so it
+    /// outlives this request (others may wait for it too).
+    fn dispatch(&self, plugin: &Plugin, digest: [u8; 32]) -> Result<(), ()> {
+        let Some(lookup) = &plugin.key_lookup else {
+            return Err(());
+        };
+        let path = format!("{}{}", lookup.path_prefix, policy::hash_key_hex(&digest));
+        let headers = [
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", lookup.authority.as_str()),
+        ];
+        let started = abi::set_effective_context(plugin.root_id)
+            .and_then(|()| abi::http_call(&lookup.cluster, &headers, lookup.timeout_ms));
+        let back = abi::set_effective_context(self.id);
+        match (started, back) {
+            (Ok(token), Ok(())) => {
+                if let Ok(mut lookups) = plugin.lookups.try_borrow_mut() {
+                    lookups.started(digest, token, self.id);
+                }
+                Ok(())
+            }
+            (started, _) => {
+                let why = started
+                    .err()
+                    .map_or("cannot return to the request".into(), |e| e.to_string());
+                abi::log(
+                    Level::Warn,
+                    &format!(
+                        "tenantgate: cannot look up a key on cluster `{}`: {why}",
+                        lookup.cluster
+                    ),
+                );
+                plugin.metrics.bump(plugin.metrics.lookup_failed);
+                Err(())
+            }
+        }
+    }
+}
+
+/// The answer a resumed request was given, as the cache would have said it.
+fn answered(answer: &Answer<Rc<ExternalKey>>) -> Result<Ask<Rc<ExternalKey>>, ()> {
+    match answer {
+        Answer::Found(key) => Ok(Ask::Found(key.clone())),
+        Answer::NotFound | Answer::Invalid => Ok(Ask::Absent),
+        Answer::Failed => Err(()),
+    }
+}
+
+/// No answer from the lookup service (transport failure, timeout, 5xx): the
+/// fail policy decides. Only here may `fail_open` let an unknown key through.
+fn lookup_failed(plugin: &Plugin, decision: &Decision<'_>, read: &Read<'_>) -> Next {
+    if plugin.fail_policy.fail_open {
+        plugin.metrics.bump(plugin.metrics.fail_open);
+        return forward(read.forged, Vec::new(), decision.forward_path);
+    }
+    let unavailable = decision.clone().with_reason(Reason::KeyLookupUnavailable);
+    act(plugin, &unavailable, read.forged)
+}
+
+/// No usable snapshot: 503 `no_policy`, or through unchecked with `fail_open`.
+fn no_snapshot(plugin: &Plugin, read: &Read<'_>) -> Next {
+    let path = read.request.forward_path.as_deref();
+    if plugin.fail_policy.fail_open {
+        plugin.metrics.bump(plugin.metrics.fail_open);
+        return forward(read.forged, Vec::new(), path);
+    }
+    act(plugin, &Decision::no_policy(path), read.forged)
+}
+
+/// Counts, records and carries out a decision.
+fn act(plugin: &Plugin, decision: &Decision<'_>, forged: &[&[u8]]) -> Next {
+    plugin.metrics.count(decision.reason, plugin.mode);
+    let record = match plugin.filter_state {
+        FilterState::All => true,
+        FilterState::Denials => !decision.allowed(),
+        FilterState::None => false,
+    };
+    if record {
+        record_filter_state(decision);
+    }
+    match decision.action(plugin.mode) {
+        // The access log (filter state) and the counters say why; no per-deny
+        // log line, which would format a string on every denied request.
+        Action::Respond { status, body, path } => send_deny(status, body, path),
+        Action::Forward { headers, path } => forward(forged, headers, path),
+    }
+}
+
+/// Removes forged annotations in every spelling (ours replace their exact
+/// names anyway), sets ours, and rewrites `:path` if asked.
+fn forward(forged: &[&[u8]], annotations: Vec<(&str, &str)>, path: Option<&[u8]>) -> Next {
+    for name in forged {
+        let set_by_us = annotations.iter().any(|(n, _)| n.as_bytes() == *name);
+        if !set_by_us {
+            if let Err(e) = abi::remove_request_header(name) {
+                return host_error(&format!("cannot remove a forged annotation: {e}"), path);
+            }
+        }
+    }
+    if let Some(path) = path {
+        if let Err(e) = abi::set_request_header(":path", path) {
+            return host_error(&format!("cannot rewrite `:path`: {e}"), None);
+        }
+    }
+    for (name, value) in annotations {
+        if let Err(e) = abi::set_request_header(name, value.as_bytes()) {
+            return host_error(&format!("cannot set `{name}`: {e}"), path);
+        }
+    }
+    Next::Continue
+}
+
+fn record_filter_state(decision: &Decision<'_>) {
+    let fields = [
+        (
+            "tenantgate.decision",
+            Some(if decision.allowed() { "allow" } else { "deny" }),
+        ),
+        ("tenantgate.reason", decision.reason.map(Reason::code)),
+        ("tenantgate.route", decision.route),
+        ("tenantgate.tenant", decision.tenant_id()),
+        ("tenantgate.principal", decision.principal.as_deref()),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            let _ = abi::set_property(key, value);
+        }
+    }
+}
+
+fn host_error(why: &str, path: Option<&[u8]>) -> Next {
+    abi::log(Level::Error, &format!("tenantgate: {why}"));
+    deny(Reason::HostError, path)
+}
+
+fn deny(reason: Reason, path: Option<&[u8]>) -> Next {
+    send_deny(reason.status(), reason.body(), path)
+}
+
+/// Answers locally; first takes the API key out of `:path`, which access
+/// logs of the denied request read.
+fn send_deny(status: u16, body: &str, path: Option<&[u8]>) -> Next {
+    if let Some(path) = path {
+        if let Err(e) = abi::set_request_header(":path", path) {
+            abi::log(
+                Level::Error,
+                &format!("tenantgate: cannot take the API key out of `:path`: {e}"),
+            );
+        }
+    }
+    let headers = [("content-type", "application/json")];
+    if let Err(e) = abi::send_local_response(status, "tenantgate_denied", body, &headers) {
+        abi::log(
+            Level::Error,
+            &format!("tenantgate: cannot send the deny response: {e}"),
+        );
+    }
+    Next::Pause
+}

@@ -1,0 +1,111 @@
+//! The policy core: document → validation → compiled [`Snapshot`] → [`decide`].
+//!
+//! No I/O, no clock, no host calls: the same code runs in `policyctl`, in tests,
+//! in benchmarks and inside every host's wasm shell.
+
+pub mod binary;
+pub mod config;
+pub mod decide;
+pub mod document;
+pub mod error;
+pub mod generate;
+pub mod lint;
+pub mod load;
+mod lookup;
+pub mod path;
+pub mod reason;
+pub mod request;
+pub mod signed;
+pub mod snapshot;
+pub mod time;
+
+pub use decide::{
+    decide, decide_with_key, is_annotation_header, is_safe_method, key_digest, Action, Decision,
+    Explain, ExternalKey, Mode, STRIPPED_HEADERS,
+};
+pub use document::Document;
+pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};
+pub use path::PathCase;
+pub use reason::Reason;
+pub use request::{Ambiguity, Request, Sources};
+pub use snapshot::{Snapshot, SnapshotStats};
+pub use time::Timestamp;
+
+/// Parses, validates and compiles a snapshot document from its JSON text.
+pub fn load_snapshot(text: &str) -> Result<Snapshot, LoadError> {
+    let document = load::parse_document(text)?;
+    Snapshot::compile(&document).map_err(LoadError::Invalid)
+}
+
+/// Loads a snapshot from bytes: a compiled snapshot (`policyctl compile`,
+/// recognised by its magic) or a JSON document, either possibly inside a
+/// signed envelope (`policyctl sign`), whose signature is NOT checked here
+/// (see [`load_verified`]).
+pub fn load_snapshot_bytes(bytes: &[u8]) -> Result<Snapshot, LoadError> {
+    if signed::is_signed(bytes) {
+        return load_verified(bytes, None).map(|(snapshot, _)| snapshot);
+    }
+    if binary::is_binary(bytes) {
+        return binary::decode(bytes).map_err(|e| {
+            LoadError::Syntax(SyntaxError {
+                message: e.to_string(),
+            })
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        LoadError::Syntax(SyntaxError {
+            message: format!("neither a compiled snapshot nor UTF-8 JSON: {e}"),
+        })
+    })?;
+    load_snapshot(text)
+}
+
+/// Loads a snapshot fetched from a source. With a `verifier` (public keys
+/// configured), only a signed snapshot whose signature verifies is loaded;
+/// without, a signed one is unwrapped unchecked. Returns the signed sequence
+/// (`None` for an unsigned snapshot), for the caller's replay check.
+pub fn load_verified(
+    bytes: &[u8],
+    verifier: Option<&signed::Verifier>,
+) -> Result<(Snapshot, Option<u64>), LoadError> {
+    let refused = |e: signed::SignedError| {
+        LoadError::Syntax(SyntaxError {
+            message: e.to_string(),
+        })
+    };
+    if !signed::is_signed(bytes) {
+        if verifier.is_some() {
+            return Err(refused(signed::SignedError::Unsigned));
+        }
+        return load_snapshot_bytes(bytes).map(|snapshot| (snapshot, None));
+    }
+    let envelope = signed::parse(bytes).map_err(refused)?;
+    if let Some(verifier) = verifier {
+        verifier.verify(&envelope).map_err(refused)?;
+    }
+    if signed::is_signed(envelope.payload) {
+        return Err(refused(signed::SignedError::Malformed(
+            "a signed snapshot inside another",
+        )));
+    }
+    let snapshot = load_snapshot_bytes(envelope.payload)?;
+    if snapshot.revision() != envelope.revision {
+        return Err(refused(signed::SignedError::RevisionMismatch));
+    }
+    Ok((snapshot, Some(envelope.sequence)))
+}
+
+/// The lower-case hex SHA-256 of a raw API key: what a snapshot stores.
+pub fn hash_key(raw_key: impl AsRef<[u8]>) -> String {
+    hash_key_hex(&key_digest(raw_key))
+}
+
+/// A key digest as lower-case hex.
+pub fn hash_key_hex(digest: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}

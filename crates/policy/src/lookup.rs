@@ -1,0 +1,315 @@
+//! Lookups that stay cheap when the snapshot is far larger than the CPU cache:
+//! at a million keys each pointer followed on the request path is a likely
+//! cache miss, so the key path follows as few as possible.
+
+use super::snapshot::{Idx, KeyEntry};
+use std::ops::Deref;
+
+/// API keys by SHA-256 digest.
+///
+/// The digest is already uniformly distributed, so its first bytes choose the
+/// slot (no hashing). Open addressing with linear probing over 8-byte slots,
+/// each a 32-bit tag (more digest bits) and the key's index, kept at most half
+/// full: a lookup reads one slot (rarely two), then the key entry, which holds
+/// the whole digest to confirm. A general hash map reads its control bytes and
+/// then a bucket: one cache miss more per request at scale.
+#[derive(Debug, Default)]
+pub(crate) struct KeyIndex {
+    slots: Box<[u64]>,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+fn home(digest: &[u8; 32]) -> usize {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(word) as usize
+}
+
+fn tag(digest: &[u8; 32]) -> u64 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(digest.get(8..12).unwrap_or(&[0; 4]));
+    u64::from(u32::from_le_bytes(word))
+}
+
+impl KeyIndex {
+    /// Indexes `keys` by their digests; `Err(i)` if key `i` repeats an earlier digest.
+    pub(crate) fn build(keys: &[KeyEntry]) -> Result<KeyIndex, usize> {
+        let capacity = keys.len().saturating_mul(2).next_power_of_two().max(8);
+        let mut slots = vec![EMPTY; capacity].into_boxed_slice();
+        let mask = capacity - 1;
+        for (i, key) in keys.iter().enumerate() {
+            let wanted = tag(&key.digest);
+            let mut at = home(&key.digest) & mask;
+            loop {
+                let Some(slot) = slots.get_mut(at) else {
+                    return Err(i);
+                };
+                if *slot == EMPTY {
+                    *slot = (wanted << 32) | i as u64;
+                    break;
+                }
+                let other = (*slot & u64::from(u32::MAX)) as usize;
+                if *slot >> 32 == wanted && keys.get(other).is_some_and(|k| k.digest == key.digest)
+                {
+                    return Err(i);
+                }
+                at = (at + 1) & mask;
+            }
+        }
+        Ok(KeyIndex { slots })
+    }
+
+    /// The key with `digest`, among the `keys` this index was built over.
+    pub(crate) fn find<'k>(&self, keys: &'k [KeyEntry], digest: &[u8; 32]) -> Option<&'k KeyEntry> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let wanted = tag(digest);
+        let mut at = home(digest) & mask;
+        // Never more probes than slots: the table is at most half full, so an
+        // empty slot ends every probe long before.
+        for _ in 0..self.slots.len() {
+            let slot = *self.slots.get(at)?;
+            if slot == EMPTY {
+                return None;
+            }
+            if slot >> 32 == wanted {
+                let key = keys.get((slot & u64::from(u32::MAX)) as usize)?;
+                if key.digest == *digest {
+                    return Some(key);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+}
+
+/// Routes by normalized path prefix, for the walk from the deepest boundary
+/// of the path upwards. Slots as in [`KeyIndex`] (a hash of the prefix picks
+/// the slot; a tag and an offset fill it), and each distinct prefix's record
+/// (the prefix, then its candidate routes, best first) packed in one arena,
+/// so a probe that hits reads a slot, one record and then the route: a
+/// general map would read its control bytes, a bucket, the key's string and
+/// the candidate vector on the way. A probe for a prefix no route has (most
+/// of the walk) usually stops at an empty slot.
+#[derive(Debug, Default)]
+pub(crate) struct RouteIndex {
+    slots: Box<[u64]>,
+    /// Per prefix: its length (`u32`), its bytes, the candidate count (`u32`)
+    /// and the candidates (`u32` each), little-endian.
+    records: Vec<u8>,
+    /// Length of the longest prefix.
+    longest: usize,
+}
+
+fn prefix_hash(prefix: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(prefix);
+    // Fibonacci mixing: the slot is taken from the high bits.
+    hasher.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(raw))
+}
+
+impl RouteIndex {
+    /// `groups`: each distinct prefix with its candidates, best first; the
+    /// walk starts at `longest` bytes (the longest prefix).
+    pub(crate) fn build(groups: &[(Vec<u8>, Vec<Idx>)], longest: usize) -> RouteIndex {
+        let capacity = groups.len().saturating_mul(2).next_power_of_two().max(8);
+        let shift = 64 - capacity.trailing_zeros();
+        let mut slots = vec![EMPTY; capacity].into_boxed_slice();
+        let mut records = Vec::new();
+        let mask = capacity - 1;
+        for (prefix, candidates) in groups {
+            let offset = records.len() as u64;
+            records.extend_from_slice(&(prefix.len() as u32).to_le_bytes());
+            records.extend_from_slice(prefix);
+            records.extend_from_slice(&(candidates.len() as u32).to_le_bytes());
+            for route in candidates {
+                records.extend_from_slice(&route.to_le_bytes());
+            }
+            let hash = prefix_hash(prefix);
+            let mut at = (hash >> shift) as usize & mask;
+            while let Some(slot) = slots.get_mut(at) {
+                if *slot == EMPTY {
+                    *slot = ((hash & u64::from(u32::MAX)) << 32) | offset;
+                    break;
+                }
+                at = (at + 1) & mask;
+            }
+        }
+        RouteIndex {
+            slots,
+            records,
+            longest,
+        }
+    }
+
+    pub(crate) fn longest_prefix(&self) -> usize {
+        self.longest
+    }
+
+    /// The candidate routes of `prefix`, best first (none if no route has it).
+    pub(crate) fn candidates(&self, prefix: &[u8]) -> impl Iterator<Item = Idx> + '_ {
+        let found = self.record(prefix);
+        let (start, count) = found.unwrap_or((0, 0));
+        (0..count).filter_map(move |i| read_u32(&self.records, start + i * 4))
+    }
+
+    /// Where the candidates of `prefix` start in `records`, and how many.
+    fn record(&self, prefix: &[u8]) -> Option<(usize, usize)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let shift = 64 - self.slots.len().trailing_zeros();
+        let hash = prefix_hash(prefix);
+        let wanted = hash & u64::from(u32::MAX);
+        let mut at = (hash >> shift) as usize & mask;
+        for _ in 0..self.slots.len() {
+            let slot = *self.slots.get(at)?;
+            if slot == EMPTY {
+                return None;
+            }
+            if slot >> 32 == wanted {
+                let offset = (slot & u64::from(u32::MAX)) as usize;
+                let len = read_u32(&self.records, offset)? as usize;
+                let text = self.records.get(offset + 4..offset + 4 + len)?;
+                if text == prefix {
+                    let count = read_u32(&self.records, offset + 4 + len)? as usize;
+                    return Some((offset + 8 + len, count));
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+}
+
+/// A short list kept inline (no allocation, no pointer to chase) when it has
+/// at most `N` items, as most do: an app's products, a key's or an
+/// organization's environments, a product's routes, a grant's permission
+/// words. Longer lists go to the heap. Construction is canonical (inline
+/// exactly when it fits), so equal lists compare equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Inline<T, const N: usize> {
+    Short { len: u8, items: [T; N] },
+    Long(Box<[T]>),
+}
+
+/// Indexes into another collection.
+pub(crate) type IdxList = Inline<Idx, 3>;
+
+impl<T: Copy + Default, const N: usize> From<Vec<T>> for Inline<T, N> {
+    fn from(list: Vec<T>) -> Inline<T, N> {
+        if list.len() > N {
+            return Inline::Long(list.into_boxed_slice());
+        }
+        let mut items = [T::default(); N];
+        for (slot, item) in items.iter_mut().zip(&list) {
+            *slot = *item;
+        }
+        Inline::Short {
+            len: list.len() as u8,
+            items,
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> From<Box<[T]>> for Inline<T, N> {
+    fn from(list: Box<[T]>) -> Inline<T, N> {
+        Inline::from(list.into_vec())
+    }
+}
+
+impl<T, const N: usize> Deref for Inline<T, N> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Inline::Short { len, items } => items.get(..usize::from(*len)).unwrap_or(&[]),
+            Inline::Long(list) => list,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::document::KeyStatus;
+
+    fn key(digest: [u8; 32]) -> KeyEntry {
+        KeyEntry {
+            digest,
+            app: 0,
+            status: KeyStatus::Active,
+            expires_at: None,
+            read_only: false,
+            envs: None,
+        }
+    }
+
+    #[test]
+    fn finds_every_key_and_nothing_else_even_when_slots_collide() {
+        // Digests that share their slot bits and tags: only the whole digest tells them apart.
+        let keys: Vec<KeyEntry> = (0..200u8)
+            .map(|i| {
+                let mut d = [0u8; 32];
+                d[31] = i;
+                d[0] = i % 3;
+                key(d)
+            })
+            .collect();
+        let index = KeyIndex::build(&keys).unwrap();
+        for k in &keys {
+            assert_eq!(
+                index.find(&keys, &k.digest).map(|f| f.digest),
+                Some(k.digest)
+            );
+        }
+        let mut absent = [0u8; 32];
+        absent[31] = 250;
+        assert!(index.find(&keys, &absent).is_none());
+        assert!(KeyIndex::default().find(&keys, &absent).is_none());
+        let mut twice = keys;
+        twice.push(key(twice[5].digest));
+        assert_eq!(KeyIndex::build(&twice).err(), Some(200));
+    }
+
+    #[test]
+    fn route_prefixes_find_their_candidates_in_order() {
+        let groups: Vec<(Vec<u8>, Vec<Idx>)> = (0..300u32)
+            .map(|i| {
+                (
+                    format!("/t/org-{i}/catalog").into_bytes(),
+                    vec![i, i + 1000],
+                )
+            })
+            .chain([(b"/".to_vec(), vec![7])])
+            .collect();
+        let index = RouteIndex::build(&groups, 18);
+        for (prefix, candidates) in &groups {
+            assert_eq!(&index.candidates(prefix).collect::<Vec<_>>(), candidates);
+        }
+        assert_eq!(index.candidates(b"/t/org-1").count(), 0);
+        assert_eq!(index.candidates(b"/t/org-1/catalo").count(), 0);
+        assert_eq!(index.longest_prefix(), "/t/org-299/catalog".len());
+        assert_eq!(RouteIndex::default().candidates(b"/").count(), 0);
+    }
+
+    #[test]
+    fn short_lists_are_inline() {
+        for n in 0..6u32 {
+            let list = IdxList::from((0..n).collect::<Vec<_>>());
+            assert_eq!(&*list, (0..n).collect::<Vec<_>>().as_slice());
+            assert_eq!(matches!(list, IdxList::Short { .. }), n <= 3);
+        }
+    }
+}
