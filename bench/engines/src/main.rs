@@ -59,7 +59,7 @@ fn case(q: Question, env: &'static str, now: &str) -> Case {
 fn tg_decide(snapshot: &Snapshot, sources: &Sources, c: &Case) -> (bool, &'static str) {
     let headers = [("x-api-key", c.q.raw_key.as_str())];
     let request = Request::from_parts(sources, c.q.method, &c.q.host, &c.q.path, &headers);
-    let d = policy::decide(snapshot, &request, c.now_ts, Some(c.env));
+    let d = policy::decide(snapshot, &request, &tenantgate_policy::Context::new(c.now_ts, Some(c.env)));
     (d.allowed(), d.reason.map_or("allow", |r| r.code()))
 }
 
@@ -67,7 +67,7 @@ fn tg_decide(snapshot: &Snapshot, sources: &Sources, c: &Case) -> (bool, &'stati
 fn tg_route(snapshot: &Snapshot, sources: &Sources, c: &Case) -> Option<String> {
     let headers = [("x-api-key", c.q.raw_key.as_str())];
     let request = Request::from_parts(sources, c.q.method, &c.q.host, &c.q.path, &headers);
-    let d = policy::decide(snapshot, &request, c.now_ts, Some(c.env));
+    let d = policy::decide(snapshot, &request, &tenantgate_policy::Context::new(c.now_ts, Some(c.env)));
     d.route.map(str::to_string)
 }
 

@@ -255,7 +255,7 @@ pub fn classify(
             let Some(text) = body.and_then(|b| std::str::from_utf8(b).ok()) else {
                 return Answer::Invalid;
             };
-            match snapshot.external_key(text) {
+            match tenantgate_policy::compile_external_key(snapshot, text) {
                 Ok(key) if key.digest() == *digest => Answer::Found(key),
                 _ => Answer::Invalid,
             }

@@ -9,7 +9,7 @@ use super::wire;
 use std::rc::Rc;
 use tenantgate_policy::config::FilterState;
 use tenantgate_policy::{
-    self as policy, Action, Decision, ExternalKey, Reason, Request, Timestamp,
+    self as policy, Context, Decision, ExternalKey, Reason, Request, Timestamp, Verdict,
 };
 
 /// What the host does with the request after a callback.
@@ -103,7 +103,8 @@ impl Stream {
     ) -> Next {
         let at = Timestamp::from_unix_nanos(read.now_nanos);
         let env = plugin.environment.as_deref();
-        let decision = policy::decide(&loaded.snapshot, &read.request, at, env);
+        let context = Context::new(at, env);
+        let decision = policy::decide(&loaded.snapshot, &read.request, &context);
         // A key the snapshot does not know may be known to the lookup service.
         let unknown_key = decision.reason == Some(Reason::InvalidApiKey);
         let (true, true, Some(raw_key)) = (
@@ -120,8 +121,11 @@ impl Stream {
         };
         match ask {
             Ok(Ask::Found(key)) => {
-                let found =
-                    policy::decide_with_key(&loaded.snapshot, &read.request, at, env, Some(&key));
+                let found = policy::decide(
+                    &loaded.snapshot,
+                    &read.request,
+                    &context.with_external_key(Some(&key)),
+                );
                 act(plugin, &found, read.forged)
             }
             Ok(Ask::Absent) => act(plugin, &decision, read.forged),
@@ -243,11 +247,11 @@ fn act(plugin: &Plugin, decision: &Decision<'_>, forged: &[&[u8]]) -> Next {
     if record {
         record_filter_state(decision);
     }
-    match decision.action(plugin.mode) {
+    match decision.verdict(plugin.mode) {
         // The access log (filter state) and the counters say why; no per-deny
         // log line, which would format a string on every denied request.
-        Action::Respond { status, body, path } => send_deny(status, body, path),
-        Action::Forward { headers, path } => forward(forged, headers, path),
+        Verdict::Respond { status, body, path } => send_deny(status, body, path),
+        Verdict::Forward { headers, path } => forward(forged, headers, path),
     }
 }
 

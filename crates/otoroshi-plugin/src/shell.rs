@@ -10,9 +10,12 @@ use super::settings::{self, Policy, Settings};
 use serde::Serialize;
 use std::borrow::Cow;
 use tenantgate_policy::binary::{self, Wanted};
-use tenantgate_policy::decide::{decide_as, GatewayCaller, GatewayLocation};
+use tenantgate_policy::text::principal_text;
+use tenantgate_policy::{
+    decide, Context as DecisionContext, GatewayCaller, GatewayLocation, Verdict,
+};
 use tenantgate_policy::{is_annotation_header, Mode};
-use tenantgate_policy::{Action, Decision, Reason, Request, Snapshot, Sources, Timestamp};
+use tenantgate_policy::{Decision, HeaderMap, Reason, Request, Snapshot, Sources, Timestamp};
 
 /// What one evaluation leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,23 +62,9 @@ struct AccessError<'a> {
     message: &'a str,
 }
 
-/// Header pairs serialized as one JSON object, in order.
-struct HeaderObject<'a>(Vec<(&'a str, &'a str)>);
-
-impl Serialize for HeaderObject<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in &self.0 {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
 #[derive(Serialize)]
 struct TransformOut<'a> {
-    headers: HeaderObject<'a>,
+    headers: HeaderMap<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<&'a str>,
 }
@@ -132,7 +121,7 @@ pub fn transform_request(input: &[u8], baked: Option<&[u8]>) -> Result<Vec<u8>, 
         .get()
         .map(|url| without_key_param(&sources, url));
     let out = TransformOut {
-        headers: HeaderObject(headers),
+        headers: HeaderMap(headers),
         url: url.as_deref(),
     };
     serde_json::to_vec(&out).map_err(|e| e.to_string())
@@ -260,7 +249,8 @@ enum GatewayIdentity<'c> {
     Apikey {
         client_id: &'c str,
         read_only: bool,
-        location: Option<GatewayLocation<'c>>,
+        /// Its `_loc` (organization, teams), with `loc_fallback`.
+        location: Option<(&'c str, &'c [String])>,
     },
     User(&'c str),
 }
@@ -273,10 +263,9 @@ impl<'c> GatewayIdentity<'c> {
             let same = full.client_id.get().is_none_or(|id| id == client_id);
             let loc = &full.location.0;
             let location = match loc.tenant.get() {
-                Some(tenant) if same && settings.options.loc_fallback => Some(GatewayLocation {
-                    tenant,
-                    teams: &loc.teams.0,
-                }),
+                Some(tenant) if same && settings.options.loc_fallback => {
+                    Some((tenant, loc.teams.0.as_slice()))
+                }
                 _ => None,
             };
             return Some(GatewayIdentity::Apikey {
@@ -304,22 +293,35 @@ impl<'c> GatewayIdentity<'c> {
                 ..
             } => {
                 wanted.client_id = Some(client_id);
-                wanted.location_tenant = location.map(|l| l.tenant);
-                wanted.location_teams = location.map_or(&[], |l| l.teams);
+                wanted.location_tenant = location.map(|(tenant, _)| tenant);
+                wanted.location_teams = location.map_or(&[], |(_, teams)| teams);
             }
             GatewayIdentity::User(email) => wanted.email = Some(email),
         }
     }
 
-    /// Placed in `snapshot`.
+    /// Placed in `snapshot`. Otoroshi's identities the snapshot does not name
+    /// are `app:otoroshi/<client id>` and `user:otoroshi/<e-mail>`: no
+    /// snapshot id holds a `/`, so neither can pass for one of its principals.
     fn caller(&self, snapshot: &Snapshot) -> GatewayCaller {
         match *self {
             GatewayIdentity::Apikey {
                 client_id,
                 read_only,
                 location,
-            } => snapshot.gateway_apikey(client_id, read_only, location),
-            GatewayIdentity::User(email) => snapshot.gateway_user(email),
+            } => {
+                let principal = principal_text("app:otoroshi/", client_id.as_bytes());
+                let location = location.map(|(tenant, teams)| GatewayLocation {
+                    tenant,
+                    teams,
+                    principal: &principal,
+                });
+                GatewayCaller::apikey(snapshot, client_id, read_only, location)
+            }
+            GatewayIdentity::User(email) => {
+                let principal = principal_text("user:otoroshi/", email.as_bytes());
+                GatewayCaller::user(snapshot, email, &principal)
+            }
         }
     }
 }
@@ -373,26 +375,24 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
         );
     };
     let caller = gateway.map(|g| g.caller(snapshot));
-    let decision = decide_as(
+    let decision = decide(
         snapshot,
         &request,
-        now,
-        settings.environment.as_deref(),
-        caller.as_ref(),
+        &DecisionContext::new(now, settings.environment.as_deref()).with_gateway(caller.as_ref()),
     );
     outcome_of(&decision, settings.mode)
 }
 
 fn outcome_of(decision: &Decision<'_>, mode: Mode) -> Outcome {
-    match (decision.action(mode), decision.reason) {
-        (Action::Forward { headers, .. }, _) => Outcome::Forward(
+    match (decision.verdict(mode), decision.reason) {
+        (Verdict::Forward { headers, .. }, _) => Outcome::Forward(
             headers
                 .into_iter()
                 .map(|(name, value)| (name, value.to_string()))
                 .collect(),
         ),
-        (Action::Respond { .. }, Some(reason)) => Outcome::deny(reason),
-        (Action::Respond { status, .. }, None) => Outcome::Deny {
+        (Verdict::Respond { .. }, Some(reason)) => Outcome::deny(reason),
+        (Verdict::Respond { status, .. }, None) => Outcome::Deny {
             status,
             message: Cow::Borrowed("denied"),
         },

@@ -57,7 +57,11 @@ fn bench_requests(
                 let headers = [("x-api-key", key.as_str())];
                 let request =
                     Request::from_parts(&sources, "GET", "api.example.test", path, &headers);
-                let decision = policy::decide(snapshot, &request, now, Some("prod"));
+                let decision = policy::decide(
+                    snapshot,
+                    &request,
+                    &tenantgate_policy::Context::new(now, Some("prod")),
+                );
                 black_box(decision.status());
             }
         })
@@ -90,7 +94,14 @@ fn demo(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let request = Request::from_parts(&sources, "GET", "localhost", path, headers);
-                black_box(policy::decide(&snapshot, &request, now, Some("prod")).status())
+                black_box(
+                    policy::decide(
+                        &snapshot,
+                        &request,
+                        &tenantgate_policy::Context::new(now, Some("prod")),
+                    )
+                    .status(),
+                )
             })
         });
     }

@@ -4,37 +4,42 @@
 //! in benchmarks and inside every host's wasm shell.
 
 pub mod binary;
+pub mod compile;
 pub mod config;
 pub mod decide;
 pub mod document;
 pub mod error;
 pub mod generate;
+mod index;
 pub mod lint;
 pub mod load;
-mod lookup;
 pub mod path;
 pub mod reason;
+mod records;
 pub mod request;
 pub mod signed;
 pub mod snapshot;
+pub mod text;
 pub mod time;
 
+pub use compile::keys::{compile_external_key, ExternalKey, ExternalKeyError};
 pub use decide::{
-    decide, decide_with_key, is_annotation_header, is_safe_method, key_digest, Action, Decision,
-    Explain, ExternalKey, Mode, STRIPPED_HEADERS,
+    decide, is_annotation_header, is_safe_method, Context, Decision, Explain, GatewayCaller,
+    GatewayLocation, HeaderMap, Mode, Verdict, STRIPPED_HEADERS,
 };
 pub use document::Document;
 pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};
 pub use path::PathCase;
 pub use reason::Reason;
+pub use records::SnapshotStats;
 pub use request::{Ambiguity, Request, Sources};
-pub use snapshot::{Snapshot, SnapshotStats};
+pub use snapshot::Snapshot;
 pub use time::Timestamp;
 
 /// Parses, validates and compiles a snapshot document from its JSON text.
 pub fn load_snapshot(text: &str) -> Result<Snapshot, LoadError> {
     let document = load::parse_document(text)?;
-    Snapshot::compile(&document).map_err(LoadError::Invalid)
+    compile::compile(&document).map_err(LoadError::Invalid)
 }
 
 /// Loads a snapshot from bytes: a compiled snapshot (`policyctl compile`,
@@ -102,10 +107,11 @@ pub fn hash_key(raw_key: impl AsRef<[u8]>) -> String {
 
 /// A key digest as lower-case hex.
 pub fn hash_key_hex(digest: &[u8; 32]) -> String {
-    use std::fmt::Write;
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    text::sha256_hex(digest)
+}
+
+/// The SHA-256 of a raw API key, as the snapshot indexes keys.
+pub fn key_digest(raw_key: impl AsRef<[u8]>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(raw_key.as_ref()).into()
 }

@@ -2,8 +2,9 @@
 //! what their author meant. `policyctl validate` prints them; nothing else
 //! changes.
 
-use super::error::{escape_value, Problem};
-use super::snapshot::{RouteEntry, Snapshot};
+use crate::error::{escape_value, Problem};
+use crate::records::RouteEntry;
+use crate::snapshot::Snapshot;
 
 /// Every warning about `snapshot`, in route order.
 pub fn warnings(snapshot: &Snapshot) -> Vec<Problem> {

@@ -264,7 +264,7 @@ fn explain_parse_failure(text: &str, fast_error: serde_json::Error) -> LoadError
         // Already reported: a valid stand-in keeps it from being reported twice.
         partial.revision = "unreadable".into();
     }
-    if let Err(rest) = super::Snapshot::compile(&partial) {
+    if let Err(rest) = crate::compile::compile(&partial) {
         // A reference to an object that could not be read is not a new problem.
         let refers_to_unreadable = |p: &Problem| {
             p.what.starts_with("unknown ")

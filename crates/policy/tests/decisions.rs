@@ -65,8 +65,7 @@ fn run_table(snapshot: &policy::Snapshot) -> (usize, Vec<String>) {
         let decision = policy::decide(
             snapshot,
             &request,
-            now,
-            field(case, defaults, "environment"),
+            &tenantgate_policy::Context::new(now, field(case, defaults, "environment")),
         );
         let got = serde_json::to_value(decision.explain(mode)).unwrap();
         let expect = case["expect"].as_object().unwrap();
@@ -149,7 +148,11 @@ fn runs_without_a_clock_on_the_target_word_size() {
     let headers = [("x-api-key", "demo-expired-key")];
     let request = Request::from_parts(&Sources::default(), "GET", "h", "/orders/1", &headers);
     let far_future = Timestamp::from_unix_seconds(i64::from(u32::MAX) * 2);
-    let decision = policy::decide(&snapshot, &request, far_future, None);
+    let decision = policy::decide(
+        &snapshot,
+        &request,
+        &tenantgate_policy::Context::new(far_future, None),
+    );
     assert_eq!(decision.reason.map(|r| r.code()), Some("api_key_expired"));
 }
 
@@ -164,7 +167,7 @@ fn an_external_key_decides_like_a_snapshot_key() {
         r#"{{"id": "looked-up", "app": "acme-ops-console", "sha256": "{}", "status": "active", "read_only": true}}"#,
         policy::hash_key("external-raw-key")
     );
-    let external = snapshot.external_key(&external_json).unwrap();
+    let external = tenantgate_policy::compile_external_key(&snapshot, &external_json).unwrap();
     for (method, path) in [
         ("GET", "/orders/1"),
         ("POST", "/orders/1"),
@@ -176,12 +179,22 @@ fn an_external_key_decides_like_a_snapshot_key() {
         let a = Request::from_parts(&sources, method, "h", path, &shipped);
         let b = Request::from_parts(&sources, method, "h", path, &looked_up);
         let want = serde_json::to_value(
-            policy::decide(&snapshot, &a, now, Some("prod")).explain(Mode::Enforce),
+            policy::decide(
+                &snapshot,
+                &a,
+                &tenantgate_policy::Context::new(now, Some("prod")),
+            )
+            .explain(Mode::Enforce),
         )
         .unwrap();
         let got = serde_json::to_value(
-            policy::decide_with_key(&snapshot, &b, now, Some("prod"), Some(&external))
-                .explain(Mode::Enforce),
+            policy::decide(
+                &snapshot,
+                &b,
+                &tenantgate_policy::Context::new(now, Some("prod"))
+                    .with_external_key(Some(&external)),
+            )
+            .explain(Mode::Enforce),
         )
         .unwrap();
         assert_eq!(got, want, "{method} {path}");
@@ -195,19 +208,27 @@ fn an_external_key_decides_like_a_snapshot_key() {
         &[("x-api-key", "external-raw-key")],
     );
     assert_eq!(
-        policy::decide(&snapshot, &b, now, Some("prod"))
-            .reason
-            .map(|r| r.code()),
+        policy::decide(
+            &snapshot,
+            &b,
+            &tenantgate_policy::Context::new(now, Some("prod"))
+        )
+        .reason
+        .map(|r| r.code()),
         Some("invalid_api_key")
     );
     let c = Request::from_parts(&sources, "GET", "h", "/orders/1", &[("x-api-key", "other")]);
-    let decision = policy::decide_with_key(&snapshot, &c, now, Some("prod"), Some(&external));
+    let decision = policy::decide(
+        &snapshot,
+        &c,
+        &tenantgate_policy::Context::new(now, Some("prod")).with_external_key(Some(&external)),
+    );
     assert_eq!(decision.reason.map(|r| r.code()), Some("invalid_api_key"));
     // An answer naming an app the snapshot does not have is refused.
     let bad = external_json.replace("acme-ops-console", "ghost-app");
-    assert!(snapshot
-        .external_key(&bad)
+    assert!(tenantgate_policy::compile_external_key(&snapshot, &bad)
         .unwrap_err()
+        .to_string()
         .contains("unknown app `ghost-app`"));
 }
 

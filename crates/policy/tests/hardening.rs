@@ -62,7 +62,11 @@ fn decide_for(
 ) -> Value {
     let snapshot = policy::load_snapshot(text).unwrap();
     let request = Request::from_parts(sources, method, "h", path, headers);
-    let decision = decide(&snapshot, &request, now(), None);
+    let decision = decide(
+        &snapshot,
+        &request,
+        &tenantgate_policy::Context::new(now(), None),
+    );
     serde_json::to_value(decision.explain(Mode::Enforce)).unwrap()
 }
 
@@ -181,11 +185,23 @@ fn a_huge_path_of_multibyte_characters_costs_no_more_than_a_short_one() {
     let headers: [(&str, &str); 0] = [];
     for _ in 0..50 {
         let request = Request::from_parts(&sources, "GET", "h", path.as_str(), &headers);
-        let decision = decide(&snapshot, &request, now(), None);
+        let decision = decide(
+            &snapshot,
+            &request,
+            &tenantgate_policy::Context::new(now(), None),
+        );
         assert_eq!(decision.route, None);
     }
     let request = Request::from_parts(&sources, "GET", "h", "/ab/\u{e9}", &headers);
-    assert_eq!(decide(&snapshot, &request, now(), None).route, Some("r"));
+    assert_eq!(
+        decide(
+            &snapshot,
+            &request,
+            &tenantgate_policy::Context::new(now(), None)
+        )
+        .route,
+        Some("r")
+    );
 }
 
 #[test]

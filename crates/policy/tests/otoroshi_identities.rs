@@ -11,8 +11,8 @@
 )]
 
 use serde_json::{json, Value};
-use tenantgate_policy::decide::{decide_as, GatewayLocation};
 use tenantgate_policy::{self as policy, Request, Sources, Timestamp};
+use tenantgate_policy::{decide, Context, GatewayCaller, GatewayLocation};
 
 const DEMO: &str = include_str!("../../../policies/demo.json");
 
@@ -125,10 +125,11 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
     for snapshot in [&compiled, &decoded] {
         let decide = |method: &str, path: &str, headers: &[(&str, &str)], gateway| {
             let request = Request::from_parts(&sources, method, "localhost", path, headers);
-            let decision = decide_as(snapshot, &request, now, Some("prod"), gateway);
+            let context = Context::new(now, Some("prod")).with_gateway(gateway);
+            let decision = decide(snapshot, &request, &context);
             serde_json::to_value(decision.explain(policy::Mode::Enforce)).unwrap()
         };
-        let ops = snapshot.gateway_apikey("oto-ops", false, None);
+        let ops = GatewayCaller::apikey(snapshot, "oto-ops", false, None);
         assert!(ops.is_key());
         // The same decision as the ops console's own key.
         assert_eq!(
@@ -144,13 +145,13 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         );
         assert_eq!(out["decision"], "allow");
         // A read-only gateway key, like a read-only key of the snapshot.
-        let read_only = snapshot.gateway_apikey("oto-ops", true, None);
+        let read_only = GatewayCaller::apikey(snapshot, "oto-ops", true, None);
         assert_eq!(
             decide("POST", "/orders/1", &[], Some(&read_only))["reason"],
             "read_only_key"
         );
         // Unknown and unplaced: invalid_api_key.
-        let unknown = snapshot.gateway_apikey("oto-nobody", false, None);
+        let unknown = GatewayCaller::apikey(snapshot, "oto-nobody", false, None);
         assert_eq!(
             decide("GET", "/orders/1", &[], Some(&unknown))["reason"],
             "invalid_api_key"
@@ -161,8 +162,9 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         let location = GatewayLocation {
             tenant: "acme-corp",
             teams: &teams,
+            principal: "app:otoroshi/oto-nobody",
         };
-        let located = snapshot.gateway_apikey("oto-nobody", false, Some(location));
+        let located = GatewayCaller::apikey(snapshot, "oto-nobody", false, Some(location));
         let out = decide("GET", "/sandbox", &[], Some(&located));
         assert_eq!(out["decision"], "allow", "{out}");
         // `app:otoroshi/…`: no app id holds a `/`, so an app named
@@ -180,7 +182,11 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         );
         // Users: by e-mail, case-insensitively; ranked after the request's key
         // and before the user header.
-        let pat = snapshot.gateway_user("PAT@research.example");
+        let pat = GatewayCaller::user(
+            snapshot,
+            "PAT@research.example",
+            "user:otoroshi/PAT@research.example",
+        );
         assert!(!pat.is_key());
         assert_eq!(
             decide("GET", "/research/x", &[("x-user-id", "bob")], Some(&pat)),
@@ -195,11 +201,19 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
             )["reason"],
             "api_key_revoked"
         );
-        let stranger = snapshot.gateway_user("who@where.example");
+        let stranger = GatewayCaller::user(
+            snapshot,
+            "who@where.example",
+            "user:otoroshi/who@where.example",
+        );
         let out = decide("GET", "/orders/1", &[], Some(&stranger));
         assert_eq!(out["reason"], "not_a_member");
         assert_eq!(out["principal"], "user:otoroshi/who@where.example");
-        let odd = snapshot.gateway_user("a/b c@x");
+        let odd = GatewayCaller::user(
+            snapshot,
+            "a/b c@x",
+            &tenantgate_policy::text::principal_text("user:otoroshi/", b"a/b c@x"),
+        );
         let out = decide("GET", "/orders/1", &[], Some(&odd));
         assert_eq!(out["principal"], "user:otoroshi/a%2Fb%20c@x");
     }

@@ -296,7 +296,11 @@ fn minimal_snapshot_is_useful() {
     let sources = Sources::default();
     let run = |method: &str, path: &str, headers: &[(&str, &str)], env: Option<&str>| {
         let request = Request::from_parts(&sources, method, "localhost", path, headers);
-        let decision = policy::decide(&snapshot, &request, now, env);
+        let decision = policy::decide(
+            &snapshot,
+            &request,
+            &tenantgate_policy::Context::new(now, env),
+        );
         (decision.reason, decision.tenant_id().map(str::to_string))
     };
     let key = [("x-api-key", "minimal-shop-web-key")];

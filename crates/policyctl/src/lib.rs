@@ -403,7 +403,11 @@ pub fn explain_json(args: &[String]) -> Result<String, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let request = Request::from_parts(&sources, method, host, path.as_bytes(), &headers);
-    let decision: Decision<'_> = policy::decide(&snapshot, &request, now, environment.as_deref());
+    let decision: Decision<'_> = policy::decide(
+        &snapshot,
+        &request,
+        &tenantgate_policy::Context::new(now, environment.as_deref()),
+    );
     serde_json::to_string(&decision.explain(mode)).map_err(|e| e.to_string())
 }
 

@@ -290,7 +290,11 @@ fn policyctl_generate_builds_a_large_valid_snapshot_with_known_raw_keys() {
     let decide_with = |raw: &str| {
         let headers = [("x-api-key", raw)];
         let request = Request::from_parts(&sources, "GET", "localhost", "/profile", &headers);
-        let decision = policy::decide(&snapshot, &request, now, None);
+        let decision = policy::decide(
+            &snapshot,
+            &request,
+            &tenantgate_policy::Context::new(now, None),
+        );
         assert_eq!(decision.route, Some("profile"));
         decision.reason
     };
@@ -302,7 +306,11 @@ fn policyctl_generate_builds_a_large_valid_snapshot_with_known_raw_keys() {
     // And the decision is annotated like any other in audit mode.
     let headers = [("x-api-key", "gen-7-0")];
     let request = Request::from_parts(&sources, "GET", "localhost", "/profile", &headers);
-    let decision = policy::decide(&snapshot, &request, now, None);
+    let decision = policy::decide(
+        &snapshot,
+        &request,
+        &tenantgate_policy::Context::new(now, None),
+    );
     assert!(decision
         .annotations(Mode::Audit)
         .iter()

@@ -14,8 +14,8 @@
 use policyctl::import_otoroshi::{convert, Options};
 use serde_json::{json, Value};
 use std::process::Command;
-use tenantgate_policy::decide::decide_as;
 use tenantgate_policy::{self as policy, hash_key, Request, Sources, Timestamp};
+use tenantgate_policy::{Context, GatewayCaller};
 
 const POLICYCTL: &str = env!("CARGO_BIN_EXE_policyctl");
 const EXPORT: &str = "testdata/otoroshi/export.json";
@@ -244,7 +244,7 @@ fn the_imported_snapshot_decides_as_the_export_means() {
     let decide = |method: &str, host: &str, path: &str, key: Option<&str>| {
         let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
         let request = Request::from_parts(&sources, method, host, path, &headers);
-        let decision = policy::decide(&snapshot, &request, now, Some("prod"));
+        let decision = policy::decide(&snapshot, &request, &Context::new(now, Some("prod")));
         (
             decision.reason.map(|r| r.code().to_string()),
             decision.principal.map(|p| p.to_string()),
@@ -320,19 +320,28 @@ fn the_imported_snapshot_decides_as_the_export_means() {
         "/orders/1",
         &[] as &[(&str, &str)],
     );
-    let partner = snapshot.gateway_apikey("acme-partner@eu", false, None);
-    let decision = decide_as(&snapshot, &request, now, Some("prod"), Some(&partner));
+    let partner = GatewayCaller::apikey(&snapshot, "acme-partner@eu", false, None);
+    let context = Context::new(now, Some("prod"));
+    let decision = policy::decide(&snapshot, &request, &context.with_gateway(Some(&partner)));
     assert_eq!(decision.reason, None);
     assert_eq!(decision.principal.as_deref(), Some("app:acme-partner-eu"));
-    let olga = snapshot.gateway_user("Olga@Acme.example");
-    let decision = decide_as(&snapshot, &request, now, Some("prod"), Some(&olga));
+    let olga = GatewayCaller::user(
+        &snapshot,
+        "Olga@Acme.example",
+        "user:otoroshi/Olga@Acme.example",
+    );
+    let decision = policy::decide(&snapshot, &request, &context.with_gateway(Some(&olga)));
     assert_eq!(decision.reason, None);
     assert_eq!(
         decision.principal.as_deref(),
         Some("user:olga-acme.example")
     );
-    let carla = snapshot.gateway_user("carla@initech.example");
-    let decision = decide_as(&snapshot, &request, now, Some("prod"), Some(&carla));
+    let carla = GatewayCaller::user(
+        &snapshot,
+        "carla@initech.example",
+        "user:otoroshi/carla@initech.example",
+    );
+    let decision = policy::decide(&snapshot, &request, &context.with_gateway(Some(&carla)));
     assert_eq!(decision.reason.map(|r| r.code()), Some("not_a_member"));
 }
 
@@ -408,7 +417,7 @@ fn decides(snapshot: &policy::Snapshot, path: &str, selector: Option<&str>) -> (
     }
     let allowed = |method: &str| {
         let request = Request::from_parts(&sources, method, "api.example", path, &headers);
-        policy::decide(snapshot, &request, now, Some("prod"))
+        policy::decide(snapshot, &request, &Context::new(now, Some("prod")))
             .reason
             .is_none()
     };
@@ -1308,7 +1317,7 @@ fn routes_at_every_tenant_are_carried() {
         "/shared",
         &[("x-api-key", "s3cr3t-acme-app")],
     );
-    let decision = policy::decide(&snapshot, &request, now, Some("prod"));
+    let decision = policy::decide(&snapshot, &request, &Context::new(now, Some("prod")));
     assert_eq!(decision.reason, None);
     assert_eq!(decision.tenant_id(), Some("acme"));
 }

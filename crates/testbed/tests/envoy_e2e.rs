@@ -106,8 +106,10 @@ fn core_annotations(case: &Case, mode: Mode) -> Vec<(String, String)> {
     let decision = policy::decide(
         &snapshot,
         &request,
-        Timestamp::from_unix_seconds(now.as_secs() as i64),
-        Some("prod"),
+        &tenantgate_policy::Context::new(
+            Timestamp::from_unix_seconds(now.as_secs() as i64),
+            Some("prod"),
+        ),
     );
     decision
         .annotations(mode)

@@ -1142,9 +1142,13 @@ fn generated_world(orgs: usize, keys: usize) -> (Value, String, String) {
                 &uri,
                 &headers,
             );
-            tenantgate_policy::decide(&compiled_world, &request, now, Some("prod"))
-                .allowed()
-                .then_some((key, uri))
+            tenantgate_policy::decide(
+                &compiled_world,
+                &request,
+                &tenantgate_policy::Context::new(now, Some("prod")),
+            )
+            .allowed()
+            .then_some((key, uri))
         })
         .unwrap();
     (generated, gen_uri, gen_key)

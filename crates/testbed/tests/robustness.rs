@@ -11,7 +11,7 @@
 use serde_json::{json, Map, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tenantgate_policy::{
-    self as policy, Action, Decision, LoadError, Mode, Request, Snapshot, Sources, Timestamp,
+    self as policy, Decision, LoadError, Mode, Request, Snapshot, Sources, Timestamp, Verdict,
     STRIPPED_HEADERS,
 };
 
@@ -372,8 +372,8 @@ fn check_decision(request: &RandomRequest, decision: &Decision<'_>) -> Result<()
         if names.len() != annotations.len() {
             return Err(format!("{mode:?}: repeated annotation in {annotations:?}"));
         }
-        let forwarded = match decision.action(mode) {
-            Action::Respond { status, body, path } => {
+        let forwarded = match decision.verdict(mode) {
+            Verdict::Respond { status, body, path } => {
                 if let Some(path) = path {
                     if has_apikey_param(&String::from_utf8_lossy(path)) {
                         return Err(format!("{mode:?}: the denied path keeps an apikey"));
@@ -391,7 +391,7 @@ fn check_decision(request: &RandomRequest, decision: &Decision<'_>) -> Result<()
                 }
                 None
             }
-            Action::Forward { headers, path } => {
+            Verdict::Forward { headers, path } => {
                 if headers != annotations {
                     return Err("forwarded headers differ from annotations".into());
                 }
@@ -476,8 +476,16 @@ fn random_requests_against_the_demo_never_break_the_decision_contract() {
                 &request.path,
                 &request.headers,
             );
-            let decision = policy::decide(&snapshot, &parsed, request.now, request.environment);
-            let again = policy::decide(&snapshot, &parsed, request.now, request.environment);
+            let decision = policy::decide(
+                &snapshot,
+                &parsed,
+                &tenantgate_policy::Context::new(request.now, request.environment),
+            );
+            let again = policy::decide(
+                &snapshot,
+                &parsed,
+                &tenantgate_policy::Context::new(request.now, request.environment),
+            );
             if decision.reason != again.reason || decision.route != again.route {
                 return Err("deciding twice gave two answers".to_string());
             }
@@ -557,7 +565,11 @@ fn known_credentials_on_random_paths_reach_every_kind_of_decision() {
             &request.headers,
         );
         let decision = no_panic("decide", &request, || {
-            policy::decide(&snapshot, &parsed, request.now, request.environment)
+            policy::decide(
+                &snapshot,
+                &parsed,
+                &tenantgate_policy::Context::new(request.now, request.environment),
+            )
         });
         if let Err(broken) = check_decision(&request, &decision) {
             panic!("iteration {iteration}: {broken}\n{request:#?}");
@@ -723,7 +735,11 @@ fn check_load(text: &str) -> Result<bool, String> {
             ] {
                 let request = Request::from_parts(&sources, method, "localhost", path, &headers);
                 let now = Timestamp::from_unix_seconds(1_796_083_200);
-                let decision = policy::decide(&snapshot, &request, now, Some("prod"));
+                let decision = policy::decide(
+                    &snapshot,
+                    &request,
+                    &tenantgate_policy::Context::new(now, Some("prod")),
+                );
                 let _ = serde_json::to_string(&decision.explain(Mode::Audit));
                 if !decision.allowed() && !decision.annotations(Mode::Enforce).is_empty() {
                     return Err("enforce deny with annotations".into());
@@ -925,7 +941,11 @@ fn very_long_paths_match_their_route() {
     ] {
         let headers = [("x-api-key", "demo-storefront-key")];
         let request = Request::from_parts(&sources, "GET", "localhost", &path, &headers);
-        let decision = policy::decide(&snapshot, &request, now, Some("prod"));
+        let decision = policy::decide(
+            &snapshot,
+            &request,
+            &tenantgate_policy::Context::new(now, Some("prod")),
+        );
         assert_eq!(decision.route, route, "{}...", &path[..20]);
     }
 }
@@ -958,11 +978,21 @@ fn compiled_form_of_a_generated_world_decides_identically() {
         };
         let request = Request::from_parts(&sources, method, "h", &path, &headers);
         let a = serde_json::to_value(
-            policy::decide(&from_json, &request, now, Some("prod")).explain(Mode::Audit),
+            policy::decide(
+                &from_json,
+                &request,
+                &tenantgate_policy::Context::new(now, Some("prod")),
+            )
+            .explain(Mode::Audit),
         )
         .unwrap();
         let b = serde_json::to_value(
-            policy::decide(&from_bytes, &request, now, Some("prod")).explain(Mode::Audit),
+            policy::decide(
+                &from_bytes,
+                &request,
+                &tenantgate_policy::Context::new(now, Some("prod")),
+            )
+            .explain(Mode::Audit),
         )
         .unwrap();
         assert_eq!(a, b, "{method} {path} {headers:?}");
@@ -975,7 +1005,7 @@ fn compiled_form_of_a_generated_world_decides_identically() {
 #[test]
 fn partial_decoding_decides_like_the_whole_snapshot() {
     use tenantgate_policy::binary::{decode_for, encode, Wanted};
-    use tenantgate_policy::decide::{decide_as, GatewayLocation};
+    use tenantgate_policy::{decide, Context, GatewayCaller, GatewayLocation};
     let mut demo_doc: Value = serde_json::from_str(DEMO).unwrap();
     for (collection, id, field, value) in [
         (
@@ -1069,6 +1099,7 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
         let location = rng.chance(50).then(|| GatewayLocation {
             tenant: rng.pick(&loc_tenants),
             teams,
+            principal: "app:otoroshi/placed",
         });
         match gateway {
             0 => {
@@ -1082,11 +1113,21 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
         let part = no_panic("decode_for", &request, || decode_for(demo_bytes, &wanted)).unwrap();
         let decide = |snapshot: &Snapshot| {
             let caller = match gateway {
-                0 => Some(snapshot.gateway_apikey(client_id, read_only, location)),
-                1 => Some(snapshot.gateway_user(email)),
+                0 => Some(GatewayCaller::apikey(
+                    snapshot, client_id, read_only, location,
+                )),
+                1 => Some(GatewayCaller::user(
+                    snapshot,
+                    email,
+                    "user:otoroshi/someone",
+                )),
                 _ => None,
             };
-            let decision = decide_as(snapshot, &request, r.now, r.environment, caller.as_ref());
+            let decision = decide(
+                snapshot,
+                &request,
+                &Context::new(r.now, r.environment).with_gateway(caller.as_ref()),
+            );
             serde_json::to_value(decision.explain(Mode::Audit)).unwrap()
         };
         assert_eq!(
@@ -1119,11 +1160,20 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
         let request = Request::from_parts(&Sources::default(), method, "h", &path, &headers);
         let part = decode_for(&bytes, &Wanted::of(&request)).unwrap();
         assert!(part.stats() == full.stats());
-        let a = policy::decide(&full, &request, now, Some("prod"));
+        let a = policy::decide(
+            &full,
+            &request,
+            &tenantgate_policy::Context::new(now, Some("prod")),
+        );
         allowed += usize::from(a.allowed());
         let a = serde_json::to_value(a.explain(Mode::Audit)).unwrap();
         let b = serde_json::to_value(
-            policy::decide(&part, &request, now, Some("prod")).explain(Mode::Audit),
+            policy::decide(
+                &part,
+                &request,
+                &tenantgate_policy::Context::new(now, Some("prod")),
+            )
+            .explain(Mode::Audit),
         )
         .unwrap();
         assert_eq!(a, b, "{method} {path} {headers:?}");
@@ -1138,7 +1188,7 @@ fn partial_decoding_decides_like_the_whole_snapshot() {
 fn partial_decoding_of_corrupt_bytes_never_panics() {
     use tenantgate_policy::binary::{decode_for, encode, Wanted};
     let bytes = encode(&demo());
-    let digest = policy::decide::key_digest("demo-storefront-key");
+    let digest = policy::key_digest("demo-storefront-key");
     let wanted = Wanted {
         key_digest: Some(digest),
         user_id: Some(b"alice"),

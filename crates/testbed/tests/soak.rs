@@ -208,8 +208,13 @@ fn expected(snapshot: &Snapshot, probe: &Probe) -> (u16, Option<String>, BTreeMa
             .unwrap()
             .as_nanos() as i64,
     );
-    let external = snapshot.external_key(&lookup_entry().to_string()).unwrap();
-    let decision = policy::decide_with_key(snapshot, &request, now, Some("prod"), Some(&external));
+    let external =
+        tenantgate_policy::compile_external_key(snapshot, &lookup_entry().to_string()).unwrap();
+    let decision = policy::decide(
+        snapshot,
+        &request,
+        &tenantgate_policy::Context::new(now, Some("prod")).with_external_key(Some(&external)),
+    );
     let annotations = decision
         .annotations(Mode::Enforce)
         .into_iter()

@@ -86,8 +86,10 @@ fn core_decision(
     let decision = policy::decide(
         &snapshot,
         &request,
-        Timestamp::from_unix_nanos(DEFAULT_NOW_NANOS as i64),
-        Some("prod"),
+        &tenantgate_policy::Context::new(
+            Timestamp::from_unix_nanos(DEFAULT_NOW_NANOS as i64),
+            Some("prod"),
+        ),
     );
     let annotations = decision
         .annotations(Mode::Enforce)

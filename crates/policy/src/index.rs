@@ -1,9 +1,10 @@
-//! Lookups that stay cheap when the snapshot is far larger than the CPU cache:
-//! at a million keys each pointer followed on the request path is a likely
-//! cache miss, so the key path follows as few as possible.
+//! The snapshot's indexes, built from its records: keys by digest and routes
+//! by path prefix. They stay cheap when the snapshot is far larger than the
+//! CPU cache: at a million keys each pointer followed on the request path is a
+//! likely cache miss, so the key path follows as few as possible.
 
-use super::snapshot::{Idx, KeyEntry};
-use std::ops::Deref;
+use crate::records::{Idx, KeyEntry, RouteEntry};
+use rustc_hash::FxHashMap;
 
 /// API keys by SHA-256 digest.
 ///
@@ -193,50 +194,69 @@ impl RouteIndex {
     }
 }
 
-/// A short list kept inline (no allocation, no pointer to chase) when it has
-/// at most `N` items, as most do: an app's products, a key's or an
-/// organization's environments, a product's routes, a grant's permission
-/// words. Longer lists go to the heap. Construction is canonical (inline
-/// exactly when it fits), so equal lists compare equal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Inline<T, const N: usize> {
-    Short { len: u8, items: [T; N] },
-    Long(Box<[T]>),
+/// Each distinct route prefix (lower-cased with `fold`) with its candidate
+/// routes, best first: host and method filters before catch-alls, then
+/// document order.
+pub(crate) fn route_groups(routes: &[RouteEntry], fold: bool) -> Vec<(Vec<u8>, Vec<Idx>)> {
+    let mut table: FxHashMap<Vec<u8>, Vec<Idx>> = FxHashMap::default();
+    for (i, route) in routes.iter().enumerate() {
+        let mut prefix = route.prefix.to_vec();
+        if fold {
+            prefix.make_ascii_lowercase();
+        }
+        table.entry(prefix).or_default().push(i as Idx);
+    }
+    let mut groups: Vec<(Vec<u8>, Vec<Idx>)> = table.into_iter().collect();
+    for (_, candidates) in &mut groups {
+        candidates.sort_by_key(|&i| {
+            let route = routes.get(i as usize);
+            let hosts = route.is_some_and(|r| !r.hosts.is_empty());
+            let methods = route.is_some_and(|r| !r.methods.is_empty());
+            (!hosts, !methods, i)
+        });
+    }
+    groups
 }
 
-/// Indexes into another collection.
-pub(crate) type IdxList = Inline<Idx, 3>;
-
-impl<T: Copy + Default, const N: usize> From<Vec<T>> for Inline<T, N> {
-    fn from(list: Vec<T>) -> Inline<T, N> {
-        if list.len() > N {
-            return Inline::Long(list.into_boxed_slice());
-        }
-        let mut items = [T::default(); N];
-        for (slot, item) in items.iter_mut().zip(&list) {
-            *slot = *item;
-        }
-        Inline::Short {
-            len: list.len() as u8,
-            items,
-        }
-    }
+fn route_index(routes: &[RouteEntry], fold: bool) -> RouteIndex {
+    let groups = route_groups(routes, fold);
+    let longest = groups.iter().map(|(p, _)| p.len()).max().unwrap_or(1);
+    RouteIndex::build(&groups, longest)
 }
 
-impl<T: Copy + Default, const N: usize> From<Box<[T]>> for Inline<T, N> {
-    fn from(list: Box<[T]>) -> Inline<T, N> {
-        Inline::from(list.into_vec())
-    }
+/// The route index, and the case-folded one when it differs.
+pub(crate) fn route_tables(routes: &[RouteEntry]) -> (RouteIndex, Option<RouteIndex>) {
+    let has_upper = routes
+        .iter()
+        .any(|r| r.prefix.iter().any(u8::is_ascii_uppercase));
+    (
+        route_index(routes, false),
+        has_upper.then(|| route_index(routes, true)),
+    )
 }
 
-impl<T, const N: usize> Deref for Inline<T, N> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        match self {
-            Inline::Short { len, items } => items.get(..usize::from(*len)).unwrap_or(&[]),
-            Inline::Long(list) => list,
-        }
-    }
+/// The prefixes the route walk probes for the canonical `path`, deepest
+/// first: from the deepest segment boundary a route prefix can reach
+/// (`longest` bytes), so a huge path costs no more than a short one, up to
+/// `/`. Bytes, not characters: a cut inside a multi-byte character is as
+/// good as any other (no prefix ends there).
+pub(crate) fn route_walk(path: &[u8], longest: usize) -> impl Iterator<Item = &[u8]> {
+    let start = match path.get(..=longest) {
+        Some(head) if path.len() > longest => match head.iter().rposition(|&b| b == b'/') {
+            Some(0) | None => &b"/"[..],
+            Some(cut) => head.get(..cut).unwrap_or(b"/"),
+        },
+        _ => path,
+    };
+    let mut next = Some(start);
+    std::iter::from_fn(move || {
+        let prefix = crate::path::trim_trailing_slashes(next?);
+        next = (prefix != b"/").then(|| match prefix.iter().rposition(|&b| b == b'/') {
+            Some(0) | None => &b"/"[..],
+            Some(cut) => prefix.get(..cut).unwrap_or(b"/"),
+        });
+        Some(prefix)
+    })
 }
 
 #[cfg(test)]
@@ -302,14 +322,5 @@ mod tests {
         assert_eq!(index.candidates(b"/t/org-1/catalo").count(), 0);
         assert_eq!(index.longest_prefix(), "/t/org-299/catalog".len());
         assert_eq!(RouteIndex::default().candidates(b"/").count(), 0);
-    }
-
-    #[test]
-    fn short_lists_are_inline() {
-        for n in 0..6u32 {
-            let list = IdxList::from((0..n).collect::<Vec<_>>());
-            assert_eq!(&*list, (0..n).collect::<Vec<_>>().as_slice());
-            assert_eq!(matches!(list, IdxList::Short { .. }), n <= 3);
-        }
     }
 }

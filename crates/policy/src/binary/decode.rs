@@ -1,0 +1,118 @@
+//! Decoding a whole snapshot, checking every record and index.
+
+use super::read::{digest_key, id_key, read_parts, Parts, Result, Table};
+use super::DecodeError;
+use crate::records::{GatewayIds, Idx};
+use crate::snapshot::{ids_by_principal, org_names, Snapshot, SnapshotParts};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+/// Decodes an encoded snapshot, checking every index (and that the searched
+/// tables are sorted and the id indexes agree with their records, as
+/// [`super::decode_for`] relies on it).
+pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
+    let parts = read_parts(bytes)?;
+    check_searched(&parts)?;
+    let records = whole_records(&parts)?;
+    check_index(&parts.org_names, &org_names(&records.orgs))?;
+    let app_ids = ids_by_principal(records.apps.iter().map(|a| &*a.principal), "app:");
+    check_index(&parts.app_ids, &app_ids)?;
+    let user_ids = ids_by_principal(records.users.iter().map(|u| &*u.principal), "user:");
+    check_index(&parts.user_ids, &user_ids)?;
+    Snapshot::assemble(records).map_err(|_| DecodeError {
+        offset: bytes.len(),
+        what: "duplicate key digest",
+    })
+}
+
+/// What `decode_for` searches must be sorted (checked here, so a snapshot
+/// that loads whole also loads per request).
+fn check_searched(parts: &Parts<'_>) -> Result<()> {
+    parts.by_principal.check_sorted()?;
+    parts.pending.check_sorted()?;
+    parts.keys.check_sorted(digest_key)?;
+    for index in [
+        &parts.org_names,
+        &parts.app_ids,
+        &parts.user_ids,
+        &parts.client_ids,
+        &parts.emails,
+        &parts.teams,
+    ] {
+        index.check_sorted(id_key)?;
+    }
+    Ok(())
+}
+
+/// Every record of every collection.
+fn whole_records(parts: &Parts<'_>) -> Result<SnapshotParts> {
+    let mut grants_by_principal = FxHashMap::default();
+    grants_by_principal.reserve(parts.by_principal.count);
+    for i in 0..parts.by_principal.count {
+        let (principal, tenant, grant) = parts.grant_ref(&mut parts.by_principal.record(i))?;
+        grants_by_principal.insert((principal, tenant), grant);
+    }
+    let mut pending = FxHashSet::default();
+    for i in 0..parts.pending.count {
+        pending.insert(parts.pending_pair(&mut parts.pending.record(i))?);
+    }
+    Ok(SnapshotParts {
+        revision: parts.revision.clone(),
+        orgs: all(parts.orgs.count, |i| parts.org(i))?,
+        envs: parts.envs.clone(),
+        routes: all(parts.routes.count, |i| parts.route(i))?,
+        apps: all(parts.apps.count, |i| parts.app(i))?,
+        products: all(parts.products.count, |i| parts.product(i))?,
+        keys: all(parts.keys.count, |i| parts.key(i))?,
+        users: all(parts.users.count, |i| parts.user(i))?,
+        grants: all(parts.grants.count, |i| parts.grants(i))?,
+        grants_by_principal,
+        pending,
+        gateway: gateway_ids(parts)?,
+        stats: parts.stats,
+    })
+}
+
+/// Records `0..count` through `read`, in order.
+fn all<T>(count: usize, read: impl Fn(usize) -> Result<T>) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        out.push(read(i)?);
+    }
+    Ok(out)
+}
+
+/// The Otoroshi identities (data, not derived: stored as their indexes).
+fn gateway_ids(parts: &Parts<'_>) -> Result<GatewayIds> {
+    let mut gateway = GatewayIds {
+        apps: Parts::id_map(&parts.client_ids, parts.apps.count)?,
+        users: Parts::id_map(&parts.emails, parts.users.count)?,
+        teams: FxHashMap::default(),
+    };
+    for i in 0..parts.teams.count {
+        let (id, team) = parts.team(&mut parts.teams.record(i)?)?;
+        gateway.teams.insert(id, team);
+    }
+    Ok(gateway)
+}
+
+/// Checks that an (id, index) table holds exactly the entries of `expected`.
+fn check_index(table: &Table<'_>, expected: &FxHashMap<Box<str>, Idx>) -> Result<()> {
+    if table.count != expected.len() {
+        return Err(index_mismatch(table));
+    }
+    for i in 0..table.count {
+        let mut r = table.record(i)?;
+        let id = r.str_ref()?;
+        if expected.get(id) != Some(&r.u32()?) {
+            return Err(index_mismatch(table));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn index_mismatch(table: &Table<'_>) -> DecodeError {
+    DecodeError {
+        offset: table.offsets_at,
+        what: "an id index disagrees with its records",
+    }
+}

@@ -1,0 +1,580 @@
+//! Bounds-checked reading of the compiled form: a reader over bytes, tables
+//! with an offset per record, sorted fixed-size records, and the located but
+//! not yet decoded parts of a snapshot.
+
+use super::{checksum, DecodeError, GRANT_REF_SIZE, HEADER_LEN, MAGIC, PENDING_SIZE};
+use crate::document::{KeyStatus, Right};
+use crate::records::{
+    AppEntry, Grants, Idx, IdxList, KeyEntry, ListedTeam, OrgEntry, PrincipalRef, ProductEntry,
+    RouteEntry, RouteTeams, SnapshotStats, UserEntry,
+};
+use crate::time::Timestamp;
+use rustc_hash::FxHashMap;
+use std::cmp::Ordering;
+
+pub(super) struct Reader<'b> {
+    pub(super) bytes: &'b [u8],
+    pub(super) at: usize,
+    /// Where `bytes` start in the whole buffer, for error offsets.
+    pub(super) base: usize,
+}
+
+pub(super) type Result<T> = std::result::Result<T, DecodeError>;
+
+impl<'b> Reader<'b> {
+    pub(super) fn new(bytes: &'b [u8]) -> Reader<'b> {
+        Reader {
+            bytes,
+            at: 0,
+            base: 0,
+        }
+    }
+    pub(super) fn fail<T>(&self, what: &'static str) -> Result<T> {
+        Err(DecodeError {
+            offset: self.base + self.at,
+            what,
+        })
+    }
+    pub(super) fn take(&mut self, n: usize) -> Result<&'b [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end.and_then(|e| self.bytes.get(self.at..e)) {
+            Some(slice) => {
+                self.at += n;
+                Ok(slice)
+            }
+            None => self.fail("truncated"),
+        }
+    }
+    pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let slice = self.take(N)?;
+        slice.try_into().or_else(|_| self.fail("truncated"))
+    }
+    pub(super) fn u8(&mut self) -> Result<u8> {
+        Ok(u8::from_le_bytes(self.array()?))
+    }
+    pub(super) fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    pub(super) fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    pub(super) fn u32_be(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    pub(super) fn idx_be(&mut self, bound: usize) -> Result<Idx> {
+        let i = self.u32_be()?;
+        if (i as usize) < bound {
+            Ok(i)
+        } else {
+            self.fail("index out of range")
+        }
+    }
+    /// A collection length, sanity-checked against the bytes left (each element
+    /// takes at least `min_size` bytes) so a corrupt length cannot allocate wildly.
+    pub(super) fn len(&mut self, min_size: usize) -> Result<usize> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_size.max(1)) > self.bytes.len().saturating_sub(self.at) {
+            return self.fail("length larger than the data");
+        }
+        Ok(n)
+    }
+    pub(super) fn bytes(&mut self) -> Result<&'b [u8]> {
+        let n = self.len(1)?;
+        self.take(n)
+    }
+    pub(super) fn str_ref(&mut self) -> Result<&'b str> {
+        let raw = self.bytes()?;
+        match std::str::from_utf8(raw) {
+            Ok(s) => Ok(s),
+            Err(_) => self.fail("string is not UTF-8"),
+        }
+    }
+    pub(super) fn str(&mut self) -> Result<Box<str>> {
+        self.str_ref().map(Box::from)
+    }
+    pub(super) fn strs(&mut self) -> Result<Box<[Box<str>]>> {
+        let n = self.len(4)?;
+        (0..n).map(|_| self.str()).collect()
+    }
+    pub(super) fn idx(&mut self, bound: usize) -> Result<Idx> {
+        let i = self.u32()?;
+        if (i as usize) < bound {
+            Ok(i)
+        } else {
+            self.fail("index out of range")
+        }
+    }
+    pub(super) fn idxs(&mut self, bound: usize) -> Result<Box<[Idx]>> {
+        let n = self.len(4)?;
+        (0..n).map(|_| self.idx(bound)).collect()
+    }
+    pub(super) fn opt_idx(&mut self, bound: usize) -> Result<Option<Idx>> {
+        match self.u32()? {
+            u32::MAX => Ok(None),
+            i if (i as usize) < bound => Ok(Some(i)),
+            _ => self.fail("index out of range"),
+        }
+    }
+    pub(super) fn bool(&mut self) -> Result<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => self.fail("not a boolean"),
+        }
+    }
+    pub(super) fn opt_time(&mut self) -> Result<Option<Timestamp>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(Timestamp::from_unix_nanos(self.u64()? as i64))),
+            _ => self.fail("not an optional time"),
+        }
+    }
+    pub(super) fn opt_right(&mut self) -> Result<Option<Right>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(Right::Read)),
+            2 => Ok(Some(Right::Write)),
+            _ => self.fail("not a team right"),
+        }
+    }
+    /// The end of a record: everything read.
+    pub(super) fn done(&self) -> Result<()> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            self.fail("trailing bytes")
+        }
+    }
+    pub(super) fn table(&mut self) -> Result<Table<'b>> {
+        let count = self.len(4)?;
+        let offsets_at = self.base + self.at;
+        let offsets = self.take(count.saturating_add(1).saturating_mul(4))?;
+        let last = offsets
+            .get(count * 4..)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize);
+        let records_at = self.base + self.at;
+        let records = self.take(last)?;
+        Ok(Table {
+            count,
+            offsets,
+            offsets_at,
+            records,
+            records_at,
+        })
+    }
+    /// `count` fixed-size records.
+    pub(super) fn fixed(&mut self, size: usize) -> Result<Fixed<'b>> {
+        let count = self.len(size)?;
+        let at = self.base + self.at;
+        let bytes = self.take(count * size)?;
+        Ok(Fixed {
+            count,
+            size,
+            bytes,
+            at,
+        })
+    }
+}
+
+/// Variable-size records, each reachable by its index.
+pub(super) struct Table<'b> {
+    pub(super) count: usize,
+    pub(super) offsets: &'b [u8],
+    pub(super) offsets_at: usize,
+    pub(super) records: &'b [u8],
+    pub(super) records_at: usize,
+}
+
+impl<'b> Table<'b> {
+    pub(super) fn offset(&self, i: usize) -> Option<usize> {
+        let raw: [u8; 4] = self.offsets.get(i * 4..i * 4 + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(raw) as usize)
+    }
+    /// A reader over record `i` alone.
+    pub(super) fn record(&self, i: usize) -> Result<Reader<'b>> {
+        let bounds = self.offset(i).zip(self.offset(i + 1));
+        match bounds.and_then(|(start, end)| Some((start, self.records.get(start..end)?))) {
+            Some((start, bytes)) => Ok(Reader {
+                bytes,
+                at: 0,
+                base: self.records_at + start,
+            }),
+            None => Err(DecodeError {
+                offset: self.offsets_at + i * 4,
+                what: "record offsets out of order",
+            }),
+        }
+    }
+    /// In a table sorted by the bytes `key` reads: the record whose key is `target`.
+    pub(super) fn search(
+        &self,
+        key: fn(&mut Reader<'b>) -> Result<&'b [u8]>,
+        target: &[u8],
+    ) -> Result<Option<usize>> {
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match key(&mut self.record(mid)?)?.cmp(target) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => high = mid,
+                Ordering::Equal => return Ok(Some(mid)),
+            }
+        }
+        Ok(None)
+    }
+    /// In an (id, index) table sorted by id: the index of `id`.
+    pub(super) fn find_id(&self, id: &str) -> Result<Option<Idx>> {
+        let Some(i) = self.search(id_key, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut record = self.record(i)?;
+        record.str_ref()?;
+        record.u32().map(Some)
+    }
+    /// Checks that the table is sorted strictly by the bytes `key` reads.
+    pub(super) fn check_sorted(&self, key: fn(&mut Reader<'b>) -> Result<&'b [u8]>) -> Result<()> {
+        let mut previous: Option<&[u8]> = None;
+        for i in 0..self.count {
+            let mut record = self.record(i)?;
+            let current = key(&mut record)?;
+            if previous.is_some_and(|p| p >= current) {
+                return record.fail("records not sorted");
+            }
+            previous = Some(current);
+        }
+        Ok(())
+    }
+}
+
+/// The sort key of a key record: its digest.
+pub(super) fn digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
+    r.take(32)
+}
+
+/// The sort key of an id index record: the id.
+pub(super) fn id_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
+    r.str_ref().map(str::as_bytes)
+}
+
+/// Fixed-size records, sorted by their leading bytes.
+pub(super) struct Fixed<'b> {
+    pub(super) count: usize,
+    pub(super) size: usize,
+    pub(super) bytes: &'b [u8],
+    pub(super) at: usize,
+}
+
+impl<'b> Fixed<'b> {
+    pub(super) fn record(&self, i: usize) -> Reader<'b> {
+        let start = i * self.size;
+        Reader {
+            bytes: self.bytes.get(start..start + self.size).unwrap_or_default(),
+            at: 0,
+            base: self.at + start,
+        }
+    }
+    /// Checks that the records are sorted strictly by their bytes.
+    pub(super) fn check_sorted(&self) -> Result<()> {
+        for i in 1..self.count {
+            let (previous, current) = (self.record(i - 1), self.record(i));
+            if previous.bytes >= current.bytes {
+                return current.fail("records not sorted");
+            }
+        }
+        Ok(())
+    }
+
+    /// The indexes of the records whose leading `prefix.len()` bytes equal `prefix`.
+    pub(super) fn range(&self, prefix: &[u8]) -> std::ops::Range<usize> {
+        let lead = |i: usize| {
+            let start = i * self.size;
+            self.bytes
+                .get(start..start + prefix.len())
+                .unwrap_or_default()
+        };
+        partition(self.count, |i| lead(i) < prefix)..partition(self.count, |i| lead(i) <= prefix)
+    }
+}
+
+/// The first index in `0..count` for which `before` is false (it must be true
+/// on a prefix of the range and false after).
+pub(super) fn partition(count: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, count);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if before(mid) {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    low
+}
+
+/// Joined like the compiler does (one `join` instantiation for the module).
+pub(super) fn comma_joined(items: &[Box<str>]) -> Box<str> {
+    let refs: Vec<&str> = items.iter().map(|s| &**s).collect();
+    refs.join(",").into()
+}
+
+/// The parts of an encoded snapshot, located but (for the large tables) not
+/// yet decoded.
+pub(super) struct Parts<'b> {
+    pub(super) revision: Box<str>,
+    pub(super) stats: SnapshotStats,
+    pub(super) envs: FxHashMap<Box<str>, Idx>,
+    pub(super) orgs: Table<'b>,
+    pub(super) org_names: Table<'b>,
+    pub(super) routes: Table<'b>,
+    pub(super) products: Table<'b>,
+    pub(super) apps: Table<'b>,
+    pub(super) keys: Table<'b>,
+    pub(super) users: Table<'b>,
+    pub(super) grants: Table<'b>,
+    pub(super) by_principal: Fixed<'b>,
+    pub(super) pending: Fixed<'b>,
+    pub(super) app_ids: Table<'b>,
+    pub(super) user_ids: Table<'b>,
+    pub(super) client_ids: Table<'b>,
+    pub(super) emails: Table<'b>,
+    pub(super) teams: Table<'b>,
+}
+
+pub(super) fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
+    let mut r = Reader::new(bytes);
+    if r.take(MAGIC.len())? != MAGIC {
+        return r.fail(
+            "not a tenantgate compiled snapshot of this version (recompile it with this policyctl)",
+        );
+    }
+    if r.u64()? != checksum(bytes.get(HEADER_LEN..).unwrap_or_default()) {
+        return r.fail("checksum mismatch (the snapshot is damaged)");
+    }
+    let revision = r.str()?;
+    let mut counts = [0usize; 7];
+    for count in &mut counts {
+        *count = r.u32()? as usize;
+    }
+    let [organizations, teams, users, apps, api_keys, routes, grants] = counts;
+    let stats = SnapshotStats {
+        organizations,
+        teams,
+        users,
+        apps,
+        api_keys,
+        routes,
+        grants,
+    };
+    let env_count = r.len(4)?;
+    let mut envs: FxHashMap<Box<str>, Idx> = FxHashMap::default();
+    for i in 0..env_count {
+        envs.insert(r.str()?, i as Idx);
+    }
+    let parts = Parts {
+        revision,
+        stats,
+        envs,
+        orgs: r.table()?,
+        org_names: r.table()?,
+        routes: r.table()?,
+        products: r.table()?,
+        apps: r.table()?,
+        keys: r.table()?,
+        users: r.table()?,
+        grants: r.table()?,
+        by_principal: r.fixed(GRANT_REF_SIZE)?,
+        pending: r.fixed(PENDING_SIZE)?,
+        app_ids: r.table()?,
+        user_ids: r.table()?,
+        client_ids: r.table()?,
+        emails: r.table()?,
+        teams: r.table()?,
+    };
+    r.done()?;
+    Ok(parts)
+}
+
+impl Parts<'_> {
+    pub(super) fn org(&self, i: usize) -> Result<OrgEntry> {
+        let mut r = self.orgs.record(i)?;
+        let org = OrgEntry {
+            id: r.str()?,
+            handle: r.str()?,
+            parent: r.opt_idx(self.orgs.count)?,
+            suspended: r.bool()?,
+            expires_at: r.opt_time()?,
+            envs: r.idxs(self.envs.len())?.into(),
+        };
+        r.done()?;
+        Ok(org)
+    }
+
+    pub(super) fn route(&self, i: usize) -> Result<RouteEntry> {
+        let mut r = self.routes.record(i)?;
+        let id = r.str()?;
+        let prefix: Box<[u8]> = r.bytes()?.into();
+        let hosts = r.strs()?;
+        let methods = r.strs()?;
+        let tenant = r.opt_idx(self.orgs.count)?;
+        let teams = match r.u8()? {
+            0 => RouteTeams::Unrestricted,
+            1 => RouteTeams::AnyTeam,
+            2 => {
+                let count = r.len(8)?;
+                let mut teams = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let team = r.idx(self.stats.teams)?;
+                    let org = r.idx(self.orgs.count)?;
+                    teams.push(ListedTeam { team, org });
+                }
+                RouteTeams::Listed(teams.into())
+            }
+            _ => return r.fail("not a route team rule"),
+        };
+        let route = RouteEntry {
+            id,
+            prefix,
+            hosts,
+            methods,
+            tenant,
+            teams,
+            read_permission: r.opt_idx(usize::MAX)?,
+            write_permission: r.opt_idx(usize::MAX)?,
+            public: r.bool()?,
+        };
+        r.done()?;
+        Ok(route)
+    }
+
+    pub(super) fn product(&self, i: usize) -> Result<ProductEntry> {
+        let mut r = self.products.record(i)?;
+        let product = ProductEntry {
+            routes: r.idxs(self.routes.count)?.into(),
+            envs: r.idxs(self.envs.len())?.into(),
+        };
+        r.done()?;
+        Ok(product)
+    }
+
+    pub(super) fn app(&self, i: usize) -> Result<AppEntry> {
+        let mut r = self.apps.record(i)?;
+        let app = AppEntry {
+            principal: r.str()?,
+            org: r.idx(self.orgs.count)?,
+            approved: r.bool()?,
+            products: IdxList::from(r.idxs(self.products.count)?.into_vec()),
+            home_grants: None,
+        };
+        r.done()?;
+        Ok(app)
+    }
+
+    pub(super) fn key(&self, i: usize) -> Result<KeyEntry> {
+        let mut r = self.keys.record(i)?;
+        let digest = r.array::<32>()?;
+        let app = r.idx(self.apps.count)?;
+        let status = match r.u8()? {
+            0 => KeyStatus::Active,
+            1 => KeyStatus::Revoked,
+            2 => KeyStatus::Pending,
+            _ => return r.fail("not a key status"),
+        };
+        let expires_at = r.opt_time()?;
+        let read_only = r.bool()?;
+        let envs = match r.u8()? {
+            0 => None,
+            1 => Some(IdxList::from(r.idxs(self.envs.len())?.into_vec())),
+            _ => return r.fail("not an optional environment list"),
+        };
+        r.done()?;
+        Ok(KeyEntry {
+            digest,
+            app,
+            status,
+            expires_at,
+            read_only,
+            envs,
+        })
+    }
+
+    pub(super) fn user(&self, i: usize) -> Result<UserEntry> {
+        let mut r = self.users.record(i)?;
+        let user = UserEntry {
+            principal: r.str()?,
+            default_tenant: r.opt_idx(self.orgs.count)?,
+        };
+        r.done()?;
+        Ok(user)
+    }
+
+    pub(super) fn grants(&self, i: usize) -> Result<Grants> {
+        let mut r = self.grants.record(i)?;
+        let roles = r.strs()?;
+        let teams = r.strs()?;
+        let right_count = r.len(5)?;
+        let mut rights = Vec::with_capacity(right_count);
+        for _ in 0..right_count {
+            let team = r.u32()?;
+            match r.opt_right()? {
+                Some(right) => rights.push((team, right)),
+                None => return r.fail("a team right is missing"),
+            }
+        }
+        let star = r.opt_right()?;
+        let word_count = r.len(8)?;
+        let permissions = (0..word_count)
+            .map(|_| r.u64())
+            .collect::<Result<Box<[u64]>>>()?;
+        r.done()?;
+        Ok(Grants {
+            roles_header: comma_joined(&roles),
+            teams_header: comma_joined(&teams),
+            best_team_right: rights.iter().map(|(_, right)| *right).max(),
+            roles,
+            teams,
+            rights: rights.into(),
+            star,
+            permissions: permissions.into(),
+        })
+    }
+
+    /// A `by_principal` record: principal, tenant, grant.
+    pub(super) fn grant_ref(&self, r: &mut Reader<'_>) -> Result<(PrincipalRef, Idx, Idx)> {
+        let principal = match r.u8()? {
+            0 => PrincipalRef::App(r.idx_be(self.apps.count)?),
+            1 => PrincipalRef::User(r.idx_be(self.users.count)?),
+            _ => return r.fail("not a principal kind"),
+        };
+        Ok((
+            principal,
+            r.idx_be(self.orgs.count)?,
+            r.idx_be(self.grants.count)?,
+        ))
+    }
+
+    pub(super) fn pending_pair(&self, r: &mut Reader<'_>) -> Result<(Idx, Idx)> {
+        Ok((r.idx_be(self.users.count)?, r.idx_be(self.orgs.count)?))
+    }
+
+    /// An (id, index) table read whole, checking each index against `bound`.
+    pub(super) fn id_map(table: &Table<'_>, bound: usize) -> Result<FxHashMap<Box<str>, Idx>> {
+        let mut map = FxHashMap::default();
+        map.reserve(table.count);
+        for i in 0..table.count {
+            let mut r = table.record(i)?;
+            let id = r.str()?;
+            map.insert(id, r.idx(bound)?);
+            r.done()?;
+        }
+        Ok(map)
+    }
+
+    pub(super) fn team(&self, r: &mut Reader<'_>) -> Result<(Box<str>, (Idx, Idx))> {
+        let id = r.str()?;
+        let team = r.idx(self.stats.teams)?;
+        let org = r.idx(self.orgs.count)?;
+        r.done()?;
+        Ok((id, (team, org)))
+    }
+}

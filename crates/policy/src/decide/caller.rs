@@ -1,0 +1,195 @@
+//! Who is calling: the request's own credentials resolved against the
+//! snapshot, or a caller the host gateway authenticated itself
+//! ([`GatewayCaller`]: in Otoroshi, the apikey its `ApikeyCalls` plugin
+//! validated or the user an auth module logged in).
+
+use crate::document::{KeyStatus, Right};
+use crate::records::{Grants, Idx, KeyEntry};
+use crate::snapshot::Snapshot;
+use std::collections::BTreeMap;
+
+/// The principal a decision goes on with after step 5.
+pub(super) enum Caller<'a> {
+    /// An app, through one of its keys.
+    App { app: Idx, key: &'a KeyEntry },
+    /// A user of the snapshot, or an unknown one (a member of nothing).
+    User(Option<Idx>),
+    /// A gateway apikey placed by the gateway's own location.
+    Located {
+        tenant: Idx,
+        grants: &'a Grants,
+        read_only: bool,
+    },
+}
+
+impl Caller<'_> {
+    /// The app's key, for its environments, products and read-only flag.
+    pub(super) fn key(&self) -> Option<&KeyEntry> {
+        match self {
+            Caller::App { key, .. } => Some(key),
+            Caller::User(_) | Caller::Located { .. } => None,
+        }
+    }
+
+    pub(super) fn read_only(&self) -> bool {
+        match self {
+            Caller::App { key, .. } => key.read_only,
+            Caller::Located { read_only, .. } => *read_only,
+            Caller::User(_) => false,
+        }
+    }
+}
+
+/// A caller the host gateway authenticated itself, resolved against a
+/// snapshot by the host shell. It ranks before the request's own credentials
+/// of its kind: a gateway apikey before the request's API key, a gateway
+/// user before the user header.
+#[derive(Debug)]
+pub struct GatewayCaller {
+    pub(super) kind: GatewayKind,
+}
+
+#[derive(Debug)]
+pub(super) enum GatewayKind {
+    /// An apikey an app of the snapshot names (`apps[].otoroshi_client_ids`):
+    /// decided as a key of that app, active and unexpired (the gateway refuses
+    /// disabled and expired keys itself), with the gateway's read-only flag.
+    App(KeyEntry),
+    /// A user of the snapshot (`users[].otoroshi_emails`), or an unknown one.
+    User {
+        user: Option<Idx>,
+        principal: Box<str>,
+    },
+    /// An apikey no app names, placed by the gateway's location (`_loc`): a
+    /// member of `tenant` only, with `grants` there, subscribed to whatever the
+    /// gateway let it call (no product check).
+    Located {
+        principal: Box<str>,
+        tenant: Idx,
+        grants: Grants,
+        read_only: bool,
+    },
+    /// An apikey the snapshot cannot place: `invalid_api_key`.
+    UnknownKey,
+}
+
+/// The gateway's own placement of an apikey (Otoroshi's `_loc`): an
+/// organization id or handle, team ids (`"*"`: every team), and the
+/// principal the shell gives such an apikey (one no snapshot id can equal).
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayLocation<'l> {
+    /// The organization (id or handle).
+    pub tenant: &'l str,
+    /// Team ids; `"*"` stands for every team of the organization.
+    pub teams: &'l [String],
+    /// The annotation and log name of the placed apikey.
+    pub principal: &'l str,
+}
+
+impl GatewayCaller {
+    /// The gateway's apikey `client_id`: the app naming it
+    /// (`apps[].otoroshi_client_ids`); else, with a `location` whose
+    /// organization is in the snapshot, that organization and the location's
+    /// teams of it; else unknown (`invalid_api_key`).
+    pub fn apikey(
+        snapshot: &Snapshot,
+        client_id: &str,
+        read_only: bool,
+        location: Option<GatewayLocation<'_>>,
+    ) -> GatewayCaller {
+        if let Some(&app) = snapshot.gateway.apps.get(client_id) {
+            return GatewayCaller::app(app, read_only);
+        }
+        let placed = location.and_then(|location| {
+            let tenant = *snapshot.org_by_name.get(location.tenant)?;
+            Some(GatewayCaller::located(
+                snapshot, location, tenant, read_only,
+            ))
+        });
+        placed.unwrap_or(GatewayCaller {
+            kind: GatewayKind::UnknownKey,
+        })
+    }
+
+    /// The gateway's user `email`: the user naming it
+    /// (`users[].otoroshi_emails`, case-insensitively), or an unknown user
+    /// known as `unknown_principal` (a member of nothing).
+    pub fn user(snapshot: &Snapshot, email: &str, unknown_principal: &str) -> GatewayCaller {
+        let user = snapshot
+            .gateway
+            .users
+            .get(email.to_ascii_lowercase().as_str())
+            .copied();
+        GatewayCaller {
+            kind: GatewayKind::User {
+                user,
+                principal: unknown_principal.into(),
+            },
+        }
+    }
+
+    /// An apikey (ranked before the request's API key), not a user.
+    pub fn is_key(&self) -> bool {
+        !matches!(self.kind, GatewayKind::User { .. })
+    }
+
+    fn app(app: Idx, read_only: bool) -> GatewayCaller {
+        GatewayCaller {
+            kind: GatewayKind::App(KeyEntry {
+                digest: [0; 32],
+                app,
+                status: KeyStatus::Active,
+                expires_at: None,
+                read_only,
+                envs: None,
+            }),
+        }
+    }
+
+    /// Placed in organization `tenant` with a right on the location's teams
+    /// of it (or on every team): write, or read for a read-only key. It holds
+    /// no role, so a route requiring a permission denies it.
+    fn located(
+        snapshot: &Snapshot,
+        location: GatewayLocation<'_>,
+        tenant: Idx,
+        read_only: bool,
+    ) -> GatewayCaller {
+        let right = if read_only { Right::Read } else { Right::Write };
+        let star = location.teams.iter().any(|t| t == "*");
+        let by_index: BTreeMap<Idx, &str> = location
+            .teams
+            .iter()
+            .filter_map(|team| match snapshot.gateway.teams.get(team.as_str()) {
+                Some(&(idx, owner)) if owner == tenant => Some((idx, team.as_str())),
+                _ => None,
+            })
+            .collect();
+        let rights: Box<[(Idx, Right)]> = by_index.keys().map(|&t| (t, right)).collect();
+        let mut names: Vec<&str> = if star {
+            vec!["*"]
+        } else {
+            by_index.values().copied().collect()
+        };
+        names.sort_unstable();
+        names.dedup();
+        let grants = Grants {
+            roles: Box::new([]),
+            roles_header: "".into(),
+            teams_header: names.join(",").into(),
+            teams: names.iter().map(|&t| t.into()).collect(),
+            best_team_right: rights.iter().map(|(_, r)| *r).max(),
+            rights,
+            star: star.then_some(right),
+            permissions: Vec::new().into(),
+        };
+        GatewayCaller {
+            kind: GatewayKind::Located {
+                principal: location.principal.into(),
+                tenant,
+                grants,
+                read_only,
+            },
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! What a decision resolved, and what the host does with it: the
+//! [`Decision`], its annotations, the [`Verdict`] (answer or forward) and the
+//! `policyctl explain` object.
+
+use crate::reason::Reason;
+use crate::records::{Grants, OrgEntry};
+use std::borrow::Cow;
+
+/// Inbound headers removed from every request, whatever the decision: the
+/// annotations and the audit verdict, so that a client can never forge them.
+/// Every spelling an upstream may fold into one of them is removed too
+/// ([`is_annotation_header`]).
+pub const STRIPPED_HEADERS: [&str; 7] = [
+    "x-tenant-id",
+    "x-tenant-handle",
+    "x-tenant-teams",
+    "x-tenant-roles",
+    "x-principal",
+    "x-policy-revision",
+    "x-policy-decision",
+];
+
+/// Enforce denies; audit lets everything through and marks what it would deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// What the policy decided, with everything resolved up to the deciding step.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    /// `None` when the request is allowed.
+    pub reason: Option<Reason>,
+    pub route: Option<&'a str>,
+    pub public: bool,
+    pub(crate) tenant: Option<&'a OrgEntry>,
+    pub principal: Option<Cow<'a, str>>,
+    pub(crate) grants: Option<&'a Grants>,
+    pub revision: Option<&'a str>,
+    /// The path without the API key query parameter, when it had one: the
+    /// host sets it whatever the decision, so that neither the upstream nor
+    /// an access log of a denied request ever sees the key.
+    pub forward_path: Option<&'a [u8]>,
+}
+
+/// What the host must do with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<'d> {
+    /// Replace the path if given (access logs read it), then answer locally;
+    /// the request does not reach the upstream.
+    Respond {
+        status: u16,
+        body: &'static str,
+        path: Option<&'d [u8]>,
+    },
+    /// Strip [`STRIPPED_HEADERS`], set `headers`, replace the path if given, forward.
+    Forward {
+        headers: Vec<(&'static str, &'d str)>,
+        path: Option<&'d [u8]>,
+    },
+}
+
+impl<'a> Decision<'a> {
+    pub(crate) fn new(revision: Option<&'a str>, forward_path: Option<&'a [u8]>) -> Self {
+        Decision {
+            reason: None,
+            route: None,
+            public: false,
+            tenant: None,
+            principal: None,
+            grants: None,
+            revision,
+            forward_path,
+        }
+    }
+
+    /// Step 0: no snapshot is loaded.
+    pub fn no_policy(forward_path: Option<&'a [u8]>) -> Self {
+        Decision {
+            reason: Some(Reason::NoPolicy),
+            ..Decision::new(None, forward_path)
+        }
+    }
+
+    /// The same resolution, denied for `reason` (the deciding step's, or a
+    /// shell's own, such as a failed key lookup).
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.reason.is_none()
+    }
+
+    pub fn status(&self) -> u16 {
+        self.reason.map_or(200, Reason::status)
+    }
+
+    pub fn tenant_id(&self) -> Option<&'a str> {
+        self.tenant.map(|t| &*t.id)
+    }
+
+    pub fn tenant_handle(&self) -> Option<&'a str> {
+        self.tenant.map(|t| &*t.handle)
+    }
+
+    /// The tenant's teams the principal holds a right on (`["*"]` for a `"*"` right).
+    pub fn teams(&self) -> &'a [Box<str>] {
+        self.grants.map_or(&[], |g| &g.teams)
+    }
+
+    /// The effective roles in the tenant, sorted.
+    pub fn roles(&self) -> &'a [Box<str>] {
+        self.grants.map_or(&[], |g| &g.roles)
+    }
+
+    /// The annotation headers to set toward the upstream in `mode`.
+    ///
+    /// An allowed request gets the full set of spec §3 (a public route only the
+    /// revision and a concrete tenant). A denied request gets none in enforce mode;
+    /// in audit mode it gets what was resolved before the failing step, plus
+    /// `x-policy-decision: deny; reason=<code>`.
+    pub fn annotations(&self, mode: Mode) -> Vec<(&'static str, &str)> {
+        if self.reason.is_some() && mode == Mode::Enforce {
+            return Vec::new();
+        }
+        let mut headers = Vec::with_capacity(7);
+        if let Some(tenant) = self.tenant {
+            headers.push(("x-tenant-id", &*tenant.id));
+            headers.push(("x-tenant-handle", &*tenant.handle));
+        }
+        if !self.public {
+            if let Some(grants) = self.grants {
+                headers.push(("x-tenant-teams", &*grants.teams_header));
+                headers.push(("x-tenant-roles", &*grants.roles_header));
+            }
+            if let Some(principal) = &self.principal {
+                headers.push(("x-principal", principal.as_ref()));
+            }
+        }
+        if let Some(revision) = self.revision {
+            headers.push(("x-policy-revision", revision));
+        }
+        if let Some(reason) = self.reason {
+            headers.push(("x-policy-decision", reason.audit_header()));
+        }
+        headers
+    }
+
+    /// What the host does: answer with the deny body, or forward annotated.
+    pub fn verdict(&self, mode: Mode) -> Verdict<'_> {
+        match self.reason {
+            Some(reason) if mode == Mode::Enforce => Verdict::Respond {
+                status: reason.status(),
+                body: reason.body(),
+                path: self.forward_path,
+            },
+            _ => Verdict::Forward {
+                headers: self.annotations(mode),
+                path: self.forward_path,
+            },
+        }
+    }
+
+    /// The `policyctl explain` object of spec §4, fields in the spec's order.
+    pub fn explain(&self, mode: Mode) -> Explain<'_> {
+        Explain {
+            decision: if self.allowed() { "allow" } else { "deny" },
+            status: self.status(),
+            reason: self.reason.map(Reason::code),
+            route: self.route,
+            tenant: self.tenant_id(),
+            principal: self.principal.as_deref(),
+            teams: self.teams().iter().map(|t| &**t).collect(),
+            roles: self.roles().iter().map(|r| &**r).collect(),
+            headers: HeaderMap(self.annotations(mode)),
+        }
+    }
+}
+
+/// The `policyctl explain` output; serialize it with `serde_json`.
+#[derive(Debug, serde::Serialize)]
+pub struct Explain<'d> {
+    pub decision: &'static str,
+    pub status: u16,
+    pub reason: Option<&'static str>,
+    pub route: Option<&'d str>,
+    pub tenant: Option<&'d str>,
+    pub principal: Option<&'d str>,
+    pub teams: Vec<&'d str>,
+    pub roles: Vec<&'d str>,
+    pub headers: HeaderMap<'d>,
+}
+
+/// Header pairs serialized as a JSON object, in order.
+#[derive(Debug)]
+pub struct HeaderMap<'d>(pub Vec<(&'d str, &'d str)>);
+
+impl serde::Serialize for HeaderMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// GET, HEAD and OPTIONS, compared upper-case; every other method is a write.
+pub fn is_safe_method(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method))
+}
+
+/// Whether a header `name` is, or reads upstream as, one of
+/// [`STRIPPED_HEADERS`]: compared without case and with `_` and `.` read as
+/// `-`, as CGI, WSGI, PHP and Rack servers fold header names (`x_tenant_id`
+/// becomes `HTTP_X_TENANT_ID`, exactly what `x-tenant-id` becomes).
+pub fn is_annotation_header(name: &[u8]) -> bool {
+    let fold = |b: u8| match b {
+        b'_' | b'.' => b'-',
+        other => other.to_ascii_lowercase(),
+    };
+    // Every annotation starts with `x`: most headers stop at the first byte.
+    name.first().is_some_and(|&b| fold(b) == b'x')
+        && STRIPPED_HEADERS.iter().any(|wanted| {
+            wanted.len() == name.len() && wanted.bytes().zip(name).all(|(w, &n)| w == fold(n))
+        })
+}
