@@ -1,7 +1,8 @@
-//! The plugin configuration, shared by every host shell and by `policyctl explain --config`.
+//! The plugin configuration, shared by every host shell and by `policyctl
+//! explain --config`.
 //!
 //! ```json
-//! {"mode": "enforce", "environment": "prod",
+//! {"mode": "enforce", "environment": "prod", "path_case": "sensitive",
 //!  "sources": {"api_key_headers": ["x-api-key"], "api_key_query": "apikey",
 //!              "user_header": "x-user-id", "tenant_header": "x-tenant-id"},
 //!  "snapshot": {"inline": { ...a snapshot document... }}}
@@ -9,19 +10,26 @@
 //!
 //! or, for a live snapshot, `"snapshot": {"remote": {"cluster": "policy",
 //! "path": "/snapshot", "authority": "policy.local", "poll_ms": 5000,
-//! "timeout_ms": 2000}}` with `"fail_open"` and `"max_staleness_ms"`.
+//! "timeout_ms": 2000}}` with `"fail_open"` and `"max_staleness_ms"`
+//! ([`remote`]). Unknown fields anywhere are errors.
 
-use crate as policy;
-use crate::{LoadError, Mode, PathCase, Snapshot, Sources};
+mod remote;
+
+pub use remote::{KeyLookup, RemoteSource};
+
+use crate::request::Sources;
+use crate::text::is_http_token;
+use crate::{LoadError, Mode, PathCase, Snapshot};
+use remote::{RawKeyLookup, RawRemote};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::fmt;
 
+/// The configuration as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    mode: Option<String>,
+    mode: Mode,
     #[serde(default)]
     environment: Option<String>,
     #[serde(default)]
@@ -35,7 +43,7 @@ struct RawConfig {
     #[serde(default)]
     max_staleness_ms: Option<u64>,
     #[serde(default)]
-    filter_state: Option<String>,
+    filter_state: FilterState,
     #[serde(default)]
     path_case: PathCase,
 }
@@ -58,192 +66,14 @@ struct RawSnapshotSource {
     remote: Option<RawRemote>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRemote {
-    cluster: String,
-    #[serde(default = "default_snapshot_path")]
-    path: String,
-    #[serde(default)]
-    authority: Option<String>,
-    #[serde(default = "default_poll_ms")]
-    poll_ms: u32,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u32,
-    /// Base64 Ed25519 public keys: when given, only snapshots signed by one
-    /// of them are accepted (several during a key rotation).
-    #[serde(default)]
-    public_keys: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKeyLookup {
-    cluster: String,
-    #[serde(default = "default_keys_path")]
-    path_prefix: String,
-    #[serde(default)]
-    authority: Option<String>,
-    #[serde(default = "default_lookup_timeout_ms")]
-    timeout_ms: u32,
-    #[serde(default = "default_ttl_ms")]
-    ttl_ms: u32,
-    #[serde(default = "default_negative_ttl_ms")]
-    negative_ttl_ms: u32,
-    #[serde(default = "default_cache_size")]
-    cache_size: u32,
-    #[serde(default = "default_max_in_flight")]
-    max_in_flight: u32,
-    #[serde(default = "default_max_per_second")]
-    max_per_second: u32,
-}
-
-fn default_max_in_flight() -> u32 {
-    16
-}
-
-fn default_max_per_second() -> u32 {
-    100
-}
-
-fn default_keys_path() -> String {
-    "/keys/".into()
-}
-
-fn default_lookup_timeout_ms() -> u32 {
-    500
-}
-
-fn default_ttl_ms() -> u32 {
-    60_000
-}
-
-fn default_negative_ttl_ms() -> u32 {
-    10_000
-}
-
-fn default_cache_size() -> u32 {
-    10_000
-}
-
-/// Where keys missing from the snapshot are looked up: `GET <path_prefix><sha256>`
-/// on an Envoy cluster, answered with an `api_keys` entry (200) or 404.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyLookup {
-    pub cluster: String,
-    pub path_prefix: String,
-    pub authority: String,
-    pub timeout_ms: u32,
-    /// How long a found key is trusted before it is looked up again.
-    pub ttl_ms: u32,
-    /// How long "no such key" is remembered.
-    pub negative_ttl_ms: u32,
-    /// Entries per worker (least recently used evicted first), for found
-    /// keys and, separately, for unknown ones.
-    pub cache_size: u32,
-    /// Lookups one worker runs at once; more unknown keys are answered 503
-    /// (never let through by `fail_open`).
-    pub max_in_flight: u32,
-    /// Lookups one worker starts per second, likewise.
-    pub max_per_second: u32,
-}
-
-fn key_lookup(raw: RawKeyLookup) -> Result<KeyLookup, ConfigError> {
-    let invalid = |field, value: String, what| Err(ConfigError::Invalid { field, value, what });
-    if raw.cluster.is_empty() {
-        return invalid(
-            "key_lookup.cluster",
-            raw.cluster,
-            "must name an Envoy cluster, got",
-        );
-    }
-    if !raw.path_prefix.starts_with('/') {
-        return invalid(
-            "key_lookup.path_prefix",
-            raw.path_prefix,
-            "must start with `/`, got",
-        );
-    }
-    if raw.timeout_ms == 0 {
-        return invalid("key_lookup.timeout_ms", "0".into(), "must be positive, got");
-    }
-    let bounded = |field, value: u32, max: u32| {
-        if value == 0 || value > max {
-            Err(ConfigError::Invalid {
-                field,
-                value: value.to_string(),
-                what: "must be between 1 and its maximum (cache_size 100000, max_in_flight 1024, max_per_second 100000), got",
-            })
-        } else {
-            Ok(())
-        }
-    };
-    bounded("key_lookup.cache_size", raw.cache_size, 100_000)?;
-    bounded("key_lookup.max_in_flight", raw.max_in_flight, 1024)?;
-    bounded("key_lookup.max_per_second", raw.max_per_second, 100_000)?;
-    Ok(KeyLookup {
-        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
-        cluster: raw.cluster,
-        path_prefix: raw.path_prefix,
-        timeout_ms: raw.timeout_ms,
-        ttl_ms: raw.ttl_ms,
-        negative_ttl_ms: raw.negative_ttl_ms,
-        cache_size: raw.cache_size,
-        max_in_flight: raw.max_in_flight,
-        max_per_second: raw.max_per_second,
-    })
-}
-
-fn default_snapshot_path() -> String {
-    "/snapshot".into()
-}
-
-fn default_poll_ms() -> u32 {
-    5000
-}
-
-fn default_timeout_ms() -> u32 {
-    2000
-}
-
-/// Where a remote snapshot is fetched from: an Envoy cluster and a path.
-#[derive(Debug, Clone)]
-pub struct RemoteSource {
-    pub cluster: String,
-    pub path: String,
-    /// `:authority` of the fetch (default: the cluster name).
-    pub authority: String,
-    pub poll_ms: u32,
-    pub timeout_ms: u32,
-    /// Only snapshots signed by one of these keys are accepted (`None`:
-    /// signatures are not required).
-    pub verifier: Option<policy::signed::Verifier>,
-}
-
-impl PartialEq for RemoteSource {
-    fn eq(&self, other: &Self) -> bool {
-        (
-            &self.cluster,
-            &self.path,
-            &self.authority,
-            self.poll_ms,
-            self.timeout_ms,
-        ) == (
-            &other.cluster,
-            &other.path,
-            &other.authority,
-            other.poll_ms,
-            other.timeout_ms,
-        ) && self.verifier.is_some() == other.verifier.is_some()
-    }
-}
-
 /// The snapshot a plugin instance starts from.
 #[derive(Debug)]
 pub enum SnapshotSource {
     /// None configured: every request is answered per the fail policy.
     Absent,
+    /// `snapshot.inline` or `snapshot.compiled`, loaded.
     Inline(Box<Snapshot>),
+    /// `snapshot.remote`: fetched and kept current.
     Remote(RemoteSource),
 }
 
@@ -257,25 +87,11 @@ pub struct FailPolicy {
     pub max_staleness_ms: Option<u64>,
 }
 
-/// A validated plugin configuration.
-#[derive(Debug)]
-pub struct PluginConfig {
-    pub mode: Mode,
-    pub environment: Option<String>,
-    pub sources: Sources,
-    pub snapshot: SnapshotSource,
-    pub fail_policy: FailPolicy,
-    pub key_lookup: Option<KeyLookup>,
-    pub filter_state: FilterState,
-    /// Whether `sources.user_header` was written (the Otoroshi shell reads no
-    /// user header unless the operator names one).
-    pub user_header_configured: bool,
-}
-
 /// Which decisions the filter records as filter state for access logs. Each
 /// value is one host call per request, the costliest kind (Envoy creates a
 /// filter-state object for each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FilterState {
     /// decision, reason, route, tenant and principal of every request.
     #[default]
@@ -283,43 +99,165 @@ pub enum FilterState {
     /// Only of denied (or audit would-deny) requests; allowed ones still carry
     /// tenant and principal in their annotated request headers.
     Denials,
+    /// Nothing.
     None,
 }
+
+/// A validated plugin configuration.
 #[derive(Debug)]
-pub enum ConfigError {
-    Syntax(String),
-    Invalid {
-        field: &'static str,
-        value: String,
-        what: &'static str,
-    },
-    Snapshot(LoadError),
+pub struct PluginConfig {
+    /// Enforce, or only mark what would be denied.
+    pub mode: Mode,
+    /// The gateway's environment (steps 11 and 12).
+    pub environment: Option<String>,
+    /// Where credentials come from, and how paths match.
+    pub sources: Sources,
+    /// Where the snapshot comes from.
+    pub snapshot: SnapshotSource,
+    /// What happens without a usable snapshot.
+    pub fail_policy: FailPolicy,
+    /// The on-demand key lookup, if any.
+    pub key_lookup: Option<KeyLookup>,
+    /// What the Envoy filter records for access logs.
+    pub filter_state: FilterState,
+    /// Whether `sources.user_header` was written (the Otoroshi shell reads no
+    /// user header unless the operator names one).
+    pub user_header_configured: bool,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Syntax(message) => {
-                write!(f, "plugin configuration is not valid: {message}")
-            }
-            ConfigError::Invalid { field, value, what } => {
-                write!(f, "plugin configuration: field `{field}`: {what} `{value}`")
-            }
-            ConfigError::Snapshot(e) => {
-                write!(f, "plugin configuration: field `snapshot.inline`: {e}")
-            }
+/// Why a plugin configuration is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not the configuration's shape (JSON, a field's type or name).
+    #[error("plugin configuration is not valid: {0}")]
+    Syntax(String),
+    /// A field with a value it may not take.
+    #[error("plugin configuration: field `{field}`: {what} `{value}`")]
+    Invalid {
+        /// The field, dotted (`snapshot.remote.poll_ms`).
+        field: &'static str,
+        /// The value, as written.
+        value: String,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// An inline or compiled snapshot that does not load.
+    #[error("plugin configuration: field `snapshot.inline`: {0}")]
+    Snapshot(#[source] LoadError),
+}
+
+impl PluginConfig {
+    /// Parses and validates a configuration; an inline snapshot is compiled.
+    pub fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
+        PluginConfig::parse_inner(bytes, false).map(|(config, _)| config)
+    }
+
+    /// Like [`PluginConfig::parse`], but `snapshot.compiled` is returned as
+    /// its bytes (checked for the format's magic only, `snapshot` left
+    /// `Absent`) for a host that decodes per request just what the request
+    /// needs ([`crate::binary::decode_for`]): the Otoroshi plug-in.
+    pub fn parse_deferring_compiled(
+        bytes: &[u8],
+    ) -> Result<(PluginConfig, Option<Vec<u8>>), ConfigError> {
+        PluginConfig::parse_inner(bytes, true)
+    }
+
+    fn parse_inner(
+        bytes: &[u8],
+        defer_compiled: bool,
+    ) -> Result<(PluginConfig, Option<Vec<u8>>), ConfigError> {
+        let raw = read_raw(bytes)?;
+        if raw.environment.as_deref() == Some("") {
+            return Err(invalid("environment", "", "must be non-empty, got"));
         }
+        if raw.max_staleness_ms == Some(0) {
+            return Err(invalid("max_staleness_ms", "0", "must be positive, got"));
+        }
+        let user_header_configured = raw.sources.user_header.is_some();
+        let sources = sources(raw.sources, raw.path_case)?;
+        let (snapshot, deferred) = snapshot_source(raw.snapshot, defer_compiled)?;
+        let config = PluginConfig {
+            mode: raw.mode,
+            environment: raw.environment,
+            sources,
+            snapshot,
+            fail_policy: FailPolicy {
+                fail_open: raw.fail_open,
+                max_staleness_ms: raw.max_staleness_ms,
+            },
+            key_lookup: raw.key_lookup.map(remote::key_lookup).transpose()?,
+            filter_state: raw.filter_state,
+            user_header_configured,
+        };
+        Ok((config, deferred))
     }
 }
 
-impl std::error::Error for ConfigError {}
+fn invalid(field: &'static str, value: &str, what: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        value: value.into(),
+        what,
+    }
+}
+
+/// The raw configuration; an empty one is `{}`. Shape errors name the field
+/// (`field `filter_state`: unknown variant ...`).
+fn read_raw(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
+    let text = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}" as &[u8]
+    } else {
+        bytes
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            ConfigError::Syntax(inner.to_string())
+        } else {
+            ConfigError::Syntax(format!("field `{path}`: {inner}"))
+        }
+    })
+}
+
+/// Where credentials come from: the defaults, as overridden.
+fn sources(raw: RawSources, path_case: PathCase) -> Result<Sources, ConfigError> {
+    let defaults = Sources::default();
+    let api_key_headers = match raw.api_key_headers {
+        None => defaults.api_key_headers,
+        Some(list) if list.len() > 16 => {
+            return Err(invalid(
+                "sources.api_key_headers",
+                &list.len().to_string(),
+                "at most 16 headers, got",
+            ))
+        }
+        Some(list) => list
+            .into_iter()
+            .map(|h| header_name("sources.api_key_headers", h))
+            .collect::<Result<_, _>>()?,
+    };
+    let user_header = match raw.user_header {
+        None => defaults.user_header,
+        // An empty name turns the user header off (contract extension).
+        Some(name) if name.is_empty() => None,
+        Some(name) => Some(header_name("sources.user_header", name)?),
+    };
+    Ok(Sources {
+        api_key_headers,
+        api_key_query: raw.api_key_query.unwrap_or(defaults.api_key_query),
+        user_header,
+        tenant_header: match raw.tenant_header {
+            Some(name) => header_name("sources.tenant_header", name)?,
+            None => defaults.tenant_header,
+        },
+        path_case,
+    })
+}
 
 fn header_name(field: &'static str, value: String) -> Result<String, ConfigError> {
-    let valid = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if valid {
+    if is_http_token(&value) {
         Ok(value.to_ascii_lowercase())
     } else {
         Err(ConfigError::Invalid {
@@ -328,6 +266,58 @@ fn header_name(field: &'static str, value: String) -> Result<String, ConfigError
             what: "not a header name:",
         })
     }
+}
+
+/// The snapshot source, at most one of `inline`, `compiled`, `remote`; a
+/// compiled one is kept as bytes when `defer_compiled`.
+fn snapshot_source(
+    raw: Option<RawSnapshotSource>,
+    defer_compiled: bool,
+) -> Result<(SnapshotSource, Option<Vec<u8>>), ConfigError> {
+    let Some(source) = raw else {
+        return Ok((SnapshotSource::Absent, None));
+    };
+    let given = [
+        source.inline.is_some(),
+        source.compiled.is_some(),
+        source.remote.is_some(),
+    ];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err(invalid(
+            "snapshot",
+            "inline, compiled, remote",
+            "give one source of",
+        ));
+    }
+    if let Some(inline) = source.inline {
+        let snapshot = crate::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?;
+        return Ok((SnapshotSource::Inline(Box::new(snapshot)), None));
+    }
+    if let Some(encoded) = source.compiled {
+        return compiled_source(&encoded, defer_compiled);
+    }
+    match source.remote {
+        Some(remote) => Ok((SnapshotSource::Remote(remote::remote_source(remote)?), None)),
+        None => Ok((SnapshotSource::Absent, None)),
+    }
+}
+
+fn compiled_source(
+    encoded: &str,
+    defer: bool,
+) -> Result<(SnapshotSource, Option<Vec<u8>>), ConfigError> {
+    let bytes = decode_base64(encoded)
+        .filter(|b| !defer || b.starts_with(crate::binary::MAGIC))
+        .ok_or(ConfigError::Invalid {
+            field: "snapshot.compiled",
+            value: String::new(),
+            what: "must be the base64 of `policyctl compile` output",
+        })?;
+    if defer {
+        return Ok((SnapshotSource::Absent, Some(bytes)));
+    }
+    let snapshot = crate::load_snapshot_bytes(&bytes).map_err(ConfigError::Snapshot)?;
+    Ok((SnapshotSource::Inline(Box::new(snapshot)), None))
 }
 
 /// Standard base64 (RFC 4648, `=` padding optional); `None` for anything else.
@@ -349,238 +339,9 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
-fn remote_source(raw: RawRemote) -> Result<RemoteSource, ConfigError> {
-    let invalid = |field, value: String, what| Err(ConfigError::Invalid { field, value, what });
-    if raw.cluster.is_empty() {
-        return invalid(
-            "snapshot.remote.cluster",
-            raw.cluster,
-            "must name an Envoy cluster, got",
-        );
-    }
-    if !raw.path.starts_with('/') {
-        return invalid("snapshot.remote.path", raw.path, "must start with `/`, got");
-    }
-    if raw.poll_ms < 100 {
-        return invalid(
-            "snapshot.remote.poll_ms",
-            raw.poll_ms.to_string(),
-            "must be at least 100, got",
-        );
-    }
-    if raw.timeout_ms == 0 {
-        return invalid(
-            "snapshot.remote.timeout_ms",
-            "0".into(),
-            "must be positive, got",
-        );
-    }
-    let verifier = public_keys(&raw.public_keys)?;
-    Ok(RemoteSource {
-        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
-        cluster: raw.cluster,
-        path: raw.path,
-        poll_ms: raw.poll_ms,
-        timeout_ms: raw.timeout_ms,
-        verifier,
-    })
-}
-
-/// At most 16 keys, each the base64 of a 32-byte Ed25519 public key.
-fn public_keys(encoded: &[String]) -> Result<Option<policy::signed::Verifier>, ConfigError> {
-    const FIELD: &str = "snapshot.remote.public_keys";
-    if encoded.is_empty() {
-        return Ok(None);
-    }
-    if encoded.len() > 16 {
-        return Err(ConfigError::Invalid {
-            field: FIELD,
-            value: encoded.len().to_string(),
-            what: "at most 16 keys, got",
-        });
-    }
-    let mut keys = Vec::with_capacity(encoded.len());
-    for text in encoded {
-        let key: [u8; 32] = decode_base64(text)
-            .and_then(|bytes| bytes.try_into().ok())
-            .ok_or_else(|| ConfigError::Invalid {
-                field: FIELD,
-                value: text.clone(),
-                what: "not the base64 of a 32-byte Ed25519 public key:",
-            })?;
-        keys.push(key);
-    }
-    policy::signed::Verifier::new(&keys)
-        .map(Some)
-        .map_err(|_| ConfigError::Invalid {
-            field: FIELD,
-            value: encoded.join(","),
-            what: "not an Ed25519 public key:",
-        })
-}
-
-impl PluginConfig {
-    /// Parses and validates a configuration; an inline snapshot is compiled.
-    pub fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
-        PluginConfig::parse_inner(bytes, false).map(|(config, _)| config)
-    }
-
-    /// Like [`PluginConfig::parse`], but `snapshot.compiled` is returned as
-    /// its bytes (checked for the format's magic only, `snapshot` left
-    /// `Absent`) for a host that decodes per request just what the request
-    /// needs (`policy::binary::decode_for`): the Otoroshi plug-in.
-    pub fn parse_deferring_compiled(
-        bytes: &[u8],
-    ) -> Result<(PluginConfig, Option<Vec<u8>>), ConfigError> {
-        PluginConfig::parse_inner(bytes, true)
-    }
-
-    fn parse_inner(
-        bytes: &[u8],
-        defer_compiled: bool,
-    ) -> Result<(PluginConfig, Option<Vec<u8>>), ConfigError> {
-        let text = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}" as &[u8]
-        } else {
-            bytes
-        };
-        let raw: RawConfig =
-            serde_json::from_slice(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let mode = match raw.mode.as_deref() {
-            None | Some("enforce") => Mode::Enforce,
-            Some("audit") => Mode::Audit,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    field: "mode",
-                    value: other.into(),
-                    what: "must be `enforce` or `audit`, got",
-                })
-            }
-        };
-        if let Some(env) = &raw.environment {
-            if env.is_empty() {
-                return Err(ConfigError::Invalid {
-                    field: "environment",
-                    value: env.clone(),
-                    what: "must be non-empty, got",
-                });
-            }
-        }
-        let defaults = Sources::default();
-        let api_key_headers = match raw.sources.api_key_headers {
-            None => defaults.api_key_headers,
-            Some(list) if list.len() > 16 => {
-                return Err(ConfigError::Invalid {
-                    field: "sources.api_key_headers",
-                    value: list.len().to_string(),
-                    what: "at most 16 headers, got",
-                })
-            }
-            Some(list) => list
-                .into_iter()
-                .map(|h| header_name("sources.api_key_headers", h))
-                .collect::<Result<_, _>>()?,
-        };
-        let user_header_configured = raw.sources.user_header.is_some();
-        let user_header = match raw.sources.user_header {
-            None => defaults.user_header,
-            // An empty name turns the user header off (contract extension).
-            Some(name) if name.is_empty() => None,
-            Some(name) => Some(header_name("sources.user_header", name)?),
-        };
-        let sources = Sources {
-            api_key_headers,
-            api_key_query: raw.sources.api_key_query.unwrap_or(defaults.api_key_query),
-            user_header,
-            path_case: raw.path_case,
-            tenant_header: header_name(
-                "sources.tenant_header",
-                raw.sources.tenant_header.unwrap_or(defaults.tenant_header),
-            )?,
-        };
-        let mut deferred = None;
-        let snapshot = match raw.snapshot {
-            None => SnapshotSource::Absent,
-            Some(source) => {
-                let given = [
-                    source.inline.is_some(),
-                    source.compiled.is_some(),
-                    source.remote.is_some(),
-                ];
-                if given.iter().filter(|&&g| g).count() > 1 {
-                    return Err(ConfigError::Invalid {
-                        field: "snapshot",
-                        value: "inline, compiled, remote".into(),
-                        what: "give one source of",
-                    });
-                }
-                if let Some(inline) = source.inline {
-                    SnapshotSource::Inline(Box::new(
-                        policy::load_snapshot(inline.get()).map_err(ConfigError::Snapshot)?,
-                    ))
-                } else if let Some(encoded) = source.compiled {
-                    let bytes = decode_base64(&encoded)
-                        .filter(|b| !defer_compiled || b.starts_with(policy::binary::MAGIC))
-                        .ok_or(ConfigError::Invalid {
-                            field: "snapshot.compiled",
-                            value: String::new(),
-                            what: "must be the base64 of `policyctl compile` output",
-                        })?;
-                    if defer_compiled {
-                        deferred = Some(bytes);
-                        SnapshotSource::Absent
-                    } else {
-                        SnapshotSource::Inline(Box::new(
-                            policy::load_snapshot_bytes(&bytes).map_err(ConfigError::Snapshot)?,
-                        ))
-                    }
-                } else if let Some(remote) = source.remote {
-                    SnapshotSource::Remote(remote_source(remote)?)
-                } else {
-                    SnapshotSource::Absent
-                }
-            }
-        };
-        if raw.max_staleness_ms == Some(0) {
-            return Err(ConfigError::Invalid {
-                field: "max_staleness_ms",
-                value: "0".into(),
-                what: "must be positive, got",
-            });
-        }
-        let fail_policy = FailPolicy {
-            fail_open: raw.fail_open,
-            max_staleness_ms: raw.max_staleness_ms,
-        };
-        let key_lookup = raw.key_lookup.map(key_lookup).transpose()?;
-        let filter_state = match raw.filter_state.as_deref() {
-            None | Some("all") => FilterState::All,
-            Some("denials") => FilterState::Denials,
-            Some("none") => FilterState::None,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    field: "filter_state",
-                    value: other.into(),
-                    what: "must be `all`, `denials` or `none`, got",
-                })
-            }
-        };
-        let config = PluginConfig {
-            mode,
-            environment: raw.environment,
-            sources,
-            snapshot,
-            fail_policy,
-            key_lookup,
-            filter_state,
-            user_header_configured,
-        };
-        Ok((config, deferred))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -606,7 +367,7 @@ mod tests {
     #[test]
     fn a_compiled_snapshot_loads_like_its_json() {
         let json = include_str!("../../../policies/demo.json");
-        let compiled = policy::binary::encode(&policy::load_snapshot(json).unwrap());
+        let compiled = crate::binary::encode(&crate::load_snapshot(json).unwrap());
         let encoded = encode_base64(&compiled);
         let config = format!(r#"{{"snapshot": {{"compiled": "{encoded}"}}}}"#);
         let parsed = PluginConfig::parse(config.as_bytes()).unwrap();

@@ -554,7 +554,7 @@ fn filter_state_can_be_limited_to_denials() {
         .log_level("info")
         .start_expect_failure();
     assert!(
-        log.contains("field `filter_state`: must be `all`, `denials` or `none`, got `sometimes`"),
+        log.contains("field `filter_state`: unknown variant `sometimes`, expected one of `all`, `denials`, `none`"),
         "{log}"
     );
 }
