@@ -5,22 +5,29 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Why a snapshot document could not be loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
-    /// The text is not a JSON object at all.
+    /// The bytes are not a snapshot at all (not JSON, not an object, a
+    /// damaged compiled or signed form).
+    #[error(transparent)]
     Syntax(SyntaxError),
     /// The JSON is well-formed but breaks one or more rules of the format.
+    #[error(transparent)]
     Invalid(InvalidSnapshot),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The bytes are not a snapshot at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot cannot be read: {}", escape_controls(.message))]
 pub struct SyntaxError {
+    /// What the reader said.
     pub message: String,
 }
 
 /// Every problem found, not only the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InvalidSnapshot {
+    /// Each broken rule, in document order.
     pub problems: Vec<Problem>,
 }
 
@@ -87,13 +94,6 @@ fn escape(text: &str, needs: impl Fn(char) -> bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let message = escape_controls(&self.message);
-        write!(f, "snapshot cannot be read: {message}")
-    }
-}
-
 impl fmt::Display for InvalidSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.problems.len();
@@ -105,19 +105,6 @@ impl fmt::Display for InvalidSnapshot {
         Ok(())
     }
 }
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Syntax(e) => e.fmt(f),
-            LoadError::Invalid(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-impl std::error::Error for SyntaxError {}
-impl std::error::Error for InvalidSnapshot {}
 
 impl LoadError {
     /// The individual problems (a syntax error is one problem about the snapshot).

@@ -22,7 +22,6 @@
 //! payload's own revision must equal the signed one.
 
 use sha2::{Digest, Sha256};
-use std::fmt;
 
 /// The first bytes of a signed snapshot.
 pub const MAGIC: &[u8; 8] = b"TGSIGNED";
@@ -32,59 +31,41 @@ const CONTEXT: &[u8] = b"tenantgate signed snapshot v1\0";
 const SIGNATURE_LEN: usize = 64;
 
 /// Why a signed snapshot is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignedError {
     /// The bytes are not a signed snapshot of this version, or are cut short.
+    #[error("signed snapshot is malformed: {0}")]
     Malformed(&'static str),
     /// Signed with a key that is not configured (its id, hex).
+    #[error("signed with key `{0}`, which is not among the configured public keys")]
     UnknownKey(String),
     /// The signature does not verify: the bytes were changed after signing.
+    #[error("the signature does not verify")]
     BadSignature,
     /// The payload's revision is not the signed one.
+    #[error("the snapshot's revision is not the signed revision")]
     RevisionMismatch,
     /// Public keys are configured and the snapshot is not signed.
+    #[error("the snapshot is not signed and public keys are configured")]
     Unsigned,
-    /// Older than (or a different snapshot with the same sequence as) one
-    /// already accepted: a replay or a rollback.
-    Replayed { sequence: u64, newest: u64 },
     /// A public key in the configuration is not a valid Ed25519 key.
+    #[error("not an Ed25519 public key")]
     InvalidKey,
 }
-
-impl fmt::Display for SignedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SignedError::Malformed(what) => write!(f, "signed snapshot is malformed: {what}"),
-            SignedError::UnknownKey(id) => {
-                write!(f, "signed with key `{id}`, which is not among the configured public keys")
-            }
-            SignedError::BadSignature => f.write_str("the signature does not verify"),
-            SignedError::RevisionMismatch => {
-                f.write_str("the snapshot's revision is not the signed revision")
-            }
-            SignedError::Unsigned => {
-                f.write_str("the snapshot is not signed and public keys are configured")
-            }
-            SignedError::Replayed { sequence, newest } => write!(
-                f,
-                "sequence {sequence} is not newer than the accepted sequence {newest} (replayed or rolled back)"
-            ),
-            SignedError::InvalidKey => f.write_str("not an Ed25519 public key"),
-        }
-    }
-}
-
-impl std::error::Error for SignedError {}
 
 /// A parsed signed snapshot, borrowed from its bytes.
 #[derive(Debug, Clone)]
 pub struct Signed<'b> {
+    /// The signing key's id ([`key_id`]): picks the public key.
     pub key_id: [u8; 8],
+    /// Strictly increasing per signer: a replayed older snapshot is refused.
     pub sequence: u64,
+    /// The payload's revision, readable before the payload is decoded.
     pub revision: &'b str,
     signature: [u8; SIGNATURE_LEN],
     /// Magic through revision: what the signature covers besides the payload.
     header: &'b [u8],
+    /// The compiled snapshot the signature covers.
     pub payload: &'b [u8],
 }
 
