@@ -1,7 +1,9 @@
 //! RFC 3339 timestamps without a clock: the caller always passes `now`.
 //!
-//! A dedicated parser keeps the wasm module small and makes the supported
-//! syntax explicit: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
+//! A dedicated parser rather than a date crate: the crates that parse RFC
+//! 3339 with offsets (chrono, time, jiff) bring calendars and formatting the
+//! core never uses, and the supported syntax stays explicit here:
+//! `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
 
 use std::fmt;
 
@@ -10,14 +12,17 @@ use std::fmt;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// From nanoseconds since the Unix epoch.
     pub const fn from_unix_nanos(nanos: i64) -> Self {
         Timestamp(nanos)
     }
 
+    /// From seconds since the Unix epoch (saturating).
     pub const fn from_unix_seconds(seconds: i64) -> Self {
         Timestamp(seconds.saturating_mul(1_000_000_000))
     }
 
+    /// Nanoseconds since the Unix epoch.
     pub const fn unix_nanos(self) -> i64 {
         self.0
     }
@@ -25,73 +30,10 @@ impl Timestamp {
     /// Parses an RFC 3339 date-time; `None` for anything else.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let b = text.as_bytes();
-        let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-            let part = b.get(range)?;
-            let mut value = 0i64;
-            for &c in part {
-                if !c.is_ascii_digit() {
-                    return None;
-                }
-                value = value * 10 + i64::from(c - b'0');
-            }
-            Some(value)
-        };
-        let at = |i: usize| b.get(i).copied();
-        if at(4)? != b'-' || at(7)? != b'-' || !matches!(at(10)?, b'T' | b't' | b' ') {
-            return None;
-        }
-        if at(13)? != b':' || at(16)? != b':' {
-            return None;
-        }
-        let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-        let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-            return None;
-        }
-        // 60 is a leap second; it is read as the next second.
-        if hour > 23 || minute > 59 || second > 60 {
-            return None;
-        }
-        let mut i = 19;
-        let mut nanos = 0i64;
-        if at(i) == Some(b'.') {
-            i += 1;
-            let start = i;
-            while let Some(c) = at(i).filter(u8::is_ascii_digit) {
-                if i - start < 9 {
-                    nanos = nanos * 10 + i64::from(c - b'0');
-                }
-                i += 1;
-            }
-            let count = i - start;
-            if count == 0 {
-                return None;
-            }
-            for _ in count..9 {
-                nanos *= 10;
-            }
-        }
-        let offset_seconds = match at(i)? {
-            b'Z' | b'z' if i + 1 == b.len() => 0,
-            sign @ (b'+' | b'-') if i + 6 == b.len() => {
-                if at(i + 3)? != b':' {
-                    return None;
-                }
-                let (oh, om) = (digits(i + 1..i + 3)?, digits(i + 4..i + 6)?);
-                if oh > 23 || om > 59 {
-                    return None;
-                }
-                let offset = oh * 3600 + om * 60;
-                if sign == b'+' {
-                    offset
-                } else {
-                    -offset
-                }
-            }
-            _ => return None,
-        };
-        let days = days_from_civil(year, month, day);
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+        let (days, seconds_of_day) = date_and_time(b)?;
+        let (nanos, end) = fraction(b, 19)?;
+        let offset_seconds = offset(b, end)?;
+        let seconds = days * 86_400 + seconds_of_day - offset_seconds;
         let total = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
         // Beyond 1677..2262 a time saturates: an expiry in 2300 is, for any clock
         // this code will meet, simply later than now.
@@ -100,6 +42,86 @@ impl Timestamp {
         } else {
             i64::MAX
         })))
+    }
+}
+
+/// The decimal number in `b[range]`.
+fn digits(b: &[u8], range: std::ops::Range<usize>) -> Option<i64> {
+    let mut value = 0i64;
+    for &c in b.get(range)? {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(c - b'0');
+    }
+    Some(value)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`: days since the epoch and seconds into the day.
+fn date_and_time(b: &[u8]) -> Option<(i64, i64)> {
+    let at = |i: usize| b.get(i).copied();
+    if at(4)? != b'-' || at(7)? != b'-' || !matches!(at(10)?, b'T' | b't' | b' ') {
+        return None;
+    }
+    if at(13)? != b':' || at(16)? != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(b, 0..4)?, digits(b, 5..7)?, digits(b, 8..10)?);
+    let (hour, minute, second) = (digits(b, 11..13)?, digits(b, 14..16)?, digits(b, 17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    // 60 is a leap second; it is read as the next second.
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some((
+        days_from_civil(year, month, day),
+        hour * 3600 + minute * 60 + second,
+    ))
+}
+
+/// An optional `.fraction` at `i`: nanoseconds (digits past the ninth
+/// ignored), and where the offset starts.
+fn fraction(b: &[u8], mut i: usize) -> Option<(i64, usize)> {
+    if b.get(i) != Some(&b'.') {
+        return Some((0, i));
+    }
+    i += 1;
+    let start = i;
+    let mut nanos = 0i64;
+    while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        if i - start < 9 {
+            nanos = nanos * 10 + i64::from(c - b'0');
+        }
+        i += 1;
+    }
+    let count = i - start;
+    if count == 0 {
+        return None;
+    }
+    for _ in count..9 {
+        nanos *= 10;
+    }
+    Some((nanos, i))
+}
+
+/// `Z` or `±HH:MM` at `i`, ending the text: the offset in seconds.
+fn offset(b: &[u8], i: usize) -> Option<i64> {
+    match *b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => Some(0),
+        sign @ (b'+' | b'-') if i + 6 == b.len() => {
+            if *b.get(i + 3)? != b':' {
+                return None;
+            }
+            let (hours, minutes) = (digits(b, i + 1..i + 3)?, digits(b, i + 4..i + 6)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = hours * 3600 + minutes * 60;
+            Some(if sign == b'+' { offset } else { -offset })
+        }
+        _ => None,
     }
 }
 

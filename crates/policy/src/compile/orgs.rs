@@ -1,7 +1,7 @@
 //! Organizations, their environments and the scopes memberships cover.
 
 use super::Compiler;
-use crate::document::OrgStatus;
+use crate::document::{OrgStatus, Organization};
 use crate::records::{Idx, OrgEntry};
 use crate::text::is_valid_id;
 use rustc_hash::FxHashMap;
@@ -36,100 +36,104 @@ impl Closure {
 }
 
 impl<'d> Compiler<'d> {
+    /// Every organization: its handle, its place in the hierarchy, its
+    /// standing and its environments.
     pub(super) fn compile_orgs(&mut self) -> Vec<OrgEntry> {
         let doc = self.doc;
         let mut handles: FxHashMap<&str, &str> = FxHashMap::default();
         let mut orgs = Vec::with_capacity(doc.organizations.len());
         for org in &doc.organizations {
-            if self.areas.contains_key(org.id.as_str()) {
-                self.problem(
-                    "organization",
-                    &org.id,
-                    "id",
-                    &org.id,
-                    "id is also an area id, so a membership scope naming it is ambiguous:",
-                );
+            self.check_org_names(org, &mut handles);
+            if let Some(area) = &org.area {
+                self.resolve("area", "organization", &org.id, "area", area);
             }
-            if !is_valid_id(&org.handle) {
-                self.problem(
-                    "organization",
-                    &org.id,
-                    "handle",
-                    &org.handle,
-                    "handle must be non-empty and use only `A-Za-z0-9._:-`, got",
-                );
-            } else if let Some(other) = handles.insert(&org.handle, &org.id) {
-                let what = format!("handle already used by organization `{other}`:");
-                self.problem("organization", &org.id, "handle", &org.handle, &what);
-            }
-            if let Some(&owner) = self.orgs.get(org.handle.as_str()) {
-                if doc.organizations.get(owner as usize).map(|o| o.id.as_str())
-                    != Some(org.id.as_str())
-                {
-                    self.problem(
-                        "organization",
-                        &org.id,
-                        "handle",
-                        &org.handle,
-                        "handle equals another organization's id",
-                    );
-                }
-            }
-            let area = match &org.area {
-                Some(a) => self.resolve("area", "organization", &org.id, "area", a),
-                None => None,
-            };
             let parent = match &org.parent {
                 Some(p) => self.resolve("organization", "organization", &org.id, "parent", p),
                 None => None,
             };
-            if let Some(parent_doc) = parent.and_then(|p| doc.organizations.get(p as usize)) {
-                if let Some(grandparent) = &parent_doc.parent {
-                    let what = format!("parent has a parent (`{grandparent}`); sub-organizations cannot have children:");
-                    self.problem("organization", &org.id, "parent", &parent_doc.id, &what);
-                }
-                if let (Some(own), parent_area) = (&org.area, &parent_doc.area) {
-                    if parent_area.as_deref() != Some(own.as_str()) {
-                        let what = format!(
-                            "a sub-organization's area must equal its parent's (`{}`), got",
-                            parent_area.as_deref().unwrap_or("none")
-                        );
-                        self.problem("organization", &org.id, "area", own, &what);
-                    }
-                }
-            }
-            let _ = area;
+            self.check_hierarchy(org, parent);
             let expires_at = self.parse_time(
                 "organization",
                 &org.id,
                 "expires_at",
                 org.expires_at.as_deref(),
             );
-            let mut envs = Vec::new();
-            for env in &org.environments {
-                if !is_valid_id(env) {
-                    self.problem(
-                        "organization",
-                        &org.id,
-                        "environments",
-                        env,
-                        "environment must use only `A-Za-z0-9._:-`, got",
-                    );
-                }
-                envs.push(self.intern_env(env));
-            }
-            envs.sort_unstable();
-            envs.dedup();
             orgs.push(OrgEntry {
                 id: org.id.as_str().into(),
                 handle: org.handle.as_str().into(),
                 parent,
                 suspended: org.status == OrgStatus::Suspended,
                 expires_at,
-                envs: envs.into(),
+                envs: self.org_environments(org).into(),
             });
         }
         orgs
+    }
+
+    /// An organization's id is no area id; its handle is an id, unique, and
+    /// no other organization's id.
+    fn check_org_names(
+        &mut self,
+        org: &'d Organization,
+        handles: &mut FxHashMap<&'d str, &'d str>,
+    ) {
+        let doc = self.doc;
+        if self.areas.contains_key(org.id.as_str()) {
+            let what = "id is also an area id, so a membership scope naming it is ambiguous:";
+            self.problem("organization", &org.id, "id", &org.id, what);
+        }
+        if !is_valid_id(&org.handle) {
+            let what = "handle must be non-empty and use only `A-Za-z0-9._:-`, got";
+            self.problem("organization", &org.id, "handle", &org.handle, what);
+        } else if let Some(other) = handles.insert(&org.handle, &org.id) {
+            let what = format!("handle already used by organization `{other}`:");
+            self.problem("organization", &org.id, "handle", &org.handle, &what);
+        }
+        if let Some(&owner) = self.orgs.get(org.handle.as_str()) {
+            let owner_id = doc.organizations.get(owner as usize).map(|o| o.id.as_str());
+            if owner_id != Some(org.id.as_str()) {
+                let what = "handle equals another organization's id";
+                self.problem("organization", &org.id, "handle", &org.handle, what);
+            }
+        }
+    }
+
+    /// Two levels under an area: a parent has no parent, and a
+    /// sub-organization's area, if given, is its parent's.
+    fn check_hierarchy(&mut self, org: &Organization, parent: Option<Idx>) {
+        let Some(parent_doc) = parent.and_then(|p| self.doc.organizations.get(p as usize)) else {
+            return;
+        };
+        if let Some(grandparent) = &parent_doc.parent {
+            let what = format!(
+                "parent has a parent (`{grandparent}`); sub-organizations cannot have children:"
+            );
+            self.problem("organization", &org.id, "parent", &parent_doc.id, &what);
+        }
+        if let Some(own) = &org.area {
+            if parent_doc.area.as_deref() != Some(own.as_str()) {
+                let what = format!(
+                    "a sub-organization's area must equal its parent's (`{}`), got",
+                    parent_doc.area.as_deref().unwrap_or("none")
+                );
+                self.problem("organization", &org.id, "area", own, &what);
+            }
+        }
+    }
+
+    /// An organization's environments, interned, sorted.
+    fn org_environments(&mut self, org: &Organization) -> Vec<Idx> {
+        let mut envs = Vec::with_capacity(org.environments.len());
+        for env in &org.environments {
+            if !is_valid_id(env) {
+                let what = "environment must use only `A-Za-z0-9._:-`, got";
+                self.problem("organization", &org.id, "environments", env, what);
+            }
+            envs.push(self.intern_env(env));
+        }
+        envs.sort_unstable();
+        envs.dedup();
+        envs
     }
 
     pub(super) fn scope_closure(&self, orgs: &[OrgEntry]) -> Closure {

@@ -2,6 +2,7 @@
 //! bits of roles, and products (bundles of routes).
 
 use super::Compiler;
+use crate::document::Route;
 use crate::records::{Idx, ListedTeam, OrgEntry, ProductEntry, RouteEntry, RouteTeams};
 use crate::text::is_http_token;
 use rustc_hash::FxHashMap;
@@ -11,137 +12,159 @@ enum Pattern<'a> {
     Exact(&'a str),
 }
 
+/// The distinct permissions routes require, each a bit of the grants'
+/// permission sets (in the order first seen).
+#[derive(Default)]
+pub(super) struct Vocabulary<'d> {
+    pub(super) names: Vec<Box<str>>,
+    bit_of: FxHashMap<&'d str, Idx>,
+}
+
+impl<'d> Vocabulary<'d> {
+    fn bit(&mut self, name: &'d str) -> Idx {
+        let next = self.names.len() as Idx;
+        *self.bit_of.entry(name).or_insert_with(|| {
+            self.names.push(name.into());
+            next
+        })
+    }
+}
+
 impl<'d> Compiler<'d> {
+    /// Every route; the permissions they require become the vocabulary.
     pub(super) fn compile_routes(&mut self) -> (Vec<Box<str>>, Vec<RouteEntry>) {
         let doc = self.doc;
-        let mut vocabulary: Vec<Box<str>> = Vec::new();
-        let mut bit_of: FxHashMap<&'d str, Idx> = FxHashMap::default();
-        let mut routes = Vec::with_capacity(doc.routes.len());
-        for route in &doc.routes {
-            let id = route.id.as_str();
-            let prefix = crate::path::canonical_prefix(&route.path_prefix).unwrap_or_else(|_| {
-                self.problem(
-                    "route",
-                    id,
-                    "path_prefix",
-                    &route.path_prefix,
-                    "path_prefix must be a canonical path: `/` first, no `?`, `#`, `;` parameter, dot segment, backslash, control character or encoded `.`, `/`, backslash, `;` or NUL, got",
-                );
-                b"/".to_vec()
-            });
-            for host in &route.hosts {
-                if host.is_empty() || host.contains(['/', ' ']) {
-                    self.problem("route", id, "hosts", host, "not a host name");
-                }
-            }
-            for method in &route.methods {
-                if !is_http_token(method) {
-                    self.problem("route", id, "methods", method, "not an HTTP method");
-                }
-            }
-            let tenant = if route.tenant == "*" {
-                None
-            } else {
-                self.resolve("organization", "route", id, "tenant", &route.tenant)
-            };
-            let teams = match &route.teams {
-                None => RouteTeams::Unrestricted,
-                Some(list) if list.is_empty() => {
-                    self.problem(
-                        "route",
-                        id,
-                        "teams",
-                        "[]",
-                        "teams must not be empty (omit the field for no team check), got",
-                    );
-                    RouteTeams::Unrestricted
-                }
-                Some(list) if list.iter().any(|t| t == "*") => {
-                    if list.len() > 1 {
-                        self.problem(
-                            "route",
-                            id,
-                            "teams",
-                            &list
-                                .iter()
-                                .map(String::as_str)
-                                .collect::<Vec<_>>()
-                                .join(","),
-                            "`*` must be the only entry, got",
-                        );
-                    }
-                    RouteTeams::AnyTeam
-                }
-                Some(list) => {
-                    let mut resolved = Vec::new();
-                    for team in list {
-                        let Some(t) = self.resolve("team", "route", id, "teams", team) else {
-                            continue;
-                        };
-                        let owner = doc.teams.get(t as usize).map(|t| t.organization.as_str());
-                        if tenant.is_some() && owner != Some(route.tenant.as_str()) {
-                            let what = format!(
-                                "team belongs to `{}`, not to the route's tenant:",
-                                owner.unwrap_or("")
-                            );
-                            self.problem("route", id, "teams", team, &what);
-                        }
-                        if let Some(&org) = owner.and_then(|o| self.orgs.get(o)) {
-                            resolved.push(ListedTeam { team: t, org });
-                        }
-                    }
-                    resolved.sort_unstable();
-                    resolved.dedup();
-                    RouteTeams::Listed(resolved.into())
-                }
-            };
-            let mut permission =
-                |field: &str, value: &'d Option<String>, this: &mut Self| -> Option<Idx> {
-                    let text = value.as_deref()?;
-                    if text.is_empty() {
-                        this.problem(
-                            "route",
-                            id,
-                            field,
-                            text,
-                            "permission must be non-empty, got",
-                        );
-                        return None;
-                    }
-                    let next = vocabulary.len() as Idx;
-                    Some(*bit_of.entry(text).or_insert_with(|| {
-                        vocabulary.push(text.into());
-                        next
-                    }))
-                };
-            let (read_permission, write_permission) = match &route.permissions {
-                Some(p) => (
-                    permission("permissions.read", &p.read, self),
-                    permission("permissions.write", &p.write, self),
-                ),
-                None => (None, None),
-            };
-            routes.push(RouteEntry {
-                id: id.into(),
-                prefix: prefix.into(),
-                hosts: route
-                    .hosts
-                    .iter()
-                    .map(|h| h.to_ascii_lowercase().into())
-                    .collect(),
-                methods: route
-                    .methods
-                    .iter()
-                    .map(|m| m.to_ascii_uppercase().into())
-                    .collect(),
-                tenant,
-                teams,
-                read_permission,
-                write_permission,
-                public: route.public,
-            });
+        let mut vocabulary = Vocabulary::default();
+        let routes = doc
+            .routes
+            .iter()
+            .map(|route| self.compile_route(route, &mut vocabulary))
+            .collect();
+        (vocabulary.names, routes)
+    }
+
+    fn compile_route(&mut self, route: &'d Route, vocabulary: &mut Vocabulary<'d>) -> RouteEntry {
+        let id = route.id.as_str();
+        let prefix = crate::path::canonical_prefix(&route.path_prefix).unwrap_or_else(|_| {
+            let what = "path_prefix must be a canonical path: `/` first, no `?`, `#`, `;` parameter, dot segment, backslash, control character or encoded `.`, `/`, backslash, `;` or NUL, got";
+            self.problem("route", id, "path_prefix", &route.path_prefix, what);
+            b"/".to_vec()
+        });
+        for host in route
+            .hosts
+            .iter()
+            .filter(|h| h.is_empty() || h.contains(['/', ' ']))
+        {
+            self.problem("route", id, "hosts", host, "not a host name");
         }
-        (vocabulary, routes)
+        for method in route.methods.iter().filter(|m| !is_http_token(m)) {
+            self.problem("route", id, "methods", method, "not an HTTP method");
+        }
+        let tenant = match route.tenant.as_str() {
+            "*" => None,
+            name => self.resolve("organization", "route", id, "tenant", name),
+        };
+        let (read, write) = match &route.permissions {
+            Some(p) => (
+                self.route_permission(id, "permissions.read", p.read.as_deref(), vocabulary),
+                self.route_permission(id, "permissions.write", p.write.as_deref(), vocabulary),
+            ),
+            None => (None, None),
+        };
+        RouteEntry {
+            id: id.into(),
+            prefix: prefix.into(),
+            hosts: route
+                .hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase().into())
+                .collect(),
+            methods: route
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase().into())
+                .collect(),
+            tenant,
+            teams: self.route_teams(route, tenant.is_some()),
+            read_permission: read,
+            write_permission: write,
+            public: route.public,
+        }
+    }
+
+    /// A route's teams: none (no check), `["*"]` alone, or listed teams, of
+    /// the route's tenant when it is concrete.
+    fn route_teams(&mut self, route: &Route, concrete_tenant: bool) -> RouteTeams {
+        let id = route.id.as_str();
+        match &route.teams {
+            None => RouteTeams::Unrestricted,
+            Some(list) if list.is_empty() => {
+                let what = "teams must not be empty (omit the field for no team check), got";
+                self.problem("route", id, "teams", "[]", what);
+                RouteTeams::Unrestricted
+            }
+            Some(list) if list.iter().any(|t| t == "*") => {
+                if list.len() > 1 {
+                    let what = "`*` must be the only entry, got";
+                    self.problem("route", id, "teams", &list.join(","), what);
+                }
+                RouteTeams::AnyTeam
+            }
+            Some(list) => {
+                RouteTeams::Listed(self.listed_teams(route, list, concrete_tenant).into())
+            }
+        }
+    }
+
+    fn listed_teams(
+        &mut self,
+        route: &Route,
+        list: &[String],
+        concrete_tenant: bool,
+    ) -> Vec<ListedTeam> {
+        let doc = self.doc;
+        let mut resolved = Vec::new();
+        for team in list {
+            let Some(t) = self.resolve("team", "route", &route.id, "teams", team) else {
+                continue;
+            };
+            let owner = doc.teams.get(t as usize).map(|t| t.organization.as_str());
+            if concrete_tenant && owner != Some(route.tenant.as_str()) {
+                let what = format!(
+                    "team belongs to `{}`, not to the route's tenant:",
+                    owner.unwrap_or("")
+                );
+                self.problem("route", &route.id, "teams", team, &what);
+            }
+            if let Some(&org) = owner.and_then(|o| self.orgs.get(o)) {
+                resolved.push(ListedTeam { team: t, org });
+            }
+        }
+        resolved.sort_unstable();
+        resolved.dedup();
+        resolved
+    }
+
+    /// A permission a route requires, as its bit; an empty one is refused.
+    fn route_permission(
+        &mut self,
+        id: &str,
+        field: &str,
+        permission: Option<&'d str>,
+        vocabulary: &mut Vocabulary<'d>,
+    ) -> Option<Idx> {
+        let text = permission?;
+        if text.is_empty() {
+            self.problem(
+                "route",
+                id,
+                field,
+                text,
+                "permission must be non-empty, got",
+            );
+            return None;
+        }
+        Some(vocabulary.bit(text))
     }
 
     pub(super) fn role_permission_bits(&mut self, vocabulary: &[Box<str>]) -> Vec<Box<[u64]>> {
