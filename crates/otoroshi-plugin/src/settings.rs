@@ -48,17 +48,25 @@ pub enum Policy<'b> {
 
 /// The validated settings of one call.
 pub struct Settings<'b> {
+    /// Enforce or audit.
     pub mode: Mode,
+    /// The gateway's environment (spec §2 step 9).
     pub environment: Option<String>,
+    /// Where credentials and the tenant selector come from.
     pub sources: Sources,
+    /// `fail_open`: with no snapshot, requests pass unchecked (forged annotations
+    /// still stripped, none added) instead of 503 `no_policy`.
     pub fail_open: bool,
+    /// The snapshot to decide against.
     pub policy: Policy<'b>,
+    /// The Otoroshi-only options.
     pub options: OtoroshiOptions,
 }
 
 /// Why the settings are unusable. The text is for operators (`check_config`),
 /// never sent to clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct SettingsError(pub String);
 
 /// The top-level keys of our settings object, values kept raw.
@@ -110,39 +118,7 @@ pub fn load<'b>(
 }
 
 fn parse<'b>(text: &str, baked: Option<&'b [u8]>) -> Result<Settings<'b>, SettingsError> {
-    let mut options = OtoroshiOptions::default();
-    // The Envoy configuration as written, unless it holds our key (a cheap
-    // test first: the text is mostly the snapshot, read once more below).
-    let config_text: Cow<'_, str> = if text.contains("\"otoroshi\"") {
-        let fields: Fields<'_> = serde_json::from_str(text)
-            .map_err(|e| SettingsError(format!("plugin configuration is not valid: {e}")))?;
-        let mut shared = Vec::with_capacity(fields.0.len());
-        for (key, value) in &fields.0 {
-            if key == OTOROSHI_KEY {
-                options = serde_json::from_str(value.get()).map_err(|e| {
-                    SettingsError(format!("plugin configuration: field `{OTOROSHI_KEY}`: {e}"))
-                })?;
-            } else {
-                shared.push((key, *value));
-            }
-        }
-        let mut out = String::with_capacity(text.len());
-        out.push('{');
-        for (i, (key, value)) in shared.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let key =
-                serde_json::to_string(key.as_ref()).map_err(|e| SettingsError(e.to_string()))?;
-            out.push_str(&key);
-            out.push(':');
-            out.push_str(value.get());
-        }
-        out.push('}');
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(text)
-    };
+    let (options, config_text) = split_otoroshi_options(text)?;
     // Otoroshi instantiates the module for every call, so the snapshot is
     // loaded on every request: a compiled one is kept as bytes and decoded per
     // request, for that request only.
@@ -153,19 +129,7 @@ fn parse<'b>(text: &str, baked: Option<&'b [u8]>) -> Result<Settings<'b>, Settin
             "plugin configuration: field `key_lookup`: not available in Otoroshi (a plug-in makes no outbound calls); ship every key in the snapshot".into(),
         ));
     }
-    let policy = match (config.snapshot, compiled) {
-        (_, Some(bytes)) => Policy::Encoded(Cow::Owned(bytes)),
-        (SnapshotSource::Inline(snapshot), None) => Policy::Whole(snapshot),
-        (SnapshotSource::Absent, None) => match baked {
-            Some(bytes) => Policy::Encoded(Cow::Borrowed(bytes)),
-            None => Policy::Absent,
-        },
-        (SnapshotSource::Remote(_), None) => {
-            return Err(SettingsError(
-                "plugin configuration: field `snapshot.remote`: not available in Otoroshi (a plug-in makes no outbound calls); use `snapshot.inline`".into(),
-            ))
-        }
-    };
+    let policy = choose_policy(config.snapshot, compiled, baked)?;
     let mut sources = config.sources;
     if !config.user_header_configured {
         // Otoroshi's own validated user is the user; a header names one only
@@ -180,6 +144,59 @@ fn parse<'b>(text: &str, baked: Option<&'b [u8]>) -> Result<Settings<'b>, Settin
         fail_open: config.fail_policy.fail_open,
         policy,
         options,
+    })
+}
+
+/// Takes our `otoroshi` key out of the settings: its options, and the Envoy
+/// configuration without it (the text as written when it has no such key; a
+/// cheap test first, since the text is mostly the snapshot).
+fn split_otoroshi_options(text: &str) -> Result<(OtoroshiOptions, Cow<'_, str>), SettingsError> {
+    if !text.contains("\"otoroshi\"") {
+        return Ok((OtoroshiOptions::default(), Cow::Borrowed(text)));
+    }
+    let fields: Fields<'_> = serde_json::from_str(text)
+        .map_err(|e| SettingsError(format!("plugin configuration is not valid: {e}")))?;
+    let mut options = OtoroshiOptions::default();
+    let mut out = String::with_capacity(text.len());
+    out.push('{');
+    for (key, value) in &fields.0 {
+        if key == OTOROSHI_KEY {
+            options = serde_json::from_str(value.get()).map_err(|e| {
+                SettingsError(format!("plugin configuration: field `{OTOROSHI_KEY}`: {e}"))
+            })?;
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let key = serde_json::to_string(key.as_ref()).map_err(|e| SettingsError(e.to_string()))?;
+        out.push_str(&key);
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push('}');
+    Ok((options, Cow::Owned(out)))
+}
+
+/// The snapshot of the settings, else the baked one. A remote snapshot needs
+/// outbound calls, which a plug-in cannot make.
+fn choose_policy<'b>(
+    source: SnapshotSource,
+    compiled: Option<Vec<u8>>,
+    baked: Option<&'b [u8]>,
+) -> Result<Policy<'b>, SettingsError> {
+    Ok(match (source, compiled) {
+        (_, Some(bytes)) => Policy::Encoded(Cow::Owned(bytes)),
+        (SnapshotSource::Inline(snapshot), None) => Policy::Whole(snapshot),
+        (SnapshotSource::Absent, None) => match baked {
+            Some(bytes) => Policy::Encoded(Cow::Borrowed(bytes)),
+            None => Policy::Absent,
+        },
+        (SnapshotSource::Remote(_), None) => {
+            return Err(SettingsError(
+                "plugin configuration: field `snapshot.remote`: not available in Otoroshi (a plug-in makes no outbound calls); use `snapshot.inline`".into(),
+            ))
+        }
     })
 }
 

@@ -3,6 +3,8 @@
 //! No I/O, no clock, no host calls: the same code runs in `policyctl`, in tests,
 //! in benchmarks and inside every host's wasm shell.
 
+#![warn(missing_docs)]
+
 pub mod binary;
 pub mod compile;
 pub mod config;

@@ -4,11 +4,13 @@ macro_rules! reasons {
     ($($variant:ident => $code:literal, $status:literal, $error:literal, $message:literal;)*) => {
         /// Why a request is (or would be) denied. The code strings are a stable API.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[allow(missing_docs)] // each variant is documented by its code and message below
         pub enum Reason {
             $($variant,)*
         }
 
         impl Reason {
+            /// Every reason: the decision steps' in step order, then the shells' own.
             pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
 
             /// The stable reason code, e.g. `invalid_api_key`.
@@ -16,6 +18,7 @@ macro_rules! reasons {
                 match self { $(Reason::$variant => $code,)* }
             }
 
+            /// The HTTP status a denial for this reason answers.
             pub const fn status(self) -> u16 {
                 match self { $(Reason::$variant => $status,)* }
             }
@@ -25,6 +28,7 @@ macro_rules! reasons {
                 match self { $(Reason::$variant => $error,)* }
             }
 
+            /// The human-readable message of the deny body.
             pub const fn message(self) -> &'static str {
                 match self { $(Reason::$variant => $message,)* }
             }
@@ -44,6 +48,7 @@ macro_rules! reasons {
                 match self { $(Reason::$variant => concat!("deny; reason=", $code),)* }
             }
 
+            /// The reason with this stable code.
             pub fn from_code(code: &str) -> Option<Reason> {
                 match code { $($code => Some(Reason::$variant),)* _ => None }
             }

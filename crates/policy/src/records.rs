@@ -27,12 +27,19 @@ pub(crate) struct GatewayIds {
 /// Counts, for logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotStats {
+    /// Organizations at every level (area, organization, sub-organization).
     pub organizations: usize,
+    /// Teams, across organizations.
     pub teams: usize,
+    /// Users.
     pub users: usize,
+    /// Applications.
     pub apps: usize,
+    /// API key hashes (a key held by several environments counts once per entry).
     pub api_keys: usize,
+    /// Routes.
     pub routes: usize,
+    /// Compiled (principal, organization) grant sets.
     pub grants: usize,
 }
 

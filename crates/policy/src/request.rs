@@ -19,6 +19,7 @@ pub struct Sources {
     pub api_key_query: String,
     /// The user id header (`None`: no user identity from headers).
     pub user_header: Option<String>,
+    /// The tenant selector header (spec §2 step 5).
     pub tenant_header: String,
     /// How route prefixes compare letter case.
     pub path_case: PathCase,
@@ -50,6 +51,7 @@ pub struct Ambiguity {
 /// One request, borrowed from the host's buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'r> {
+    /// The HTTP method, as received.
     pub method: &'r str,
     /// The `:authority`/`Host`, possibly with a port.
     pub host: &'r str,
@@ -59,9 +61,13 @@ pub struct Request<'r> {
     pub route_path: Result<Cow<'r, [u8]>, InvalidPath>,
     /// How `route_path` was folded (the route index must match it).
     pub path_case: PathCase,
+    /// The API key from the first source that holds one.
     pub api_key: Option<Cow<'r, [u8]>>,
+    /// The user identity header's value.
     pub user_id: Option<&'r [u8]>,
+    /// The tenant selector header's value.
     pub tenant_selector: Option<&'r [u8]>,
+    /// Identity sent in a way two readers could disagree on.
     pub ambiguous: Ambiguity,
     /// The path to send upstream when the API key query parameter had to be removed.
     pub forward_path: Option<Vec<u8>>,

@@ -21,10 +21,13 @@ pub const STRIPPED_HEADERS: [&str; 7] = [
 ];
 
 /// Enforce denies; audit lets everything through and marks what it would deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// Deny what the policy denies.
     #[default]
     Enforce,
+    /// Let everything through; mark would-be denials (`x-policy-decision`).
     Audit,
 }
 
@@ -33,11 +36,15 @@ pub enum Mode {
 pub struct Decision<'a> {
     /// `None` when the request is allowed.
     pub reason: Option<Reason>,
+    /// The matched route's id (`None` before step 1 matched one).
     pub route: Option<&'a str>,
+    /// The matched route is public (step 2): only tenant and revision annotate it.
     pub public: bool,
     pub(crate) tenant: Option<&'a OrgEntry>,
+    /// The authenticated caller, spec §3 form (`user:<email>`, `app:<id>`, ...).
     pub principal: Option<Cow<'a, str>>,
     pub(crate) grants: Option<&'a Grants>,
+    /// The snapshot's revision (`None` only when no snapshot is loaded).
     pub revision: Option<&'a str>,
     /// The path without the API key query parameter, when it had one: the
     /// host sets it whatever the decision, so that neither the upstream nor
@@ -51,13 +58,18 @@ pub enum Verdict<'d> {
     /// Replace the path if given (access logs read it), then answer locally;
     /// the request does not reach the upstream.
     Respond {
+        /// 401, 403, 404, 400 or 503 (spec §4).
         status: u16,
+        /// The stable JSON deny body.
         body: &'static str,
+        /// The path without the API key parameter, when it had one.
         path: Option<&'d [u8]>,
     },
     /// Strip [`STRIPPED_HEADERS`], set `headers`, replace the path if given, forward.
     Forward {
+        /// The annotations (and, in audit mode, the would-be verdict).
         headers: Vec<(&'static str, &'d str)>,
+        /// The path without the API key parameter, when it had one.
         path: Option<&'d [u8]>,
     },
 }
@@ -91,18 +103,22 @@ impl<'a> Decision<'a> {
         self
     }
 
+    /// No step denied.
     pub fn allowed(&self) -> bool {
         self.reason.is_none()
     }
 
+    /// The HTTP status of the decision: 200 when allowed.
     pub fn status(&self) -> u16 {
         self.reason.map_or(200, Reason::status)
     }
 
+    /// The resolved tenant's id (`x-tenant-id`).
     pub fn tenant_id(&self) -> Option<&'a str> {
         self.tenant.map(|t| &*t.id)
     }
 
+    /// The resolved tenant's handle (`x-tenant-handle`).
     pub fn tenant_handle(&self) -> Option<&'a str> {
         self.tenant.map(|t| &*t.handle)
     }
@@ -184,14 +200,23 @@ impl<'a> Decision<'a> {
 /// The `policyctl explain` output; serialize it with `serde_json`.
 #[derive(Debug, serde::Serialize)]
 pub struct Explain<'d> {
+    /// `allow` or `deny`.
     pub decision: &'static str,
+    /// The HTTP status the gateway answers (200 when allowed).
     pub status: u16,
+    /// The stable reason code of a denial.
     pub reason: Option<&'static str>,
+    /// The matched route's id.
     pub route: Option<&'d str>,
+    /// The resolved tenant's id.
     pub tenant: Option<&'d str>,
+    /// The authenticated caller.
     pub principal: Option<&'d str>,
+    /// The tenant's teams the principal holds a right on.
     pub teams: Vec<&'d str>,
+    /// The effective roles in the tenant, sorted.
     pub roles: Vec<&'d str>,
+    /// The headers set toward the upstream, in order.
     pub headers: HeaderMap<'d>,
 }
 
