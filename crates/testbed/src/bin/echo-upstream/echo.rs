@@ -44,8 +44,8 @@ pub fn main() -> ExitCode {
 async fn serve(listen: &str) -> ExitCode {
     let listener = match bind_and_announce(listen).await {
         Ok(listener) => listener,
-        Err(message) => {
-            eprintln!("echo-upstream: {message}");
+        Err(e) => {
+            eprintln!("echo-upstream: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -65,17 +65,18 @@ async fn serve(listen: &str) -> ExitCode {
 
 /// Binds `listen` and prints the one stdout line `listening on IP:PORT`, from which a parent
 /// learns the port.
-async fn bind_and_announce(listen: &str) -> Result<TcpListener, String> {
+async fn bind_and_announce(listen: &str) -> io::Result<TcpListener> {
+    let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot bind {listen}: {e}"))?;
+        .map_err(|e| context(&format!("cannot bind {listen}"), e))?;
     let local = listener
         .local_addr()
-        .map_err(|e| format!("local_addr: {e}"))?;
+        .map_err(|e| context("local_addr", e))?;
     let mut out = io::stdout().lock();
     writeln!(out, "listening on {local}")
         .and_then(|()| out.flush())
-        .map_err(|_| "cannot write to stdout".to_string())?;
+        .map_err(|e| context("cannot write to stdout", e))?;
     Ok(listener)
 }
 
