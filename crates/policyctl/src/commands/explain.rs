@@ -118,3 +118,48 @@ fn system_now() -> Timestamp {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     Timestamp::from_unix_nanos(nanos)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::{parse, Command};
+
+    #[test]
+    fn headers_add_up_and_other_flags_take_their_last_value() {
+        let parsed = parse([
+            "policyctl",
+            "explain",
+            "--policy",
+            "p.json",
+            "--method",
+            "GET",
+            "--method=POST",
+            "--path",
+            "/x",
+            "--header",
+            "a: 1",
+            "--header",
+            "b:2 ",
+        ]);
+        let Ok(Command::Explain(args)) = parsed else {
+            panic!("{parsed:?}");
+        };
+        let headers = [("a".to_string(), "1".to_string()), ("b".into(), "2".into())];
+        assert_eq!(args.headers, headers);
+        assert_eq!(args.method, "POST");
+        assert_eq!(args.host, "localhost");
+        assert!(parse(["policyctl", "explain", "--policy", "p", "--method", "GET"]).is_err());
+        let bad_header = [
+            "policyctl",
+            "explain",
+            "--policy",
+            "p",
+            "--method",
+            "GET",
+            "--path",
+            "/",
+            "--header",
+            "x",
+        ];
+        assert!(parse(bad_header).is_err());
+    }
+}

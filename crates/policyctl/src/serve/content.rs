@@ -2,7 +2,7 @@
 
 use super::etag::etag_of;
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tenantgate_policy as policy;
@@ -55,14 +55,15 @@ pub fn load_keys(bytes: &[u8]) -> Result<KeySet, Vec<String>> {
     let mut keys = KeySet::with_capacity(items.len());
     let mut problems = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match key_hash(index, item) {
-            Ok((name, hash)) => {
-                if keys.insert(hash.to_string(), item.to_string()).is_some() {
-                    let prefix = hash.get(..HASH_PREFIX).unwrap_or_default();
-                    problems.push(format!("{name}: duplicate sha256 {prefix}…"));
-                }
-            }
-            Err(problem) => problems.push(problem),
+        let checked =
+            key_hash(item).and_then(
+                |hash| match keys.insert(hash.to_string(), item.to_string()) {
+                    Some(_) => Err(KeyProblem::Duplicate(hash_prefix(hash))),
+                    None => Ok(()),
+                },
+            );
+        if let Err(problem) = checked {
+            problems.push(format!("{}: {problem}", entry_name(index, item)));
         }
     }
     if problems.is_empty() {
@@ -72,25 +73,40 @@ pub fn load_keys(bytes: &[u8]) -> Result<KeySet, Vec<String>> {
     }
 }
 
-/// The name of entry `index` in messages, and its well-formed `sha256`.
-fn key_hash(index: usize, item: &Value) -> Result<(String, &str), String> {
-    let Some(object) = item.as_object() else {
-        return Err(format!("keys[{index}]: must be an object"));
-    };
-    let name = entry_name(index, object);
+/// What is wrong with an entry of the keys file.
+#[derive(Debug, thiserror::Error)]
+enum KeyProblem {
+    #[error("must be an object")]
+    NotAnObject,
+    /// The value is not echoed: a malformed "hash" may well be a raw key.
+    #[error("`sha256` must be 64 lower-case hex digits")]
+    MalformedHash,
+    #[error("`sha256` (a string) is required")]
+    MissingHash,
+    #[error("duplicate sha256 {0}…")]
+    Duplicate(String),
+}
+
+/// The entry's well-formed `sha256`.
+fn key_hash(item: &Value) -> Result<&str, KeyProblem> {
+    let object = item.as_object().ok_or(KeyProblem::NotAnObject)?;
     match object.get("sha256").and_then(Value::as_str) {
-        Some(hash) if is_sha256_hex(hash) => Ok((name, hash)),
-        // The value is not echoed: a malformed "hash" may well be a raw key.
-        Some(_) => Err(format!("{name}: `sha256` must be 64 lower-case hex digits")),
-        None => Err(format!("{name}: `sha256` (a string) is required")),
+        Some(hash) if is_sha256_hex(hash) => Ok(hash),
+        Some(_) => Err(KeyProblem::MalformedHash),
+        None => Err(KeyProblem::MissingHash),
     }
 }
 
-fn entry_name(index: usize, object: &Map<String, Value>) -> String {
-    match object.get("id").and_then(Value::as_str) {
+/// The entry as messages name it: its position, and its id if it has one.
+fn entry_name(index: usize, item: &Value) -> String {
+    match item.get("id").and_then(Value::as_str) {
         Some(id) => format!("keys[{index}] (id `{id}`)"),
         None => format!("keys[{index}]"),
     }
+}
+
+fn hash_prefix(hash: &str) -> String {
+    hash.get(..HASH_PREFIX).unwrap_or_default().to_string()
 }
 
 #[cfg(test)]
