@@ -1,6 +1,7 @@
 //! `policyctl explain`: the engine's decision on one request (the contract's
 //! section 4, `docs/policy-format.md`).
 
+use super::flags;
 use crate::{files, Error};
 use std::path::{Path, PathBuf};
 use tenantgate_policy::config::PluginConfig;
@@ -35,33 +36,14 @@ pub struct Args {
     #[arg(long, value_name = "H", default_value = "localhost")]
     host: String,
     /// a request header; repeat for more
-    #[arg(long = "header", value_name = "'name: value'", value_parser = parse_header, allow_hyphen_values = true)]
+    #[arg(long = "header", value_name = "'name: value'", value_parser = flags::header, allow_hyphen_values = true)]
     headers: Vec<(String, String)>,
     /// the gateway's configured environment (default: none, or the --config one)
     #[arg(long, value_name = "ENV")]
     environment: Option<String>,
     /// the current time (default: the system clock)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    #[arg(long, value_name = "RFC3339", value_parser = flags::time)]
     now: Option<Timestamp>,
-}
-
-/// A flag value that does not parse.
-#[derive(Debug, thiserror::Error)]
-pub enum FlagError {
-    #[error("expected 'name: value', got `{0}`")]
-    Header(String),
-    #[error("not an RFC 3339 date-time `{0}`")]
-    Time(String),
-}
-
-fn parse_header(text: &str) -> Result<(String, String), FlagError> {
-    text.split_once(':')
-        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-        .ok_or_else(|| FlagError::Header(text.to_string()))
-}
-
-fn parse_time(text: &str) -> Result<Timestamp, FlagError> {
-    Timestamp::parse_rfc3339(text).ok_or_else(|| FlagError::Time(text.to_string()))
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
@@ -70,7 +52,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
 }
 
 /// The JSON that `explain` prints for `args`.
-pub fn decision_json(args: &Args) -> Result<String, Error> {
+fn decision_json(args: &Args) -> Result<String, Error> {
     let snapshot = files::load_policy(&args.policy)?;
     let gateway = match &args.config {
         Some(path) => Gateway::configured(path)?,

@@ -1,9 +1,9 @@
 //! `policyctl generate`: the generated snapshot (`tenantgate_policy::generate`)
 //! on stdout.
 
+use super::flags;
 use crate::files::FileError;
 use crate::Error;
-use clap::builder::RangedU64ValueParser;
 use std::io::{BufWriter, Write};
 use tenantgate_policy::generate::generate;
 
@@ -17,7 +17,7 @@ use tenantgate_policy::generate::generate;
 #[command(override_usage = "policyctl generate --orgs N --keys M [--seed S]")]
 pub struct Args {
     /// organizations, sub-organizations included (at least 1)
-    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_name = "N", value_parser = flags::count)]
     orgs: usize,
     /// api keys
     #[arg(long, value_name = "M")]

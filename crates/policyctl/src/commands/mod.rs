@@ -13,6 +13,7 @@ use std::ffi::OsString;
 mod bake;
 mod compile;
 mod explain;
+mod flags;
 mod generate;
 mod hash_key;
 mod import;
@@ -21,8 +22,6 @@ mod plugin_config;
 mod serve;
 pub mod sign;
 mod validate;
-
-pub use explain::decision_json;
 
 /// validate, explain, generate and serve tenantgate policy snapshots
 #[derive(Debug, Parser)]
