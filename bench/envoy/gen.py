@@ -267,7 +267,7 @@ def main():
     # Compiled (base64, `snapshot.compiled`), as the README recommends for large snapshots:
     # each VM loads it without parsing JSON.
     plugin_100k = policyctl(a.policyctl, "plugin-config", "--policy", big_path, "--environment", "prod",
-                            "--compiled", "true").strip()
+                            "--compiled").strip()
 
     configs = {
         "none": base_config([]),

@@ -17,6 +17,8 @@ use tenantgate_policy::binary::BAKE_SLOT;
 
 const WASM_HEADER: &[u8; 8] = b"\0asm\x01\0\0\0";
 const PAGE: usize = 65_536;
+/// Pages of a 32-bit memory.
+const MAX_PAGES: u64 = 65_536;
 const SECTION_MEMORY: u8 = 5;
 const SECTION_DATA: u8 = 11;
 const SECTION_DATA_COUNT: u8 = 12;
@@ -31,19 +33,250 @@ pub struct Baked {
     pub initial_pages: u32,
 }
 
-fn read_uleb(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
+/// Why a module cannot take the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BakeError {
+    #[error("not a WebAssembly module (version 1)")]
+    NotWasm,
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    #[error("malformed LEB128 number in the module")]
+    MalformedNumber,
+    #[error("the module defines no memory (an Otoroshi build of tenantgate does)")]
+    NoMemory,
+    #[error("the module has no data section")]
+    NoDataSection,
+    #[error("the module must define exactly one memory")]
+    MemoryCount,
+    #[error("unsupported memory (flags {0:#x}: shared or 64-bit)")]
+    UnsupportedMemory(u8),
+    #[error("memory too large")]
+    MemoryTooLarge,
+    #[error("the snapshot does not fit in a 32-bit memory")]
+    SnapshotDoesNotFit,
+    #[error("snapshot too large")]
+    SnapshotTooLarge,
+    #[error("no bake slot in the module: bake dist/tenantgate-otoroshi.wasm (the Otoroshi build)")]
+    NoSlot,
+    #[error("more than one bake slot in the module")]
+    SeveralSlots,
+    #[error("the module already has a baked snapshot: bake the module `make dist` builds")]
+    AlreadyBaked,
+    #[error("bake slot inside the segment count")]
+    SlotInSegmentCount,
+}
+
+/// Bakes `snapshot` (compiled bytes) into `module` (the Otoroshi build).
+pub fn bake(module: &[u8], snapshot: &[u8]) -> Result<Baked, BakeError> {
+    let mut sections = read_sections(module)?;
+    let memory_at = position(&sections, SECTION_MEMORY).ok_or(BakeError::NoMemory)?;
+    let data_at = position(&sections, SECTION_DATA).ok_or(BakeError::NoDataSection)?;
+    let memory = Memory::read(payload(&sections, memory_at))?;
+    let placement = place(&memory, snapshot)?;
+    let mut data = data_with_snapshot(payload(&sections, data_at), &placement, snapshot)?;
+    for (at, section) in sections.iter_mut().enumerate() {
+        if at == memory_at {
+            section.payload = memory.grown_by(placement.added_pages);
+        } else if at == data_at {
+            section.payload = std::mem::take(&mut data);
+        } else if section.id == SECTION_DATA_COUNT {
+            section.payload = count_plus_one(&section.payload)?;
+        }
+    }
+    Ok(Baked {
+        module: assemble(&sections),
+        address: placement.address,
+        initial_pages: u32::try_from(placement.initial_pages).unwrap_or(u32::MAX),
+    })
+}
+
+/// A section of the module: its id and its payload.
+struct Section {
+    id: u8,
+    payload: Vec<u8>,
+}
+
+fn read_sections(module: &[u8]) -> Result<Vec<Section>, BakeError> {
+    let body = module.strip_prefix(WASM_HEADER).ok_or(BakeError::NotWasm)?;
+    let mut sections = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let id = *body.get(at).ok_or(BakeError::Truncated("module"))?;
+        at += 1;
+        let size = usize::try_from(read_uleb(body, &mut at)?)
+            .map_err(|_| BakeError::Truncated("module section"))?;
+        let payload = at
+            .checked_add(size)
+            .and_then(|end| body.get(at..end))
+            .ok_or(BakeError::Truncated("module section"))?;
+        sections.push(Section {
+            id,
+            payload: payload.to_vec(),
+        });
+        at += size;
+    }
+    Ok(sections)
+}
+
+fn position(sections: &[Section], id: u8) -> Option<usize> {
+    sections.iter().position(|s| s.id == id)
+}
+
+fn payload(sections: &[Section], at: usize) -> &[u8] {
+    sections.get(at).map_or(&[], |s| s.payload.as_slice())
+}
+
+fn assemble(sections: &[Section]) -> Vec<u8> {
+    let size = sections.iter().map(|s| s.payload.len() + 6).sum::<usize>();
+    let mut out = Vec::with_capacity(WASM_HEADER.len() + size);
+    out.extend_from_slice(WASM_HEADER);
+    for section in sections {
+        out.push(section.id);
+        write_uleb(&mut out, section.payload.len() as u64);
+        out.extend_from_slice(&section.payload);
+    }
+    out
+}
+
+/// The module's memory: exactly one, 32-bit, not shared; flags 0 (a minimum) or 1 (and a
+/// maximum).
+struct Memory {
+    flags: u8,
+    min: u64,
+    max: Option<u64>,
+}
+
+impl Memory {
+    fn read(payload: &[u8]) -> Result<Memory, BakeError> {
+        let mut at = 0;
+        if read_uleb(payload, &mut at)? != 1 {
+            return Err(BakeError::MemoryCount);
+        }
+        let flags = *payload
+            .get(at)
+            .ok_or(BakeError::Truncated("memory section"))?;
+        at += 1;
+        let min = read_uleb(payload, &mut at)?;
+        let max = match flags {
+            0 => None,
+            1 => Some(read_uleb(payload, &mut at)?),
+            _ => return Err(BakeError::UnsupportedMemory(flags)),
+        };
+        Ok(Memory { flags, min, max })
+    }
+
+    /// The memory section's payload with `pages` more pages, initially and at most.
+    fn grown_by(&self, pages: u64) -> Vec<u8> {
+        let mut payload = vec![1, self.flags];
+        write_uleb(&mut payload, self.min.saturating_add(pages));
+        if let Some(max) = self.max {
+            write_uleb(&mut payload, max.saturating_add(pages).min(MAX_PAGES));
+        }
+        payload
+    }
+}
+
+/// Where the snapshot goes: at the old end of the initial memory (above the stack, the statics
+/// and the heap's start), which grows by the snapshot's pages.
+struct Placement {
+    address: u32,
+    len: u32,
+    added_pages: u64,
+    initial_pages: u64,
+}
+
+fn place(memory: &Memory, snapshot: &[u8]) -> Result<Placement, BakeError> {
+    let address = usize::try_from(memory.min)
+        .ok()
+        .and_then(|pages| pages.checked_mul(PAGE))
+        .ok_or(BakeError::MemoryTooLarge)?;
+    let added_pages = snapshot.len().div_ceil(PAGE).max(1) as u64;
+    let initial_pages = memory.min.saturating_add(added_pages);
+    if initial_pages > MAX_PAGES {
+        return Err(BakeError::SnapshotDoesNotFit);
+    }
+    Ok(Placement {
+        address: u32::try_from(address).map_err(|_| BakeError::MemoryTooLarge)?,
+        len: u32::try_from(snapshot.len()).map_err(|_| BakeError::SnapshotTooLarge)?,
+        added_pages,
+        initial_pages,
+    })
+}
+
+/// The data section with its slot pointing at the snapshot, and one segment more: the
+/// snapshot, active in memory 0 at its address.
+fn data_with_snapshot(
+    data: &[u8],
+    placement: &Placement,
+    snapshot: &[u8],
+) -> Result<Vec<u8>, BakeError> {
+    let slot = find_slot(data)?;
+    let mut at = 0;
+    let count = read_uleb(data, &mut at)?;
+    let mut segments = data
+        .get(at..)
+        .ok_or(BakeError::Truncated("data section"))?
+        .to_vec();
+    let patch_at = slot.checked_sub(at).ok_or(BakeError::SlotInSegmentCount)?;
+    let patch = [placement.address.to_le_bytes(), placement.len.to_le_bytes()].concat();
+    segments
+        .get_mut(patch_at + 8..patch_at + 16)
+        .ok_or(BakeError::Truncated("bake slot"))?
+        .copy_from_slice(&patch);
+    let mut out = Vec::with_capacity(data.len() + snapshot.len() + 16);
+    write_uleb(&mut out, count + 1);
+    out.extend_from_slice(&segments);
+    // An active segment of memory 0 at `i32.const address`.
+    out.push(0);
+    out.push(0x41);
+    write_sleb(&mut out, i64::from(placement.address as i32));
+    out.push(0x0b);
+    write_uleb(&mut out, u64::from(placement.len));
+    out.extend_from_slice(snapshot);
+    Ok(out)
+}
+
+/// Where the one unbaked slot marked [`BAKE_SLOT`] starts in the data section.
+fn find_slot(data: &[u8]) -> Result<usize, BakeError> {
+    let marker = BAKE_SLOT.get(..8).unwrap_or_default();
+    let slots: Vec<usize> = data
+        .windows(BAKE_SLOT.len())
+        .enumerate()
+        .filter(|(_, w)| w.starts_with(marker))
+        .map(|(i, _)| i)
+        .collect();
+    let slot = match slots.as_slice() {
+        [one] => *one,
+        [] => return Err(BakeError::NoSlot),
+        _ => return Err(BakeError::SeveralSlots),
+    };
+    if data.get(slot..slot + BAKE_SLOT.len()) != Some(BAKE_SLOT.as_slice()) {
+        return Err(BakeError::AlreadyBaked);
+    }
+    Ok(slot)
+}
+
+/// The data count section, counting the snapshot's segment too.
+fn count_plus_one(payload: &[u8]) -> Result<Vec<u8>, BakeError> {
+    let mut at = 0;
+    let count = read_uleb(payload, &mut at)?;
+    let mut out = Vec::new();
+    write_uleb(&mut out, count + 1);
+    Ok(out)
+}
+
+fn read_uleb(bytes: &[u8], at: &mut usize) -> Result<u64, BakeError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at).ok_or("truncated module")?;
+        let byte = *bytes.get(*at).ok_or(BakeError::Truncated("module"))?;
         *at += 1;
         value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Ok(value);
         }
     }
-    Err("malformed LEB128 number in the module".into())
+    Err(BakeError::MalformedNumber)
 }
-
 fn write_uleb(out: &mut Vec<u8>, mut value: u64) {
     loop {
         let byte = (value & 0x7f) as u8;
@@ -69,144 +302,6 @@ fn write_sleb(out: &mut Vec<u8>, mut value: i64) {
     }
 }
 
-/// Bakes `snapshot` (compiled bytes) into `module` (the Otoroshi build).
-pub fn bake(module: &[u8], snapshot: &[u8]) -> Result<Baked, String> {
-    if !module.starts_with(WASM_HEADER) {
-        return Err("not a WebAssembly module (version 1)".into());
-    }
-    let mut sections: Vec<(u8, Vec<u8>)> = Vec::new();
-    let mut at = WASM_HEADER.len();
-    while at < module.len() {
-        let id = *module.get(at).ok_or("truncated module")?;
-        at += 1;
-        let size = usize::try_from(read_uleb(module, &mut at)?).map_err(|e| e.to_string())?;
-        let payload = at
-            .checked_add(size)
-            .and_then(|end| module.get(at..end))
-            .ok_or("truncated module section")?;
-        sections.push((id, payload.to_vec()));
-        at += size;
-    }
-    let find = |id: u8| sections.iter().position(|(s, _)| *s == id);
-    let memory = find(SECTION_MEMORY)
-        .ok_or("the module defines no memory (an Otoroshi build of tenantgate does)")?;
-    let data = find(SECTION_DATA).ok_or("the module has no data section")?;
-
-    // The memory: one, 32-bit, not shared; flags 0 (minimum) or 1 (and maximum).
-    let (flags, old_min, old_max) = {
-        let payload = &sections.get(memory).ok_or("no memory")?.1;
-        let mut at = 0;
-        if read_uleb(payload, &mut at)? != 1 {
-            return Err("the module must define exactly one memory".into());
-        }
-        let flags = *payload.get(at).ok_or("truncated memory section")?;
-        at += 1;
-        let min = read_uleb(payload, &mut at)?;
-        let max = match flags {
-            0 => None,
-            1 => Some(read_uleb(payload, &mut at)?),
-            _ => {
-                return Err(format!(
-                    "unsupported memory (flags {flags:#x}: shared or 64-bit)"
-                ))
-            }
-        };
-        (flags, min, max)
-    };
-    let address = usize::try_from(old_min)
-        .ok()
-        .and_then(|pages| pages.checked_mul(PAGE))
-        .ok_or("memory too large")?;
-    let added_pages = snapshot.len().div_ceil(PAGE).max(1) as u64;
-    let new_min = old_min + added_pages;
-    if new_min > 65_536 {
-        return Err("the snapshot does not fit in a 32-bit memory".into());
-    }
-    let address = u32::try_from(address).map_err(|_| "memory too large".to_string())?;
-    let len = u32::try_from(snapshot.len()).map_err(|_| "snapshot too large".to_string())?;
-    let mut memory_payload = vec![1, flags];
-    write_uleb(&mut memory_payload, new_min);
-    if let Some(max) = old_max {
-        write_uleb(
-            &mut memory_payload,
-            max.saturating_add(added_pages).min(65_536),
-        );
-    }
-
-    // The data section: the slot patched, one segment appended.
-    let data_payload = &sections.get(data).ok_or("no data")?.1;
-    let marker = BAKE_SLOT.get(..8).ok_or("slot")?;
-    let slots: Vec<usize> = data_payload
-        .windows(BAKE_SLOT.len())
-        .enumerate()
-        .filter(|(_, w)| w.starts_with(marker))
-        .map(|(i, _)| i)
-        .collect();
-    let slot = match slots.as_slice() {
-        [one] => *one,
-        [] => return Err(
-            "no bake slot in the module: bake dist/tenantgate-otoroshi.wasm (the Otoroshi build)"
-                .into(),
-        ),
-        _ => return Err("more than one bake slot in the module".into()),
-    };
-    if data_payload.get(slot..slot + BAKE_SLOT.len()) != Some(&BAKE_SLOT[..]) {
-        return Err(
-            "the module already has a baked snapshot: bake the module `make dist` builds".into(),
-        );
-    }
-    let mut at = 0;
-    let count = read_uleb(data_payload, &mut at)?;
-    let mut new_data = Vec::with_capacity(data_payload.len() + snapshot.len() + 16);
-    write_uleb(&mut new_data, count + 1);
-    let mut segments = data_payload
-        .get(at..)
-        .ok_or("truncated data section")?
-        .to_vec();
-    let patch_at = slot
-        .checked_sub(at)
-        .ok_or("bake slot inside the segment count")?;
-    let patch = [address.to_le_bytes(), len.to_le_bytes()].concat();
-    segments
-        .get_mut(patch_at + 8..patch_at + 16)
-        .ok_or("bake slot truncated")?
-        .copy_from_slice(&patch);
-    new_data.extend_from_slice(&segments);
-    // Active segment of memory 0 at `i32.const address`.
-    new_data.push(0);
-    new_data.push(0x41);
-    write_sleb(&mut new_data, i64::from(address as i32));
-    new_data.push(0x0b);
-    write_uleb(&mut new_data, u64::from(len));
-    new_data.extend_from_slice(snapshot);
-
-    let mut out = Vec::with_capacity(module.len() + snapshot.len() + 64);
-    out.extend_from_slice(WASM_HEADER);
-    for (i, (id, payload)) in sections.iter().enumerate() {
-        let payload: Vec<u8> = if i == memory {
-            memory_payload.clone()
-        } else if i == data {
-            std::mem::take(&mut new_data)
-        } else if *id == SECTION_DATA_COUNT {
-            let mut at = 0;
-            let n = read_uleb(payload, &mut at)?;
-            let mut p = Vec::new();
-            write_uleb(&mut p, n + 1);
-            p
-        } else {
-            payload.clone()
-        };
-        out.push(*id);
-        write_uleb(&mut out, payload.len() as u64);
-        out.extend_from_slice(&payload);
-    }
-    Ok(Baked {
-        module: out,
-        address,
-        initial_pages: u32::try_from(new_min).unwrap_or(u32::MAX),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -228,11 +323,10 @@ mod tests {
 
     #[test]
     fn not_a_module_or_no_slot_is_refused() {
-        assert!(bake(b"hello", b"x")
-            .unwrap_err()
-            .contains("not a WebAssembly"));
+        assert_eq!(bake(b"hello", b"x").unwrap_err(), BakeError::NotWasm);
         // header, memory section (1 memory, min 1), data section (0 segments)
         let module = [&WASM_HEADER[..], &[5, 3, 1, 0, 1], &[11, 1, 0]].concat();
-        assert!(bake(&module, b"x").unwrap_err().contains("no bake slot"));
+        assert_eq!(bake(&module, b"x").unwrap_err(), BakeError::NoSlot);
+        assert!(BakeError::NoSlot.to_string().contains("no bake slot"));
     }
 }

@@ -1,6 +1,5 @@
 //! `policyctl`: the operator's command line for tenantgate policy snapshots.
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    policyctl::run(&args)
+    policyctl::run(std::env::args_os())
 }

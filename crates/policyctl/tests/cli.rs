@@ -319,3 +319,56 @@ fn policyctl_generate_builds_a_large_valid_snapshot_with_known_raw_keys() {
     let out = policyctl(&["generate", "--orgs", "0", "--keys", "1"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn policyctl_plugin_config_embeds_the_snapshot_as_json_or_compiled() {
+    let out = policyctl(&[
+        "plugin-config",
+        "--policy",
+        "policies/demo.json",
+        "--environment",
+        "prod",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["mode"], "enforce");
+    assert_eq!(config["environment"], "prod");
+    assert_eq!(config["snapshot"]["inline"]["revision"], "r1");
+
+    // `--compiled` is a flag: the snapshot embedded compiled, base64.
+    let out = policyctl(&[
+        "plugin-config",
+        "--policy",
+        "policies/demo.json",
+        "--mode",
+        "audit",
+        "--compiled",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["mode"], "audit");
+    let compiled = config["snapshot"]["compiled"].as_str().unwrap();
+    let bytes = tenantgate_policy::config::decode_base64(compiled).unwrap();
+    assert_eq!(
+        policy::load_snapshot_bytes(&bytes).unwrap().revision(),
+        "r1"
+    );
+    tenantgate_policy::config::PluginConfig::parse(&out.stdout).unwrap();
+
+    // It takes no value any more; a bad mode is a usage error.
+    for args in [
+        &["--compiled", "true"][..],
+        &["--mode", "bogus"],
+        &["--compiled", "--compiled"],
+    ] {
+        let mut all = vec!["plugin-config", "--policy", "policies/demo.json"];
+        all.extend_from_slice(args);
+        let out = policyctl(&all);
+        let expected = if args == ["--compiled", "--compiled"] {
+            0
+        } else {
+            2
+        };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}");
+    }
+}

@@ -603,22 +603,36 @@ fn keep_alive_close_and_malformed_requests() {
     assert_eq!(first.header("connection"), None);
     let second = conn.request("GET", "/snapshot", &[("if-none-match", &quoted_etag(DEMO))]);
     assert_eq!(second.status, 304);
-    // A request body is read and discarded; the connection stays usable.
-    let with_body = conn.send_raw(
-        b"GET /stats HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello",
+    // An empty body is no body.
+    let empty = conn.send_raw(
+        b"GET /stats HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
         false,
     );
-    assert_eq!(with_body.status, 200);
-    let chunked = conn.send_raw(
-        b"GET /stats HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        false,
-    );
-    assert_eq!(chunked.status, 200);
+    assert_eq!(empty.status, 200);
     let third = conn.request("GET", "/nowhere", &[("connection", "close")]);
     assert_eq!(third.status, 404);
     assert_eq!(third.json(), json!({"error": "not_found"}));
     assert_eq!(third.header("connection"), Some("close"));
     assert!(conn.is_closed());
+
+    // No endpoint takes a body: a request that announces one is refused and the connection
+    // closed, after the answers to the requests before it.
+    for raw in [
+        &b"GET /stats HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello"[..],
+        b"GET /stats HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut conn = serve.connect();
+        assert_eq!(conn.request("GET", "/stats", &[]).status, 200);
+        let resp = conn.send_raw(raw, false);
+        assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(raw));
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert_eq!(
+            resp.json(),
+            json!({"error": "bad_request", "message": "request bodies are not accepted"})
+        );
+        assert!(conn.is_closed());
+    }
+    serve.wait_stdout_line("- - 400 request bodies are not accepted");
 
     // Pipelined requests are answered in order.
     let mut conn = serve.connect();
