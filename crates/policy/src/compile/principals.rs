@@ -4,7 +4,7 @@
 use super::grants::GrantTable;
 use super::orgs::{Closure, Scope};
 use super::Compiler;
-use crate::document::{AppStatus, Membership, MembershipStatus, Right, TeamRights};
+use crate::document::{AppStatus, Membership, MembershipStatus, Right, TeamRights, User};
 use crate::records::{AppEntry, Idx, IdxList, PrincipalRef, UserEntry};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -13,6 +13,28 @@ use rustc_hash::{FxHashMap, FxHashSet};
 pub(super) type ScopedRoles = (Option<Idx>, Vec<Idx>);
 /// Roles and (team or `*`, right) pairs collected for one tenant.
 type TenantAccumulator = (Vec<ScopedRoles>, Vec<(Option<Idx>, Right)>);
+
+/// What one user's memberships add up to.
+#[derive(Default)]
+struct UserReading {
+    /// Active memberships' roles and rights, per covered tenant.
+    per_tenant: FxHashMap<Idx, TenantAccumulator>,
+    /// Tenants covered by invitations.
+    invited: Vec<Idx>,
+    /// The organization of each active membership (`None`: an area).
+    active_scopes: Vec<Option<Idx>>,
+}
+
+impl UserReading {
+    /// The organization of every active membership, when they all name the
+    /// same one: the tenant a request without a selector resolves to.
+    fn default_tenant(&self) -> Option<Idx> {
+        match self.active_scopes.split_first() {
+            Some((first @ Some(_), rest)) if rest.iter().all(|s| s == first) => *first,
+            _ => None,
+        }
+    }
+}
 
 /// A group: its organization and its roles.
 pub(super) struct CompiledGroup {
@@ -122,60 +144,68 @@ impl<'d> Compiler<'d> {
         let mut pending = FxHashSet::default();
         for (user_idx, user) in doc.users.iter().enumerate() {
             let user_idx = user_idx as Idx;
-            let mut per_tenant: FxHashMap<Idx, TenantAccumulator> = FxHashMap::default();
-            let mut invited_tenants = Vec::new();
-            let mut active_scopes: Vec<Option<Idx>> = Vec::new();
-            for (m_index, membership) in user.memberships.iter().enumerate() {
-                let field = |name: &str| format!("memberships[{m_index}].{name}");
-                let scope = self.scope_of(&membership.scope);
-                if scope.is_none() {
-                    let what = "unknown area or organization";
-                    self.problem("user", &user.id, field("scope"), &membership.scope, what);
-                }
-                let roles =
-                    self.membership_roles(&user.id, m_index, membership, scope, groups, closure);
-                let Some(scope) = scope else { continue };
-                let rights = self.resolve_rights(
-                    ("user", &user.id, &field("teams")),
-                    &membership.teams,
-                    scope,
-                    closure,
-                    team_org,
-                );
-                let covered = closure.cover(scope);
-                match membership.status {
-                    MembershipStatus::Invited => invited_tenants.extend_from_slice(covered),
-                    MembershipStatus::Active => {
-                        active_scopes.push(match scope {
-                            Scope::Org(org) => Some(org),
-                            Scope::Area(_) => None,
-                        });
-                        for &tenant in covered {
-                            let slot = per_tenant.entry(tenant).or_default();
-                            slot.0.extend(roles.iter().cloned());
-                            slot.1.extend(rights.iter().copied());
-                        }
-                    }
-                }
-            }
-            for (tenant, (roles, rights)) in &per_tenant {
+            let reading = self.read_memberships(user, groups, closure, team_org);
+            for (tenant, (roles, rights)) in &reading.per_tenant {
                 grants.add(PrincipalRef::User(user_idx), *tenant, roles, rights);
             }
-            for tenant in invited_tenants {
-                if !per_tenant.contains_key(&tenant) {
+            // An invitation counts only where no active membership covers.
+            for &tenant in &reading.invited {
+                if !reading.per_tenant.contains_key(&tenant) {
                     pending.insert((user_idx, tenant));
                 }
             }
-            let default_tenant = match active_scopes.split_first() {
-                Some((first @ Some(_), rest)) if rest.iter().all(|s| s == first) => *first,
-                _ => None,
-            };
             user_entries.push(UserEntry {
                 principal: format!("user:{}", user.id).into(),
-                default_tenant,
+                default_tenant: reading.default_tenant(),
             });
         }
         (user_entries, pending)
+    }
+
+    /// One user's memberships: what each active one grants per tenant, and
+    /// where the invited ones point.
+    fn read_memberships(
+        &mut self,
+        user: &User,
+        groups: &[CompiledGroup],
+        closure: &Closure,
+        team_org: &[Option<Idx>],
+    ) -> UserReading {
+        let mut reading = UserReading::default();
+        for (m_index, membership) in user.memberships.iter().enumerate() {
+            let field = |name: &str| format!("memberships[{m_index}].{name}");
+            let scope = self.scope_of(&membership.scope);
+            if scope.is_none() {
+                let what = "unknown area or organization";
+                self.problem("user", &user.id, field("scope"), &membership.scope, what);
+            }
+            let roles =
+                self.membership_roles(&user.id, m_index, membership, scope, groups, closure);
+            let Some(scope) = scope else { continue };
+            let rights = self.resolve_rights(
+                ("user", &user.id, &field("teams")),
+                &membership.teams,
+                scope,
+                closure,
+                team_org,
+            );
+            let covered = closure.cover(scope);
+            match membership.status {
+                MembershipStatus::Invited => reading.invited.extend_from_slice(covered),
+                MembershipStatus::Active => {
+                    reading.active_scopes.push(match scope {
+                        Scope::Org(org) => Some(org),
+                        Scope::Area(_) => None,
+                    });
+                    for &tenant in covered {
+                        let slot = reading.per_tenant.entry(tenant).or_default();
+                        slot.0.extend(roles.iter().cloned());
+                        slot.1.extend(rights.iter().copied());
+                    }
+                }
+            }
+        }
+        reading
     }
 
     pub(super) fn membership_roles(

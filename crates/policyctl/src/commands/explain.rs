@@ -67,7 +67,8 @@ fn decision_json(args: &Args) -> Result<String, Error> {
         args.path.as_bytes(),
         &args.headers,
     );
-    let decision = policy::decide(&snapshot, &request, now, environment.as_deref());
+    let context = policy::Context::new(now, environment.as_deref());
+    let decision = policy::decide(&snapshot, &request, &context);
     Ok(serde_json::to_string(&decision.explain(gateway.mode))?)
 }
 
