@@ -3,7 +3,7 @@
 
 Inputs (all written by the same run):
   target/bench/engines.json   bench/engines (tenantgate vs cedar-policy vs regorus)
-  target/bench/fuel.txt       `fuel_allow=N fuel_deny=M` from tests/wasm_host.rs
+  target/bench/fuel.txt       `fuel_allow=N fuel_deny=M` from crates/testbed/tests/wasm_host.rs
   target/bench/envoy.json     bench/envoy/run.sh (Envoy side by side, memory, size)
 A missing input is reported as null with the reason, never invented.
 """

@@ -30,7 +30,7 @@ const WARMUP: Duration = Duration::from_millis(300);
 const BATCH: Duration = Duration::from_millis(40);
 const DEMO_JSON: &str = include_str!("../../../policies/demo.json");
 
-/// (label, organizations, keys): 1k and 100k as in benches/decide.rs.
+/// (label, organizations, keys): 1k and 100k as in crates/policy/benches/decide.rs.
 const SIZES: [(&str, usize, usize); 3] = [
     ("1k", 100, 1_000),
     ("100k", 2_000, 100_000),
@@ -585,7 +585,7 @@ fn main() -> std::process::ExitCode {
             .collect()
     };
     let mut notes = vec![
-        "Same 256 questions per size for every engine (bench/engines/src/mix.rs): the keys benches/decide.rs samples, each on its own organization's /t/<org>/catalog or /orders route (GET, POST, POST orders/admin), 1/16 on another tenant's route, 1/16 on a sub-organization's, 1/16 with an unknown key; gateway environment prod, now 2026-12-01T00:00:00Z. The sizes' *_ns are for these; agreement.demo and agreement.corners are extra untimed checks over the demo world and the demo world plus the corners it lacks (mix.rs corners_world): every key x compared route x GET/POST x prod/staging x two dates.".to_string(),
+        "Same 256 questions per size for every engine (bench/engines/src/mix.rs): the keys crates/policy/benches/decide.rs samples, each on its own organization's /t/<org>/catalog or /orders route (GET, POST, POST orders/admin), 1/16 on another tenant's route, 1/16 on a sub-organization's, 1/16 with an unknown key; gateway environment prod, now 2026-12-01T00:00:00Z. The sizes' *_ns are for these; agreement.demo and agreement.corners are extra untimed checks over the demo world and the demo world plus the corners it lacks (mix.rs corners_world): every key x compared route x GET/POST x prod/staging x two dates.".to_string(),
         "Every engine's timed call includes hashing the raw key (SHA-256 hex) and building its request/input; tenantgate additionally does path hygiene and route matching from the path and host, Cedar and Rego are handed the route id and an action (Cedar) or the method (Rego).".to_string(),
         "Decisions are checked equal for every question before timing (agreement); bench/engines/README.md explains how the three policies are made equivalent and which corners are excluded from all three (public and tenant-\"*\" routes, [\"*\"] team lists, user principals, the tenant selector header).".to_string(),
         "ns = median over interleaved rounds (one ~40 ms batch per engine per round, after a 300 ms warm-up each) of wall time / decisions, std::time::Instant, one thread; other builds were running on the 2-core machine, so compare ratios within one run.".to_string(),

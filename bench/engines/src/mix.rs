@@ -1,4 +1,4 @@
-//! The request mix: the sampling of `benches/decide.rs` (256 keys, evenly spaced
+//! The request mix: the sampling of `crates/policy/benches/decide.rs` (256 keys, evenly spaced
 //! over the snapshot's keys, each on a route of its own app's organization), with
 //! the method and route varied so that every check of the comparison decides some
 //! requests, plus a few requests that must be denied (another tenant's route, an
@@ -48,7 +48,7 @@ pub fn questions(doc: &Value, seed: u64, sample: usize) -> Vec<Question> {
         .take(sample)
         .enumerate()
         .map(|(j, i)| {
-            // As benches/decide.rs: the key's app index from "app-<n>", its organization.
+            // As crates/policy/benches/decide.rs: the key's app index from "app-<n>", its organization.
             let app_index: usize = str_at(&keys[i], "app")
                 .get(4..)
                 .and_then(|n| n.parse().ok())

@@ -17,6 +17,7 @@ mod remote;
 
 pub use remote::{KeyLookup, RemoteSource};
 
+use crate::error::{escape_controls, escape_value};
 use crate::request::Sources;
 use crate::text::is_http_token;
 use crate::{LoadError, Mode, PathCase, Snapshot};
@@ -128,11 +129,13 @@ pub struct PluginConfig {
 /// Why a plugin configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Not the configuration's shape (JSON, a field's type or name).
-    #[error("plugin configuration is not valid: {0}")]
+    /// Not the configuration's shape (JSON, a field's type or name). Both
+    /// messages are one line whatever the configuration holds (they go to the
+    /// proxy's log): control characters are escaped.
+    #[error("plugin configuration is not valid: {}", escape_controls(.0))]
     Syntax(String),
     /// A field with a value it may not take.
-    #[error("plugin configuration: field `{field}`: {what} `{value}`")]
+    #[error("plugin configuration: field `{field}`: {what} `{}`", escape_value(.value))]
     Invalid {
         /// The field, dotted (`snapshot.remote.poll_ms`).
         field: &'static str,
@@ -343,6 +346,21 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_configuration_error_is_one_line_whatever_the_configuration_holds() {
+        for config in [
+            &b"{\"\x7f\""[..],
+            br#"{"mode": "enforce\r\nconfiguration accepted"}"#,
+            br#"{"sources": {"tenant_header": "x\u001b[2Jy"}}"#,
+            br#"{"\n": 1}"#,
+        ] {
+            let message = PluginConfig::parse(config).unwrap_err().to_string();
+            assert!(!message.chars().any(char::is_control), "{message:?}");
+        }
+    }
 
     #[test]
     fn base64_round_trips() {

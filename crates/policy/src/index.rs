@@ -264,6 +264,23 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::document::KeyStatus;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_route_walk_starts_within_the_longest_prefix_for_any_bytes() {
+        let path = format!("/{}", "\u{e9}\u{e9}/".repeat(1000));
+        let walked: Vec<&[u8]> = route_walk(path.as_bytes(), 3).collect();
+        assert_eq!(walked, vec![&b"/"[..]]);
+        let walked: Vec<&[u8]> = route_walk(b"/ab/cd/ef", 6).collect();
+        assert_eq!(walked, vec![&b"/ab/cd"[..], b"/ab", b"/"]);
+        let walked: Vec<&[u8]> = route_walk(b"/ab//", 10).collect();
+        assert_eq!(walked, vec![&b"/ab"[..], b"/"]);
+        for longest in 0..40 {
+            let first = route_walk(path.as_bytes(), longest).next().unwrap();
+            assert!(first.len() <= longest.max(1), "{longest}");
+        }
+    }
 
     fn key(digest: [u8; 32]) -> KeyEntry {
         KeyEntry {

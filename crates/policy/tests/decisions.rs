@@ -1,4 +1,4 @@
-//! The shared decision table (`tests/cases/demo_decisions.json`) over
+//! The shared decision table (`testdata/cases/demo_decisions.json`) over
 //! `policies/demo.json`, run against the core. The same file runs natively and,
 //! via wasm-bindgen-test under Node, compiled to wasm32-unknown-unknown
 //! (32-bit usize, no system clock): `make test-wasm`.

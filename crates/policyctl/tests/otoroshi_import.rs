@@ -1,5 +1,5 @@
 //! `policyctl import otoroshi`: a realistic Otoroshi export
-//! (`tests/fixtures/otoroshi/export.json`: tenants, teams, routes, service
+//! (`testdata/otoroshi/export.json`: tenants, teams, routes, service
 //! groups, apikeys with `_loc`, admins with rights, and the legacy and unrelated
 //! entities a full export also holds) converted into a valid snapshot that
 //! decides as the export means.
@@ -350,7 +350,7 @@ fn the_imported_snapshot_decides_as_the_export_means() {
 // and what the imported snapshot decides for the same admin calling the
 // imported route (GET = read, POST = write). The rules, and the Otoroshi
 // sources they come from, are listed at the top of
-// `src/cli/import_otoroshi.rs`.
+// `crates/policyctl/src/import_otoroshi/`.
 // ---------------------------------------------------------------------------
 
 /// Tenants and teams of the generated exports: Otoroshi's `default`, the

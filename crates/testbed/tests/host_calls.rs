@@ -1,4 +1,4 @@
-//! Only `src/envoy/abi.rs` may call the proxy-wasm host: its wrappers return
+//! Only `crates/envoy-filter/src/abi.rs` may call the proxy-wasm host: its wrappers return
 //! `Result` and never panic. A host import declared anywhere else, or the
 //! proxy-wasm SDK (whose host calls and dispatcher panic on an unexpected
 //! status or a non-UTF-8 value, killing the VM), fails this test.

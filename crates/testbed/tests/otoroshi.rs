@@ -1,10 +1,10 @@
 //! The Otoroshi build (`dist/tenantgate-otoroshi.wasm`, `make dist`) run as
 //! Otoroshi runs it: through Extism, a fresh instance per call, no WASI, no
 //! host function, one JSON string in and one out. The inputs are shaped like
-//! Otoroshi's plugin contexts (`tests/fixtures/otoroshi/`), the route and our
+//! Otoroshi's plugin contexts (`testdata/otoroshi/`), the route and our
 //! settings embedded as Otoroshi embeds them.
 //!
-//! The shared decision table (`tests/cases/demo_decisions.json`) runs here too,
+//! The shared decision table (`testdata/cases/demo_decisions.json`) runs here too,
 //! so the Envoy build (tests/envoy_e2e.rs) and the Otoroshi build are held to
 //! one table.
 #![cfg(not(target_arch = "wasm32"))]

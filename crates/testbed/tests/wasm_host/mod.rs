@@ -68,7 +68,7 @@ use wasmtime::{
     Result, Store, Val, ValType, WasmParams, WasmResults,
 };
 
-/// 2026-12-01T00:00:00Z, the `now` of `tests/cases/demo_decisions.json`.
+/// 2026-12-01T00:00:00Z, the `now` of `testdata/cases/demo_decisions.json`.
 pub const DEFAULT_NOW_NANOS: u64 = 1_796_083_200 * 1_000_000_000;
 
 /// The root context id the host uses; HTTP contexts count up from it.
