@@ -1,6 +1,6 @@
 //! Answers: what each request gets, and the line it leaves in the request log.
 
-use super::content::{is_sha256_hex, HASH_PREFIX};
+use super::content::HASH_PREFIX;
 use super::etag::none_match;
 use super::log_line;
 use super::screen::Refusal;
@@ -10,6 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
+use tenantgate_policy::text::is_sha256_hex;
 
 /// Characters of an unknown path printed in the request log.
 const PATH_PREFIX: usize = 32;

@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tenantgate_policy as policy;
+use tenantgate_policy::text::is_sha256_hex;
 
 /// Characters of a key hash printed in the request log and in messages.
 pub const HASH_PREFIX: usize = 8;
@@ -37,10 +38,6 @@ pub fn load_policy(bytes: &[u8]) -> Result<Arc<Served>, Vec<String>> {
 
 /// Api keys by `sha256`, each rendered as its JSON object.
 pub type KeySet = HashMap<String, String>;
-
-pub fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
 
 /// Loads a keys file, checking the shape the server relies on (an array of objects with a
 /// well-formed, unique `sha256`); the filter validates the rest.
