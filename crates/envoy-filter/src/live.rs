@@ -1,5 +1,5 @@
 //! The live-snapshot protocol between the VMs of one Envoy process, as pure
-//! functions (the host calls live in `filter.rs`).
+//! functions (the host calls live in `root.rs` and `plugin.rs`).
 //!
 //! Every worker VM of the plugin shares Envoy's shared data (per `vm_id`):
 //!
