@@ -296,12 +296,17 @@ pub enum ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One line, whatever the configuration holds (it goes to the proxy's
+    /// log): control characters are escaped, as in snapshot problems.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::policy::error::{escape_controls, escape_value};
         match self {
             ConfigError::Syntax(message) => {
+                let message = escape_controls(message);
                 write!(f, "plugin configuration is not valid: {message}")
             }
             ConfigError::Invalid { field, value, what } => {
+                let value = escape_value(value);
                 write!(f, "plugin configuration: field `{field}`: {what} `{value}`")
             }
             ConfigError::Snapshot(e) => {
@@ -599,6 +604,19 @@ mod tests {
         assert_eq!(decode_base64("").as_deref(), Some(&b""[..]));
         for bad in ["a", "aGV*bG8=", "aGVsbG8===", "aGVs\nbG8="] {
             assert_eq!(decode_base64(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_configuration_error_is_one_line_whatever_the_configuration_holds() {
+        for config in [
+            &b"{\"\x7f\""[..],
+            br#"{"mode": "enforce\r\nconfiguration accepted"}"#,
+            br#"{"sources": {"tenant_header": "x\u001b[2Jy"}}"#,
+            br#"{"\n": 1}"#,
+        ] {
+            let message = PluginConfig::parse(config).unwrap_err().to_string();
+            assert!(!message.chars().any(char::is_control), "{message:?}");
         }
     }
 

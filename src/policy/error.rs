@@ -62,7 +62,8 @@ pub fn escape_value(value: &str) -> Cow<'_, str> {
     escape(value, |c| c == '\\' || c == '`' || c.is_control())
 }
 
-fn escape_controls(text: &str) -> Cow<'_, str> {
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): one line.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
     escape(text, char::is_control)
 }
 
