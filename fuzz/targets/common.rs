@@ -190,9 +190,10 @@ pub fn check_canonical(request: &Request<'_>) {
     }
     if request.path_case == PathCase::Insensitive {
         // Upper-case letters only as the hex digits of an escape.
+        let is_hex = |i: usize| path.get(i).is_some_and(u8::is_ascii_hexdigit);
         let mut i = 0;
         while let Some(&b) = path.get(i) {
-            if b == b'%' {
+            if b == b'%' && is_hex(i + 1) && is_hex(i + 2) {
                 i += 3;
                 continue;
             }
