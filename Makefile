@@ -11,13 +11,14 @@ MAX_WASM_BYTES := 1048576
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)
 CARGO_BIN   := $(HOME)/.cargo/bin
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm-opt dist lint test test-native test-wasm run bench clean
+.PHONY: help setup toolchain envoy wasm-bindgen wasm-opt dist lint test test-native test-wasm run bench fuzz fuzz-setup clean
 
 help:
 	@echo "make run    build the filter and show it deciding real requests in a real Envoy"
 	@echo "make test   fmt, clippy (host and wasm), unit, policy, wasm (Node) and Envoy end-to-end tests"
 	@echo "make dist   build $(DIST_WASM)"
 	@echo "make bench  engine vs Cedar/Rego, wasm fuel, Envoy side by side -> docs/PERFORMANCE.md"
+	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 60) each, fails on a crash"
 
 ## Installation: everything a fresh machine lacks.
 setup: toolchain envoy wasm-bindgen wasm-opt
@@ -103,6 +104,26 @@ bench: dist envoy
 	env -u RUST_BACKTRACE cargo test -p tenantgate-testbed --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
 	env -u RUST_BACKTRACE bash bench/envoy/run.sh
 	python3 bench/summary.py
+
+## Fuzzing (not part of `make test`): libFuzzer on nightly, one target at a
+# time (fuzz/README.md). New inputs go to fuzz/corpus-full/ (not committed);
+# a crash stops the run, its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := snapshot_json compiled signed plugin_config request otoroshi_input envoy_headers lookup_answer
+
+fuzz-setup:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz
+
+fuzz: fuzz-setup
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+	  mkdir -p fuzz/corpus-full/$$target; \
+	  env -u CARGO_TARGET_DIR cargo +nightly fuzz run $$target fuzz/corpus-full/$$target fuzz/corpus/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    || { echo "fuzz: $$target failed: its input is in fuzz/artifacts/$$target/"; exit 1; }; \
+	done
+	@echo "fuzz: every target ran $(FUZZ_SECONDS) s without a crash"
 
 clean:
 	cargo clean
