@@ -49,7 +49,7 @@ pub fn compile_external_key(
     let key: ApiKey =
         serde_json::from_str(json).map_err(|e| ExternalKeyError::Malformed(e.to_string()))?;
     let mut problems = Vec::new();
-    let entry = key_entry(&key, snapshot, &mut problems);
+    let (entry, _) = key_entry(&key, snapshot, &mut problems);
     match problems.into_iter().next() {
         Some(problem) => Err(ExternalKeyError::Invalid(problem)),
         None => Ok(ExternalKey {
@@ -117,12 +117,13 @@ fn key_problem(key: &ApiKey, field: &str, value: &str, what: &str) -> Problem {
     }
 }
 
-/// One key, compiled in `scope`; each broken rule is added to `problems`.
+/// One key, compiled in `scope`, and its digest when `sha256` is one; each
+/// broken rule is added to `problems`.
 pub(crate) fn key_entry(
     key: &ApiKey,
     scope: &impl KeyScope,
     problems: &mut Vec<Problem>,
-) -> KeyEntry {
+) -> (KeyEntry, Option<[u8; 32]>) {
     let app = scope.app(&key.app);
     if app.is_none() {
         problems.push(key_problem(key, "app", &key.app, "unknown app"));
@@ -146,7 +147,7 @@ pub(crate) fn key_entry(
     });
     let envs = (!key.environments.is_empty())
         .then(|| key_environments(key, app.and_then(|a| scope.app_org(a)), scope, problems));
-    KeyEntry {
+    let entry = KeyEntry {
         // A key without a valid digest or app fails the compilation.
         digest: digest.unwrap_or_default(),
         app: app.unwrap_or(0),
@@ -154,7 +155,8 @@ pub(crate) fn key_entry(
         expires_at,
         read_only: key.read_only,
         envs,
-    }
+    };
+    (entry, digest)
 }
 
 /// The environments a key lists, each one of its app's organization.
@@ -197,9 +199,9 @@ impl<'d> Compiler<'d> {
         let mut first_with: FxHashMap<[u8; 32], &str> = FxHashMap::default();
         first_with.reserve(doc.api_keys.len());
         for key in &doc.api_keys {
-            let entry = key_entry(key, &scope, &mut problems);
-            if decode_sha256_hex(&key.sha256).is_some() {
-                if let Some(other) = first_with.insert(entry.digest, &key.id) {
+            let (entry, digest) = key_entry(key, &scope, &mut problems);
+            if let Some(digest) = digest {
+                if let Some(other) = first_with.insert(digest, &key.id) {
                     let what = format!("sha256 already used by api_key `{other}`:");
                     problems.push(key_problem(key, "sha256", &key.sha256, &what));
                 }
