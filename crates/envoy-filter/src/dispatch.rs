@@ -48,12 +48,13 @@ pub fn stream(id: u32) -> Option<Rc<Stream>> {
 }
 
 pub fn delete(id: u32) {
-    let removed = with(|c| {
-        c.roots.remove(&id);
-        c.streams.remove(&id)
-    })
-    .flatten();
-    if let Some(stream) = removed {
+    let Some((root, stream)) = with(|c| (c.roots.remove(&id), c.streams.remove(&id))) else {
+        return;
+    };
+    if let Some(root) = root {
+        root.retire();
+    }
+    if let Some(stream) = stream {
         stream.on_delete();
     }
 }

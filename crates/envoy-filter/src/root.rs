@@ -81,20 +81,43 @@ impl Root {
                 0,
             );
         }
-        let started = match source {
-            Some(remote) => self.start_polling(remote),
-            None => {
-                if !inline {
-                    log_absent(&plugin);
-                }
-                true
-            }
-        };
+        let started = self.start_ticking(source, &plugin, inline);
         if let Ok(mut slot) = self.plugin.try_borrow_mut() {
-            *slot = Some(plugin.clone());
+            if let Some(replaced) = slot.replace(plugin.clone()) {
+                replaced.metrics.flush();
+            }
         }
         plugin.pick_up();
         started
+    }
+
+    /// Polls the remote source, if any (false: it cannot be polled, refuse
+    /// the configuration), and batches the decision counters on the tick.
+    fn start_ticking(&self, source: Option<RemoteSource>, plugin: &Plugin, inline: bool) -> bool {
+        let (started, ticking) = match source {
+            Some(remote) => {
+                let polling = self.start_polling(remote);
+                (polling, polling)
+            }
+            None => {
+                if !inline {
+                    log_absent(plugin);
+                }
+                (true, start_flushing())
+            }
+        };
+        if ticking {
+            plugin.metrics.defer_to_tick();
+        }
+        started
+    }
+
+    /// The root context goes away (the VM stops or the configuration is
+    /// removed): the decision counts not yet flushed go to the host now.
+    pub fn retire(&self) {
+        if let Some(plugin) = self.plugin() {
+            plugin.metrics.flush();
+        }
     }
 
     fn start_polling(&self, remote: RemoteSource) -> bool {
@@ -138,8 +161,17 @@ impl Root {
         true
     }
 
+    /// Flushes the decision counters; with a remote source, also polls.
     pub fn tick(&self) {
-        let (Some(now), Some(plugin)) = (now_ms(), self.plugin()) else {
+        let Some(plugin) = self.plugin() else {
+            return;
+        };
+        plugin.metrics.flush();
+        self.poll(&plugin);
+    }
+
+    fn poll(&self, plugin: &Rc<Plugin>) {
+        let Some(now) = now_ms() else {
             return;
         };
         let Ok(mut guard) = self.live.try_borrow_mut() else {
@@ -159,7 +191,7 @@ impl Root {
         }
         let due = live.in_flight.is_none() && now >= live.next_fetch_ms;
         if due && hold_lease(live, now) {
-            fetch(&plugin, live, now);
+            fetch(plugin, live, now);
         }
     }
 
@@ -180,6 +212,26 @@ impl Root {
         }
     }
 }
+
+/// Without a remote source nothing else ticks: a tick every second hands the
+/// decision counters to the host. False if the host refuses the tick: the
+/// counters then go to the host on every request instead.
+fn start_flushing() -> bool {
+    match abi::set_tick_period_ms(FLUSH_MS) {
+        Ok(()) => true,
+        Err(e) => {
+            abi::log(
+                Level::Warn,
+                &format!("tenantgate: no tick, counters are not batched: {e}"),
+            );
+            false
+        }
+    }
+}
+
+/// How often the decision counters reach Envoy's stats without a remote
+/// source (with one, the poller's tick, also at most a second).
+const FLUSH_MS: u32 = 1000;
 
 /// The plugin state, and the inline snapshot to install.
 fn split_inline(root_id: u32, mut config: PluginConfig) -> (Plugin, Option<policy::Snapshot>) {

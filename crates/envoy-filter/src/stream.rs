@@ -250,21 +250,33 @@ fn act(plugin: &Plugin, decision: &Decision<'_>, forged: &[&[u8]]) -> Next {
     match decision.verdict(plugin.mode) {
         // The access log (filter state) and the counters say why; no per-deny
         // log line, which would format a string on every denied request.
-        Verdict::Respond { status, body, path } => send_deny(status, body, path),
+        // Forged annotations go first: an access log reading
+        // `%REQ(x-tenant-id)%` must not show a client's value on a denial.
+        Verdict::Respond { status, body, path } => match remove_forged(forged, &[]) {
+            Ok(()) => send_deny(status, body, path),
+            Err(e) => host_error(&e, path),
+        },
         Verdict::Forward { headers, path } => forward(forged, headers, path),
     }
 }
 
-/// Removes forged annotations in every spelling (ours replace their exact
-/// names anyway), sets ours, and rewrites `:path` if asked.
-fn forward(forged: &[&[u8]], annotations: Vec<(&str, &str)>, path: Option<&[u8]>) -> Next {
+/// Removes forged annotations in every spelling, but those about to be set
+/// (setting replaces their exact names anyway).
+fn remove_forged(forged: &[&[u8]], set: &[(&str, &str)]) -> Result<(), String> {
     for name in forged {
-        let set_by_us = annotations.iter().any(|(n, _)| n.as_bytes() == *name);
+        let set_by_us = set.iter().any(|(n, _)| n.as_bytes() == *name);
         if !set_by_us {
-            if let Err(e) = abi::remove_request_header(name) {
-                return host_error(&format!("cannot remove a forged annotation: {e}"), path);
-            }
+            abi::remove_request_header(name)
+                .map_err(|e| format!("cannot remove a forged annotation: {e}"))?;
         }
+    }
+    Ok(())
+}
+
+/// Removes forged annotations, sets ours, and rewrites `:path` if asked.
+fn forward(forged: &[&[u8]], annotations: Vec<(&str, &str)>, path: Option<&[u8]>) -> Next {
+    if let Err(e) = remove_forged(forged, &annotations) {
+        return host_error(&e, path);
     }
     if let Some(path) = path {
         if let Err(e) = abi::set_request_header(":path", path) {

@@ -95,10 +95,13 @@ pub struct FailPolicy {
 #[serde(rename_all = "lowercase")]
 pub enum FilterState {
     /// decision, reason, route, tenant and principal of every request.
-    #[default]
     All,
-    /// Only of denied (or audit would-deny) requests; allowed ones still carry
-    /// tenant and principal in their annotated request headers.
+    /// Only of denied (or audit would-deny) requests; allowed ones carry
+    /// tenant and principal in their annotated request headers, which access
+    /// logs read (`%REQ(x-tenant-id)%`). The default since issue 12: the four
+    /// values of an allowed request were four host calls, about 2.5 µs, a
+    /// fifth of the filter's cost.
+    #[default]
     Denials,
     /// Nothing.
     None,

@@ -322,7 +322,8 @@ fn audit_mode_lets_everything_through_and_marks_would_be_denials() {
         checked += 1;
     }
     assert!(checked >= 60);
-    let stats = envoy.admin_get("/stats");
+    let stats =
+        envoy.stats_when(|s| counter(s, "tenantgate.audit_would_deny.missing_credentials") >= 1);
     assert!(
         counter(&stats, "tenantgate.audit_would_deny.missing_credentials") >= 1,
         "{stats}"
@@ -382,7 +383,7 @@ fn counters_move_and_the_access_log_carries_the_decision() {
         .status,
         403
     );
-    let after = envoy.admin_get("/stats");
+    let after = envoy.stats_when(|s| counter(s, "tenantgate.denied.membership_pending") >= 1);
     assert_eq!(
         counter(&after, "tenantgate.allowed") - counter(&before, "tenantgate.allowed"),
         3,
@@ -397,14 +398,15 @@ fn counters_move_and_the_access_log_carries_the_decision() {
     );
 
     let entries = envoy.wait_for_access_log(5);
+    // An allowed request: tenant and principal from its annotated headers
+    // (no filter state by default).
     let allowed = entries
         .iter()
-        .find(|e| e["decision"] == "allow")
+        .find(|e| e["response_code"] == 200)
         .expect("an allowed entry");
-    assert_eq!(allowed["tenant"], "acme");
-    assert_eq!(allowed["principal"], "app:acme-storefront");
-    assert_eq!(allowed["route"], "orders");
-    assert_eq!(allowed["response_code"], 200);
+    assert_eq!(allowed["x_tenant_id"], "acme", "{allowed}");
+    assert_eq!(allowed["x_principal"], "app:acme-storefront");
+    assert_eq!(allowed["decision"], Value::Null);
     let pending = entries
         .iter()
         .find(|e| e["reason"] == "membership_pending")
@@ -504,7 +506,7 @@ fn two_workers_decide_identically() {
             assert_eq!(r.status, *status, "round {round} {path}: {}", r.body);
         }
     }
-    let stats = envoy.admin_get("/stats");
+    let stats = envoy.stats_when(|s| counter(s, "tenantgate.allowed") >= 60);
     let per_worker: Vec<u64> = (0..2)
         .map(|w| counter(&stats, &format!("worker_{w}.downstream_cx_total")))
         .collect();
@@ -516,11 +518,11 @@ fn two_workers_decide_identically() {
 }
 
 #[test]
-fn filter_state_can_be_limited_to_denials() {
+fn filter_state_all_records_allowed_requests_too() {
     let upstream = Upstream::start();
     let snapshot: Value = serde_json::from_str(DEMO).unwrap();
     let config =
-        json!({"environment": "prod", "filter_state": "denials", "snapshot": {"inline": snapshot}});
+        json!({"environment": "prod", "filter_state": "all", "snapshot": {"inline": snapshot}});
     let envoy = EnvoyBuilder::new(upstream.port())
         .plugin_config(config.to_string())
         .start();
@@ -544,7 +546,10 @@ fn filter_state_can_be_limited_to_denials() {
     );
     let entries = envoy.wait_for_access_log(2);
     let allow = entries.iter().find(|e| e["response_code"] == 200).unwrap();
-    assert_eq!(allow["decision"], Value::Null, "{allow}");
+    assert_eq!(allow["decision"], "allow", "{allow}");
+    assert_eq!(allow["route"], "orders");
+    assert_eq!(allow["tenant"], "acme");
+    assert_eq!(allow["principal"], "app:acme-storefront");
     let deny = entries.iter().find(|e| e["response_code"] == 401).unwrap();
     assert_eq!(deny["reason"], "missing_credentials");
     assert_eq!(deny["decision"], "deny");

@@ -47,6 +47,14 @@ fn plugin_config(mode: &str, environment: Option<&str>) -> String {
     config.to_string()
 }
 
+/// [`plugin_config`] recording the decision of every request in the filter
+/// state (`filter_state: all`), where the decision table reads it.
+fn recording_config(mode: &str, environment: Option<&str>) -> String {
+    let mut config: Value = serde_json::from_str(&plugin_config(mode, environment)).unwrap();
+    config["filter_state"] = json!("all");
+    config.to_string()
+}
+
 /// A host with the demo plugin configuration (enforce, environment `prod`).
 fn demo_host() -> Host {
     let mut host = Host::dist();
@@ -148,6 +156,27 @@ fn allowed_api_key_request_is_annotated_and_forged_headers_removed() {
     assert_eq!(header(&out, "x-api-key"), Some("demo-storefront-key"));
     assert_eq!(header(&out, ":path"), Some("/orders/1"));
 
+    // By default an allowed request records no filter state (the annotated
+    // headers carry tenant and principal to the access log) ...
+    for key in ["decision", "route", "tenant", "principal", "reason"] {
+        assert_eq!(out.property(&format!("tenantgate.{key}")), None, "{key}");
+    }
+    // ... and is counted inside the VM, handed to the host on the tick.
+    assert_eq!(out.metrics.get("tenantgate.allowed"), None);
+    assert_eq!(host.metric("tenantgate.allowed"), Some(0));
+    let tick = host.tick().unwrap();
+    assert_eq!(tick.metrics.get("tenantgate.allowed"), Some(&1));
+    assert_eq!(host.metric("tenantgate.allowed"), Some(1));
+    assert!(out.logs.is_empty(), "{:?}", out.logs);
+}
+
+#[test]
+fn filter_state_all_records_allowed_requests_too() {
+    let mut host = Host::dist();
+    assert!(host.configure(&recording_config("enforce", Some("prod"))));
+    let creds = [("x-api-key", "demo-storefront-key")];
+    let out = host.request(&envoy_headers("GET", "/orders/1", "localhost", &creds));
+    assert_eq!(out.local_response, None, "{out:#?}");
     assert_eq!(out.property("tenantgate.decision"), Some("allow"));
     assert_eq!(out.property("tenantgate.route"), Some("orders"));
     assert_eq!(out.property("tenantgate.tenant"), Some("acme"));
@@ -156,9 +185,22 @@ fn allowed_api_key_request_is_annotated_and_forged_headers_removed() {
         Some("app:acme-storefront")
     );
     assert_eq!(out.property("tenantgate.reason"), None);
-    assert_eq!(out.metrics.get("tenantgate.allowed"), Some(&1));
-    assert_eq!(host.metric("tenantgate.allowed"), Some(1));
-    assert!(out.logs.is_empty(), "{:?}", out.logs);
+}
+
+#[test]
+fn a_denial_removes_forged_annotations_before_answering() {
+    let mut host = demo_host();
+    let mut creds = vec![("x-api-key", "demo-revoked-key")];
+    creds.extend_from_slice(FORGED);
+    let out = host.request(&envoy_headers("GET", "/orders/1", "localhost", &creds));
+    assert_eq!(out.local_response.as_ref().map(|r| r.0), Some(401));
+    // The access log reads the request headers of a denied request too.
+    let mut removed = out.removed.clone();
+    removed.sort();
+    let mut forged: Vec<String> = FORGED.iter().map(|(n, _)| n.to_string()).collect();
+    forged.sort();
+    forged.dedup();
+    assert_eq!(removed, forged);
 }
 
 #[test]
@@ -191,11 +233,12 @@ fn denied_request_gets_a_json_local_response() {
 
     assert_eq!(out.property("tenantgate.decision"), Some("deny"));
     assert_eq!(out.property("tenantgate.reason"), Some(reason));
+    let tick = host.tick().unwrap();
     assert_eq!(
-        out.metrics.get(&format!("tenantgate.denied.{reason}")),
+        tick.metrics.get(&format!("tenantgate.denied.{reason}")),
         Some(&1)
     );
-    assert_eq!(out.metrics.get("tenantgate.allowed"), None);
+    assert_eq!(tick.metrics.get("tenantgate.allowed"), None);
 
     // No credentials at all: 401 missing_credentials.
     let out = host.request(&envoy_headers("GET", "/orders/1", "localhost", &[]));
@@ -339,7 +382,7 @@ fn decision_table_through_the_wasm_host() {
             .entry((mode.to_string(), environment.clone()))
             .or_insert_with(|| {
                 let mut host = Host::dist();
-                assert!(host.configure(&plugin_config(mode, environment.as_deref())));
+                assert!(host.configure(&recording_config(mode, environment.as_deref())));
                 host
             });
         host.set_now(now);
@@ -443,6 +486,11 @@ fn fuel_per_request() {
     let denied = host.request(&deny);
     assert_eq!(allowed.local_response, None);
     assert_eq!(denied.local_response.as_ref().map(|r| r.0), Some(401));
+    // The hot path's host calls (issue 12): no filter state and no counter
+    // per allowed request by default (the counter waits for the tick).
+    for call in ["proxy_set_property", "proxy_increment_metric"] {
+        assert_eq!(allowed.host_calls.get(call), None, "{call}");
+    }
     // Deterministic: the same request again costs exactly the same.
     assert_eq!(host.request(&allow).fuel, allowed.fuel);
     assert_eq!(host.request(&deny).fuel, denied.fuel);

@@ -773,6 +773,20 @@ impl Envoy {
         stat_ending(&self.admin_get("/stats"), suffix)
     }
 
+    /// `/stats` as soon as `ready` holds for it, or after 10 s. The filter's
+    /// decision counters reach Envoy on its tick, up to a second after the
+    /// requests they count.
+    pub fn stats_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.admin_get("/stats");
+            if ready(&stats) || Instant::now() > deadline {
+                return stats;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// GET through the listener (see [`http_get`]).
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         http_get(self.listen_port, path, headers)
