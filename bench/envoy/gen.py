@@ -274,6 +274,11 @@ def main():
         "empty_wasm": base_config([wasm_filter("empty", a.empty_wasm)]),
         "mimic_wasm": base_config([wasm_filter("mimic", a.mimic_wasm)]),
         "mimic_batched_wasm": base_config([wasm_filter("mimic", a.mimic_batched_wasm)]),
+        # The levers of tenantgate's hot path (issue 12), each measured by leaving its host
+        # calls out of mimic_wasm (CONFIGS=... bench/envoy/run.sh, see README "Levers").
+        "mimic_no_filter_state": base_config([wasm_filter("mimic", a.mimic_wasm, "no_filter_state")]),
+        "mimic_no_counter": base_config([wasm_filter("mimic", a.mimic_wasm, "no_counter")]),
+        "mimic_no_clock": base_config([wasm_filter("mimic", a.mimic_wasm, "no_clock")]),
         "rbac": base_config([rbac_filter(rules)]),
         "lua": base_config([lua_filter(rules)]),
         "tenantgate": base_config([wasm_filter("tenantgate", a.tenantgate_wasm, plugin_1k)]),

@@ -80,9 +80,34 @@ fn with_annotations(read: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// Which of tenantgate's per-request host calls `mimic` makes, so each lever
+/// of the hot path (issue 12) is measured by leaving it out. The plugin
+/// configuration lists the calls to skip: `no_filter_state`, `no_counter`,
+/// `no_clock` (comma separated); empty makes them all.
+#[cfg(feature = "mimic")]
+#[derive(Clone, Copy)]
+struct Levers {
+    filter_state: bool,
+    counter: bool,
+    clock: bool,
+}
+
+#[cfg(feature = "mimic")]
+impl Levers {
+    fn parse(config: &[u8]) -> Levers {
+        let config = String::from_utf8_lossy(config);
+        let skips = |name: &str| config.split(',').any(|s| s.trim() == name);
+        Levers {
+            filter_state: !skips("no_filter_state"),
+            counter: !skips("no_counter"),
+            clock: !skips("no_clock"),
+        }
+    }
+}
+
 /// tenantgate's host calls for an allowed request, constant values.
 #[cfg(feature = "mimic")]
-fn mimic(counter: u32) {
+fn mimic(counter: u32, levers: Levers) {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     let annotations = [
@@ -99,9 +124,13 @@ fn mimic(counter: u32) {
             read = Vec::from_raw_parts(data, size, size);
             std::hint::black_box(&read);
         }
-        let mut now = 0u64;
-        proxy_get_current_time_nanoseconds(&mut now);
-        proxy_increment_metric(counter, 1);
+        if levers.clock {
+            let mut now = 0u64;
+            proxy_get_current_time_nanoseconds(&mut now);
+        }
+        if levers.counter {
+            proxy_increment_metric(counter, 1);
+        }
         #[cfg(feature = "batched")]
         {
             let map = with_annotations(&read, &annotations);
@@ -118,12 +147,17 @@ fn mimic(counter: u32) {
             );
         }
         let _ = &read;
-        for (key, value) in [
-            ("tenantgate.decision", "allow"),
-            ("tenantgate.route", "org-1-orders"),
-            ("tenantgate.tenant", "org-1"),
-            ("tenantgate.principal", "app:app-1"),
-        ] {
+        let properties: &[(&str, &str)] = if levers.filter_state {
+            &[
+                ("tenantgate.decision", "allow"),
+                ("tenantgate.route", "org-1-orders"),
+                ("tenantgate.tenant", "org-1"),
+                ("tenantgate.principal", "app:app-1"),
+            ]
+        } else {
+            &[]
+        };
+        for (key, value) in properties {
             // As tenantgate's filter passes it (Envoy stores `wasm.<key>`).
             proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len());
         }
@@ -131,14 +165,25 @@ fn mimic(counter: u32) {
 }
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-struct Root;
+#[derive(Default)]
+struct Root {
+    #[cfg(feature = "mimic")]
+    levers: Option<Levers>,
+}
 
 impl Context for Root {}
 
 impl RootContext for Root {
+    #[cfg(feature = "mimic")]
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        self.levers = Some(Levers::parse(&config));
+        true
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         #[cfg(feature = "mimic")]
         let counter = {
@@ -151,7 +196,11 @@ impl RootContext for Root {
         };
         #[cfg(not(feature = "mimic"))]
         let counter = 0;
-        Some(Box::new(Filter { counter }))
+        Some(Box::new(Filter {
+            counter,
+            #[cfg(feature = "mimic")]
+            levers: self.levers.unwrap_or(Levers::parse(b"")),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -162,6 +211,8 @@ impl RootContext for Root {
 struct Filter {
     #[cfg_attr(not(feature = "mimic"), allow(dead_code))]
     counter: u32,
+    #[cfg(feature = "mimic")]
+    levers: Levers,
 }
 
 impl Context for Filter {}
@@ -169,7 +220,7 @@ impl Context for Filter {}
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         #[cfg(feature = "mimic")]
-        mimic(self.counter);
+        mimic(self.counter, self.levers);
         #[cfg(not(feature = "mimic"))]
         read_one_write_one();
         Action::Continue
