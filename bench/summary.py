@@ -50,7 +50,7 @@ def main():
     if engines.get("regorus_rvm_ns"):
         engine["regorus_rvm_ns"] = engines["regorus_rvm_ns"]
     measured = (envoy.get("envoy") or {}).keys()
-    configs = ["none", "empty_wasm", "rbac", "lua", "tenantgate"]
+    configs = ["none", "empty_wasm", "rbac", "lua", "api_key_auth", "ext_authz_noop", "tenantgate"]
     configs += [c for c in measured if c not in configs]
     envoy_summary = {}
     for c in configs:
@@ -68,6 +68,7 @@ def main():
             for k in ("envoy_rss_none_bytes", "envoy_rss_1k_bytes", "envoy_rss_100k_bytes",
                       "tenantgate_linear_memory_bytes_per_vm_1k", "tenantgate_linear_memory_bytes_per_vm_100k")
         },
+        "anchors": anchors_summary(envoy),
         "size": {"wasm_bytes": os.path.getsize(wasm_path) if os.path.exists(wasm_path) else None},
         "machine": {
             "cores": os.cpu_count(),
@@ -79,6 +80,30 @@ def main():
         f.write("\n")
     write_markdown(summary, engines, envoy)
     print(f"wrote {os.path.relpath(os.path.join(BENCH, 'summary.json'), ROOT)} and docs/PERFORMANCE.md")
+
+
+ANCHORS = ("api_key_auth", "ext_authz_noop")
+
+
+def anchors_summary(envoy):
+    """tenantgate against what users would pick instead (issue 12), as bench/envoy/summarize.py
+    computed it from the same run's medians; for ext_authz_noop, also the two parts of its CPU
+    (Envoy's and the authorizer's) and the checks made per request (1: no cache)."""
+    anchors = envoy.get("anchors") or {}
+    rows = (envoy.get("envoy") or {})
+    out = {}
+    for name in ANCHORS:
+        a = dict(anchors.get(name) or {})
+        a.setdefault("tenantgate_added_cpu_us_per_req", None)
+        a.setdefault("anchor_added_cpu_us_per_req", None)
+        a.setdefault("tenantgate_over_anchor", None)
+        row = rows.get(name) or {}
+        if name == "ext_authz_noop":
+            a["cpu_parts_us_per_req"] = {"envoy": row.get("envoy_cpu_us_per_req"),
+                                         "authorizer": row.get("authz_cpu_us_per_req")}
+            a["authz_checks_per_request"] = row.get("authz_checks_per_request")
+        out[name] = a
+    return out
 
 
 def ratio(a, b):
@@ -93,6 +118,49 @@ def fmt(v, digits=0):
 
 def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+def anchors_markdown(s):
+    """The section comparing tenantgate with the anchors, all figures from this run."""
+    lines = [
+        "## Against what users would pick instead (same run)",
+        "",
+        "`api_key_auth` is Envoy's native API key check (the same allowed keys, no tenancy);"
+        " `ext_authz_noop` is Envoy's `ext_authz` calling, for every request, an HTTP authorizer"
+        " that allows everything: the floor under any external policy decision point (OPA-Envoy,"
+        " Authorino, Cerbos), before it evaluates any policy. Added CPU is over no filter;"
+        " the ratios are tenantgate's figure divided by the anchor's (above 1 for CPU and"
+        " latency, below 1 for req/s: tenantgate costs more).",
+        "",
+        "| anchor | anchor added CPU µs | tenantgate added CPU µs | added CPU ratio | CPU / req ratio"
+        " | p50 ratio | p99 ratio | req/s ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def times(v):
+        return "n/a" if v is None else f"{v:,.2f}x"
+
+    for name, a in s["anchors"].items():
+        over = a.get("tenantgate_over_anchor") or {}
+        lines.append(
+            f"| {name} | {fmt(a.get('anchor_added_cpu_us_per_req'), 1)} | {fmt(a.get('tenantgate_added_cpu_us_per_req'), 1)} |"
+            f" {times(over.get('added_cpu'))} | {times(over.get('cpu_us_per_req'))} | {times(over.get('p50_us'))} |"
+            f" {times(over.get('p99_us'))} | {times(over.get('rps'))} |"
+        )
+    lines += [
+        "",
+        "The added CPU ratio is n/a when the anchor adds under 0.5 µs (a ratio to noise).",
+    ]
+    ext = s["anchors"].get("ext_authz_noop") or {}
+    parts = ext.get("cpu_parts_us_per_req") or {}
+    lines += [
+        "",
+        f"`ext_authz_noop` CPU per request: Envoy {fmt(parts.get('envoy'), 1)} µs + authorizer"
+        f" {fmt(parts.get('authorizer'), 1)} µs (`bench/envoy/noop-authz`, hyper on one thread, pinned"
+        f" to Envoy's core); {fmt(ext.get('authz_checks_per_request'), 3)} checks per request.",
+        "",
+    ]
+    return lines
 
 
 def write_markdown(s, engines, envoy):
@@ -127,7 +195,7 @@ def write_markdown(s, engines, envoy):
         "",
         "## Envoy end to end (median of interleaved rounds; Envoy on core 0, wrk on core 1)",
         "",
-        "| configuration | req/s | p50 µs | p99 µs | Envoy CPU µs/req | CPU vs no filter | added CPU µs |",
+        "| configuration | req/s | p50 µs | p99 µs | CPU µs/req | CPU vs no filter | added CPU µs |",
         "|---|---|---|---|---|---|---|",
     ]
     none_cpu = (s["envoy"]["none"] or {}).get("cpu_us_per_req")
@@ -146,7 +214,8 @@ def write_markdown(s, engines, envoy):
     m = s["memory"]
     lines += [
         "",
-        "Setup of each configuration: `bench/envoy/README.md`.",
+        "Setup of each configuration: `bench/envoy/README.md`. CPU is Envoy's, and for"
+        " `ext_authz_noop` Envoy's plus its authorizer's (same core).",
         "",
         "Where tenantgate's added CPU goes: `mimic_wasm` is the empty filter making exactly"
         " tenantgate's host calls for an allowed request (one header-map read, the clock, a counter,"
@@ -160,6 +229,7 @@ def write_markdown(s, engines, envoy):
         " and `filter_state: denials` saves the four filter-state calls on allowed requests"
         " (`CONFIGS=... bench/envoy/run.sh` measures both).",
         "",
+    ] + anchors_markdown(s) + [
         "## Memory and size",
         "",
         f"- Envoy RSS: no filter {fmt((m.get('envoy_rss_none_bytes') or 0) / 2**20, 1)} MiB,"

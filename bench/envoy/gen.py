@@ -19,6 +19,12 @@ From that rule set this script writes, into OUT_DIR:
   rbac.json                Envoy + envoy.filters.http.rbac: one ALLOW policy per organization,
                            permission url_path prefix, principals = its keys (x-api-key exact)
   lua.json                 Envoy + envoy.filters.http.lua: a Lua table key -> prefix
+  api_key_auth.json        Envoy + envoy.filters.http.api_key_auth: the rule set's keys as
+                           credentials, read from x-api-key (a key check, no tenancy)
+  ext_authz_noop.json      Envoy + envoy.filters.http.ext_authz, HTTP service on cluster
+                           `noop_authz` (bench/envoy/noop-authz, which allows every check);
+                           its port is 0 here: run.sh sets it (set-authz-port) once the
+                           authorizer is listening
   tenantgate.json          Envoy + tenantgate with the 1k-key snapshot inline
   tenantgate_100k.json     Envoy + tenantgate with a 100k-key snapshot inline, compiled (memory only)
   requests.lua             wrk script cycling through the rule set's requests (all allowed)
@@ -43,11 +49,13 @@ def policyctl(binary, *args):
     return subprocess.run([binary, *args], check=True, capture_output=True, text=True).stdout
 
 
-def base_config(http_filters):
-    """An Envoy bootstrap with the given HTTP filters in front of the router."""
+def base_config(http_filters, clusters=()):
+    """An Envoy bootstrap with the given HTTP filters in front of the router (and the given
+    clusters, for a filter that calls out; the route itself never has an upstream)."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
+            "clusters": list(clusters),
             "listeners": [
                 {
                     "name": "ingress",
@@ -147,6 +155,68 @@ def rbac_filter(rules):
     }
 
 
+def api_key_auth_filter(rules):
+    """Envoy's native API key check: the rule set's keys, nothing about routes or tenants (an
+    unknown key gets 401; every known key passes on every path). The client name is the key's
+    organization, which the filter only uses for its optional per-route `allowed_clients`."""
+    return {
+        "name": "envoy.filters.http.api_key_auth",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+            "credentials": [{"key": r["key"], "client": r["org"]} for r in rules],
+            "key_sources": [{"header": "x-api-key"}],
+        },
+    }
+
+
+AUTHZ_CLUSTER = "noop_authz"
+
+
+def ext_authz_filter():
+    """envoy.filters.http.ext_authz calling an HTTP authorization service for every request (the
+    filter has no cache), as OPA-Envoy, Authorino or Cerbos are called. The check carries the
+    API key (a real decision point needs it); a timeout or an error denies (failure_mode_allow
+    false), so a slow authorizer shows up as errors, not as a free pass."""
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": False,
+            "http_service": {
+                "server_uri": {"uri": "http://127.0.0.1", "cluster": AUTHZ_CLUSTER, "timeout": "0.25s"},
+                "path_prefix": "/check",
+            },
+            "allowed_headers": {"patterns": [{"exact": "x-api-key"}]},
+        },
+    }
+
+
+def authz_cluster(port=0):
+    """The cluster of the no-op authorizer on loopback; port 0 until run.sh knows it."""
+    return {
+        "name": AUTHZ_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "0.25s",
+        "load_assignment": {
+            "cluster_name": AUTHZ_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
+        },
+    }
+
+
+def set_authz_port(config_path, port):
+    """Rewrites the authorizer cluster's port of a generated configuration in place."""
+    with open(config_path) as f:
+        doc = json.load(f)
+    clusters = [c for c in doc["static_resources"]["clusters"] if c["name"] == AUTHZ_CLUSTER]
+    if len(clusters) != 1:
+        sys.exit(f"gen.py: {config_path} has no {AUTHZ_CLUSTER} cluster")
+    clusters[0].update(authz_cluster(port))
+    write_json(config_path, doc)
+
+
 def lua_quote(s):
     # Our keys and prefixes are [A-Za-z0-9/_-]; json.dumps gives a valid Lua string for them.
     assert all(c.isalnum() or c in "/_-." for c in s), s
@@ -220,6 +290,12 @@ def write_json(path, doc):
 
 
 def main():
+    # `gen.py set-authz-port CONFIG PORT`: run.sh, once the no-op authorizer listens.
+    if sys.argv[1:2] == ["set-authz-port"]:
+        if len(sys.argv) != 4 or not sys.argv[3].isdigit():
+            sys.exit("usage: gen.py set-authz-port CONFIG PORT")
+        set_authz_port(sys.argv[2], int(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policyctl", required=True)
     ap.add_argument("--tenantgate-wasm", required=True)
@@ -281,6 +357,8 @@ def main():
         "mimic_no_clock": base_config([wasm_filter("mimic", a.mimic_wasm, "no_clock")]),
         "rbac": base_config([rbac_filter(rules)]),
         "lua": base_config([lua_filter(rules)]),
+        "api_key_auth": base_config([api_key_auth_filter(rules)]),
+        "ext_authz_noop": base_config([ext_authz_filter()], [authz_cluster()]),
         "tenantgate": base_config([wasm_filter("tenantgate", a.tenantgate_wasm, plugin_1k)]),
         "tenantgate_100k": base_config([wasm_filter("tenantgate", a.tenantgate_wasm, plugin_100k)]),
         # For the breakdown of tenantgate's cost (CONFIGS=... bench/envoy/run.sh): the same
