@@ -10,7 +10,7 @@
 #   ROUNDS [5]  DURATION [4] seconds measured  WARMUP [1] second  CONNECTIONS [16]
 #   ENVOY_CPU [0]  WRK_CPU [1]  (taskset core lists)
 #   SKIP_BUILD=1   reuse dist/tenantgate.wasm, policyctl, the empty filter and noop-authz as they are
-#   CONFIGS ["none empty_wasm mimic_wasm rbac lua api_key_auth ext_authz_noop tenantgate"]
+#   CONFIGS [$DEFAULT_CONFIGS below]
 #   MEMORY [1] (0: no 100k-key RSS)
 #   TENANTGATE_ENVOY  Envoy binary [.venv/bin/envoy]
 set -euo pipefail
@@ -41,10 +41,14 @@ AUTHZ_TARGET=$ROOT/target/bench/noop-authz
 AUTHZ=$AUTHZ_TARGET/release/noop-authz
 # mimic_wasm (measured by default): the empty filter making tenantgate's host calls for an
 # allowed request with constant values and no policy work, so tenantgate minus mimic_wasm is
-# the work inside the VM. More breakdown: CONFIGS="none empty_wasm mimic_wasm
-# mimic_batched_wasm tenantgate tenantgate_no_filter_state" (mimic_batched_wasm: the six
+# the work inside the VM. The levers of the hot path (issue 12), also by default:
+# mimic_before (the calls before issue 12), mimic_filter_state (+ four filter-state values),
+# mimic_counter (+ a counter per request), mimic_no_clock (- the clock). More breakdown:
+# CONFIGS="... mimic_batched_wasm tenantgate_filter_state_all" (mimic_batched_wasm: the six
 # header writes as one proxy_set_header_map_pairs). MEMORY=0 skips the 100k-key RSS.
-read -r -a CONFIGS <<<"${CONFIGS:-none empty_wasm mimic_wasm rbac lua api_key_auth ext_authz_noop tenantgate}"
+DEFAULT_CONFIGS="none empty_wasm mimic_wasm mimic_before mimic_filter_state mimic_counter mimic_no_clock"
+DEFAULT_CONFIGS+=" rbac lua api_key_auth ext_authz_noop tenantgate"
+read -r -a CONFIGS <<<"${CONFIGS:-$DEFAULT_CONFIGS}"
 MEMORY=${MEMORY:-1}
 CLK_TCK=$(getconf CLK_TCK)
 

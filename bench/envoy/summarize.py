@@ -109,7 +109,7 @@ def main():
         "envoy": envoy,
         "added_cpu": {
             "tenantgate_over_empty_wasm_added_cpu": ratio(tg, ew),
-            "target_max": 1.25,
+            "target_max": 1.4,  # issue 12 (issue 6 asked 1.25)
             "per_round_median_added_cpu_us_per_req": {k: (round(v, 1) if v is not None else None) for k, v in added.items()},
         },
         "anchors": anchors,
@@ -168,7 +168,7 @@ def main():
         print(f"tenantgate vs {name}: added CPU {fmt(c['tenantgate_added_cpu_us_per_req'], '.1f')} vs"
               f" {fmt(c['anchor_added_cpu_us_per_req'], '.1f')} µs/req; tenantgate / {name}: CPU {fmt(t['cpu_us_per_req'], '.2f')},"
               f" p50 {fmt(t['p50_us'], '.2f')}, p99 {fmt(t['p99_us'], '.2f')}, rps {fmt(t['rps'], '.2f')}")
-    print(f"tenantgate added CPU / empty wasm added CPU: {fmt(doc['added_cpu']['tenantgate_over_empty_wasm_added_cpu'], '.2f')} (target <= 1.25)")
+    print(f"tenantgate added CPU / empty wasm added CPU: {fmt(doc['added_cpu']['tenantgate_over_empty_wasm_added_cpu'], '.2f')} (target <= 1.4, issue 12)")
     m = doc["memory"]
     mib = lambda b: f"{b / 1048576:.1f} MiB" if b else "-"
     print(f"RSS: none {mib(m['envoy_rss_none_bytes'])}, tenantgate 1k {mib(m['envoy_rss_1k_bytes'])}, tenantgate 100k {mib(m['envoy_rss_100k_bytes'])}"
