@@ -35,6 +35,7 @@ use crate::records::{Idx, PrincipalRef};
 mod decode;
 mod partial;
 mod read;
+pub mod tier;
 mod write;
 
 pub use decode::decode;

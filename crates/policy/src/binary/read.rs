@@ -137,6 +137,33 @@ impl<'b> Reader<'b> {
             _ => self.fail("not a team right"),
         }
     }
+    /// A whole key record, its app and environments below `apps` and `envs`.
+    pub(super) fn key(mut self, apps: usize, envs: usize) -> Result<KeyEntry> {
+        let digest = self.array::<32>()?;
+        let app = self.idx(apps)?;
+        let status = match self.u8()? {
+            0 => KeyStatus::Active,
+            1 => KeyStatus::Revoked,
+            2 => KeyStatus::Pending,
+            _ => return self.fail("not a key status"),
+        };
+        let expires_at = self.opt_time()?;
+        let read_only = self.bool()?;
+        let envs = match self.u8()? {
+            0 => None,
+            1 => Some(IdxList::from(self.idxs(envs)?.into_vec())),
+            _ => return self.fail("not an optional environment list"),
+        };
+        self.done()?;
+        Ok(KeyEntry {
+            digest,
+            app,
+            status,
+            expires_at,
+            read_only,
+            envs,
+        })
+    }
     /// The end of a record: everything read.
     pub(super) fn done(&self) -> Result<()> {
         if self.at == self.bytes.len() {
@@ -471,31 +498,7 @@ impl Parts<'_> {
     }
 
     pub(super) fn key(&self, i: usize) -> Result<KeyEntry> {
-        let mut r = self.keys.record(i)?;
-        let digest = r.array::<32>()?;
-        let app = r.idx(self.apps.count)?;
-        let status = match r.u8()? {
-            0 => KeyStatus::Active,
-            1 => KeyStatus::Revoked,
-            2 => KeyStatus::Pending,
-            _ => return r.fail("not a key status"),
-        };
-        let expires_at = r.opt_time()?;
-        let read_only = r.bool()?;
-        let envs = match r.u8()? {
-            0 => None,
-            1 => Some(IdxList::from(r.idxs(self.envs.len())?.into_vec())),
-            _ => return r.fail("not an optional environment list"),
-        };
-        r.done()?;
-        Ok(KeyEntry {
-            digest,
-            app,
-            status,
-            expires_at,
-            read_only,
-            envs,
-        })
+        self.keys.record(i)?.key(self.apps.count, self.envs.len())
     }
 
     pub(super) fn user(&self, i: usize) -> Result<UserEntry> {

@@ -4,12 +4,12 @@ use super::{
     principal_kind, principal_prefix, seal, status_code, GRANT_REF_SIZE, MAGIC, PENDING_SIZE,
 };
 use crate::document::Right;
-use crate::records::{Idx, PrincipalRef, RouteTeams};
+use crate::records::{Idx, KeyEntry, PrincipalRef, RouteTeams};
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
 
-struct Writer(Vec<u8>);
+pub(super) struct Writer(pub(super) Vec<u8>);
 
 fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -25,7 +25,7 @@ impl Writer {
     fn len(&mut self, n: usize) {
         self.u32(clamp_u32(n));
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn str(&mut self, s: &str) {
@@ -225,25 +225,37 @@ fn write_products_and_apps(w: &mut Writer, snapshot: &Snapshot) {
 
 /// Keys sorted by digest: a key's index is its rank.
 fn write_keys(w: &mut Writer, snapshot: &Snapshot) {
-    let keys = &snapshot.keys;
-    let digests: Vec<&[u8]> = keys.iter().map(|key| &key.digest[..]).collect();
-    let order = sorted_unique(&digests);
-    w.table(order.len(), &mut |w, i| {
-        if let Some(key) = order.get(i).and_then(|&p| keys.get(p)) {
-            w.0.extend_from_slice(&key.digest);
-            w.u32(key.app);
-            w.u8(status_code(key.status));
-            w.opt_time(key.expires_at);
-            w.u8(u8::from(key.read_only));
-            match &key.envs {
-                None => w.u8(0),
-                Some(envs) => {
-                    w.u8(1);
-                    w.idxs(envs);
-                }
+    let keys: Vec<&KeyEntry> = snapshot.keys.iter().collect();
+    w.key_table(&keys);
+}
+
+impl Writer {
+    /// A table of key records sorted by digest (the snapshot's key table, and
+    /// a bucket of the key tier).
+    pub(super) fn key_table(&mut self, keys: &[&KeyEntry]) {
+        let digests: Vec<&[u8]> = keys.iter().map(|key| &key.digest[..]).collect();
+        let order = sorted_unique(&digests);
+        self.table(order.len(), &mut |w, i| {
+            if let Some(key) = order.get(i).and_then(|&p| keys.get(p)) {
+                w.key(key);
+            }
+        });
+    }
+
+    fn key(&mut self, key: &KeyEntry) {
+        self.0.extend_from_slice(&key.digest);
+        self.u32(key.app);
+        self.u8(status_code(key.status));
+        self.opt_time(key.expires_at);
+        self.u8(u8::from(key.read_only));
+        match &key.envs {
+            None => self.u8(0),
+            Some(envs) => {
+                self.u8(1);
+                self.idxs(envs);
             }
         }
-    });
+    }
 }
 
 fn write_users_and_grants(w: &mut Writer, snapshot: &Snapshot) {
