@@ -6,6 +6,7 @@
 //!   single flight per digest, limits) and how an answer is classified.
 //! - [`live`]: the live-snapshot protocol between worker VMs (lease,
 //!   shared-data framing, jitter, signed sequences).
+//! - [`tier_cache`]: the keys a worker has read from the key tier.
 //! - [`wire`]: the proxy-wasm header-map encoding, parsed without panicking.
 //!
 //! Host side (wasm32-wasip1 only):
@@ -22,6 +23,7 @@
 pub mod inbound;
 pub mod key_lookup;
 pub mod live;
+pub mod tier_cache;
 pub mod wire;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

@@ -7,8 +7,15 @@
 //!   is the only one that fetches. A VM takes or renews it with compare-and-swap,
 //!   so exactly one VM wins a round; a lease left by a VM that went away expires
 //!   and another takes over.
-//! - `<prefix>:snapshot` = `<etag>\n<body>`: the last good snapshot, published by
-//!   the fetcher only after it validated and compiled it.
+//! - `<prefix>:snapshot` = `<etag>\n<tier>\n<body>`: the last good snapshot,
+//!   published by the fetcher only after it validated and compiled it, without
+//!   its API keys: `<tier>` names the generation and bucket count of its key
+//!   tier (`-` if none), whose buckets are `<prefix>:keys:<generation>:<i>`. A
+//!   worker reads the bucket of a key on its first sight (issue 12: the keys
+//!   live once per process, not once per worker).
+//! - `<prefix>:retired` = the tier published before the current one: its buckets
+//!   stay while workers may still read them, and are emptied when the next
+//!   tier is published (shared data cannot be deleted).
 //! - `<prefix>:meta` = `<etag>\n<confirmed_ms>`: small, read on every tick by every
 //!   VM; a new etag means "read the snapshot key and swap". `confirmed_ms` is when
 //!   the source last confirmed it (200 or 304), for staleness and the age gauge.
@@ -19,6 +26,8 @@ pub struct SharedKeys {
     pub lease: String,
     pub snapshot: String,
     pub meta: String,
+    pub retired: String,
+    prefix: String,
 }
 
 impl SharedKeys {
@@ -28,8 +37,44 @@ impl SharedKeys {
             lease: format!("{prefix}:lease"),
             snapshot: format!("{prefix}:snapshot"),
             meta: format!("{prefix}:meta"),
+            retired: format!("{prefix}:retired"),
+            prefix,
         }
     }
+
+    /// Bucket `i` of the key tier of `generation`.
+    pub fn bucket(&self, generation: u64, i: u32) -> String {
+        format!("{}:keys:{generation:016x}:{i}", self.prefix)
+    }
+}
+
+/// A key tier in the shared data: its generation and how many buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierRef {
+    pub generation: u64,
+    pub buckets: u32,
+}
+
+impl TierRef {
+    pub fn encode(self) -> String {
+        format!("{:016x}:{}", self.generation, self.buckets)
+    }
+
+    pub fn decode(text: &str) -> Option<TierRef> {
+        let (generation, buckets) = text.split_once(':')?;
+        Some(TierRef {
+            generation: u64::from_str_radix(generation, 16).ok()?,
+            buckets: buckets.parse().ok().filter(|&n| n > 0)?,
+        })
+    }
+}
+
+/// A published snapshot, as [`unpack_snapshot`] reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Published<'p> {
+    pub etag: &'p str,
+    pub tier: Option<TierRef>,
+    pub body: &'p [u8],
 }
 
 /// Who fetches, until when.
@@ -60,19 +105,32 @@ impl Lease {
     }
 }
 
-/// `<etag>\n<body>`.
-pub fn pack_snapshot(etag: &str, body: &[u8]) -> Vec<u8> {
-    let mut packed = Vec::with_capacity(etag.len() + 1 + body.len());
+/// `<etag>\n<tier>\n<body>`.
+pub fn pack_snapshot(etag: &str, tier: Option<TierRef>, body: &[u8]) -> Vec<u8> {
+    let tier = tier.map_or("-".to_string(), TierRef::encode);
+    let mut packed = Vec::with_capacity(etag.len() + tier.len() + 2 + body.len());
     packed.extend_from_slice(etag.as_bytes());
+    packed.push(b'\n');
+    packed.extend_from_slice(tier.as_bytes());
     packed.push(b'\n');
     packed.extend_from_slice(body);
     packed
 }
 
-pub fn unpack_snapshot(packed: &[u8]) -> Option<(&str, &[u8])> {
-    let newline = packed.iter().position(|&b| b == b'\n')?;
-    let etag = std::str::from_utf8(packed.get(..newline)?).ok()?;
-    Some((etag, packed.get(newline + 1..)?))
+pub fn unpack_snapshot(packed: &[u8]) -> Option<Published<'_>> {
+    let (etag, rest) = split_line(packed)?;
+    let (tier, body) = split_line(rest)?;
+    let tier = match tier {
+        "-" => None,
+        tier => Some(TierRef::decode(tier)?),
+    };
+    Some(Published { etag, tier, body })
+}
+
+fn split_line(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(bytes.get(..newline)?).ok()?;
+    Some((line, bytes.get(newline + 1..)?))
 }
 
 /// What the fetcher last learned from the source.
@@ -187,12 +245,29 @@ mod tests {
 
     #[test]
     fn snapshot_and_meta_framing() {
-        let packed = pack_snapshot("\"r2\"", b"{\"revision\":\"r2\"}\n");
-        assert_eq!(
-            unpack_snapshot(&packed),
-            Some(("\"r2\"", &b"{\"revision\":\"r2\"}\n"[..]))
-        );
+        let packed = pack_snapshot("\"r2\"", None, b"{\"revision\":\"r2\"}\n");
+        let published = Published {
+            etag: "\"r2\"",
+            tier: None,
+            body: &b"{\"revision\":\"r2\"}\n"[..],
+        };
+        assert_eq!(unpack_snapshot(&packed), Some(published));
+        let tier = TierRef {
+            generation: 0xfeed_0000_0000_0001,
+            buckets: 8192,
+        };
+        let packed = pack_snapshot("\"r3\"", Some(tier), b"TGSNAP\n\x00");
+        let unpacked = unpack_snapshot(&packed).unwrap();
+        assert_eq!(unpacked.tier, Some(tier));
+        assert_eq!(unpacked.body, b"TGSNAP\n\x00");
         assert_eq!(unpack_snapshot(b"no newline"), None);
+        assert_eq!(unpack_snapshot(b"\"r\"\nzz:1\nbody"), None, "a bad tier");
+        assert_eq!(unpack_snapshot(b"\"r\"\n01:0\nbody"), None, "no buckets");
+        let keys = SharedKeys::new("policy", "/snapshot");
+        assert_eq!(
+            keys.bucket(1, 7),
+            "tenantgate:policy/snapshot:keys:0000000000000001:7"
+        );
         let mut meta = Meta {
             etag: "\"r2\"".into(),
             confirmed_ms: 42,

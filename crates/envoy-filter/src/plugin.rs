@@ -6,10 +6,12 @@
 
 use super::abi::{self, Level};
 use super::key_lookup::KeyLookups;
-use super::live::{self, Meta, SharedKeys};
+use super::live::{self, Meta, SharedKeys, TierRef};
 use super::metrics::{self, Metrics};
+use super::tier_cache::{Cached, TierCache, ABSENT_ENTRIES, FOUND_ENTRIES};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use tenantgate_policy::binary::tier::{self, TierError};
 use tenantgate_policy::config::{FailPolicy, FilterState, KeyLookup};
 use tenantgate_policy::{self as policy, ExternalKey, Mode, Snapshot, Sources};
 
@@ -19,6 +21,19 @@ pub struct Loaded {
     pub snapshot: Snapshot,
     pub etag: String,
     pub sequence: Option<u64>,
+    /// Where the snapshot's API keys are when they are not in `snapshot`:
+    /// the key tier in the shared data (remote sources).
+    pub tier: Option<TierRef>,
+}
+
+/// What the key tier says of a digest.
+pub enum TierLookup {
+    Found(Rc<ExternalKey>),
+    Absent,
+    /// The tier was replaced: pick up the new snapshot and decide again.
+    Stale,
+    /// The tier cannot be read.
+    Broken,
 }
 
 pub struct Plugin {
@@ -38,6 +53,8 @@ pub struct Plugin {
     /// A published etag this VM could not compile; not retried until it changes.
     rejected_etag: RefCell<Option<String>>,
     pub lookups: RefCell<KeyLookups<Rc<ExternalKey>>>,
+    /// The keys this worker has read from the key tier.
+    tier_keys: RefCell<TierCache<Rc<ExternalKey>>>,
     pub metrics: Metrics,
 }
 
@@ -66,6 +83,7 @@ impl Plugin {
             remote_keys,
             rejected_etag: RefCell::new(None),
             lookups: RefCell::new(KeyLookups::new(limits)),
+            tier_keys: RefCell::new(TierCache::new(FOUND_ENTRIES, ABSENT_ENTRIES)),
             metrics: Metrics::define(),
         }
     }
@@ -106,10 +124,11 @@ impl Plugin {
             abi::log(
                 Level::Info,
                 &format!(
-                    "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} routes) in {compile_ms} ms; linear memory {} bytes",
+                    "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} of them in this VM, {} routes) in {compile_ms} ms; linear memory {} bytes",
                     new.snapshot.revision(),
                     stats.organizations,
                     stats.api_keys,
+                    new.snapshot.keys_held(),
                     stats.routes,
                     linear_memory_bytes(),
                 ),
@@ -120,6 +139,17 @@ impl Plugin {
 
     /// Adopts the snapshot another VM published, if it differs from ours.
     pub fn pick_up(&self) {
+        self.adopt_published(false);
+    }
+
+    /// Adopts the published snapshot even if its etag is ours: the key tier
+    /// ours reads was replaced (the same etag published again by another
+    /// fetcher, with a new tier).
+    pub fn pick_up_new_tier(&self) {
+        self.adopt_published(true);
+    }
+
+    fn adopt_published(&self, new_tier_only: bool) {
         let Some(keys) = &self.remote_keys else {
             return;
         };
@@ -130,33 +160,39 @@ impl Plugin {
             return;
         };
         self.confirmed_ms.set(Some(meta.confirmed_ms));
-        let current_etag = self.current().map(|l| l.etag.clone());
+        let current = self.current();
+        let current_etag = current.as_ref().map(|l| l.etag.as_str());
         let rejected = self.rejected_etag.try_borrow().ok().and_then(|r| r.clone());
-        if current_etag.as_deref() == Some(&meta.etag) || rejected.as_deref() == Some(&meta.etag) {
+        let known = current_etag == Some(&meta.etag) && !new_tier_only;
+        if known || rejected.as_deref() == Some(&meta.etag) {
             return;
         }
         let Ok(Some((packed, _))) = abi::get_shared_data(&keys.snapshot) else {
             return;
         };
-        let Some((etag, body)) = live::unpack_snapshot(&packed) else {
+        let Some(published) = live::unpack_snapshot(&packed) else {
             return;
         };
-        if current_etag.as_deref() == Some(etag) {
-            return;
+        let same = current.as_ref().is_some_and(|l| {
+            l.etag == published.etag && (!new_tier_only || l.tier == published.tier)
+        });
+        if !same {
+            self.load_published(&published, meta.sequence);
         }
+    }
+
+    fn load_published(&self, published: &live::Published<'_>, sequence: Option<u64>) {
+        let etag = published.etag;
         // Published by a VM of this process, which verified it: not re-verified.
-        match timed_load(|| policy::load_snapshot_bytes(body)) {
+        match timed_load(|| policy::load_snapshot_bytes(published.body)) {
             Ok((snapshot, ms)) => {
-                let sequence = meta.sequence;
-                let etag = etag.to_string();
-                self.install(
-                    Loaded {
-                        snapshot,
-                        etag,
-                        sequence,
-                    },
-                    ms,
-                );
+                let loaded = Loaded {
+                    snapshot,
+                    etag: etag.to_string(),
+                    sequence,
+                    tier: published.tier,
+                };
+                self.install(loaded, ms);
             }
             Err(problem) => {
                 self.metrics.bump(self.metrics.fetch_invalid);
@@ -164,6 +200,41 @@ impl Plugin {
                 if let Ok(mut slot) = self.rejected_etag.try_borrow_mut() {
                     *slot = Some(etag.to_string());
                 }
+            }
+        }
+    }
+
+    /// The key with `digest` in the key tier of `loaded`: from this worker's
+    /// cache, or on its first sight from its bucket in the shared data.
+    pub fn tier_key(&self, loaded: &Loaded, digest: &[u8; 32]) -> TierLookup {
+        let (Some(tier), Some(keys)) = (loaded.tier, &self.remote_keys) else {
+            return TierLookup::Absent;
+        };
+        let Ok(mut cache) = self.tier_keys.try_borrow_mut() else {
+            return TierLookup::Broken;
+        };
+        match cache.get(tier.generation, digest) {
+            Cached::Found(key) => return TierLookup::Found(key),
+            Cached::Absent => return TierLookup::Absent,
+            Cached::Unseen => {}
+        }
+        let name = keys.bucket(tier.generation, tier::bucket_of(digest, tier.buckets));
+        let bucket = match abi::get_shared_data(&name) {
+            Ok(Some((bytes, _))) if !bytes.is_empty() => bytes,
+            // Emptied or never there: the tier was retired.
+            Ok(_) => return TierLookup::Stale,
+            Err(_) => return TierLookup::Broken,
+        };
+        match tier::find_key(&bucket, tier.generation, digest, &loaded.snapshot) {
+            Ok(found) => {
+                let found = found.map(Rc::new);
+                cache.put(tier.generation, *digest, found.clone());
+                found.map_or(TierLookup::Absent, TierLookup::Found)
+            }
+            Err(TierError::OtherGeneration { .. }) => TierLookup::Stale,
+            Err(e) => {
+                abi::log(Level::Error, &format!("tenantgate: key tier: {e}"));
+                TierLookup::Broken
             }
         }
     }

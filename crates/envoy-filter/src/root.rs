@@ -7,11 +7,12 @@
 use super::abi::{self, Level};
 use super::dispatch;
 use super::key_lookup::{self, Answer};
-use super::live::{self, Lease, Meta, SharedKeys};
+use super::live::{self, Lease, Meta, SharedKeys, TierRef};
 use super::plugin::{log_refused, timed_load, Loaded, Plugin};
 use super::wire;
 use std::cell::RefCell;
 use std::rc::Rc;
+use tenantgate_policy::binary::tier;
 use tenantgate_policy::config::{PluginConfig, RemoteSource, SnapshotSource};
 use tenantgate_policy::{self as policy, ExternalKey};
 
@@ -77,6 +78,7 @@ impl Root {
                     snapshot,
                     etag,
                     sequence: None,
+                    tier: None,
                 },
                 0,
             );
@@ -393,30 +395,81 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
     };
     plugin.metrics.bump(plugin.metrics.fetch_ok);
     let etag = live::etag_or_revision(etag, snapshot.revision());
-    // Publish compiled: the other VMs decode it instead of parsing JSON.
-    let compiled = if policy::binary::is_binary(&body) {
-        body
-    } else {
-        // The fetched text is the largest thing alive here: free it first.
-        drop(body);
-        policy::binary::encode(&snapshot)
-    };
-    let _ = abi::set_shared_data(
-        &live.keys.snapshot,
-        &live::pack_snapshot(&etag, &compiled),
-        0,
-    );
-    publish_meta(plugin, live, &etag, sequence, now);
-    if plugin.current().map(|l| l.etag.clone()).as_deref() != Some(etag.as_str()) {
-        plugin.install(
-            Loaded {
-                snapshot,
-                etag,
-                sequence,
-            },
-            ms,
-        );
+    // The fetched bytes are the largest thing alive here: free them first.
+    drop(body);
+    let (published_etag, previous) = published(live).unzip();
+    let mine = plugin.current().is_some_and(|l| l.etag == etag);
+    if mine && published_etag.as_deref() == Some(etag.as_str()) {
+        // The same snapshot served again, already published: nothing new.
+        return publish_meta(plugin, live, &etag, sequence, now);
     }
+    let mut snapshot = snapshot;
+    let tier = publish_tier(live, &mut snapshot);
+    let previous = previous.flatten();
+    // The keyless snapshot, compiled: the other VMs decode it instead of
+    // parsing JSON, and read the keys from the tier.
+    let compiled = policy::binary::encode(&snapshot);
+    let packed = live::pack_snapshot(&etag, Some(tier), &compiled);
+    let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);
+    publish_meta(plugin, live, &etag, sequence, now);
+    retire(live, previous, tier);
+    let loaded = Loaded {
+        snapshot,
+        etag,
+        sequence,
+        tier: Some(tier),
+    };
+    plugin.install(loaded, ms);
+}
+
+/// Moves the snapshot's keys into a new key tier in the shared data, once
+/// for the whole process (issue 12), before the snapshot that reads them is
+/// published.
+fn publish_tier(live: &Live, snapshot: &mut policy::Snapshot) -> TierRef {
+    let generation = abi::random_u64();
+    let tier = tier::split_keys(snapshot, generation);
+    let buckets = u32::try_from(tier.buckets.len()).unwrap_or(u32::MAX);
+    for (i, bucket) in (0..buckets).zip(&tier.buckets) {
+        let _ = abi::set_shared_data(&live.keys.bucket(generation, i), bucket, 0);
+    }
+    abi::log(
+        Level::Info,
+        &format!(
+            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets in the shared data",
+            tier.keys
+        ),
+    );
+    TierRef {
+        generation,
+        buckets,
+    }
+}
+
+/// The etag and key tier of the snapshot published now (before it is replaced).
+fn published(live: &Live) -> Option<(String, Option<TierRef>)> {
+    let (packed, _) = abi::get_shared_data(&live.keys.snapshot).ok().flatten()?;
+    let published = live::unpack_snapshot(&packed)?;
+    Some((published.etag.to_string(), published.tier))
+}
+
+/// Keeps two tiers: the new one and the one it replaced (workers that have
+/// not swapped yet still read it); empties the one before, so no entry of a
+/// removed key outlives two swaps. A worker that still reads an emptied tier
+/// picks up the new snapshot first.
+fn retire(live: &Live, previous: Option<TierRef>, new: TierRef) {
+    let retired = abi::get_shared_data(&live.keys.retired)
+        .ok()
+        .flatten()
+        .and_then(|(bytes, _)| TierRef::decode(std::str::from_utf8(&bytes).ok()?));
+    if let Some(old) = retired.filter(|t| Some(*t) != previous && *t != new) {
+        for i in 0..old.buckets {
+            let _ = abi::set_shared_data(&live.keys.bucket(old.generation, i), b"", 0);
+        }
+    }
+    let keep = previous
+        .filter(|t| *t != new)
+        .map_or(String::new(), TierRef::encode);
+    let _ = abi::set_shared_data(&live.keys.retired, keep.as_bytes(), 0);
 }
 
 /// Whether a signed `sequence` may replace the newest this process accepted.

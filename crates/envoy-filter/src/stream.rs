@@ -4,7 +4,7 @@
 use super::abi::{self, Level};
 use super::inbound::Inbound;
 use super::key_lookup::{Answer, Ask};
-use super::plugin::{Loaded, Plugin};
+use super::plugin::{Loaded, Plugin, TierLookup};
 use super::wire;
 use std::rc::Rc;
 use tenantgate_policy::config::FilterState;
@@ -23,6 +23,9 @@ pub struct Stream {
     id: u32,
     plugin: Option<Rc<Plugin>>,
 }
+
+/// The key tier the snapshot reads was replaced while deciding.
+struct Stale;
 
 /// A request as the core sees it, the forged annotations to remove, and the clock.
 struct Read<'b> {
@@ -88,10 +91,18 @@ impl Stream {
             request,
             now_nanos,
         };
-        let Some(loaded) = plugin.usable(now_nanos / 1_000_000) else {
-            return no_snapshot(plugin, &read);
-        };
-        self.decide(plugin, &loaded, &read, answer)
+        // A key tier replaced under this request: once more with the new one.
+        for _ in 0..2 {
+            let Some(loaded) = plugin.usable(now_nanos / 1_000_000) else {
+                return no_snapshot(plugin, &read);
+            };
+            match self.decide(plugin, &loaded, &read, answer) {
+                Ok(next) => return next,
+                Err(Stale) => plugin.pick_up_new_tier(),
+            }
+        }
+        let path = read.request.forward_path.as_deref();
+        act(plugin, &Decision::no_policy(path), read.forged)
     }
 
     fn decide(
@@ -100,21 +111,52 @@ impl Stream {
         loaded: &Loaded,
         read: &Read<'_>,
         answer: Option<&Answer<Rc<ExternalKey>>>,
-    ) -> Next {
+    ) -> Result<Next, Stale> {
         let at = Timestamp::from_unix_nanos(read.now_nanos);
         let env = plugin.environment.as_deref();
         let context = Context::new(at, env);
         let decision = policy::decide(&loaded.snapshot, &read.request, &context);
-        // A key the snapshot does not know may be known to the lookup service.
+        // A key the snapshot does not hold may be in its key tier, or known
+        // to the lookup service.
         let unknown_key = decision.reason == Some(Reason::InvalidApiKey);
-        let (true, true, Some(raw_key)) = (
-            unknown_key,
-            plugin.key_lookup.is_some(),
-            read.request.api_key.as_deref(),
-        ) else {
-            return act(plugin, &decision, read.forged);
+        let (true, Some(raw_key)) = (unknown_key, read.request.api_key.as_deref()) else {
+            return Ok(act(plugin, &decision, read.forged));
         };
         let digest = policy::key_digest(raw_key);
+        if answer.is_none() {
+            match plugin.tier_key(loaded, &digest) {
+                TierLookup::Found(key) => {
+                    let found = context.with_external_key(Some(&key));
+                    let found = policy::decide(&loaded.snapshot, &read.request, &found);
+                    return Ok(act(plugin, &found, read.forged));
+                }
+                TierLookup::Absent => {}
+                TierLookup::Stale => return Err(Stale),
+                TierLookup::Broken => {
+                    let broken = decision.with_reason(Reason::NoPolicy);
+                    return Ok(act(plugin, &broken, read.forged));
+                }
+            }
+        }
+        if plugin.key_lookup.is_none() {
+            return Ok(act(plugin, &decision, read.forged));
+        }
+        Ok(self.look_up(plugin, loaded, read, answer, digest, decision))
+    }
+
+    /// The key is in neither the snapshot nor its tier: ask the lookup
+    /// service (or use its answer, when the request resumes with it).
+    fn look_up(
+        &self,
+        plugin: &Plugin,
+        loaded: &Loaded,
+        read: &Read<'_>,
+        answer: Option<&Answer<Rc<ExternalKey>>>,
+        digest: [u8; 32],
+        decision: Decision<'_>,
+    ) -> Next {
+        let at = Timestamp::from_unix_nanos(read.now_nanos);
+        let context = Context::new(at, plugin.environment.as_deref());
         let ask = match answer {
             Some(answer) => answered(answer),
             None => self.ask(plugin, &digest, &loaded.etag, read.now_nanos / 1_000_000),

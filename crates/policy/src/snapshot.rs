@@ -124,6 +124,13 @@ impl Snapshot {
         self.stats
     }
 
+    /// The API keys this value holds itself: all of them, or none once they
+    /// were moved into a key tier ([`crate::binary::tier::split_keys`]; the
+    /// stats still count them).
+    pub fn keys_held(&self) -> usize {
+        self.keys.len()
+    }
+
     pub(crate) fn org(&self, idx: Idx) -> Option<&OrgEntry> {
         self.orgs.get(idx as usize)
     }

@@ -696,3 +696,123 @@ fn measure_swap(compiled: bool) {
     }
     eprintln!("  every worker served big-2 {propagation:?} after the file changed (poll {POLL_MS} ms): {seen:?}");
 }
+
+/// The status and reason the core gives `raw_key` on `path` in `doc`, now.
+fn core_answer(doc: &Value, raw_key: &str, path: &str) -> (u16, Option<&'static str>) {
+    use tenantgate_policy::{Context, Request, Sources, Timestamp};
+    let snapshot = tenantgate_policy::load_snapshot(&doc.to_string()).unwrap();
+    let headers = [("x-api-key", raw_key)];
+    let request = Request::from_parts(&Sources::default(), "GET", "localhost", path, &headers);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = Timestamp::from_unix_nanos(i64::try_from(now.as_nanos()).unwrap());
+    let decision = tenantgate_policy::decide(&snapshot, &request, &Context::new(now, Some("prod")));
+    (
+        decision.reason.map_or(200, |r| r.status()),
+        decision.reason.map(|r| r.code()),
+    )
+}
+
+/// Issue 12: the API keys of a remote snapshot live once per Envoy process,
+/// in the key tier in the shared data; no worker VM loads them, every worker
+/// decides every key as the core does, before and after a revision that
+/// revokes and removes keys the workers have already seen.
+#[test]
+fn api_keys_live_once_per_process_and_every_worker_decides_them() {
+    use tenantgate_policy::generate::{generate, generated_raw_key};
+    const KEYS: usize = 3_000;
+    let mut doc = generate(12, KEYS, 3);
+    doc["revision"] = json!("g1");
+    let file = PolicyFile::new();
+    file.write(&doc);
+    let server = PolicyServer::start(&file.path, None);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&upstream, server.port(), 4, remote_config(json!({})));
+    let sample: Vec<(String, String)> = (0..240)
+        .map(|i| {
+            // Some keys beyond KEYS: unknown to the snapshot.
+            let key = generated_raw_key(3, i * 13 % (KEYS + 200));
+            (key, format!("/t/org-{}/orders/{i}", i % 12))
+        })
+        .collect();
+    let check = |doc: &Value, revision: &str| {
+        let mut allowed = 0;
+        for (key, path) in &sample {
+            let want = core_answer(doc, key, path);
+            let r = http_request(
+                envoy.listen_port(),
+                "GET",
+                path,
+                "localhost",
+                &[("x-api-key", key)],
+            );
+            let got = if r.status == 200 {
+                assert_eq!(
+                    r.json()["headers"]["x-policy-revision"],
+                    revision,
+                    "{key} {path}"
+                );
+                allowed += 1;
+                (200, None)
+            } else {
+                (r.status, r.json()["reason"].as_str().map(str::to_owned))
+            };
+            assert_eq!(
+                (got.0, got.1.as_deref()),
+                want,
+                "{revision}: {key} on {path}"
+            );
+        }
+        allowed
+    };
+    let first = sample[0].clone();
+    eventually(Duration::from_secs(20), "g1 is served", || {
+        let r = http_request(
+            envoy.listen_port(),
+            "GET",
+            &first.1,
+            "localhost",
+            &[("x-api-key", &first.0)],
+        );
+        r.status != 503
+    });
+    let allowed = check(&doc, "g1");
+    assert!(
+        allowed >= 10,
+        "only {allowed} allowed requests in the sample"
+    );
+
+    // g2 revokes some keys and removes others, all of them seen by now.
+    doc["revision"] = json!("g2");
+    let keys = doc["api_keys"].as_array_mut().unwrap();
+    for (n, key) in keys.iter_mut().enumerate().filter(|(n, _)| n % 5 == 0) {
+        key["status"] = json!(if n % 10 == 0 { "revoked" } else { "active" });
+    }
+    keys.retain(|k| !k["id"].as_str().unwrap().ends_with('7'));
+    file.write(&doc);
+    eventually(Duration::from_secs(10), "every worker swaps to g2", || {
+        envoy.log_text().matches("snapshot `g2` loaded").count() >= 4
+    });
+    check(&doc, "g2");
+
+    let log = envoy.log_text();
+    // Published once per revision by the fetching VM ...
+    assert_eq!(
+        log.matches(&format!("{KEYS} keys in 32 buckets")).count(),
+        1,
+        "{log}"
+    );
+    // ... and held by no VM: every VM's snapshot has no key of its own.
+    let loads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("snapshot `g1` loaded"))
+        .collect();
+    assert!(loads.len() >= 4, "{log}");
+    assert!(
+        loads
+            .iter()
+            .all(|l| l.contains("3000 api keys, 0 of them in this VM")),
+        "{loads:#?}"
+    );
+}
