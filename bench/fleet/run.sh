@@ -59,7 +59,8 @@ fi
     die "dist/tenantgate.wasm or target/release/policyctl missing (run without SKIP_BUILD)"
 
 # Each case keeps its logs (Envoys, source) in target/bench/fleet/<case>/ until the next run.
-rm -rf target/bench/fleet && mkdir -p target/bench/fleet
+# A failed run leaves no result of an earlier one for bench/summary.py to report.
+rm -rf target/bench/fleet target/bench/fleet.json && mkdir -p target/bench/fleet
 python3 bench/fleet/fleet.py --sizes "$FLEET_SIZES" --sources "$FLEET_SOURCES" \
     --fetch-window "${FETCH_WINDOW:-10}" --revocations "${REVOCATIONS:-5}" --outage "${OUTAGE:-10}" \
     --workdir "$ROOT/target/bench/fleet" --out "$ROOT/target/bench/fleet.json" &

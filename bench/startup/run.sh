@@ -47,7 +47,8 @@ fi
 
 # Worlds (up to ~190 MB of JSON for 1M keys, compiled twice) and each case's Envoy log stay
 # in target/bench/startup/ until the next run.
-rm -rf target/bench/startup && mkdir -p target/bench/startup
+# A failed run leaves no result of an earlier one for bench/summary.py to report.
+rm -rf target/bench/startup target/bench/startup.json && mkdir -p target/bench/startup
 python3 bench/startup/startup.py --cases "$STARTUP_CASES" --cap "${STARTUP_CAP:-180}" \
     --workdir "$ROOT/target/bench/startup" --out "$ROOT/target/bench/startup.json" &
 PY_PID=$!
