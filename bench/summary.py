@@ -61,6 +61,7 @@ def fleet_summary(fleet):
                 "outage_requests": outage.get("requests"),
                 "outage_failed_requests": outage.get("failed"),
                 "outage_new_revision_all_envoys_ms": outage.get("new_revision_all_ms"),
+                "poll_interval_ms_per_envoy": outage.get("poll_interval_ms_per_envoy"),
                 "error": row.get("error") or ("; ".join(rev.get("failures") or []) or None),
             }
         rows["one_fetcher_per_envoy"] = (per_n.get("linear_in_n") or {}).get("one_fetcher_per_envoy")
