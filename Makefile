@@ -96,7 +96,7 @@ run: dist envoy
 
 # One run, every layer, written to target/bench/summary.json and docs/PERFORMANCE.md
 # (about 9 minutes of measuring on 2 cores, plus first-time compilation; the fleet and the
-# VM start timings add about 8 and 3 minutes: FLEET_SIZES="1 5", FLEET_SOURCES=nginx or
+# VM start timings add about 5 and 2 minutes: FLEET_SIZES="1 5", FLEET_SOURCES=nginx or
 # STARTUP_CASES="demo_inline 100k_inline" shorten them; bench/fleet and bench/startup READMEs).
 bench: dist envoy
 	@mkdir -p target/bench

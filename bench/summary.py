@@ -320,7 +320,12 @@ def startup_markdown(s, startup):
             f" {fmt(r.get('start_to_first_decision_s'), 2)} | {fmt(r.get('reload_to_first_decision_s'), 2)} |"
             f" {answers} | {(r.get('error') or '').replace('|', '/')} |"
         )
-    lines += ["", "Details: `bench/startup/README.md`.", ""]
+    lines += [
+        "",
+        "`503 no_policy` during a remote reload: the new configuration's VMs (another source) have no"
+        " snapshot until their first fetch lands, and answer 503 meanwhile. Details: `bench/startup/README.md`.",
+        "",
+    ]
     return lines
 
 

@@ -48,8 +48,8 @@ SEED = 1
 # Worlds: revision A and B of one snapshot, compiled, and an allowed request
 # ---------------------------------------------------------------------------------------------
 class World:
-    def __init__(self, name, snap_a, snap_b, rev_a, rev_b, key, path, json_bytes):
-        self.name, self.snap_a, self.snap_b = name, snap_a, snap_b
+    def __init__(self, name, snap_a, snap_b, rev_a, rev_b, key, path, json_bytes, keys):
+        self.name, self.snap_a, self.snap_b, self.keys = name, snap_a, snap_b, keys
         self.rev_a, self.rev_b, self.key, self.path = rev_a, rev_b, key, path
         self.json_bytes = json_bytes
         self.compiled_bytes = os.path.getsize(snap_a)
@@ -84,8 +84,9 @@ def make_world(name, workdir):
     if key is None:
         key, path = allowed_request(data, snaps["a"])
     json_bytes = len(data)
+    keys = WORLD_KEYS[name] or len(json.loads(data)["api_keys"])
     os.remove(src)
-    return World(name, snaps["a"], snaps["b"], rev_a, rev_b, key, path, json_bytes)
+    return World(name, snaps["a"], snaps["b"], rev_a, rev_b, key, path, json_bytes, keys)
 
 
 def allowed_request(data, snap):
@@ -173,7 +174,7 @@ def wait_decided(envoy, port, world, revision, cap, t0, remote):
 
 
 def run_case(procs, world, delivery, args, workdir, base_id):
-    case = {"world": world.name, "delivery": delivery, "keys": WORLD_KEYS[world.name],
+    case = {"world": world.name, "delivery": delivery, "keys": world.keys,
             "compiled_bytes": world.compiled_bytes, "json_bytes": world.json_bytes,
             "revision_a": world.rev_a, "revision_b": world.rev_b, "request": f"GET {world.path}"}
     sources, clusters = [], []
