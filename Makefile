@@ -95,7 +95,9 @@ run: dist envoy
 	./envoy/demo.sh
 
 # One run, every layer, written to target/bench/summary.json and docs/PERFORMANCE.md
-# (about 9 minutes of measuring on 2 cores, plus first-time compilation).
+# (about 9 minutes of measuring on 2 cores, plus first-time compilation; the fleet and the
+# VM start timings add about 5 and 2 minutes: FLEET_SIZES="1 5", FLEET_SOURCES=nginx or
+# STARTUP_CASES="demo_inline 100k_inline" shorten them; bench/fleet and bench/startup READMEs).
 bench: dist envoy
 	@mkdir -p target/bench
 	env -u RUST_BACKTRACE cargo bench -p tenantgate-policy --bench decide -- --warm-up-time 1 --measurement-time 3
@@ -103,6 +105,9 @@ bench: dist envoy
 	# Fuel counts wasm instructions: the host build profile does not change it.
 	env -u RUST_BACKTRACE cargo test -p tenantgate-testbed --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
 	env -u RUST_BACKTRACE bash bench/envoy/run.sh
+	cargo build --quiet --release -p policyctl
+	env -u RUST_BACKTRACE SKIP_BUILD=1 bash bench/fleet/run.sh
+	env -u RUST_BACKTRACE SKIP_BUILD=1 bash bench/startup/run.sh
 	python3 bench/summary.py
 
 ## Fuzzing (not part of `make test`): libFuzzer on nightly, one target at a

@@ -5,6 +5,8 @@ Inputs (all written by the same run):
   target/bench/engines.json   bench/engines (tenantgate vs cedar-policy vs regorus)
   target/bench/fuel.txt       `fuel_allow=N fuel_deny=M` from crates/testbed/tests/wasm_host.rs
   target/bench/envoy.json     bench/envoy/run.sh (Envoy side by side, memory, size)
+  target/bench/fleet.json     bench/fleet/run.sh (N Envoys polling one snapshot source)
+  target/bench/startup.json   bench/startup/run.sh (VM start and reload to the first decision)
 A missing input is reported as null with the reason, never invented.
 """
 import datetime
@@ -27,6 +29,66 @@ def load_json(name):
         return None
 
 
+def load_with_reason(name):
+    """(parsed JSON, None) or (None, why it is missing)."""
+    path = os.path.join(BENCH, name)
+    try:
+        with open(path) as f:
+            return json.load(f), None
+    except (OSError, ValueError) as e:
+        print(f"summary: {name}: {e}", file=sys.stderr)
+        return None, f"target/bench/{name}: {e.strerror if isinstance(e, OSError) else e}"
+
+
+def fleet_summary(fleet):
+    """fleet.<source>.<N>: the figures of bench/fleet per source and fleet size."""
+    out = {}
+    for source, per_n in (fleet.get("sources") or {}).items():
+        rows = {}
+        for n, row in per_n.items():
+            if n == "linear_in_n":
+                continue
+            rev = row.get("revocation") or {}
+            outage = row.get("outage") or {}
+            rows[n] = {
+                "envoys": row.get("envoys"),
+                "fetches_per_s": row.get("fetches_per_s"),
+                "fetches_per_s_per_envoy": row.get("fetches_per_s_per_envoy"),
+                "revocation_all_envoys_median_ms": rev.get("median_ms"),
+                "revocation_all_envoys_max_ms": rev.get("max_ms"),
+                "revocations": rev.get("count"),
+                "outage_down_s": outage.get("down_s"),
+                "outage_requests": outage.get("requests"),
+                "outage_failed_requests": outage.get("failed"),
+                "outage_new_revision_all_envoys_ms": outage.get("new_revision_all_ms"),
+                "poll_interval_ms_per_envoy": outage.get("poll_interval_ms_per_envoy"),
+                "error": row.get("error") or ("; ".join(rev.get("failures") or []) or None),
+            }
+        rows["one_fetcher_per_envoy"] = (per_n.get("linear_in_n") or {}).get("one_fetcher_per_envoy")
+        out[source] = rows
+    out["poll_ms"] = fleet.get("poll_ms")
+    out["workers_per_envoy"] = fleet.get("workers_per_envoy")
+    return out
+
+
+def startup_summary(startup):
+    """startup.<case>: seconds from Envoy's start / a listener reload to the first decision."""
+    out = {}
+    for case, row in (startup.get("cases") or {}).items():
+        start, reload = row.get("start") or {}, row.get("reload") or {}
+        out[case] = {
+            "keys": row.get("keys"),
+            "delivery": row.get("delivery"),
+            "compiled_bytes": row.get("compiled_bytes"),
+            "start_to_first_decision_s": start.get("first_decided_s"),
+            "reload_to_first_decision_s": reload.get("first_decided_s"),
+            "reload_answers_before": reload.get("answers_before"),
+            "rss_bytes_after_start": start.get("rss_bytes"),
+            "error": row.get("error") or start.get("error") or reload.get("error"),
+        }
+    return out
+
+
 def load_fuel():
     try:
         with open(os.path.join(BENCH, "fuel.txt")) as f:
@@ -42,6 +104,8 @@ def main():
     engines = load_json("engines.json") or {}
     envoy = load_json("envoy.json") or {}
     fuel_allow, fuel_deny = load_fuel()
+    fleet, fleet_missing = load_with_reason("fleet.json")
+    startup, startup_missing = load_with_reason("startup.json")
     sizes = ["1k", "100k", "1m"]
     engine = {}
     for name in ("tenantgate", "cedar", "regorus"):
@@ -71,6 +135,9 @@ def main():
         "anchors": anchors_summary(envoy),
         "levers": levers_summary(envoy_summary),
         "size": {"wasm_bytes": os.path.getsize(wasm_path) if os.path.exists(wasm_path) else None},
+        "fleet": fleet_summary(fleet) if fleet else None,
+        "startup": startup_summary(startup) if startup else None,
+        "missing": {k: v for k, v in (("fleet", fleet_missing), ("startup", startup_missing)) if v},
         "machine": {
             "cores": os.cpu_count(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -79,7 +146,7 @@ def main():
     with open(os.path.join(BENCH, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
-    write_markdown(summary, engines, envoy)
+    write_markdown(summary, engines, envoy, fleet, startup)
     print(f"wrote {os.path.relpath(os.path.join(BENCH, 'summary.json'), ROOT)} and docs/PERFORMANCE.md")
 
 
@@ -204,7 +271,7 @@ def anchors_markdown(s):
     return lines
 
 
-def write_markdown(s, engines, envoy):
+def write_markdown(s, engines, envoy, fleet=None, startup=None):
     e = s["engine"]
     t, c, r = e["tenantgate_ns"], e["cedar_ns"], e["regorus_ns"]
     lines = [
@@ -296,9 +363,80 @@ def write_markdown(s, engines, envoy):
         f" {verdict(None if s['size']['wasm_bytes'] is None else s['size']['wasm_bytes'] <= 409600)} |",
         "",
     ]
+    lines += fleet_markdown(s, fleet) + startup_markdown(s, startup)
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(os.path.join(ROOT, "docs", "PERFORMANCE.md"), "w") as f:
         f.write("\n".join(lines))
+
+
+def fleet_markdown(s, fleet):
+    lines = ["## A fleet polling one snapshot source (loopback)", ""]
+    if not s.get("fleet"):
+        return lines + [f"Not measured in this run: {s['missing'].get('fleet')}.", ""]
+    f = s["fleet"]
+    lines += [
+        f"`bench/fleet/run.sh`: N Envoys (`--concurrency {f['workers_per_envoy']}` each) with `snapshot.remote`"
+        f" polling one source every {f['poll_ms']} ms; the compiled demo snapshot, replaced by rename."
+        " Fetches are counted in the source's own log. Revocation: a key revoked at the source until"
+        " every Envoy denies it (each Envoy polled every ~20 ms). Outage: the source stopped"
+        f" ~{fmt((fleet or {}).get('outage_s'))} s while every Envoy keeps being asked, then restarted with a new revision.",
+        "",
+        "| source | Envoys | fetches/s at source | per Envoy | revocation on all, median ms | max ms |"
+        " outage: failed / requests | new revision on all after restart, ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for source, rows in f.items():
+        if not isinstance(rows, dict):
+            continue
+        for n, r in rows.items():
+            if not isinstance(r, dict):
+                continue
+            if r.get("error") and r.get("fetches_per_s") is None:
+                lines.append(f"| {source} | {n} | failed: {r['error']} | | | | | |")
+                continue
+            lines.append(
+                f"| {source} | {n} | {fmt(r['fetches_per_s'], 2)} | {fmt(r['fetches_per_s_per_envoy'], 2)} |"
+                f" {fmt(r['revocation_all_envoys_median_ms'])} | {fmt(r['revocation_all_envoys_max_ms'])} |"
+                f" {fmt(r['outage_failed_requests'])} / {fmt(r['outage_requests'])} |"
+                f" {fmt(r['outage_new_revision_all_envoys_ms'])} |"
+            )
+    verdicts = [f"{src}: {verdict(rows.get('one_fetcher_per_envoy'))}" for src, rows in f.items() if isinstance(rows, dict)]
+    lines += [
+        "",
+        "One fetcher per Envoy process (fetches/s per Envoy near 1/(poll + tick/2), whatever N; one per"
+        " worker would double it): " + ", ".join(verdicts) + ". Details: `bench/fleet/README.md`.",
+        "",
+    ]
+    return lines
+
+
+def startup_markdown(s, startup):
+    lines = ["## VM start and configuration reload", ""]
+    if not s.get("startup"):
+        return lines + [f"Not measured in this run: {s['missing'].get('startup')}.", ""]
+    lines += [
+        "`bench/startup/run.sh`: one Envoy (`--concurrency 2`) whose listener comes from a file"
+        " (`lds_config` path). Start: from spawning Envoy to the first allowed request answered 200 by"
+        " tenantgate. Reload: from renaming a listener file with another snapshot revision into place to"
+        f" the first request decided with it. Cap {fmt((startup or {}).get('cap_s'))} s per phase.",
+        "",
+        "| case | keys | compiled bytes | start → first decision, s | reload → first decision, s | answers during the reload | failure |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case, r in s["startup"].items():
+        answers = ", ".join(f"{k}: {v}" for k, v in (r.get("reload_answers_before") or {}).items())
+        lines.append(
+            f"| {case} | {fmt(r.get('keys'))} | {fmt(r.get('compiled_bytes'))} |"
+            f" {fmt(r.get('start_to_first_decision_s'), 2)} | {fmt(r.get('reload_to_first_decision_s'), 2)} |"
+            f" {answers} | {(r.get('error') or '').replace('|', '/')} |"
+        )
+    lines += [
+        "",
+        "`503 no_policy` during a remote reload: the new configuration's VMs (another source) have no"
+        " snapshot until their first fetch lands, and answer 503 meanwhile. Details: `bench/startup/README.md`.",
+        "",
+    ]
+    return lines
 
 
 if __name__ == "__main__":
