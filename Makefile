@@ -106,6 +106,7 @@ bench: dist envoy
 	env -u RUST_BACKTRACE cargo test -p tenantgate-testbed --test wasm_host -- --nocapture fuel 2>&1 | tee target/bench/fuel.txt
 	env -u RUST_BACKTRACE bash bench/envoy/run.sh
 	cargo build --quiet --release -p policyctl
+	env -u RUST_BACKTRACE python3 bench/scale/scale.py
 	env -u RUST_BACKTRACE SKIP_BUILD=1 bash bench/fleet/run.sh
 	env -u RUST_BACKTRACE SKIP_BUILD=1 bash bench/startup/run.sh
 	python3 bench/summary.py

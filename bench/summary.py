@@ -40,6 +40,57 @@ def load_with_reason(name):
         return None, f"target/bench/{name}: {e.strerror if isinstance(e, OSError) else e}"
 
 
+def scale_rss(scale):
+    """memory.rss_mib: Envoy's RSS with a remote snapshot, per key count and worker count
+    (bench/scale), and with no filter."""
+    if not scale:
+        return None
+    rss = {"none": (scale.get("none") or {}).get("rss_mib")}
+    for keys, per in (scale.get("keys") or {}).items():
+        rss[keys] = {w: row.get("rss_mib") for w, row in (per.get("workers") or {}).items()}
+    return rss
+
+
+def scale_markdown(s):
+    scale = s.get("scale")
+    if not scale:
+        return ["## Keys once per process", "", f"Not measured: {s['missing'].get('scale')}", ""]
+    none = scale.get("none") or {}
+    lines = [
+        "## Keys once per process (issue 12)",
+        "",
+        "A generated snapshot served by `policyctl serve` as `snapshot.remote`; the fetching VM"
+        " moves its API keys into the key tier in Envoy's shared data, every VM holds the rest"
+        f" (`bench/scale`). Envoy with no filter: RSS {fmt(none.get('rss_mib'), 1)} MiB,"
+        f" {fmt(none.get('cpu_us_per_req'), 1)} µs CPU per request. Target: RSS ≤ no filter + 2 ×"
+        " the compiled snapshot; a worker VM's linear memory ≤ 32 MiB; a new revision on every"
+        " VM ≤ 2 s.",
+        "",
+        "| keys | compiled MiB | workers | RSS MiB | RSS target MiB | linear memory per VM MiB"
+        " | new revision on every VM s | CPU µs/req cold / warm |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for keys, per in (scale.get("keys") or {}).items():
+        size = (per.get("compiled_bytes") or 0) / 2**20
+        for workers, row in (per.get("workers") or {}).items():
+            cpu = "" if "cpu_us_per_req_warm" not in row else \
+                f"{fmt(row.get('cpu_us_per_req_cold'), 1)} / {fmt(row.get('cpu_us_per_req_warm'), 1)}"
+            memory = ", ".join(fmt(m, 1) for m in row.get("linear_memory_mib") or []) or "not loaded"
+            lines.append(
+                f"| {int(keys):,} | {size:.1f} | {workers} | {fmt(row.get('rss_mib'), 1)} |"
+                f" {fmt(row.get('rss_limit_mib'), 1)} | {memory} | {fmt(row.get('new_revision_s'), 2)} | {cpu} |"
+            )
+    lines += [
+        "",
+        "The largest linear memory is the fetching VM's (it decodes the whole snapshot before it"
+        " moves the keys out; wasm memory never shrinks); the others are worker VMs holding the"
+        " keyless snapshot. Cold: every request a key the worker has not seen (its bucket is read"
+        " from the shared data); warm: 512 keys again and again (the worker's cache).",
+        "",
+    ]
+    return lines
+
+
 def fleet_summary(fleet):
     """fleet.<source>.<N>: the figures of bench/fleet per source and fleet size."""
     out = {}
@@ -106,6 +157,7 @@ def main():
     fuel_allow, fuel_deny = load_fuel()
     fleet, fleet_missing = load_with_reason("fleet.json")
     startup, startup_missing = load_with_reason("startup.json")
+    scale, scale_missing = load_with_reason("scale.json")
     sizes = ["1k", "100k", "1m"]
     engine = {}
     for name in ("tenantgate", "cedar", "regorus"):
@@ -131,13 +183,15 @@ def main():
             k: memory.get(k)
             for k in ("envoy_rss_none_bytes", "envoy_rss_1k_bytes", "envoy_rss_100k_bytes",
                       "tenantgate_linear_memory_bytes_per_vm_1k", "tenantgate_linear_memory_bytes_per_vm_100k")
-        },
+        } | {"rss_mib": scale_rss(scale)},
+        "scale": scale,
         "anchors": anchors_summary(envoy),
         "levers": levers_summary(envoy_summary),
         "size": {"wasm_bytes": os.path.getsize(wasm_path) if os.path.exists(wasm_path) else None},
         "fleet": fleet_summary(fleet) if fleet else None,
         "startup": startup_summary(startup) if startup else None,
-        "missing": {k: v for k, v in (("fleet", fleet_missing), ("startup", startup_missing)) if v},
+        "missing": {k: v for k, v in (("fleet", fleet_missing), ("startup", startup_missing),
+                                      ("scale", scale_missing)) if v},
         "machine": {
             "cores": os.cpu_count(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -363,7 +417,7 @@ def write_markdown(s, engines, envoy, fleet=None, startup=None):
         f" {verdict(None if s['size']['wasm_bytes'] is None else s['size']['wasm_bytes'] <= 409600)} |",
         "",
     ]
-    lines += fleet_markdown(s, fleet) + startup_markdown(s, startup)
+    lines += scale_markdown(s) + fleet_markdown(s, fleet) + startup_markdown(s, startup)
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(os.path.join(ROOT, "docs", "PERFORMANCE.md"), "w") as f:
         f.write("\n".join(lines))
