@@ -176,35 +176,50 @@ def serve(a, policy_path):
 
 
 def wrk(a, port, script, seconds):
-    out = subprocess.run(["taskset", "-c", a.wrk_cpu, "wrk", "-t1", "-c8", f"-d{seconds}s", "-s", script,
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run(["taskset", "-c", a.wrk_cpu, "wrk", "-t1", "-c8", f"-d{seconds}s", "-s", script,
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True)
+    out = run.stdout
+    if "error" in run.stderr.lower() or "error" in out.lower():
+        raise SystemExit(f"scale: wrk script {script}: {run.stderr or out}")
     m = re.search(r"(\d+) requests in", out)
-    return int(m.group(1)) if m else 0
+    denied = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return (int(m.group(1)) if m else 0), (int(denied.group(1)) if denied else 0)
 
 
-def key_script(work, name, doc, count, distinct):
-    """A wrk script over `count` generated keys (each on its organization's orders route):
-    every request a new key (`distinct`, a cold cache) or the same `count` again and again."""
+def key_script(work, name, doc, count):
+    """A wrk script cycling through `count` generated keys, each on its organization's orders
+    route. The keys are in a data file the script reads when it loads: LuaJIT refuses a
+    function with that many constants."""
     apps = {app["id"]: app for app in doc["apps"]}
-    rows = []
-    for i, key in enumerate(doc["api_keys"][:count]):
-        org = apps.get(key["app"], {}).get("organization", "org-0")
-        rows.append(f'{{"gen-1-{i}","/t/{org}/orders/{i}"}}')
+    data = os.path.join(work, f"{name}.tsv")
+    with open(data, "w") as f:
+        for i, key in enumerate(doc["api_keys"][:count]):
+            org = apps.get(key["app"], {}).get("organization", "org-0")
+            f.write(f"gen-1-{i}\t/t/{org}/orders/{i}\n")
     path = os.path.join(work, f"{name}.lua")
     with open(path, "w") as f:
-        f.write("local rows = {" + ",".join(rows) + "}\nlocal n = 0\n")
-        f.write("request = function()\n  n = n + 1\n  local r = rows[((n - 1) % #rows) + 1]\n")
-        f.write('  return wrk.format("GET", r[2], {["x-api-key"] = r[1]})\nend\n')
-        if distinct:
-            f.write("-- each key once: the run must stay below #rows requests\n")
+        f.write(f"""local rows = {{}}
+for line in io.lines("{data}") do
+  local key, path = line:match("^([^\\t]+)\\t(.+)$")
+  rows[#rows + 1] = {{key, path}}
+end
+local n = 0
+request = function()
+  n = n + 1
+  local r = rows[((n - 1) % #rows) + 1]
+  return wrk.format("GET", r[2], {{["x-api-key"] = r[1]}})
+end
+""")
     return path
 
 
 def cpu_per_request(a, envoy, script, seconds):
+    """(Envoy CPU µs per request, requests, the share of them allowed)."""
     t0 = cpu_ticks(envoy.proc.p.pid)
-    n = wrk(a, envoy.port, script, seconds)
+    n, denied = wrk(a, envoy.port, script, seconds)
     t1 = cpu_ticks(envoy.proc.p.pid)
-    return (t1 - t0) * 1e6 / CLK_TCK / n if n else None, n
+    allowed = round((n - denied) / n, 3) if n else None
+    return ((t1 - t0) * 1e6 / CLK_TCK / n if n else None), n, allowed
 
 
 def propagation(a, work, envoy, keys, serving_path, revision, vms):
@@ -259,14 +274,16 @@ def cpu_figures(a, work, envoy, doc):
     """Envoy CPU per request, one worker: every key new to the worker (cold), then 512 keys
     over and over (warm, after a warm-up run)."""
     cold_keys = min(len(doc["api_keys"]), 400_000)
-    cold = key_script(work, "cold", doc, cold_keys, distinct=True)
-    warm = key_script(work, "warm", doc, 512, distinct=False)
-    cold_cpu, cold_n = cpu_per_request(a, envoy, cold, a.cold_seconds)
+    # Cold: more keys than the run sends, so each request is a key the worker has not seen.
+    cold = key_script(work, "cold", doc, cold_keys)
+    warm = key_script(work, "warm", doc, 512)
+    cold_cpu, cold_n, cold_allowed = cpu_per_request(a, envoy, cold, a.cold_seconds)
     wrk(a, envoy.port, warm, 1)
-    warm_cpu, warm_n = cpu_per_request(a, envoy, warm, a.seconds)
+    warm_cpu, warm_n, warm_allowed = cpu_per_request(a, envoy, warm, a.seconds)
     return {"cpu_us_per_req_cold": round(cold_cpu, 1) if cold_cpu else None, "cold_requests": cold_n,
-            "cold_keys_available": cold_keys,
-            "cpu_us_per_req_warm": round(warm_cpu, 1) if warm_cpu else None, "warm_requests": warm_n}
+            "cold_keys_available": cold_keys, "cold_allowed_share": cold_allowed,
+            "cpu_us_per_req_warm": round(warm_cpu, 1) if warm_cpu else None, "warm_requests": warm_n,
+            "warm_allowed_share": warm_allowed}
 
 
 def baseline(a, work):
@@ -277,8 +294,8 @@ def baseline(a, work):
         try:
             time.sleep(1)
             rss = rss_bytes(envoy.proc.p.pid)
-            script = key_script(work, "none", {"apps": [], "api_keys": [{"app": ""}] * 512}, 512, False)
-            cpu, _ = cpu_per_request(a, envoy, script, a.seconds)
+            script = key_script(work, "none", {"apps": [], "api_keys": [{"app": ""}] * 512}, 512)
+            cpu, _, _ = cpu_per_request(a, envoy, script, a.seconds)
         finally:
             envoy.stop()
     return rss, cpu
