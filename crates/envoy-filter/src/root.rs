@@ -12,7 +12,7 @@ use super::plugin::{log_refused, timed_load, Loaded, Plugin};
 use super::wire;
 use std::cell::RefCell;
 use std::rc::Rc;
-use tenantgate_policy::binary::tier;
+use tenantgate_policy::binary::tier::KeyTier;
 use tenantgate_policy::config::{PluginConfig, RemoteSource, SnapshotSource};
 use tenantgate_policy::{self as policy, ExternalKey};
 
@@ -374,16 +374,17 @@ fn on_fetch_response(plugin: &Plugin, live: &Live, num_headers: usize, body_size
 /// last good snapshot.
 fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
     let verifier = live.remote.verifier.as_ref();
-    let loaded = timed_load(|| policy::load_verified(&body, verifier)).and_then(
-        |((snapshot, sequence), ms)| match sequence {
+    let generation = abi::random_u64();
+    let loaded = timed_load(|| policy::load_verified_split(&body, verifier, generation)).and_then(
+        |(((snapshot, tier), sequence), ms)| match sequence {
             Some(sequence) if !newer(plugin, live, sequence, snapshot.revision()) => Err(format!(
                 "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
                 snapshot.revision()
             )),
-            _ => Ok((snapshot, sequence, ms)),
+            _ => Ok((snapshot, tier, sequence, ms)),
         },
     );
-    let (snapshot, sequence, ms) = match loaded {
+    let (snapshot, tier, sequence, ms) = match loaded {
         Ok(loaded) => loaded,
         Err(problem) => {
             plugin.metrics.bump(plugin.metrics.fetch_invalid);
@@ -403,8 +404,9 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
         // The same snapshot served again, already published: nothing new.
         return publish_meta(plugin, live, &etag, sequence, now);
     }
-    let mut snapshot = snapshot;
-    let tier = publish_tier(live, &mut snapshot);
+    let Some(tier) = publish_tier(live, tier) else {
+        return plugin.metrics.bump(plugin.metrics.fetch_invalid);
+    };
     let previous = previous.flatten();
     // The keyless snapshot, compiled: the other VMs decode it instead of
     // parsing JSON, and read the keys from the tier.
@@ -422,15 +424,22 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
     plugin.install(loaded, ms);
 }
 
-/// Moves the snapshot's keys into a new key tier in the shared data, once
-/// for the whole process (issue 12), before the snapshot that reads them is
-/// published.
-fn publish_tier(live: &Live, snapshot: &mut policy::Snapshot) -> TierRef {
-    let generation = abi::random_u64();
-    let tier = tier::split_keys(snapshot, generation);
+/// Writes the snapshot's key tier to the shared data, once for the whole
+/// process (issue 12), before the snapshot that reads it is published.
+/// `None` if the host refused a bucket: nothing is published then, the
+/// last good snapshot keeps serving.
+fn publish_tier(live: &Live, tier: KeyTier) -> Option<TierRef> {
+    let generation = tier.generation;
     let buckets = u32::try_from(tier.buckets.len()).unwrap_or(u32::MAX);
     for (i, bucket) in (0..buckets).zip(&tier.buckets) {
-        let _ = abi::set_shared_data(&live.keys.bucket(generation, i), bucket, 0);
+        if let Err(e) = abi::set_shared_data(&live.keys.bucket(generation, i), bucket, 0) {
+            let why = format!("cannot write the key tier to the shared data: {e}");
+            abi::log(
+                Level::Error,
+                &format!("tenantgate: {why}; keeping the last good snapshot"),
+            );
+            return None;
+        }
     }
     abi::log(
         Level::Info,
@@ -439,10 +448,10 @@ fn publish_tier(live: &Live, snapshot: &mut policy::Snapshot) -> TierRef {
             tier.keys
         ),
     );
-    TierRef {
+    Some(TierRef {
         generation,
         buckets,
-    }
+    })
 }
 
 /// The etag and key tier of the snapshot published now (before it is replaced).

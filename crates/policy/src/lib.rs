@@ -75,6 +75,40 @@ pub fn load_verified(
     bytes: &[u8],
     verifier: Option<&signed::Verifier>,
 ) -> Result<(Snapshot, Option<u64>), LoadError> {
+    verified_with(bytes, verifier, load_snapshot_bytes, |s| s.revision())
+}
+
+/// [`load_verified`], with the snapshot's API keys moved into a key tier of
+/// `generation` ([`binary::tier`]). A compiled snapshot's key table is cut
+/// into the tier as it is read: its keys are never decoded into records.
+pub fn load_verified_split(
+    bytes: &[u8],
+    verifier: Option<&signed::Verifier>,
+    generation: u64,
+) -> Result<((Snapshot, binary::tier::KeyTier), Option<u64>), LoadError> {
+    let split = |payload: &[u8]| {
+        if binary::is_binary(payload) {
+            return binary::tier::decode_split(payload, generation).map_err(|e| {
+                LoadError::Syntax(SyntaxError {
+                    message: e.to_string(),
+                })
+            });
+        }
+        let mut snapshot = load_snapshot_bytes(payload)?;
+        let tier = binary::tier::split_keys(&mut snapshot, generation);
+        Ok((snapshot, tier))
+    };
+    verified_with(bytes, verifier, split, |(s, _)| s.revision())
+}
+
+/// Unwraps a signed envelope (verified against `verifier` if given; required
+/// then) and loads its payload, or loads unsigned `bytes`, with `load`.
+fn verified_with<T>(
+    bytes: &[u8],
+    verifier: Option<&signed::Verifier>,
+    load: impl Fn(&[u8]) -> Result<T, LoadError>,
+    revision: impl Fn(&T) -> &str,
+) -> Result<(T, Option<u64>), LoadError> {
     let refused = |e: signed::SignedError| {
         LoadError::Syntax(SyntaxError {
             message: e.to_string(),
@@ -84,7 +118,7 @@ pub fn load_verified(
         if verifier.is_some() {
             return Err(refused(signed::SignedError::Unsigned));
         }
-        return load_snapshot_bytes(bytes).map(|snapshot| (snapshot, None));
+        return load(bytes).map(|loaded| (loaded, None));
     }
     let envelope = signed::parse(bytes).map_err(refused)?;
     if let Some(verifier) = verifier {
@@ -95,11 +129,11 @@ pub fn load_verified(
             "a signed snapshot inside another",
         )));
     }
-    let snapshot = load_snapshot_bytes(envelope.payload)?;
-    if snapshot.revision() != envelope.revision {
+    let loaded = load(envelope.payload)?;
+    if revision(&loaded) != envelope.revision {
         return Err(refused(signed::SignedError::RevisionMismatch));
     }
-    Ok((snapshot, Some(envelope.sequence)))
+    Ok((loaded, Some(envelope.sequence)))
 }
 
 /// The lower-case hex SHA-256 of a raw API key: what a snapshot stores.

@@ -182,3 +182,40 @@ fn buckets_hold_about_a_hundred_keys() {
         .iter()
         .all(|b| b.len() < 4 * total / tier.buckets.len()));
 }
+
+#[test]
+fn cutting_the_compiled_key_table_gives_the_same_tier_and_snapshot() {
+    use tenantgate_policy::binary::tier::decode_split;
+    let text = generate(60, 5_000, SEED).to_string();
+    let mut in_memory = policy::load_snapshot(&text).unwrap();
+    let compiled = encode(&in_memory);
+    let tier = split_keys(&mut in_memory, 42);
+    let (keyless, cut) = decode_split(&compiled, 42).unwrap();
+    assert_eq!(cut.keys, tier.keys);
+    assert_eq!(cut.buckets, tier.buckets, "byte for byte");
+    assert_eq!(encode(&keyless), encode(&in_memory));
+    assert_eq!(keyless.keys_held(), 0);
+    assert_eq!(keyless.stats().api_keys, 5_000);
+    // Through the loader a fetcher uses, JSON or compiled alike.
+    for bytes in [text.as_bytes(), &compiled[..]] {
+        let ((_, loaded), sequence) = policy::load_verified_split(bytes, None, 42).unwrap();
+        assert_eq!((loaded.buckets, sequence), (tier.buckets.clone(), None));
+    }
+}
+
+#[test]
+fn a_damaged_compiled_snapshot_fails_the_cut_as_it_fails_decode() {
+    use tenantgate_policy::binary::tier::decode_split;
+    let snapshot = policy::load_snapshot(&generate(4, 50, SEED).to_string()).unwrap();
+    let compiled = encode(&snapshot);
+    // Every single-byte change that decode refuses, the cut refuses too.
+    let mut refused = 0;
+    for at in (16..compiled.len()).step_by(7) {
+        let mut bad = compiled.clone();
+        bad[at] ^= 0x5a;
+        let whole = decode(&bad).is_ok();
+        assert_eq!(decode_split(&bad, 1).is_ok(), whole, "byte {at}");
+        refused += usize::from(!whole);
+    }
+    assert!(refused > 0);
+}

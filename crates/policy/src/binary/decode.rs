@@ -10,18 +10,31 @@ use rustc_hash::{FxHashMap, FxHashSet};
 /// tables are sorted and the id indexes agree with their records, as
 /// [`super::decode_for`] relies on it).
 pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
+    decode_with(bytes, Keys::Decode).map(|(snapshot, _)| snapshot)
+}
+
+/// Whether [`decode_with`] decodes the key table into the snapshot or leaves
+/// it in the bytes (for the key tier, [`super::tier::decode_split`]).
+pub(super) enum Keys {
+    Decode,
+    Leave,
+}
+
+/// [`decode`], also handing back the located parts of `bytes`.
+pub(super) fn decode_with(bytes: &[u8], keys: Keys) -> Result<(Snapshot, Parts<'_>)> {
     let parts = read_parts(bytes)?;
     check_searched(&parts)?;
-    let records = whole_records(&parts)?;
+    let records = whole_records(&parts, keys)?;
     check_index(&parts.org_names, &org_names(&records.orgs))?;
     let app_ids = ids_by_principal(records.apps.iter().map(|a| &*a.principal), "app:");
     check_index(&parts.app_ids, &app_ids)?;
     let user_ids = ids_by_principal(records.users.iter().map(|u| &*u.principal), "user:");
     check_index(&parts.user_ids, &user_ids)?;
-    Snapshot::assemble(records).map_err(|_| DecodeError {
+    let snapshot = Snapshot::assemble(records).map_err(|_| DecodeError {
         offset: bytes.len(),
         what: "duplicate key digest",
-    })
+    })?;
+    Ok((snapshot, parts))
 }
 
 /// What `decode_for` searches must be sorted (checked here, so a snapshot
@@ -44,7 +57,7 @@ fn check_searched(parts: &Parts<'_>) -> Result<()> {
 }
 
 /// Every record of every collection.
-fn whole_records(parts: &Parts<'_>) -> Result<SnapshotParts> {
+fn whole_records(parts: &Parts<'_>, keys: Keys) -> Result<SnapshotParts> {
     let mut grants_by_principal = FxHashMap::default();
     grants_by_principal.reserve(parts.by_principal.count);
     for i in 0..parts.by_principal.count {
@@ -62,7 +75,10 @@ fn whole_records(parts: &Parts<'_>) -> Result<SnapshotParts> {
         routes: all(parts.routes.count, |i| parts.route(i))?,
         apps: all(parts.apps.count, |i| parts.app(i))?,
         products: all(parts.products.count, |i| parts.product(i))?,
-        keys: all(parts.keys.count, |i| parts.key(i))?,
+        keys: match keys {
+            Keys::Decode => all(parts.keys.count, |i| parts.key(i))?,
+            Keys::Leave => Vec::new(),
+        },
         users: all(parts.users.count, |i| parts.user(i))?,
         grants: all(parts.grants.count, |i| parts.grants(i))?,
         grants_by_principal,

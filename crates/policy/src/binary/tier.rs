@@ -12,6 +12,7 @@
 //! [`find_key`] refuses one ([`TierError::OtherGeneration`]): a reader that
 //! meets one has an old snapshot and must pick up the new one first.
 
+use super::decode::{decode_with, Keys};
 use super::read::{digest_key, Reader};
 use super::write::Writer;
 use super::DecodeError;
@@ -66,10 +67,14 @@ pub fn bucket_count_for(keys: usize) -> u32 {
         .min(MAX_BUCKETS)
 }
 
-/// The bucket of the key with `digest`, among `count`.
+/// The bucket of the key with `digest`, among `count`: by the digest's
+/// leading bits, so that the buckets are contiguous runs of a table sorted by
+/// digest (the compiled form's key table is cut into buckets without
+/// decoding a key).
 pub fn bucket_of(digest: &[u8; 32], count: u32) -> u32 {
     let [a, b, c, d, ..] = *digest;
-    u32::from_le_bytes([a, b, c, d]) % count.max(1)
+    let top = u64::from(u32::from_be_bytes([a, b, c, d]));
+    u32::try_from((top * u64::from(count)) >> 32).unwrap_or(0)
 }
 
 /// Moves the keys out of `snapshot` into a tier of `generation`; what is left
@@ -94,6 +99,49 @@ pub fn split_keys(snapshot: &mut Snapshot, generation: u64) -> KeyTier {
         buckets,
         keys: keys.len(),
     }
+}
+
+/// A compiled snapshot decoded without its keys, and its key table cut into
+/// a tier of `generation` record by record (each record checked as
+/// [`super::decode`] checks it, none kept): a large snapshot's keys are never
+/// held as records in the fetching VM.
+pub fn decode_split(bytes: &[u8], generation: u64) -> Result<(Snapshot, KeyTier), DecodeError> {
+    let (snapshot, parts) = decode_with(bytes, Keys::Leave)?;
+    let table = &parts.keys;
+    let count = bucket_count_for(table.count);
+    let mut buckets = Vec::with_capacity(count as usize);
+    let mut run: Vec<&[u8]> = Vec::new();
+    for i in 0..table.count {
+        let record = table.record(i)?;
+        let raw = record.bytes;
+        let key = record.key(parts.apps.count, parts.envs.len())?;
+        // Sorted by digest, so a key's bucket is never before the current one.
+        while buckets.len() < bucket_of(&key.digest, count) as usize {
+            buckets.push(encode_raw_bucket(generation, &run));
+            run.clear();
+        }
+        run.push(raw);
+    }
+    while buckets.len() < count as usize {
+        buckets.push(encode_raw_bucket(generation, &run));
+        run.clear();
+    }
+    let keys = table.count;
+    Ok((
+        snapshot,
+        KeyTier {
+            generation,
+            buckets,
+            keys,
+        },
+    ))
+}
+
+fn encode_raw_bucket(generation: u64, records: &[&[u8]]) -> Vec<u8> {
+    let mut w = Writer(BUCKET_MAGIC.to_vec());
+    w.u64(generation);
+    w.raw_table(records);
+    w.0
 }
 
 fn encode_bucket(generation: u64, keys: &[&KeyEntry]) -> Vec<u8> {

@@ -242,6 +242,15 @@ impl Writer {
         });
     }
 
+    /// A table of records already encoded, in the given order.
+    pub(super) fn raw_table(&mut self, records: &[&[u8]]) {
+        self.table(records.len(), &mut |w, i| {
+            if let Some(record) = records.get(i) {
+                w.0.extend_from_slice(record);
+            }
+        });
+    }
+
     fn key(&mut self, key: &KeyEntry) {
         self.0.extend_from_slice(&key.digest);
         self.u32(key.app);
