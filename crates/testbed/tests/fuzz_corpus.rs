@@ -70,6 +70,11 @@ fn compiled() {
 }
 
 #[test]
+fn key_bucket() {
+    replay("key_bucket", targets::key_bucket::run);
+}
+
+#[test]
 fn signed() {
     replay("signed", targets::signed::run);
 }
@@ -120,6 +125,7 @@ fn every_target_is_replayed() {
         [
             "compiled",
             "envoy_headers",
+            "key_bucket",
             "lookup_answer",
             "otoroshi_input",
             "plugin_config",
