@@ -15,7 +15,7 @@
 
 mod remote;
 
-pub use remote::{KeyLookup, RemoteSource};
+pub use remote::{KeyLookup, RemoteSource, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 
 use crate::error::{escape_controls, escape_value};
 use crate::request::Sources;
@@ -383,6 +383,35 @@ mod tests {
         for bad in ["a", "aGV*bG8=", "aGVsbG8===", "aGVs\nbG8="] {
             assert_eq!(decode_base64(bad), None, "{bad}");
         }
+    }
+
+    fn remote_with(extra: &str) -> Result<PluginConfig, ConfigError> {
+        let config = format!(r#"{{"snapshot": {{"remote": {{"cluster": "policy"{extra}}}}}}}"#);
+        PluginConfig::parse(config.as_bytes())
+    }
+
+    #[test]
+    fn chunk_bytes_defaults_well_under_envoys_buffer_and_is_bounded() {
+        let SnapshotSource::Remote(remote) = remote_with("").unwrap().snapshot else {
+            panic!("not remote")
+        };
+        assert_eq!(remote.chunk_bytes, 8 << 20);
+        let SnapshotSource::Remote(remote) =
+            remote_with(r#", "chunk_bytes": 65536"#).unwrap().snapshot
+        else {
+            panic!("not remote")
+        };
+        assert_eq!(remote.chunk_bytes, 65536);
+        for bad in ["65535", "0", "33554433"] {
+            let message = remote_with(&format!(r#", "chunk_bytes": {bad}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("snapshot.remote.chunk_bytes") && message.contains(bad),
+                "{message}"
+            );
+        }
+        assert!(remote_with(r#", "chunk_bytes": -1"#).is_err());
     }
 
     #[test]

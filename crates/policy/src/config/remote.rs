@@ -22,6 +22,8 @@ pub(super) struct RawRemote {
     /// of them are accepted (several during a key rotation).
     #[serde(default)]
     public_keys: Vec<String>,
+    #[serde(default = "defaults::chunk_bytes")]
+    chunk_bytes: u32,
 }
 
 /// `key_lookup` as written.
@@ -57,6 +59,9 @@ mod defaults {
     }
     pub fn fetch_timeout_ms() -> u32 {
         2000
+    }
+    pub fn chunk_bytes() -> u32 {
+        super::DEFAULT_CHUNK_BYTES
     }
     pub fn keys_path() -> String {
         "/keys/".into()
@@ -97,7 +102,19 @@ pub struct RemoteSource {
     /// Only snapshots signed by one of these keys are accepted (`None`:
     /// signatures are not required).
     pub verifier: Option<Verifier>,
+    /// Bytes asked for per ranged request (`Range: bytes=a-b`): each part
+    /// must fit Envoy's async-client response buffer (32 MiB by default).
+    pub chunk_bytes: u32,
 }
+
+/// The default part size of a ranged snapshot fetch: a quarter of Envoy's
+/// async-client response buffer (32 MiB, `kBufferLimitForResponse` in
+/// `source/common/http/async_client_impl.h`), so a part always arrives.
+pub const DEFAULT_CHUNK_BYTES: u32 = 8 << 20;
+/// The smallest part: below it a large snapshot takes too many round trips.
+pub const MIN_CHUNK_BYTES: u32 = 64 << 10;
+/// The largest part: Envoy drops a callout body above 32 MiB (by default).
+pub const MAX_CHUNK_BYTES: u32 = 32 << 20;
 
 /// Where keys missing from the snapshot are looked up: `GET <path_prefix><sha256>`
 /// on an Envoy cluster, answered with an `api_keys` entry (200) or 404.
@@ -168,8 +185,16 @@ pub(super) fn remote_source(raw: RawRemote) -> Result<RemoteSource, ConfigError>
     if raw.timeout_ms == 0 {
         return invalid("snapshot.remote.timeout_ms", 0, "must be positive, got");
     }
+    if !(MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(&raw.chunk_bytes) {
+        return invalid(
+            "snapshot.remote.chunk_bytes",
+            raw.chunk_bytes,
+            "must be between 65536 (64 KiB) and 33554432 (32 MiB, Envoy's async-client response buffer), got",
+        );
+    }
     let verifier = public_keys(&raw.public_keys)?;
     Ok(RemoteSource {
+        chunk_bytes: raw.chunk_bytes,
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
         path: raw.path,
