@@ -6,6 +6,7 @@
 //!   single flight per digest, limits) and how an answer is classified.
 //! - [`live`]: the live-snapshot protocol between worker VMs (lease,
 //!   shared-data framing, jitter, signed sequences).
+//! - [`ranged`]: one snapshot fetch in parts (`Range`), as a state machine.
 //! - [`tier_cache`]: the keys a worker has read from the key tier.
 //! - [`wire`]: the proxy-wasm header-map encoding, parsed without panicking.
 //!
@@ -23,6 +24,7 @@
 pub mod inbound;
 pub mod key_lookup;
 pub mod live;
+pub mod ranged;
 pub mod tier_cache;
 pub mod wire;
 

@@ -9,6 +9,7 @@ use super::dispatch;
 use super::key_lookup::{self, Answer};
 use super::live::{self, Lease, Meta, SharedKeys, TierRef};
 use super::plugin::{log_refused, timed_load, Loaded, Plugin};
+use super::ranged::{self, Round, Step};
 use super::wire;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,6 +24,9 @@ struct Live {
     /// This VM's lease identity.
     me: u64,
     in_flight: Option<u32>,
+    /// The fetch round under way (parts asked for one at a time), and when
+    /// its request in flight was sent.
+    round: Option<(Round, i64)>,
     next_fetch_ms: i64,
     first_tick: bool,
 }
@@ -156,6 +160,7 @@ impl Root {
                 keys,
                 me: abi::random_u64(),
                 in_flight: None,
+                round: None,
                 next_fetch_ms: 0,
                 first_tick: true,
             });
@@ -280,18 +285,39 @@ fn hold_lease(live: &Live, now_ms: i64) -> bool {
     abi::set_shared_data(&live.keys.lease, mine.encode().as_bytes(), cas).is_ok()
 }
 
+/// Starts a fetch round: its first part (or the whole snapshot, from a
+/// source that ignores `Range`).
 fn fetch(plugin: &Plugin, live: &mut Live, now_ms: i64) {
     let etag = plugin.current().map(|l| l.etag.clone());
+    ask_next(
+        plugin,
+        live,
+        Round::new(live.remote.chunk_bytes, etag),
+        now_ms,
+    );
+    live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());
+}
+
+/// Sends the request `round` asks for next; one at a time per VM.
+fn ask_next(plugin: &Plugin, live: &mut Live, round: Round, now_ms: i64) {
+    let ask = round.ask();
     let mut headers = vec![
         (":method", "GET"),
         (":path", live.remote.path.as_str()),
         (":authority", live.remote.authority.as_str()),
+        ("range", ask.range.as_str()),
     ];
-    if let Some(etag) = etag.as_deref() {
+    if let Some(etag) = ask.if_none_match.as_deref() {
         headers.push(("if-none-match", etag));
     }
+    if let Some(etag) = ask.if_match.as_deref() {
+        headers.push(("if-match", etag));
+    }
     match abi::http_call(&live.remote.cluster, &headers, live.remote.timeout_ms) {
-        Ok(token) => live.in_flight = Some(token),
+        Ok(token) => {
+            live.in_flight = Some(token);
+            live.round = Some((round, now_ms));
+        }
         Err(e) => {
             plugin.metrics.bump(plugin.metrics.fetch_failed);
             abi::log(
@@ -303,7 +329,6 @@ fn fetch(plugin: &Plugin, live: &mut Live, now_ms: i64) {
             );
         }
     }
-    live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());
 }
 
 /// The `:status` and a header of the callout response being delivered.
@@ -329,45 +354,66 @@ impl CallResponse {
     }
 }
 
-fn on_fetch_response(plugin: &Plugin, live: &Live, num_headers: usize, body_size: usize) {
+/// One answer of a fetch round: the next part is asked for at once; a
+/// whole snapshot goes to `accept_fetched`; anything else ends the round
+/// (the next poll starts a new one).
+fn on_fetch_response(plugin: &Plugin, live: &mut Live, num_headers: usize, body_size: usize) {
     let now = now_ms().unwrap_or(0);
-    let failed = |why: &str| {
-        plugin.metrics.bump(plugin.metrics.fetch_failed);
-        abi::log(
-            Level::Warn,
-            &format!(
-                "tenantgate: snapshot fetch from `{}` failed: {why}; keeping the last good snapshot",
-                live.remote.cluster
-            ),
-        );
+    let Some((round, sent_ms)) = live.round.take() else {
+        return;
     };
     if num_headers == 0 {
-        return failed("no response (timeout, connection failure, or a body larger than Envoy's callout buffer)");
+        let (timeout, chunk) = (live.remote.timeout_ms, live.remote.chunk_bytes);
+        return fetch_failed(
+            plugin,
+            live,
+            &ranged::no_response(now - sent_ms, timeout, chunk),
+        );
     }
     let Some(response) = CallResponse::read() else {
-        return failed("cannot read the response headers");
+        return fetch_failed(plugin, live, "cannot read the response headers");
     };
-    match response.header(":status") {
-        Some(b"304") => {
+    let answer = ranged::Answer {
+        status: response.header(":status"),
+        etag: response.header("etag"),
+        content_range: response.header("content-range"),
+    };
+    match round.on_answer(answer, || abi::call_response_body(body_size).ok()) {
+        Step::Continue(round) => {
+            // A long round keeps the lease, or leaves the next part to the
+            // VM that took it over.
+            if hold_lease(live, now) {
+                ask_next(plugin, live, round, now);
+            }
+        }
+        Step::NotModified => {
             plugin.metrics.bump(plugin.metrics.fetch_not_modified);
             if let Some(current) = plugin.current() {
                 publish_meta(plugin, live, &current.etag, current.sequence, now);
             }
         }
-        Some(b"200") => match abi::call_response_body(body_size) {
-            Ok(body) => {
-                let etag = response
-                    .header("etag")
-                    .and_then(|e| std::str::from_utf8(e).ok());
-                accept_fetched(plugin, live, body, etag, now);
-            }
-            Err(_) => failed("cannot read the response body"),
-        },
-        status => {
-            let status = status.map_or("none".into(), String::from_utf8_lossy);
-            failed(&format!("status {status}"))
+        Step::Whole { body, etag } => accept_fetched(plugin, live, body, etag.as_deref(), now),
+        Step::Abandoned(why) if why.invalid() => {
+            plugin.metrics.bump(plugin.metrics.fetch_invalid);
+            fetch_log(live, &format!("refused: {why}"));
         }
+        Step::Abandoned(why) => fetch_failed(plugin, live, &why.to_string()),
     }
+}
+
+fn fetch_failed(plugin: &Plugin, live: &Live, why: &str) {
+    plugin.metrics.bump(plugin.metrics.fetch_failed);
+    fetch_log(live, &format!("failed: {why}"));
+}
+
+fn fetch_log(live: &Live, what: &str) {
+    abi::log(
+        Level::Warn,
+        &format!(
+            "tenantgate: snapshot fetch from `{}` {what}; keeping the last good snapshot",
+            live.remote.cluster
+        ),
+    );
 }
 
 /// Verifies, loads and publishes a fetched body; anything wrong keeps the
