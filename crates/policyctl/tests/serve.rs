@@ -1189,3 +1189,100 @@ fn sigterm_lets_the_response_in_flight_finish_and_exits_0() {
         .unwrap_or_else(|| panic!("unexpected last line {last:?}"));
     assert!(closed >= 2, "{last}");
 }
+
+#[test]
+fn snapshot_ranges_and_their_conditions() {
+    let dir = TempDir::new();
+    let policy = dir.path("policy.json");
+    fs::write(&policy, DEMO).unwrap();
+    let serve = Serve::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let bytes = DEMO.as_bytes();
+    let total = bytes.len();
+    let etag = quoted_etag(DEMO);
+
+    let whole = serve.get("/snapshot", &[]);
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+
+    // One range, in each of its three forms.
+    let forms = [
+        ("bytes=0-99".to_string(), 0, 99),
+        (format!("bytes={}-", total - 10), total - 10, total - 1),
+        ("bytes=-25".to_string(), total - 25, total - 1),
+        (format!("bytes=100-{}", total + 1000), 100, total - 1),
+    ];
+    for (range, first, last) in forms {
+        let part = serve.get("/snapshot", &[("range", &range)]);
+        assert_eq!(part.status, 206, "{range}");
+        assert_eq!(
+            part.header("content-range"),
+            Some(format!("bytes {first}-{last}/{total}").as_str())
+        );
+        assert_eq!(part.header("etag"), Some(etag.as_str()));
+        assert_eq!(part.body, &bytes[first..=last], "{range}");
+    }
+    // Parts reassemble into the file under If-Match.
+    let mut assembled = Vec::new();
+    while assembled.len() < total {
+        let range = format!("bytes={}-{}", assembled.len(), assembled.len() + 999);
+        let part = serve.get("/snapshot", &[("range", &range), ("if-match", &etag)]);
+        assert_eq!(part.status, 206);
+        assembled.extend_from_slice(&part.body);
+    }
+    assert_eq!(assembled, bytes);
+
+    // Nothing of the range exists: 416 with the size.
+    for range in [format!("bytes={total}-"), "bytes=-0".to_string()] {
+        let none = serve.get("/snapshot", &[("range", &range)]);
+        assert_eq!(none.status, 416, "{range}");
+        assert_eq!(
+            none.header("content-range"),
+            Some(format!("bytes */{total}").as_str())
+        );
+    }
+    // Several ranges, or not a byte range: the whole snapshot.
+    for range in ["bytes=0-1,5-6", "items=0-1", "bytes=9-1"] {
+        let all = serve.get("/snapshot", &[("range", range)]);
+        assert_eq!((all.status, all.body.len()), (200, total), "{range}");
+    }
+
+    // If-Match with another ETag (a new revision between two parts): 412, with or without
+    // a range; a weak tag never matches strongly; `*` does.
+    for tag in ["\"sha256:0000\"", &format!("W/{etag}")] {
+        let changed = serve.get("/snapshot", &[("range", "bytes=0-9"), ("if-match", tag)]);
+        assert_eq!(changed.status, 412, "{tag}");
+        assert_eq!(changed.json()["error"], "precondition_failed");
+    }
+    let any = serve.get("/snapshot", &[("range", "bytes=0-9"), ("if-match", "*")]);
+    assert_eq!(any.status, 206);
+    // If-None-Match still wins over Range.
+    let same = serve.get(
+        "/snapshot",
+        &[("range", "bytes=0-9"), ("if-none-match", &etag)],
+    );
+    assert_eq!(same.status, 304);
+    // If-Range: the range only for the current version.
+    let current = serve.get("/snapshot", &[("range", "bytes=0-9"), ("if-range", &etag)]);
+    assert_eq!(current.status, 206);
+    let other = serve.get(
+        "/snapshot",
+        &[("range", "bytes=0-9"), ("if-range", "\"sha256:0\"")],
+    );
+    assert_eq!((other.status, other.body.len()), (200, total));
+    // HEAD ignores Range.
+    let head = serve.request("HEAD", "/snapshot", &[("range", "bytes=0-9")]);
+    assert_eq!(head.status, 200);
+
+    let stats = serve.stats();
+    assert_eq!(stats["snapshot_412"], 2);
+    assert_eq!(stats["snapshot_416"], 2);
+    serve.wait_stdout_line(&format!(
+        "GET /snapshot 206 etag={} range=0-99/{total}",
+        etag_of(DEMO)
+    ));
+}

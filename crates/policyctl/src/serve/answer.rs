@@ -1,8 +1,9 @@
 //! Answers: what each request gets, and the line it leaves in the request log.
 
-use super::content::HASH_PREFIX;
+use super::content::{Served, HASH_PREFIX};
 use super::etag::none_match;
 use super::log_line;
+use super::range::{self, Ranged};
 use super::screen::Refusal;
 use super::state::{bump, read, Server};
 use bytes::Bytes;
@@ -42,6 +43,13 @@ impl Answer {
 
     pub fn error(status: StatusCode, error: &str) -> Answer {
         Answer::json(status, json!({ "error": error }).to_string())
+    }
+
+    /// Adds a header whose value we wrote (digits, `bytes`, `/`, `-`, `*`).
+    fn push(&mut self, name: header::HeaderName, value: &str) {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
     }
 
     pub fn into_reply(self, close: bool) -> Reply {
@@ -133,26 +141,70 @@ fn printable_prefix(text: &str, limit: usize) -> String {
         .collect()
 }
 
+/// The snapshot, its conditions evaluated in RFC 9110's order (13.2.2): `If-Match` (412),
+/// `If-None-Match` (304), then `Range` (206, 416) unless `If-Range` names another version.
 fn snapshot(server: &Server, request: &http::request::Parts) -> Answer {
     let served = server.policy();
-    bump(&server.counters.snapshot_requests);
-    let not_modified = none_match(
-        request.headers.get_all(header::IF_NONE_MATCH).iter(),
-        &served.etag,
-    );
-    bump(if not_modified {
-        &server.counters.snapshot_304
-    } else {
-        &server.counters.snapshot_200
-    });
+    let c = &server.counters;
+    bump(&c.snapshot_requests);
+    let headers = &request.headers;
+    let etag = served.etag.as_str();
+    let note = format!("etag={etag}");
+    if headers.contains_key(header::IF_MATCH)
+        && !range::if_match(headers.get_all(header::IF_MATCH).iter(), etag)
+    {
+        bump(&c.snapshot_412);
+        let mut answer = Answer::error(StatusCode::PRECONDITION_FAILED, "precondition_failed");
+        answer.note = note;
+        return answer;
+    }
+    if none_match(headers.get_all(header::IF_NONE_MATCH).iter(), etag) {
+        bump(&c.snapshot_304);
+        return snapshot_answer(&served, StatusCode::NOT_MODIFIED, served.body.clone(), note);
+    }
+    let total = served.body.len() as u64;
+    let ranged =
+        if request.method == Method::GET && range::if_range(headers.get(header::IF_RANGE), etag) {
+            range::evaluate(headers.get_all(header::RANGE).iter(), total)
+        } else {
+            Ranged::Whole
+        };
+    match ranged {
+        Ranged::Whole => {
+            bump(&c.snapshot_200);
+            snapshot_answer(&served, StatusCode::OK, served.body.clone(), note)
+        }
+        Ranged::Part { first, last } => {
+            bump(&c.snapshot_206);
+            let part = usize::try_from(first)
+                .ok()
+                .zip(usize::try_from(last).ok())
+                .and_then(|(first, last)| served.body.get(first..=last))
+                .map(|part| served.body.slice_ref(part))
+                .unwrap_or_default();
+            let content_range = format!("bytes {first}-{last}/{total}");
+            let note = format!("{note} range={first}-{last}/{total}");
+            let mut answer = snapshot_answer(&served, StatusCode::PARTIAL_CONTENT, part, note);
+            answer.push(header::CONTENT_RANGE, &content_range);
+            answer
+        }
+        Ranged::Unsatisfiable => {
+            bump(&c.snapshot_416);
+            let mut answer =
+                Answer::error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
+            answer.push(header::CONTENT_RANGE, &format!("bytes */{total}"));
+            answer.note = note;
+            answer
+        }
+    }
+}
+
+/// The snapshot's headers (type, ETag, no-cache, ranges accepted) around `body`.
+fn snapshot_answer(served: &Served, status: StatusCode, body: Bytes, note: String) -> Answer {
     let quoted = HeaderValue::from_str(&format!("\"{}\"", served.etag))
         .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     Answer {
-        status: if not_modified {
-            StatusCode::NOT_MODIFIED
-        } else {
-            StatusCode::OK
-        },
+        status,
         headers: vec![
             (
                 header::CONTENT_TYPE,
@@ -160,9 +212,10 @@ fn snapshot(server: &Server, request: &http::request::Parts) -> Answer {
             ),
             (header::ETAG, quoted),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
         ],
-        body: served.body.clone(),
-        note: format!("etag={}", served.etag),
+        body,
+        note,
     }
 }
 
@@ -198,6 +251,9 @@ fn stats(server: &Server) -> Answer {
         "snapshot_requests": read(&c.snapshot_requests),
         "snapshot_200": read(&c.snapshot_200),
         "snapshot_304": read(&c.snapshot_304),
+        "snapshot_206": read(&c.snapshot_206),
+        "snapshot_412": read(&c.snapshot_412),
+        "snapshot_416": read(&c.snapshot_416),
         "key_requests": read(&c.key_requests),
         "key_hits": read(&c.key_hits),
         "key_misses": read(&c.key_misses),

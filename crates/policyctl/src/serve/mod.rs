@@ -4,7 +4,10 @@
 //! * `GET|HEAD /snapshot`: the policy file's exact bytes with a strong
 //!   `etag: "sha256:<first 32 hex digits of the SHA-256 of those bytes>"`, computed once per
 //!   (re)load, so any change of the bytes changes it, whatever the revision says; 304 when
-//!   `if-none-match` lists it ([`etag`]).
+//!   `if-none-match` lists it ([`etag`]). One byte range per request (`range: bytes=a-b`,
+//!   `bytes=a-`, `bytes=-n`): 206 with `content-range`, 416 with `content-range: bytes */total`
+//!   when no byte of it exists; several ranges get the whole snapshot (200). `if-match` with
+//!   another ETag: 412; `if-range` with another: the whole snapshot ([`range`]).
 //! * `GET /keys/<sha256>`: one entry of the optional `--keys` file (a JSON array of api key
 //!   objects), 404 `{"error":"not_found"}` if unknown, 400 if the hash is malformed.
 //! * `GET /stats`: request and reload counters as JSON.
@@ -34,6 +37,7 @@ mod answer;
 mod content;
 mod etag;
 mod listener;
+mod range;
 mod screen;
 mod screened;
 mod state;
