@@ -467,27 +467,15 @@ fn a_chunk_size_out_of_bounds_is_refused_naming_the_field() {
     );
 }
 
-/// Measurement and check (run with `--ignored --nocapture`; about 1.5 GB of memory): a
-/// 1M-key compiled snapshot (over Envoy's 32 MiB callout buffer) reaches a real Envoy with one
-/// worker in 8 MiB parts, and decides.
+/// Measurement and check (run with `--ignored --nocapture`; a few GB of memory): a 1M-key
+/// compiled snapshot (over Envoy's 32 MiB callout buffer) reaches a real Envoy with one worker
+/// in 8 MiB parts, and decides as `policyctl explain` does.
 #[test]
 #[ignore]
 fn a_million_key_snapshot_reaches_envoy_in_parts() {
     let dir = Dir::new();
     let path = dir.0.join("snapshot.tgsnap");
-    let started = Instant::now();
-    let doc: Value = tenantgate_policy::generate::generate(2_000, 1_000_000, SEED);
-    let snapshot = tenantgate_policy::load_snapshot(&doc.to_string()).unwrap();
-    drop(doc);
-    let compiled = tenantgate_policy::binary::encode(&snapshot);
-    drop(snapshot);
-    replace(&path, &compiled);
-    let size = compiled.len();
-    drop(compiled);
-    eprintln!(
-        "generated and compiled {size} bytes in {:?}",
-        started.elapsed()
-    );
+    let (size, probes) = write_million(&path);
     assert!(size > ENVOY_BUFFER);
     let server = PolicyServer::start(&path, None);
     let config = json!({
@@ -497,20 +485,10 @@ fn a_million_key_snapshot_reaches_envoy_in_parts() {
     });
     let started = Instant::now();
     let (envoy, _upstream) = start_envoy(server.port(), 1, config.to_string());
-    let key = tenantgate_policy::generate::generated_raw_key(SEED, 7);
-    let probe = || {
-        http_request(
-            envoy.listen_port(),
-            "GET",
-            "/health",
-            "localhost",
-            &[("x-api-key", key.as_str())],
-        )
-    };
     eventually(
         Duration::from_secs(300),
         "the 1M-key snapshot decides",
-        || probe().status == 200,
+        || generated_key(&envoy, 0, "org-0").status != 503,
     );
     let first_decision = started.elapsed();
     let parts = server
@@ -533,12 +511,60 @@ fn a_million_key_snapshot_reaches_envoy_in_parts() {
         eprintln!("  {}", line.split("tenantgate: ").last().unwrap_or(line));
     }
     assert_eq!(parts, size.div_ceil(8 << 20));
-    let unknown = http_request(
-        envoy.listen_port(),
-        "GET",
-        "/t/org-1/orders/1",
-        "localhost",
-        &[("x-api-key", "nope")],
+    let mut allowed = 0;
+    for (k, org) in probes {
+        let status = generated_key(&envoy, k, &org).status;
+        assert_eq!(status, explained_status(&path, k, &org), "key {k} on {org}");
+        allowed += usize::from(status == 200);
+    }
+    assert!(allowed > 0, "no generated key was allowed");
+}
+
+/// The 1M-key world compiled into `path`: its size, and (key, organization of its app) of a
+/// few keys.
+fn write_million(path: &Path) -> (usize, Vec<(usize, String)>) {
+    let started = Instant::now();
+    let doc: Value = tenantgate_policy::generate::generate(2_000, 1_000_000, SEED);
+    let probes = [0usize, 1, 2, 3, 500_000, 999_999]
+        .iter()
+        .map(|&k| {
+            let app = doc["api_keys"][k]["app"].as_str().unwrap();
+            let a: usize = app.trim_start_matches("app-").parse().unwrap();
+            (
+                k,
+                doc["apps"][a]["organization"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let snapshot = tenantgate_policy::load_snapshot(&doc.to_string()).unwrap();
+    drop(doc);
+    let compiled = tenantgate_policy::binary::encode(&snapshot);
+    drop(snapshot);
+    replace(path, &compiled);
+    eprintln!(
+        "generated and compiled {} bytes in {:?}",
+        compiled.len(),
+        started.elapsed()
     );
-    assert_eq!(unknown.status, 401);
+    (compiled.len(), probes)
+}
+
+/// The status `policyctl explain` gives key `k` on its organization's catalog.
+fn explained_status(path: &Path, k: usize, org: &str) -> u16 {
+    let key = tenantgate_policy::generate::generated_raw_key(SEED, k);
+    let out = std::process::Command::new(support::policyctl_binary())
+        .args(["explain", "--policy"])
+        .arg(path)
+        .args(["--method", "GET", "--path", &format!("/t/{org}/catalog/1")])
+        .args(["--header", &format!("x-api-key: {key}")])
+        .args([
+            "--header",
+            &format!("x-tenant-id: {org}"),
+            "--environment",
+            "prod",
+        ])
+        .output()
+        .unwrap();
+    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    u16::try_from(decision["status"].as_u64().unwrap()).unwrap()
 }
