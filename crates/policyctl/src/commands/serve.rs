@@ -11,13 +11,17 @@ use std::path::PathBuf;
 ///   GET|HEAD /snapshot   FILE's exact bytes, content-type: application/json (or
 ///                        application/octet-stream for a compiled snapshot),
 ///                        etag: "sha256:<first 32 hex digits of their SHA-256>",
-///                        cache-control: no-cache; 304 and no body if if-none-match
-///                        lists that etag (W/ or not, lists) or is *
+///                        cache-control: no-cache, accept-ranges: bytes; 304 and
+///                        no body if if-none-match lists that etag (W/ or not,
+///                        lists) or is *; one range (bytes=a-b, a-, -n): 206 with
+///                        content-range, or 416 if no byte of it exists; several
+///                        ranges: 200 whole; if-match with another etag: 412;
+///                        if-range with another etag: 200 whole
 ///   GET /keys/<sha256>   the --keys entry with that hash as JSON; 404
 ///                        {"error":"not_found"} if unknown or without --keys; 400
 ///                        unless 64 lower-case hex digits
 ///   GET /stats           counters: snapshot_requests, snapshot_200, snapshot_304,
-///                        key_requests, key_hits, key_misses, reloads,
+///                        snapshot_206, snapshot_412, snapshot_416, key_requests, key_hits, key_misses, reloads,
 ///                        reloads_refused, and the current revision
 ///   anything else        404
 ///
@@ -38,6 +42,7 @@ use std::path::PathBuf;
 ///
 /// stdout: one line `listening on IP:PORT` once bound, then one line per request,
 /// e.g. `GET /snapshot 200 etag=sha256:...`, `GET /snapshot 304 etag=sha256:...`,
+/// `GET /snapshot 206 etag=sha256:... range=0-8388607/67914921`,
 /// `GET /keys/64084db3… 404`, `GET /stats 200`, `- - 400 <reason>` for a refused
 /// request (key hashes are cut to 8 characters; header values are never printed).
 /// Keep reading stdout (or close it). SIGTERM or SIGINT: stop accepting, close idle
