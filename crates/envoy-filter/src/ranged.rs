@@ -71,6 +71,9 @@ pub enum Abandon {
     TooLarge { total: u64 },
     /// The VM cannot reserve the announced total.
     NoMemory { total: u64 },
+    /// Parts so much shorter than asked that the round would take more
+    /// than twice the requests it should (a source trickling bytes).
+    TooManyParts { parts: u32 },
     /// The host did not hand over the body.
     NoBody,
 }
@@ -85,6 +88,7 @@ impl Abandon {
                 | Abandon::BadPart { .. }
                 | Abandon::NoStrongEtag
                 | Abandon::TooLarge { .. }
+                | Abandon::TooManyParts { .. }
         )
     }
 }
@@ -101,6 +105,7 @@ impl fmt::Display for Abandon {
             Abandon::NoStrongEtag => f.write_str("a 206 without a strong ETag: its parts could not be tied to one revision"),
             Abandon::TooLarge { total } => write!(f, "the snapshot announces {total} bytes, above the {MAX_SNAPSHOT_BYTES} a VM can load"),
             Abandon::NoMemory { total } => write!(f, "cannot reserve {total} bytes for the snapshot"),
+            Abandon::TooManyParts { parts } => write!(f, "{parts} parts, more than twice what the size needs (the source sends short parts)"),
             Abandon::NoBody => f.write_str("cannot read the response body"),
         }
     }
@@ -211,6 +216,11 @@ impl Round {
         }
         self.body.extend_from_slice(&body);
         if self.received() < total {
+            // Bounded work whatever the source sends: each part moves on by
+            // at least a byte, and the parts are capped.
+            if u64::from(part) >= 2 * total.div_ceil(self.chunk) + 2 {
+                return Step::Abandoned(Abandon::TooManyParts { parts: part });
+            }
             return Step::Continue(self);
         }
         Step::Whole {
@@ -504,6 +514,42 @@ mod tests {
         assert!(matches!(step, Step::Abandoned(Abandon::TooLarge { total }) if total == too_large));
         assert!(Abandon::TooLarge { total: 1 }.invalid());
         assert!(!Abandon::Changed { part: 2 }.invalid());
+    }
+
+    #[test]
+    fn a_source_trickling_short_parts_is_cut_off() {
+        // 35 bytes in parts of 10 need 4 requests; 1-byte parts would need 35.
+        let (step, asks) = run(&bytes(35), |_, _, _, range, body| {
+            let from: usize = range["bytes ".len()..]
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            *range = format!("bytes {from}-{from}/35");
+            body.truncate(1);
+        });
+        assert!(
+            matches!(step, Step::Abandoned(Abandon::TooManyParts { parts: 10 })),
+            "{step:?}"
+        );
+        assert_eq!(asks.len(), 10);
+        // Somewhat short parts still complete.
+        let (step, _) = run(&bytes(35), |_, _, _, range, body| {
+            let from: usize = range["bytes ".len()..]
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let to = (from + 5).min(34);
+            *range = format!("bytes {from}-{to}/35");
+            body.truncate(to - from + 1);
+        });
+        assert!(
+            matches!(step, Step::Whole { ref body, .. } if *body == bytes(35)),
+            "{step:?}"
+        );
     }
 
     #[test]
