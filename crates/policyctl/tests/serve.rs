@@ -1278,8 +1278,21 @@ fn snapshot_ranges_and_their_conditions() {
     let head = serve.request("HEAD", "/snapshot", &[("range", "bytes=0-9")]);
     assert_eq!(head.status, 200);
 
+    // The file replaced between two parts: the next part under the old ETag is refused.
+    replace_file(&policy, &demo_with_revision("r2"));
+    let next = serve.get(
+        "/snapshot",
+        &[("range", "bytes=100-199"), ("if-match", &etag)],
+    );
+    assert_eq!(next.status, 412);
+    let fresh = serve.get("/snapshot", &[("range", "bytes=0-9")]);
+    assert_eq!(
+        fresh.header("etag"),
+        Some(quoted_etag(demo_with_revision("r2")).as_str())
+    );
+
     let stats = serve.stats();
-    assert_eq!(stats["snapshot_412"], 2);
+    assert_eq!(stats["snapshot_412"], 3);
     assert_eq!(stats["snapshot_416"], 2);
     serve.wait_stdout_line(&format!(
         "GET /snapshot 206 etag={} range=0-99/{total}",
