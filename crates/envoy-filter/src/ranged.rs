@@ -7,10 +7,14 @@
 //! `http.async_response_buffer_limit`). Above it, `AsyncRequestSharedImpl::onData`
 //! (`source/common/http/async_client_impl.cc`) logs "the buffer size limit for
 //! async client response body has been exceeded, draining data" and resets
-//! the request, and the wasm context (`Context::onHttpCallFailure`,
+//! the request (Envoy 1.40 logs it from `async_client_impl.cc:430`), and the
+//! wasm context (`Context::onHttpCallFailure`,
 //! `source/extensions/common/wasm/context.cc`) reports it like any failure:
-//! a response with no headers and no body. A larger snapshot can only arrive
-//! in parts.
+//! `proxy_on_http_call_response` with no headers and no body, whether the
+//! reason was `ExceedResponseBufferLimit` or a reset. The filter cannot tell
+//! them apart, so [`no_response`] guesses from the time taken. Measured
+//! (`bench/envoy/async_limit.sh`): 33,554,432 bytes arrive, one more does
+//! not. A larger snapshot can only arrive in parts.
 //!
 //! A round: the first request asks for `bytes=0-{chunk-1}` (with
 //! `If-None-Match` as a whole fetch would). `304`: unchanged. `200`: the
