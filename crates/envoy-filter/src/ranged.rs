@@ -69,7 +69,8 @@ pub enum Abandon {
     /// A `206` whose `Content-Range` is missing or not `bytes a-b/total`
     /// with `a <= b < total`, or whose body is not `b - a + 1` bytes.
     BadPart { part: u32 },
-    /// A `206` without a strong ETag: later parts could not be tied to it.
+    /// A `206` of a snapshot larger than one part without a strong ETag:
+    /// later parts could not be tied to it.
     NoStrongEtag,
     /// A total above [`MAX_SNAPSHOT_BYTES`].
     TooLarge { total: u64 },
@@ -214,6 +215,14 @@ impl Round {
         };
         if to - from + 1 != body.len() as u64 {
             return Step::Abandoned(Abandon::BadPart { part });
+        }
+        // The whole snapshot in the first part: one response, one revision,
+        // whatever its ETag (as a 200 would be).
+        if self.etag.is_none() && from == 0 && to + 1 == total {
+            return Step::Whole {
+                body,
+                etag: answer.etag.and_then(text),
+            };
         }
         if let Err(why) = self.check_part(answer.etag, from, total) {
             return Step::Abandoned(why);
@@ -511,6 +520,10 @@ mod tests {
                 "{etag}"
             );
         }
+        // One part holding the whole snapshot needs no ETag to be one revision.
+        let round = Round::new(CHUNK, None);
+        let step = round.on_answer(answer("206", "", "bytes 0-4/5"), || Some(bytes(5)));
+        assert!(matches!(step, Step::Whole { ref body, etag: None } if body.len() == 5));
         let too_large = MAX_SNAPSHOT_BYTES + 1;
         let (step, _) = run(&bytes(35), |_, _, _, range, _| {
             *range = format!("bytes 0-9/{too_large}")
