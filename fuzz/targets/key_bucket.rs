@@ -20,10 +20,12 @@ const GENERATION: u64 = 0x7e57;
 /// The demo without its keys, and its one-bucket tier.
 fn keyless() -> &'static (Snapshot, KeyTier) {
     static KEYLESS: OnceLock<(Snapshot, KeyTier)> = OnceLock::new();
-    KEYLESS.get_or_init(|| match tier::decode_split(common::demo_compiled(), GENERATION) {
-        Ok(split) => split,
-        Err(e) => panic!("the demo does not split: {e}"),
-    })
+    KEYLESS.get_or_init(
+        || match tier::decode_split(common::demo_compiled(), GENERATION) {
+            Ok(split) => split,
+            Err(e) => panic!("the demo does not split: {e}"),
+        },
+    )
 }
 
 pub fn run(data: &[u8]) {
@@ -46,7 +48,10 @@ pub fn run(data: &[u8]) {
         let count = u32::try_from(tier.buckets.len()).unwrap_or(1);
         let bucket = tier.buckets.get(tier::bucket_of(digest, count) as usize);
         let found = bucket.map(|b| tier::find_key(b, GENERATION, digest, snapshot));
-        assert!(matches!(found, Some(Ok(Some(_)))), "{raw} not in its bucket");
+        assert!(
+            matches!(found, Some(Ok(Some(_)))),
+            "{raw} not in its bucket"
+        );
     }
 }
 
@@ -54,7 +59,8 @@ fn look_up(snapshot: &Snapshot, bucket: &[u8], digest: &[u8; 32]) {
     match tier::find_key(bucket, GENERATION, digest, snapshot) {
         Ok(Some(key)) => {
             let headers = [("x-api-key", "any")];
-            let request = Request::from_parts(&Sources::default(), "GET", "h", "/orders/1", &headers);
+            let request =
+                Request::from_parts(&Sources::default(), "GET", "h", "/orders/1", &headers);
             let context = Context::new(common::now(0), Some("prod"));
             let _ = policy::decide(snapshot, &request, &context.with_external_key(Some(&key)));
         }
