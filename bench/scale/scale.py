@@ -306,7 +306,7 @@ def main():
     ap.add_argument("--policyctl", default=os.path.join(ROOT, "target", "release", "policyctl"))
     ap.add_argument("--wasm", default=os.path.join(ROOT, "dist", "tenantgate.wasm"))
     ap.add_argument("--envoy", default=os.environ.get("TENANTGATE_ENVOY", os.path.join(ROOT, ".venv", "bin", "envoy")))
-    ap.add_argument("--keys", type=int, nargs="+", default=[100_000, 400_000])
+    ap.add_argument("--keys", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--orgs", type=int, default=2_000)
     ap.add_argument("--poll-ms", type=int, default=1000)
