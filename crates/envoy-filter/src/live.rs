@@ -9,13 +9,17 @@
 //!   and another takes over.
 //! - `<prefix>:snapshot` = `<etag>\n<tier>\n<body>`: the last good snapshot,
 //!   published by the fetcher only after it validated and compiled it, without
-//!   its API keys: `<tier>` names the generation and bucket count of its key
-//!   tier (`-` if none), whose buckets are `<prefix>:keys:<generation>:<i>`. A
+//!   its API keys: `<tier>` names the generation, bucket count and slot of its
+//!   key tier (`-` if none), whose buckets are `<prefix>:keys:<slot>:<i>`. A
 //!   worker reads the bucket of a key on its first sight (issue 12: the keys
 //!   live once per process, not once per worker).
-//! - `<prefix>:retired` = the tier published before the current one: its buckets
-//!   stay while workers may still read them, and are emptied when the next
-//!   tier is published (shared data cannot be deleted).
+//! - Two slots, written in turn: a new tier goes into the slot the current one
+//!   does not use, so workers that have not swapped yet keep reading theirs,
+//!   and overwrites the tier before (whose readers then meet another
+//!   generation and pick up the new snapshot). `<prefix>:keys:<slot>:count` is
+//!   how many buckets the slot holds; a smaller tier empties the rest. Shared
+//!   data cannot be deleted, so names are reused: the store stays bounded by
+//!   two tiers however many revisions pass.
 //! - `<prefix>:meta` = `<etag>\n<confirmed_ms>`: small, read on every tick by every
 //!   VM; a new etag means "read the snapshot key and swap". `confirmed_ms` is when
 //!   the source last confirmed it (200 or 304), for staleness and the age gauge.
@@ -26,7 +30,6 @@ pub struct SharedKeys {
     pub lease: String,
     pub snapshot: String,
     pub meta: String,
-    pub retired: String,
     prefix: String,
 }
 
@@ -37,35 +40,48 @@ impl SharedKeys {
             lease: format!("{prefix}:lease"),
             snapshot: format!("{prefix}:snapshot"),
             meta: format!("{prefix}:meta"),
-            retired: format!("{prefix}:retired"),
             prefix,
         }
     }
 
-    /// Bucket `i` of the key tier of `generation`.
-    pub fn bucket(&self, generation: u64, i: u32) -> String {
-        format!("{}:keys:{generation:016x}:{i}", self.prefix)
+    /// Bucket `i` of the key tier in `slot`.
+    pub fn bucket(&self, slot: u8, i: u32) -> String {
+        format!("{}:keys:{slot}:{i}", self.prefix)
+    }
+
+    /// How many buckets `slot` holds.
+    pub fn slot_count(&self, slot: u8) -> String {
+        format!("{}:keys:{slot}:count", self.prefix)
     }
 }
 
-/// A key tier in the shared data: its generation and how many buckets.
+/// A key tier in the shared data: its generation, how many buckets, and the
+/// slot (0 or 1) they are in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TierRef {
     pub generation: u64,
     pub buckets: u32,
+    pub slot: u8,
 }
 
 impl TierRef {
     pub fn encode(self) -> String {
-        format!("{:016x}:{}", self.generation, self.buckets)
+        format!("{:016x}:{}:{}", self.generation, self.buckets, self.slot)
     }
 
     pub fn decode(text: &str) -> Option<TierRef> {
-        let (generation, buckets) = text.split_once(':')?;
-        Some(TierRef {
-            generation: u64::from_str_radix(generation, 16).ok()?,
-            buckets: buckets.parse().ok().filter(|&n| n > 0)?,
-        })
+        let mut fields = text.split(':');
+        let tier = TierRef {
+            generation: u64::from_str_radix(fields.next()?, 16).ok()?,
+            buckets: fields.next()?.parse().ok().filter(|&n| n > 0)?,
+            slot: fields.next()?.parse().ok().filter(|&s| s < 2)?,
+        };
+        fields.next().is_none().then_some(tier)
+    }
+
+    /// The slot a tier published after this one goes into.
+    pub fn next_slot(tier: Option<TierRef>) -> u8 {
+        tier.map_or(0, |t| 1 - t.slot)
     }
 }
 
@@ -255,18 +271,25 @@ mod tests {
         let tier = TierRef {
             generation: 0xfeed_0000_0000_0001,
             buckets: 8192,
+            slot: 1,
         };
+        assert_eq!(TierRef::next_slot(Some(tier)), 0);
+        assert_eq!(TierRef::next_slot(None), 0);
+        assert_eq!(TierRef::decode("01:1:2"), None, "two slots only");
+        assert_eq!(TierRef::decode("01:1"), None);
+        assert_eq!(TierRef::decode("01:1:0:0"), None);
         let packed = pack_snapshot("\"r3\"", Some(tier), b"TGSNAP\n\x00");
         let unpacked = unpack_snapshot(&packed).unwrap();
         assert_eq!(unpacked.tier, Some(tier));
         assert_eq!(unpacked.body, b"TGSNAP\n\x00");
         assert_eq!(unpack_snapshot(b"no newline"), None);
         assert_eq!(unpack_snapshot(b"\"r\"\nzz:1\nbody"), None, "a bad tier");
-        assert_eq!(unpack_snapshot(b"\"r\"\n01:0\nbody"), None, "no buckets");
+        assert_eq!(unpack_snapshot(b"\"r\"\n01:0:0\nbody"), None, "no buckets");
         let keys = SharedKeys::new("policy", "/snapshot");
+        assert_eq!(keys.bucket(1, 7), "tenantgate:policy/snapshot:keys:1:7");
         assert_eq!(
-            keys.bucket(1, 7),
-            "tenantgate:policy/snapshot:keys:0000000000000001:7"
+            keys.slot_count(0),
+            "tenantgate:policy/snapshot:keys:0:count"
         );
         let mut meta = Meta {
             etag: "\"r2\"".into(),

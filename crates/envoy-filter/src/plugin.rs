@@ -218,10 +218,10 @@ impl Plugin {
             Cached::Absent => return TierLookup::Absent,
             Cached::Unseen => {}
         }
-        let name = keys.bucket(tier.generation, tier::bucket_of(digest, tier.buckets));
+        let name = keys.bucket(tier.slot, tier::bucket_of(digest, tier.buckets));
         let bucket = match abi::get_shared_data(&name) {
             Ok(Some((bytes, _))) if !bytes.is_empty() => bytes,
-            // Emptied or never there: the tier was retired.
+            // Emptied or never there: the slot now holds a smaller tier.
             Ok(_) => return TierLookup::Stale,
             Err(_) => return TierLookup::Broken,
         };

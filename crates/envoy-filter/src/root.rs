@@ -450,17 +450,16 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
         // The same snapshot served again, already published: nothing new.
         return publish_meta(plugin, live, &etag, sequence, now);
     }
-    let Some(tier) = publish_tier(live, tier) else {
+    let slot = TierRef::next_slot(previous.flatten());
+    let Some(tier) = publish_tier(live, tier, slot) else {
         return plugin.metrics.bump(plugin.metrics.fetch_invalid);
     };
-    let previous = previous.flatten();
     // The keyless snapshot, compiled: the other VMs decode it instead of
     // parsing JSON, and read the keys from the tier.
     let compiled = policy::binary::encode(&snapshot);
     let packed = live::pack_snapshot(&etag, Some(tier), &compiled);
     let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);
     publish_meta(plugin, live, &etag, sequence, now);
-    retire(live, previous, tier);
     let loaded = Loaded {
         snapshot,
         etag,
@@ -470,15 +469,24 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
     plugin.install(loaded, ms);
 }
 
-/// Writes the snapshot's key tier to the shared data, once for the whole
-/// process (issue 12), before the snapshot that reads it is published.
-/// `None` if the host refused a bucket: nothing is published then, the
-/// last good snapshot keeps serving.
-fn publish_tier(live: &Live, tier: KeyTier) -> Option<TierRef> {
+/// Writes the snapshot's key tier into `slot` of the shared data, once for
+/// the whole process (issue 12), before the snapshot that reads it is
+/// published; empties the buckets a larger tier left in the slot. `None` if
+/// the host refused a bucket: nothing is published then, the last good
+/// snapshot keeps serving.
+fn publish_tier(live: &Live, tier: KeyTier, slot: u8) -> Option<TierRef> {
     let generation = tier.generation;
     let buckets = u32::try_from(tier.buckets.len()).unwrap_or(u32::MAX);
-    for (i, bucket) in (0..buckets).zip(&tier.buckets) {
-        if let Err(e) = abi::set_shared_data(&live.keys.bucket(generation, i), bucket, 0) {
+    let held = abi::get_shared_data(&live.keys.slot_count(slot))
+        .ok()
+        .flatten()
+        .and_then(|(bytes, _)| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
+        .unwrap_or(0);
+    let empty: &[u8] = b"";
+    let writes = (0..buckets.max(held))
+        .map(|i| (i, tier.buckets.get(i as usize).map_or(empty, Vec::as_slice)));
+    for (i, bucket) in writes {
+        if let Err(e) = abi::set_shared_data(&live.keys.bucket(slot, i), bucket, 0) {
             let why = format!("cannot write the key tier to the shared data: {e}");
             abi::log(
                 Level::Error,
@@ -487,16 +495,22 @@ fn publish_tier(live: &Live, tier: KeyTier) -> Option<TierRef> {
             return None;
         }
     }
+    let _ = abi::set_shared_data(
+        &live.keys.slot_count(slot),
+        buckets.to_string().as_bytes(),
+        0,
+    );
     abi::log(
         Level::Info,
         &format!(
-            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets in the shared data",
+            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets in the shared data (slot {slot})",
             tier.keys
         ),
     );
     Some(TierRef {
         generation,
         buckets,
+        slot,
     })
 }
 
@@ -505,26 +519,6 @@ fn published(live: &Live) -> Option<(String, Option<TierRef>)> {
     let (packed, _) = abi::get_shared_data(&live.keys.snapshot).ok().flatten()?;
     let published = live::unpack_snapshot(&packed)?;
     Some((published.etag.to_string(), published.tier))
-}
-
-/// Keeps two tiers: the new one and the one it replaced (workers that have
-/// not swapped yet still read it); empties the one before, so no entry of a
-/// removed key outlives two swaps. A worker that still reads an emptied tier
-/// picks up the new snapshot first.
-fn retire(live: &Live, previous: Option<TierRef>, new: TierRef) {
-    let retired = abi::get_shared_data(&live.keys.retired)
-        .ok()
-        .flatten()
-        .and_then(|(bytes, _)| TierRef::decode(std::str::from_utf8(&bytes).ok()?));
-    if let Some(old) = retired.filter(|t| Some(*t) != previous && *t != new) {
-        for i in 0..old.buckets {
-            let _ = abi::set_shared_data(&live.keys.bucket(old.generation, i), b"", 0);
-        }
-    }
-    let keep = previous
-        .filter(|t| *t != new)
-        .map_or(String::new(), TierRef::encode);
-    let _ = abi::set_shared_data(&live.keys.retired, keep.as_bytes(), 0);
 }
 
 /// Whether a signed `sequence` may replace the newest this process accepted.
