@@ -3,7 +3,7 @@
 //! CPU cache: at a million keys each pointer followed on the request path is a
 //! likely cache miss, so the key path follows as few as possible.
 
-use crate::records::{Idx, KeyEntry, RouteEntry};
+use crate::records::{AppEntry, Idx, KeyEntry, RouteEntry};
 use rustc_hash::FxHashMap;
 
 /// API keys by SHA-256 digest.
@@ -85,6 +85,54 @@ impl KeyIndex {
             at = (at + 1) & mask;
         }
         None
+    }
+}
+
+/// App ids (principals `app:<id>`) → app index, kept as the app indexes
+/// sorted by id: a lookup is a binary search over the apps' own principals,
+/// so the ids are not stored a second time (250,000 strings at 1M generated
+/// keys, in every worker VM). Not on a key's request path: a key names its app
+/// by index; ids are looked up to compile keys (shipped or looked up).
+#[derive(Debug, Default)]
+pub(crate) struct AppIds {
+    sorted: Box<[Idx]>,
+}
+
+fn app_id(apps: &[AppEntry], app: Idx) -> Option<&str> {
+    apps.get(app as usize)?.principal.strip_prefix("app:")
+}
+
+impl AppIds {
+    /// Every app with an id; of apps sharing one, the first.
+    pub(crate) fn build(apps: &[AppEntry]) -> AppIds {
+        let count = Idx::try_from(apps.len()).unwrap_or(Idx::MAX);
+        let mut sorted: Vec<Idx> = (0..count).filter(|&a| app_id(apps, a).is_some()).collect();
+        sorted.sort_by(|&a, &b| app_id(apps, a).cmp(&app_id(apps, b)).then(a.cmp(&b)));
+        sorted.dedup_by(|later, first| app_id(apps, *later) == app_id(apps, *first));
+        AppIds {
+            sorted: sorted.into_boxed_slice(),
+        }
+    }
+
+    /// The app `id` among `apps` (those this index was built over).
+    pub(crate) fn get(&self, apps: &[AppEntry], id: &str) -> Option<Idx> {
+        let at = self
+            .sorted
+            .binary_search_by(|&a| app_id(apps, a).unwrap_or_default().cmp(id))
+            .ok()?;
+        self.sorted.get(at).copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// (id, app) in id order.
+    pub(crate) fn entries<'a>(&'a self, apps: &'a [AppEntry]) -> Vec<(&'a str, Idx)> {
+        self.sorted
+            .iter()
+            .filter_map(|&a| Some((app_id(apps, a)?, a)))
+            .collect()
     }
 }
 

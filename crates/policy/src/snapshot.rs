@@ -3,7 +3,7 @@
 //! [`Snapshot::assemble`], builds every derived index from the records, for
 //! the compiler and for both binary decoders alike.
 
-use crate::index::{route_tables, route_walk, KeyIndex, RouteIndex};
+use crate::index::{route_tables, route_walk, AppIds, KeyIndex, RouteIndex};
 use crate::path::PathCase;
 use crate::records::{
     AppEntry, GatewayIds, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, ProductEntry, RouteEntry,
@@ -29,7 +29,7 @@ pub struct Snapshot {
     /// `route_index`).
     pub(crate) folded_route_index: Option<RouteIndex>,
     pub(crate) apps: Vec<AppEntry>,
-    pub(crate) app_by_id: FxHashMap<Box<str>, Idx>,
+    pub(crate) app_by_id: AppIds,
     pub(crate) products: Vec<ProductEntry>,
     pub(crate) keys: Vec<KeyEntry>,
     pub(crate) key_index: KeyIndex,
@@ -99,7 +99,7 @@ impl Snapshot {
             route_index,
             folded_route_index,
             routes,
-            app_by_id: ids_by_principal(apps.iter().map(|a| &*a.principal), "app:"),
+            app_by_id: AppIds::build(&apps),
             apps,
             products,
             keys,

@@ -33,7 +33,10 @@ pub(super) fn decode_with(bytes: &[u8], keys: Keys) -> Result<(Snapshot, Parts<'
     // against its maps rather than against a second copy of them (at 1M keys
     // the app ids alone are 250,000 strings).
     check_index(&parts.org_names, &snapshot.org_by_name)?;
-    check_index(&parts.app_ids, &snapshot.app_by_id)?;
+    let apps = &snapshot.app_by_id;
+    check_ids(&parts.app_ids, apps.len(), |id| {
+        apps.get(&snapshot.apps, id)
+    })?;
     check_index(&parts.user_ids, &snapshot.user_by_id)?;
     Ok((snapshot, parts))
 }
@@ -114,13 +117,19 @@ fn gateway_ids(parts: &Parts<'_>) -> Result<GatewayIds> {
 
 /// Checks that an (id, index) table holds exactly the entries of `expected`.
 fn check_index(table: &Table<'_>, expected: &FxHashMap<Box<str>, Idx>) -> Result<()> {
-    if table.count != expected.len() {
+    check_ids(table, expected.len(), |id| expected.get(id).copied())
+}
+
+/// The id index `table` holds exactly `count` ids, each at the index `get`
+/// gives it.
+fn check_ids(table: &Table<'_>, count: usize, get: impl Fn(&str) -> Option<Idx>) -> Result<()> {
+    if table.count != count {
         return Err(index_mismatch(table));
     }
     for i in 0..table.count {
         let mut r = table.record(i)?;
         let id = r.str_ref()?;
-        if expected.get(id) != Some(&r.u32()?) {
+        if get(id) != Some(r.u32()?) {
             return Err(index_mismatch(table));
         }
     }

@@ -318,12 +318,8 @@ fn write_references(w: &mut Writer, snapshot: &Snapshot) {
 /// team ids of located apikeys.
 fn write_id_indexes(w: &mut Writer, snapshot: &Snapshot) {
     let gateway = &snapshot.gateway;
-    for map in [
-        &snapshot.app_by_id,
-        &snapshot.user_by_id,
-        &gateway.apps,
-        &gateway.users,
-    ] {
+    w.id_index(&snapshot.app_by_id.entries(&snapshot.apps));
+    for map in [&snapshot.user_by_id, &gateway.apps, &gateway.users] {
         w.id_index(&id_entries(map));
     }
     let teams: Vec<(&str, (Idx, Idx))> = gateway.teams.iter().map(|(id, &t)| (&**id, t)).collect();

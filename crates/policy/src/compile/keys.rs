@@ -72,7 +72,7 @@ pub(crate) trait KeyScope {
 
 impl KeyScope for Snapshot {
     fn app(&self, id: &str) -> Option<Idx> {
-        self.app_by_id.get(id).copied()
+        self.app_by_id.get(&self.apps, id)
     }
     fn app_org(&self, app: Idx) -> Option<(&str, &[Idx])> {
         let org = self.apps.get(app as usize).and_then(|a| self.org(a.org))?;
