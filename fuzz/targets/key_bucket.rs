@@ -22,7 +22,7 @@ fn keyless() -> &'static (Snapshot, KeyTier) {
     static KEYLESS: OnceLock<(Snapshot, KeyTier)> = OnceLock::new();
     KEYLESS.get_or_init(
         || match tier::decode_split(common::demo_compiled(), GENERATION) {
-            Ok(split) => split,
+            Ok((snapshot, cut)) => (snapshot, cut.into_tier()),
             Err(e) => panic!("the demo does not split: {e}"),
         },
     )

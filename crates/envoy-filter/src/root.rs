@@ -13,7 +13,7 @@ use super::ranged::{self, Round, Step};
 use super::wire;
 use std::cell::RefCell;
 use std::rc::Rc;
-use tenantgate_policy::binary::tier::KeyTier;
+use tenantgate_policy::binary::tier::Tier;
 use tenantgate_policy::config::{PluginConfig, RemoteSource, SnapshotSource};
 use tenantgate_policy::{self as policy, ExternalKey};
 
@@ -442,8 +442,6 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
     };
     plugin.metrics.bump(plugin.metrics.fetch_ok);
     let etag = live::etag_or_revision(etag, snapshot.revision());
-    // The fetched bytes are the largest thing alive here: free them first.
-    drop(body);
     let (published_etag, previous) = published(live).unzip();
     let mine = plugin.current().is_some_and(|l| l.etag == etag);
     if mine && published_etag.as_deref() == Some(etag.as_str()) {
@@ -451,7 +449,12 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
         return publish_meta(plugin, live, &etag, sequence, now);
     }
     let slot = TierRef::next_slot(previous.flatten());
-    let Some(tier) = publish_tier(live, tier, slot) else {
+    let published_tier = publish_tier(live, &tier, slot);
+    // A cut tier reads its buckets from the fetched bytes: both go now, the
+    // largest things alive here, before the keyless snapshot is encoded.
+    drop(tier);
+    drop(body);
+    let Some(tier) = published_tier else {
         return plugin.metrics.bump(plugin.metrics.fetch_invalid);
     };
     // The keyless snapshot, compiled: the other VMs decode it instead of
@@ -474,19 +477,18 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
 /// published; empties the buckets a larger tier left in the slot. `None` if
 /// the host refused a bucket: nothing is published then, the last good
 /// snapshot keeps serving.
-fn publish_tier(live: &Live, tier: KeyTier, slot: u8) -> Option<TierRef> {
-    let generation = tier.generation;
-    let buckets = u32::try_from(tier.buckets.len()).unwrap_or(u32::MAX);
+fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
+    let generation = tier.generation();
+    let buckets = tier.count();
     let held = abi::get_shared_data(&live.keys.slot_count(slot))
         .ok()
         .flatten()
         .and_then(|(bytes, _)| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
         .unwrap_or(0);
-    let empty: &[u8] = b"";
-    let writes = (0..buckets.max(held))
-        .map(|i| (i, tier.buckets.get(i as usize).map_or(empty, Vec::as_slice)));
-    for (i, bucket) in writes {
-        if let Err(e) = abi::set_shared_data(&live.keys.bucket(slot, i), bucket, 0) {
+    // One bucket encoded at a time; past this tier's, the slot's are emptied.
+    for i in 0..buckets.max(held) {
+        let bucket = tier.bucket(i).unwrap_or_default();
+        if let Err(e) = abi::set_shared_data(&live.keys.bucket(slot, i), &bucket, 0) {
             let why = format!("cannot write the key tier to the shared data: {e}");
             abi::log(
                 Level::Error,
@@ -504,7 +506,7 @@ fn publish_tier(live: &Live, tier: KeyTier, slot: u8) -> Option<TierRef> {
         Level::Info,
         &format!(
             "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets in the shared data (slot {slot})",
-            tier.keys
+            tier.keys()
         ),
     );
     Some(TierRef {

@@ -81,32 +81,35 @@ pub fn load_verified(
 /// [`load_verified`], with the snapshot's API keys moved into a key tier of
 /// `generation` ([`binary::tier`]). A compiled snapshot's key table is cut
 /// into the tier as it is read: its keys are never decoded into records.
-pub fn load_verified_split(
-    bytes: &[u8],
+pub fn load_verified_split<'b>(
+    bytes: &'b [u8],
     verifier: Option<&signed::Verifier>,
     generation: u64,
-) -> Result<((Snapshot, binary::tier::KeyTier), Option<u64>), LoadError> {
-    let split = |payload: &[u8]| {
+) -> Result<((Snapshot, binary::tier::Tier<'b>), Option<u64>), LoadError> {
+    use binary::tier::{self, Tier};
+    let split = |payload: &'b [u8]| {
         if binary::is_binary(payload) {
-            return binary::tier::decode_split(payload, generation).map_err(|e| {
-                LoadError::Syntax(SyntaxError {
-                    message: e.to_string(),
-                })
-            });
+            return tier::decode_split(payload, generation)
+                .map(|(snapshot, cut)| (snapshot, Tier::Cut(cut)))
+                .map_err(|e| {
+                    LoadError::Syntax(SyntaxError {
+                        message: e.to_string(),
+                    })
+                });
         }
         let mut snapshot = load_snapshot_bytes(payload)?;
-        let tier = binary::tier::split_keys(&mut snapshot, generation);
-        Ok((snapshot, tier))
+        let built = tier::split_keys(&mut snapshot, generation);
+        Ok((snapshot, Tier::Built(built)))
     };
     verified_with(bytes, verifier, split, |(s, _)| s.revision())
 }
 
 /// Unwraps a signed envelope (verified against `verifier` if given; required
 /// then) and loads its payload, or loads unsigned `bytes`, with `load`.
-fn verified_with<T>(
-    bytes: &[u8],
+fn verified_with<'b, T>(
+    bytes: &'b [u8],
     verifier: Option<&signed::Verifier>,
-    load: impl Fn(&[u8]) -> Result<T, LoadError>,
+    load: impl Fn(&'b [u8]) -> Result<T, LoadError>,
     revision: impl Fn(&T) -> &str,
 ) -> Result<(T, Option<u64>), LoadError> {
     let refused = |e: signed::SignedError| {

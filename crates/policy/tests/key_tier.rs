@@ -191,6 +191,8 @@ fn cutting_the_compiled_key_table_gives_the_same_tier_and_snapshot() {
     let compiled = encode(&in_memory);
     let tier = split_keys(&mut in_memory, 42);
     let (keyless, cut) = decode_split(&compiled, 42).unwrap();
+    assert_eq!((cut.count(), cut.keys()), (64, 5_000));
+    let cut = cut.into_tier();
     assert_eq!(cut.keys, tier.keys);
     assert_eq!(cut.buckets, tier.buckets, "byte for byte");
     assert_eq!(encode(&keyless), encode(&in_memory));
@@ -199,7 +201,11 @@ fn cutting_the_compiled_key_table_gives_the_same_tier_and_snapshot() {
     // Through the loader a fetcher uses, JSON or compiled alike.
     for bytes in [text.as_bytes(), &compiled[..]] {
         let ((_, loaded), sequence) = policy::load_verified_split(bytes, None, 42).unwrap();
-        assert_eq!((loaded.buckets, sequence), (tier.buckets.clone(), None));
+        let buckets: Vec<Vec<u8>> = (0..loaded.count())
+            .map(|i| loaded.bucket(i).unwrap().into_owned())
+            .collect();
+        assert_eq!((buckets, sequence), (tier.buckets.clone(), None));
+        assert_eq!((loaded.generation(), loaded.keys()), (42, 5_000));
     }
 }
 

@@ -13,13 +13,14 @@
 //! meets one has an old snapshot and must pick up the new one first.
 
 use super::decode::{decode_with, Keys};
-use super::read::{digest_key, Reader};
+use super::read::{digest_key, Reader, Table};
 use super::write::Writer;
 use super::DecodeError;
 use crate::compile::keys::ExternalKey;
 use crate::index::KeyIndex;
 use crate::records::KeyEntry;
 use crate::snapshot::Snapshot;
+use std::borrow::Cow;
 
 /// Magic and version of a bucket.
 pub const BUCKET_MAGIC: &[u8; 8] = b"TGKEYS\x00\x01";
@@ -101,40 +102,124 @@ pub fn split_keys(snapshot: &mut Snapshot, generation: u64) -> KeyTier {
     }
 }
 
-/// A compiled snapshot decoded without its keys, and its key table cut into
-/// a tier of `generation` record by record (each record checked as
-/// [`super::decode`] checks it, none kept): a large snapshot's keys are never
-/// held as records in the fetching VM.
-pub fn decode_split(bytes: &[u8], generation: u64) -> Result<(Snapshot, KeyTier), DecodeError> {
-    let (snapshot, parts) = decode_with(bytes, Keys::Leave)?;
-    let table = &parts.keys;
-    let count = bucket_count_for(table.count);
-    let mut buckets = Vec::with_capacity(count as usize);
-    let mut run: Vec<&[u8]> = Vec::new();
-    for i in 0..table.count {
-        let record = table.record(i)?;
-        let raw = record.bytes;
-        let key = record.key(parts.apps.count, parts.envs.len())?;
-        // Sorted by digest, so a key's bucket is never before the current one.
-        while buckets.len() < bucket_of(&key.digest, count) as usize {
-            buckets.push(encode_raw_bucket(generation, &run));
-            run.clear();
+/// A compiled snapshot's key table cut into the buckets of a tier: every
+/// record checked, none copied until its bucket is asked for, so the fetching
+/// VM can write the tier one bucket at a time instead of holding all of it.
+pub struct KeyCut<'b> {
+    generation: u64,
+    table: Table<'b>,
+    /// Bucket `i` holds records `starts[i]..starts[i + 1]`.
+    starts: Vec<u32>,
+}
+
+impl KeyCut<'_> {
+    /// The generation every bucket carries.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// How many buckets.
+    pub fn count(&self) -> u32 {
+        u32::try_from(self.starts.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// How many keys.
+    pub fn keys(&self) -> usize {
+        self.table.count
+    }
+
+    /// Bucket `i`, encoded now.
+    pub fn bucket(&self, i: u32) -> Option<Vec<u8>> {
+        let from = *self.starts.get(i as usize)?;
+        let to = *self.starts.get(i as usize + 1)?;
+        let records: Vec<&[u8]> = (from..to)
+            .filter_map(|r| self.table.record(r as usize).ok().map(|r| r.bytes))
+            .collect();
+        Some(encode_raw_bucket(self.generation, &records))
+    }
+
+    /// Every bucket, encoded (for tests and small snapshots).
+    pub fn into_tier(self) -> KeyTier {
+        let buckets = (0..self.count()).filter_map(|i| self.bucket(i)).collect();
+        KeyTier {
+            generation: self.generation,
+            buckets,
+            keys: self.keys(),
         }
-        run.push(raw);
     }
-    while buckets.len() < count as usize {
-        buckets.push(encode_raw_bucket(generation, &run));
-        run.clear();
+}
+
+/// A compiled snapshot decoded without its keys, and its key table cut into
+/// a tier of `generation` (each record checked as [`super::decode`] checks
+/// it, none kept): a large snapshot's keys are never held as records in the
+/// fetching VM.
+pub fn decode_split(bytes: &[u8], generation: u64) -> Result<(Snapshot, KeyCut<'_>), DecodeError> {
+    let (snapshot, parts) = decode_with(bytes, Keys::Leave)?;
+    let (apps, envs) = (parts.apps.count, parts.envs.len());
+    let table = parts.keys;
+    let count = bucket_count_for(table.count);
+    let mut starts: Vec<u32> = Vec::with_capacity(count as usize + 1);
+    for i in 0..table.count {
+        let key = table.record(i)?.key(apps, envs)?;
+        // Sorted by digest, so a key's bucket is never before the current one.
+        while starts.len() <= bucket_of(&key.digest, count) as usize {
+            starts.push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
     }
-    let keys = table.count;
+    while starts.len() <= count as usize {
+        starts.push(u32::try_from(table.count).unwrap_or(u32::MAX));
+    }
     Ok((
         snapshot,
-        KeyTier {
+        KeyCut {
             generation,
-            buckets,
-            keys,
+            table,
+            starts,
         },
     ))
+}
+
+/// A tier ready to be written: cut from compiled bytes, or built in memory
+/// (from a JSON snapshot, [`split_keys`]).
+pub enum Tier<'b> {
+    /// [`decode_split`].
+    Cut(KeyCut<'b>),
+    /// [`split_keys`].
+    Built(KeyTier),
+}
+
+impl Tier<'_> {
+    /// The generation every bucket carries.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Tier::Cut(cut) => cut.generation(),
+            Tier::Built(tier) => tier.generation,
+        }
+    }
+
+    /// How many buckets.
+    pub fn count(&self) -> u32 {
+        match self {
+            Tier::Cut(cut) => cut.count(),
+            Tier::Built(tier) => u32::try_from(tier.buckets.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// How many keys.
+    pub fn keys(&self) -> usize {
+        match self {
+            Tier::Cut(cut) => cut.keys(),
+            Tier::Built(tier) => tier.keys,
+        }
+    }
+
+    /// Bucket `i`.
+    pub fn bucket(&self, i: u32) -> Option<Cow<'_, [u8]>> {
+        match self {
+            Tier::Cut(cut) => cut.bucket(i).map(Cow::Owned),
+            Tier::Built(tier) => tier.buckets.get(i as usize).map(|b| Cow::Borrowed(&b[..])),
+        }
+    }
 }
 
 fn encode_raw_bucket(generation: u64, records: &[&[u8]]) -> Vec<u8> {
