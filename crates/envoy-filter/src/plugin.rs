@@ -55,6 +55,9 @@ pub struct Plugin {
     pub lookups: RefCell<KeyLookups<Rc<ExternalKey>>>,
     /// The keys this worker has read from the key tier.
     tier_keys: RefCell<TierCache<Rc<ExternalKey>>>,
+    /// The tier generation last logged as unreadable: logged once, not by
+    /// every request that meets it.
+    broken_tier_logged: Cell<Option<u64>>,
     pub metrics: Metrics,
 }
 
@@ -84,6 +87,7 @@ impl Plugin {
             rejected_etag: RefCell::new(None),
             lookups: RefCell::new(KeyLookups::new(limits)),
             tier_keys: RefCell::new(TierCache::new(FOUND_ENTRIES, ABSENT_ENTRIES)),
+            broken_tier_logged: Cell::new(None),
             metrics: Metrics::define(),
         }
     }
@@ -233,7 +237,9 @@ impl Plugin {
             }
             Err(TierError::OtherGeneration { .. }) => TierLookup::Stale,
             Err(e) => {
-                abi::log(Level::Error, &format!("tenantgate: key tier: {e}"));
+                if self.broken_tier_logged.replace(Some(tier.generation)) != Some(tier.generation) {
+                    abi::log(Level::Error, &format!("tenantgate: key tier: {e}"));
+                }
                 TierLookup::Broken
             }
         }
