@@ -43,7 +43,7 @@ pub use partial::{decode_for, Wanted};
 pub use write::encode;
 
 /// Magic and format version: `TGSNAP`, a NUL, and the version byte.
-pub const MAGIC: &[u8; 8] = b"TGSNAP\x00\x03";
+pub const MAGIC: &[u8; 8] = b"TGSNAP\x00\x04";
 
 /// Bytes of the header: the magic, then the checksum of everything after it.
 pub(crate) const HEADER_LEN: usize = 16;

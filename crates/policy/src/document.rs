@@ -50,6 +50,9 @@ pub struct Area {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Extension x3: token issuers (`iss`) trusted in every organization of the area.
+    #[serde(default)]
+    pub token_issuers: Vec<String>,
 }
 
 /// What kind of tenant.
@@ -101,6 +104,10 @@ pub struct Organization {
     /// Free labels; never read.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Extension x3: token issuers (`iss`) trusted in this organization and
+    /// its sub-organizations.
+    #[serde(default)]
+    pub token_issuers: Vec<String>,
     /// Free-form; any JSON is accepted and the engine never reads it.
     #[serde(default)]
     pub metadata: Option<serde::de::IgnoredAny>,

@@ -57,6 +57,11 @@ pub(crate) struct OrgEntry {
     pub suspended: bool,
     pub expires_at: Option<Timestamp>,
     pub envs: IdxList,
+    /// `type: evaluation` (the plan annotation, x3).
+    pub evaluation: bool,
+    /// Token issuers trusted here: its own, its parent's and its area's;
+    /// sorted, distinct (x3).
+    pub issuers: Box<[Box<str>]>,
 }
 
 #[derive(Debug)]

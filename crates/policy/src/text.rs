@@ -12,6 +12,16 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Longest token issuer accepted (x3).
+pub const MAX_ISSUER_LEN: usize = 512;
+
+/// A token issuer (`iss`) a snapshot may trust: 1 to [`MAX_ISSUER_LEN`]
+/// visible ASCII characters (issuers are URLs in practice; no space or
+/// control character can reach a log line or a header through one).
+pub fn is_valid_issuer(issuer: &str) -> bool {
+    (1..=MAX_ISSUER_LEN).contains(&issuer.len()) && issuer.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// An RFC 9110 token: a method or a header name.
 pub fn is_http_token(text: &str) -> bool {
     !text.is_empty()

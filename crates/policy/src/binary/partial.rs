@@ -77,6 +77,8 @@ fn placeholder_org() -> OrgEntry {
         suspended: false,
         expires_at: None,
         envs: Vec::new().into(),
+        evaluation: false,
+        issuers: Box::default(),
     }
 }
 

@@ -432,6 +432,8 @@ impl Parts<'_> {
             suspended: r.bool()?,
             expires_at: r.opt_time()?,
             envs: r.idxs(self.envs.len())?.into(),
+            evaluation: r.bool()?,
+            issuers: r.strs()?,
         };
         r.done()?;
         Ok(org)

@@ -175,6 +175,8 @@ fn write_orgs(w: &mut Writer, snapshot: &Snapshot) {
             w.u8(u8::from(org.suspended));
             w.opt_time(org.expires_at);
             w.idxs(&org.envs);
+            w.u8(u8::from(org.evaluation));
+            w.strs(&org.issuers);
         }
     });
 }

@@ -1,9 +1,9 @@
 //! Organizations, their environments and the scopes memberships cover.
 
 use super::Compiler;
-use crate::document::{OrgStatus, Organization};
+use crate::document::{OrgStatus, OrgType, Organization};
 use crate::records::{Idx, OrgEntry};
-use crate::text::is_valid_id;
+use crate::text::{is_valid_id, is_valid_issuer};
 use rustc_hash::FxHashMap;
 
 /// What a membership (or an app) is scoped to.
@@ -65,9 +65,58 @@ impl<'d> Compiler<'d> {
                 suspended: org.status == OrgStatus::Suspended,
                 expires_at,
                 envs: self.org_environments(org).into(),
+                evaluation: org.org_type == OrgType::Evaluation,
+                issuers: Box::new([]),
             });
         }
+        self.link_issuers(&mut orgs);
         orgs
+    }
+
+    /// Each organization's trusted token issuers: its own, its parent's and
+    /// its area's (a sub-organization's area is its parent's), so a token of
+    /// one tenant's identity provider acts only where that tenant trusts it.
+    fn link_issuers(&mut self, orgs: &mut [OrgEntry]) {
+        let doc = self.doc;
+        for area in &doc.areas {
+            self.check_issuers("area", &area.id, &area.token_issuers);
+        }
+        for org in &doc.organizations {
+            self.check_issuers("organization", &org.id, &org.token_issuers);
+        }
+        let areas = &self.areas;
+        let area_issuers = |name: Option<&String>| {
+            let area = name
+                .and_then(|n| areas.get(n.as_str()))
+                .and_then(|&a| doc.areas.get(a as usize));
+            area.map_or(&[][..], |a| a.token_issuers.as_slice())
+        };
+        for (i, entry) in orgs.iter_mut().enumerate() {
+            let Some(org) = doc.organizations.get(i) else {
+                continue;
+            };
+            let parent = entry.parent.and_then(|p| doc.organizations.get(p as usize));
+            let area = parent.map_or(org.area.as_ref(), |p| p.area.as_ref());
+            let mut issuers: Vec<Box<str>> = org
+                .token_issuers
+                .iter()
+                .chain(parent.map_or(&[][..], |p| p.token_issuers.as_slice()))
+                .chain(area_issuers(area))
+                .map(|iss| iss.as_str().into())
+                .collect();
+            issuers.sort_unstable();
+            issuers.dedup();
+            entry.issuers = issuers.into();
+        }
+    }
+
+    fn check_issuers(&mut self, kind: &'static str, id: &str, issuers: &[String]) {
+        for issuer in issuers {
+            if !is_valid_issuer(issuer) {
+                let what = "token issuer must be 1 to 512 visible ASCII characters, got";
+                self.problem(kind, id, "token_issuers", issuer, what);
+            }
+        }
     }
 
     /// An organization's id is no area id; its handle is an id, unique, and
