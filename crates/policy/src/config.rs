@@ -20,6 +20,7 @@ pub use remote::{KeyLookup, RemoteSource, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, 
 use crate::error::{escape_controls, escape_value};
 use crate::request::Sources;
 use crate::text::is_http_token;
+use crate::token::TokenSource;
 use crate::{LoadError, Mode, PathCase, Snapshot};
 use remote::{RawKeyLookup, RawRemote};
 use serde::Deserialize;
@@ -56,6 +57,9 @@ struct RawSources {
     api_key_query: Option<String>,
     user_header: Option<String>,
     tenant_header: Option<String>,
+    /// Extension x3: the user (and in `asserted` mode tenant, groups, roles)
+    /// from a token the gateway verified.
+    token: Option<TokenSource>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +131,9 @@ pub struct PluginConfig {
     /// Whether `sources.user_header` was written (the Otoroshi shell reads no
     /// user header unless the operator names one).
     pub user_header_configured: bool,
+    /// Identity from a verified token (x3): where its claims are and what
+    /// they mean. With it, no user header is read.
+    pub token: Option<TokenSource>,
 }
 
 /// Why a plugin configuration is refused.
@@ -180,7 +187,14 @@ impl PluginConfig {
             return Err(invalid("max_staleness_ms", "0", "must be positive, got"));
         }
         let user_header_configured = raw.sources.user_header.is_some();
-        let sources = sources(raw.sources, raw.path_case)?;
+        let mut raw_sources = raw.sources;
+        let token = raw_sources.token.take().map(token_source).transpose()?;
+        if token.is_some() {
+            refuse_user_header_beside_token(raw_sources.user_header.take())?;
+            // Off: users come from the token only.
+            raw_sources.user_header = Some(String::new());
+        }
+        let sources = sources(raw_sources, raw.path_case)?;
         let (snapshot, deferred) = snapshot_source(raw.snapshot, defer_compiled)?;
         let config = PluginConfig {
             mode: raw.mode,
@@ -194,6 +208,7 @@ impl PluginConfig {
             key_lookup: raw.key_lookup.map(remote::key_lookup).transpose()?,
             filter_state: raw.filter_state,
             user_header_configured,
+            token,
         };
         Ok((config, deferred))
     }
@@ -260,6 +275,55 @@ fn sources(raw: RawSources, path_case: PathCase) -> Result<Sources, ConfigError>
         },
         path_case,
     })
+}
+
+/// A user header beside a token source would let a request without a token
+/// name any user: refused unless it is written empty (off).
+fn refuse_user_header_beside_token(user_header: Option<String>) -> Result<(), ConfigError> {
+    match user_header {
+        Some(name) if !name.is_empty() => Err(ConfigError::Invalid {
+            field: "sources.user_header",
+            value: name,
+            what: "must be absent or empty when sources.token is set (users come from the token only), got",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The token source, its names checked: claim names 1 to 128 bytes, the
+/// metadata namespace and payload key non-empty.
+fn token_source(source: TokenSource) -> Result<TokenSource, ConfigError> {
+    let optional = [
+        &source.tenant_claim,
+        &source.groups_claim,
+        &source.roles_claim,
+    ];
+    let names = optional.into_iter().flatten().chain([&source.user_claim]);
+    for name in names {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(invalid(
+                "sources.token",
+                name,
+                "a claim name must be 1 to 128 characters without controls, got",
+            ));
+        }
+    }
+    for (field, value) in [
+        (
+            "sources.token.metadata_namespace",
+            &source.metadata_namespace,
+        ),
+        ("sources.token.payload_key", &source.payload_key),
+    ] {
+        if value.is_empty() || value.chars().any(char::is_control) {
+            return Err(invalid(
+                field,
+                value,
+                "must be non-empty, without controls, got",
+            ));
+        }
+    }
+    Ok(source)
 }
 
 fn header_name(field: &'static str, value: String) -> Result<String, ConfigError> {
@@ -351,6 +415,31 @@ mod tests {
     use super::*;
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_token_source_turns_the_user_header_off_and_refuses_one_beside_it() {
+        let config = PluginConfig::parse(br#"{"sources": {"token": {}}}"#).unwrap();
+        assert_eq!(config.sources.user_header, None);
+        assert_eq!(config.token.unwrap().user_claim, "sub");
+        let off = br#"{"sources": {"user_header": "", "token": {"mode": "identity"}}}"#;
+        assert!(PluginConfig::parse(off).unwrap().token.is_some());
+        let both = br#"{"sources": {"user_header": "x-user-id", "token": {}}}"#;
+        let error = PluginConfig::parse(both).unwrap_err().to_string();
+        assert!(error.contains("sources.user_header"), "{error}");
+        for bad in [
+            &br#"{"sources": {"token": {"user_claim": ""}}}"#[..],
+            br#"{"sources": {"token": {"roles_claim": "r\u0000"}}}"#,
+            br#"{"sources": {"token": {"payload_key": ""}}}"#,
+            br#"{"sources": {"token": {"mode": "trusting"}}}"#,
+            br#"{"sources": {"token": {"claims": {}}}}"#,
+        ] {
+            assert!(
+                PluginConfig::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn a_configuration_error_is_one_line_whatever_the_configuration_holds() {

@@ -6,7 +6,7 @@ mod caller;
 mod steps;
 mod verdict;
 
-pub use caller::{GatewayCaller, GatewayLocation};
+pub use caller::{GatewayCaller, GatewayLocation, TokenCaller};
 pub use verdict::{
     is_annotation_header, is_safe_method, Decision, Explain, HeaderMap, Mode, Verdict,
     STRIPPED_HEADERS,
@@ -32,6 +32,8 @@ pub struct Context<'c> {
     pub external_key: Option<&'c ExternalKey>,
     /// A caller the host gateway authenticated itself (Otoroshi).
     pub gateway: Option<&'c GatewayCaller>,
+    /// The caller a verified token names (x3).
+    pub token: Option<&'c TokenCaller>,
 }
 
 impl<'c> Context<'c> {
@@ -42,6 +44,7 @@ impl<'c> Context<'c> {
             environment,
             external_key: None,
             gateway: None,
+            token: None,
         }
     }
 
@@ -56,6 +59,11 @@ impl<'c> Context<'c> {
     /// With a caller the gateway authenticated.
     pub fn with_gateway(self, gateway: Option<&'c GatewayCaller>) -> Context<'c> {
         Context { gateway, ..self }
+    }
+
+    /// With the caller of a verified token.
+    pub fn with_token(self, token: Option<&'c TokenCaller>) -> Context<'c> {
+        Context { token, ..self }
     }
 }
 

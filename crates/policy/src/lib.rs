@@ -23,11 +23,12 @@ pub mod signed;
 pub mod snapshot;
 pub mod text;
 pub mod time;
+pub mod token;
 
 pub use compile::keys::{compile_external_key, ExternalKey, ExternalKeyError};
 pub use decide::{
     decide, is_annotation_header, is_safe_method, Context, Decision, Explain, GatewayCaller,
-    GatewayLocation, HeaderMap, Mode, Verdict, STRIPPED_HEADERS,
+    GatewayLocation, HeaderMap, Mode, TokenCaller, Verdict, STRIPPED_HEADERS,
 };
 pub use document::Document;
 pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};

@@ -70,9 +70,13 @@ reasons! {
     ApiKeyRevoked => "api_key_revoked", 401, "unauthorized", "the API key has been revoked";
     ApiKeyExpired => "api_key_expired", 401, "unauthorized", "the API key has expired";
     AppRevoked => "app_revoked", 401, "unauthorized", "the application of this API key has been revoked";
+    // Extension x3: the verified token lacks the issuer or user claim, or a claim is malformed.
+    InvalidTokenClaims => "invalid_token_claims", 401, "unauthorized", "the verified token does not carry a usable issuer and user";
     UnknownOrganization => "unknown_organization", 403, "forbidden", "the selected organization does not exist";
     TenantRequired => "tenant_required", 403, "forbidden", "the organization could not be determined; select one";
     TenantMismatch => "tenant_mismatch", 403, "forbidden", "the selected organization is not the organization of this route";
+    // Extension x3: the organization does not trust the token's issuer.
+    IssuerNotTrusted => "issuer_not_trusted", 403, "forbidden", "the organization does not trust the issuer of this token";
     NotAMember => "not_a_member", 403, "forbidden", "the caller is not a member of this organization";
     MembershipPending => "membership_pending", 403, "forbidden", "the invitation to this organization has not been accepted";
     OrganizationSuspended => "organization_suspended", 403, "forbidden", "the organization is suspended";

@@ -17,6 +17,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const DEMO: &str = include_str!("../../../policies/demo.json");
 const TABLE: &str = include_str!("../../../testdata/cases/demo_decisions.json");
+const TOKEN_TABLE: &str = include_str!("../../../testdata/cases/token_decisions.json");
 
 fn field<'a>(case: &'a Value, defaults: &'a Value, name: &str) -> Option<&'a str> {
     match case.get(name) {
@@ -28,7 +29,24 @@ fn field<'a>(case: &'a Value, defaults: &'a Value, name: &str) -> Option<&'a str
 
 /// Runs every case and returns the failures, so one run reports them all.
 fn run_table(snapshot: &policy::Snapshot) -> (usize, Vec<String>) {
-    let table: Value = serde_json::from_str(TABLE).unwrap();
+    run_table_text(snapshot, TABLE)
+}
+
+/// A table's plugin configuration (`config`, default `{}`): its sources and
+/// token source.
+fn table_config(table: &Value) -> policy::config::PluginConfig {
+    let config = table.get("config").cloned().unwrap_or(Value::Null);
+    let text = if config.is_null() {
+        "{}".to_string()
+    } else {
+        config.to_string()
+    };
+    policy::config::PluginConfig::parse(text.as_bytes()).unwrap()
+}
+
+fn run_table_text(snapshot: &policy::Snapshot, text: &str) -> (usize, Vec<String>) {
+    let table: Value = serde_json::from_str(text).unwrap();
+    let config = table_config(&table);
     let defaults = &table["defaults"];
     let mut failures = Vec::new();
     let cases = table["cases"].as_array().unwrap();
@@ -53,10 +71,17 @@ fn run_table(snapshot: &policy::Snapshot) -> (usize, Vec<String>) {
             Some("audit") => Mode::Audit,
             _ => Mode::Enforce,
         };
-        let sources = Sources::default();
         let host = field(case, defaults, "host").unwrap();
+        let token = case.get("token").map(|payload| {
+            let source = config
+                .token
+                .as_ref()
+                .expect("the table configures a token source");
+            let claims = policy::token::TokenClaims::from_json(payload, source);
+            policy::TokenCaller::resolve(snapshot, &claims, source)
+        });
         let request = Request::from_parts(
-            &sources,
+            &config.sources,
             case["method"].as_str().unwrap(),
             host,
             case["path"].as_str().unwrap(),
@@ -65,7 +90,8 @@ fn run_table(snapshot: &policy::Snapshot) -> (usize, Vec<String>) {
         let decision = policy::decide(
             snapshot,
             &request,
-            &tenantgate_policy::Context::new(now, field(case, defaults, "environment")),
+            &tenantgate_policy::Context::new(now, field(case, defaults, "environment"))
+                .with_token(token.as_ref()),
         );
         let got = serde_json::to_value(decision.explain(mode)).unwrap();
         let expect = case["expect"].as_object().unwrap();
@@ -104,12 +130,25 @@ fn demo_decision_table() {
 }
 
 #[test]
+fn token_decision_table() {
+    let snapshot = policy::load_snapshot(DEMO).expect("demo policy loads");
+    let (count, failures) = run_table_text(&snapshot, TOKEN_TABLE);
+    assert!(count >= 15, "the token table lost cases: {count}");
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
 fn table_covers_every_reason_code_with_an_allow_alongside() {
     let table: Value = serde_json::from_str(TABLE).unwrap();
-    let reasons: Vec<&str> = table["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let tokens: Value = serde_json::from_str(TOKEN_TABLE).unwrap();
+    let reasons: Vec<&str> = [&table, &tokens]
+        .into_iter()
+        .flat_map(|t| t["cases"].as_array().unwrap())
         .filter_map(|c| c["expect"]["reason"].as_str())
         .collect();
     for reason in policy::Reason::ALL {

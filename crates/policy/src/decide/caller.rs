@@ -6,14 +6,20 @@
 use crate::document::{KeyStatus, Right};
 use crate::records::{Grants, Idx, KeyEntry};
 use crate::snapshot::Snapshot;
+use crate::text::principal_text;
+use crate::token::{TokenSource, VerifiedToken};
 use std::collections::BTreeMap;
 
 /// The principal a decision goes on with after step 5.
 pub(super) enum Caller<'a> {
     /// An app, through one of its keys.
     App { app: Idx, key: &'a KeyEntry },
-    /// A user of the snapshot, or an unknown one (a member of nothing).
-    User(Option<Idx>),
+    /// A user of the snapshot, or an unknown one (a member of nothing);
+    /// with the issuer of the token that named it, if one did.
+    User {
+        user: Option<Idx>,
+        issuer: Option<&'a str>,
+    },
     /// A gateway apikey placed by the gateway's own location.
     Located {
         tenant: Idx,
@@ -27,7 +33,15 @@ impl Caller<'_> {
     pub(super) fn key(&self) -> Option<&KeyEntry> {
         match self {
             Caller::App { key, .. } => Some(key),
-            Caller::User(_) | Caller::Located { .. } => None,
+            Caller::User { .. } | Caller::Located { .. } => None,
+        }
+    }
+
+    /// The issuer of the token the caller came from (x3).
+    pub(super) fn issuer(&self) -> Option<&str> {
+        match self {
+            Caller::User { issuer, .. } => *issuer,
+            Caller::App { .. } | Caller::Located { .. } => None,
         }
     }
 
@@ -35,7 +49,7 @@ impl Caller<'_> {
         match self {
             Caller::App { key, .. } => key.read_only,
             Caller::Located { read_only, .. } => *read_only,
-            Caller::User(_) => false,
+            Caller::User { .. } => false,
         }
     }
 }
@@ -189,6 +203,54 @@ impl GatewayCaller {
                 tenant,
                 grants,
                 read_only,
+            },
+        }
+    }
+}
+
+/// The caller a verified token names (extension x3), resolved against a
+/// snapshot by the host shell from [`VerifiedToken`] claims. It ranks after
+/// the request's API key and before any user header.
+#[derive(Debug)]
+pub struct TokenCaller {
+    pub(super) kind: TokenKind,
+}
+
+#[derive(Debug)]
+pub(super) enum TokenKind {
+    /// The payload lacks a usable issuer or user: `invalid_token_claims`.
+    Unusable,
+    /// `identity` mode: a user of the snapshot (or an unknown one) whose
+    /// memberships decide, acting only where `issuer` is trusted.
+    User {
+        user: Option<Idx>,
+        principal: Box<str>,
+        issuer: Box<str>,
+    },
+}
+
+impl TokenCaller {
+    /// Resolves verified claims against `snapshot` as `source` says.
+    pub fn resolve(
+        snapshot: &Snapshot,
+        token: &VerifiedToken,
+        _source: &TokenSource,
+    ) -> TokenCaller {
+        let Ok(claims) = token else {
+            return TokenCaller {
+                kind: TokenKind::Unusable,
+            };
+        };
+        let user = snapshot.user_by_id.get(claims.user.as_str()).copied();
+        let principal = match user.and_then(|u| snapshot.users.get(u as usize)) {
+            Some(entry) => entry.principal.clone(),
+            None => principal_text("user:", claims.user.as_bytes()).into(),
+        };
+        TokenCaller {
+            kind: TokenKind::User {
+                user,
+                principal,
+                issuer: claims.issuer.as_str().into(),
             },
         }
     }

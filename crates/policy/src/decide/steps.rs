@@ -2,7 +2,7 @@
 //! the table's order. Each returns the step's deny reason on failure; a
 //! reader holding `docs/policy-format.md` finds step N under "Step N".
 
-use super::caller::{Caller, GatewayCaller, GatewayKind};
+use super::caller::{Caller, GatewayCaller, GatewayKind, TokenCaller, TokenKind};
 use super::verdict::{is_safe_method, Decision};
 use super::Context;
 use crate::document::{KeyStatus, Right};
@@ -42,6 +42,7 @@ pub(super) fn run<'a>(
     let (tenant_idx, tenant) = tenant(snap, route, selector, &caller)?;
     d.tenant = Some(tenant);
     selector_agrees(selector, tenant_idx)?;
+    trusted_issuer(&caller, tenant)?;
     let grants = membership(snap, &caller, tenant_idx)?;
     d.grants = Some(grants);
     organization_standing(snap, tenant, cx.now)?;
@@ -107,6 +108,9 @@ fn credentials<'a>(
             .ok_or(Reason::InvalidApiKey)?;
         return key_caller(snap, key, cx.now, d);
     }
+    if let Some(token) = cx.token {
+        return token_caller(token, d);
+    }
     if let Some(gateway) = cx.gateway {
         return gateway_caller(snap, gateway, cx.now, d);
     }
@@ -154,7 +158,10 @@ fn gateway_caller<'a>(
         GatewayKind::User { user, principal } => {
             let known = user.and_then(|u| snap.users.get(u as usize));
             d.principal = Some(Cow::Borrowed(known.map_or(principal, |u| &u.principal)));
-            Ok(Caller::User(*user))
+            Ok(Caller::User {
+                user: *user,
+                issuer: None,
+            })
         }
         GatewayKind::Located {
             principal,
@@ -183,7 +190,26 @@ fn user_caller<'a>(snap: &'a Snapshot, user_id: &[u8], d: &mut Decision<'a>) -> 
         Some(entry) => Cow::Borrowed(&entry.principal),
         None => Cow::Owned(crate::text::principal_text("user:", user_id)),
     });
-    Caller::User(user)
+    Caller::User { user, issuer: None }
+}
+
+/// Step 5 for a verified token (x3): the user it names, or
+/// `invalid_token_claims`.
+fn token_caller<'a>(token: &'a TokenCaller, d: &mut Decision<'a>) -> Result<Caller<'a>, Reason> {
+    match &token.kind {
+        TokenKind::Unusable => Err(Reason::InvalidTokenClaims),
+        TokenKind::User {
+            user,
+            principal,
+            issuer,
+        } => {
+            d.principal = Some(Cow::Borrowed(principal));
+            Ok(Caller::User {
+                user: *user,
+                issuer: Some(issuer),
+            })
+        }
+    }
 }
 
 /// Step 6: the tenant selector, sent at most once (v1.1), names an
@@ -212,7 +238,7 @@ fn tenant<'a>(
 ) -> Result<(Idx, &'a OrgEntry), Reason> {
     let default = match caller {
         Caller::App { app, .. } => snap.apps.get(*app as usize).map(|a| a.org),
-        Caller::User(user) => user
+        Caller::User { user, .. } => user
             .and_then(|u| snap.users.get(u as usize))
             .and_then(|u| u.default_tenant),
         Caller::Located { tenant, .. } => Some(*tenant),
@@ -233,6 +259,22 @@ fn selector_agrees(selector: Option<Idx>, tenant: Idx) -> Result<(), Reason> {
     }
 }
 
+/// Step 8a (x3): a caller named by a token acts only in a tenant that trusts
+/// the token's issuer (its own, its parent's or its area's `token_issuers`).
+fn trusted_issuer(caller: &Caller<'_>, tenant: &OrgEntry) -> Result<(), Reason> {
+    match caller.issuer() {
+        Some(issuer)
+            if tenant
+                .issuers
+                .binary_search_by(|i| (**i).cmp(issuer))
+                .is_err() =>
+        {
+            Err(Reason::IssuerNotTrusted)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Step 9: the caller covers the tenant: its grants there; `not_a_member`,
 /// or `membership_pending` when only an invitation covers it.
 fn membership<'a>(
@@ -247,12 +289,14 @@ fn membership<'a>(
             ..
         } => (*home == tenant).then_some(*grants),
         Caller::App { app, .. } => app_grants(snap, *app, tenant),
-        Caller::User(user) => {
+        Caller::User { user, .. } => {
             user.and_then(|u| principal_grants(snap, PrincipalRef::User(u), tenant))
         }
     };
     grants.ok_or_else(|| match caller {
-        Caller::User(Some(u)) if snap.pending.contains(&(*u, tenant)) => Reason::MembershipPending,
+        Caller::User { user: Some(u), .. } if snap.pending.contains(&(*u, tenant)) => {
+            Reason::MembershipPending
+        }
         _ => Reason::NotAMember,
     })
 }
