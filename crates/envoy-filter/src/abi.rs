@@ -59,6 +59,12 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
     fn proxy_set_property(
         path: *const u8,
         path_size: usize,
@@ -186,6 +192,20 @@ pub fn remove_request_header(name: &[u8]) -> Result<(), HostError> {
 
 /// Sets filter state `wasm.<key>`, readable in access logs as
 /// `%FILTER_STATE(wasm.<key>:PLAIN)%`.
+/// A property of the request (`path`: its segments joined by NUL, as the
+/// ABI wants them); `None` when the host has none.
+pub fn get_property(path: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0usize;
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    let value = unsafe { take_host_buffer(data, size) };
+    match status {
+        OK => Ok(Some(value)),
+        NOT_FOUND => Ok(None),
+        other => Err(HostError(other)),
+    }
+}
+
 pub fn set_property(key: &str, value: &str) -> Result<(), HostError> {
     check(unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) })
 }

@@ -21,6 +21,7 @@
 //! status, an unknown callout token, a non-UTF-8 header value), and a panic
 //! kills the VM and every request on the worker.
 
+pub mod claims;
 pub mod inbound;
 pub mod key_lookup;
 pub mod live;

@@ -9,6 +9,7 @@ use super::key_lookup::KeyLookups;
 use super::live::{self, Meta, SharedKeys, TierRef};
 use super::metrics::{self, Metrics};
 use super::tier_cache::{Cached, TierCache, ABSENT_ENTRIES, FOUND_ENTRIES};
+use crate::claims::TokenRead;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tenantgate_policy::binary::tier::{self, TierError};
@@ -45,6 +46,8 @@ pub struct Plugin {
     pub fail_policy: FailPolicy,
     pub filter_state: FilterState,
     pub key_lookup: Option<KeyLookup>,
+    /// Identity from the verified token `jwt_authn` left in the metadata.
+    pub token: Option<TokenRead>,
     current: RefCell<Option<Rc<Loaded>>>,
     /// When the source last confirmed the current snapshot (remote sources only).
     pub confirmed_ms: Cell<Option<i64>>,
@@ -81,6 +84,7 @@ impl Plugin {
             fail_policy: config.fail_policy,
             filter_state: config.filter_state,
             key_lookup: config.key_lookup,
+            token: config.token.map(TokenRead::new),
             current: RefCell::new(None),
             confirmed_ms: Cell::new(None),
             remote_keys,

@@ -8,8 +8,10 @@ use super::plugin::{Loaded, Plugin, TierLookup};
 use super::wire;
 use std::rc::Rc;
 use tenantgate_policy::config::FilterState;
+use tenantgate_policy::token::VerifiedToken;
 use tenantgate_policy::{
-    self as policy, Context, Decision, ExternalKey, Reason, Request, Timestamp, Verdict,
+    self as policy, Context, Decision, ExternalKey, Reason, Request, Timestamp, TokenCaller,
+    Verdict,
 };
 
 /// What the host does with the request after a callback.
@@ -32,6 +34,24 @@ struct Read<'b> {
     forged: &'b [&'b [u8]],
     request: Request<'b>,
     now_nanos: i64,
+    /// The verified token's claims, when a token source is configured and
+    /// `jwt_authn` left a payload.
+    token: Option<VerifiedToken>,
+}
+
+impl Read<'_> {
+    /// The decision's context against `snapshot`: the clock, the
+    /// environment, and the caller the token names.
+    fn context<'c>(&self, plugin: &'c Plugin, token: Option<&'c TokenCaller>) -> Context<'c> {
+        let at = Timestamp::from_unix_nanos(self.now_nanos);
+        Context::new(at, plugin.environment.as_deref()).with_token(token)
+    }
+
+    fn token_caller(&self, plugin: &Plugin, snapshot: &policy::Snapshot) -> Option<TokenCaller> {
+        let source = &plugin.token.as_ref()?.source;
+        let token = self.token.as_ref()?;
+        Some(TokenCaller::resolve(snapshot, token, source))
+    }
 }
 
 impl Stream {
@@ -86,10 +106,15 @@ impl Stream {
         let Ok(now_nanos) = abi::now_nanos() else {
             return host_error("cannot read the clock", request.forward_path.as_deref());
         };
+        let token = match read_token(plugin) {
+            Ok(token) => token,
+            Err(e) => return host_error(&e, request.forward_path.as_deref()),
+        };
         let read = Read {
             forged: &inbound.forged,
             request,
             now_nanos,
+            token,
         };
         // A key tier replaced under this request: once more with the new one.
         for _ in 0..2 {
@@ -112,9 +137,8 @@ impl Stream {
         read: &Read<'_>,
         answer: Option<&Answer<Rc<ExternalKey>>>,
     ) -> Result<Next, Stale> {
-        let at = Timestamp::from_unix_nanos(read.now_nanos);
-        let env = plugin.environment.as_deref();
-        let context = Context::new(at, env);
+        let token = read.token_caller(plugin, &loaded.snapshot);
+        let context = read.context(plugin, token.as_ref());
         let decision = policy::decide(&loaded.snapshot, &read.request, &context);
         // A key the snapshot does not hold may be in its key tier, or known
         // to the lookup service.
@@ -155,8 +179,8 @@ impl Stream {
         digest: [u8; 32],
         decision: Decision<'_>,
     ) -> Next {
-        let at = Timestamp::from_unix_nanos(read.now_nanos);
-        let context = Context::new(at, plugin.environment.as_deref());
+        let token = read.token_caller(plugin, &loaded.snapshot);
+        let context = read.context(plugin, token.as_ref());
         let ask = match answer {
             Some(answer) => answered(answer),
             None => self.ask(plugin, &digest, &loaded.etag, read.now_nanos / 1_000_000),
@@ -379,4 +403,16 @@ fn send_deny(status: u16, body: &str, path: Option<&[u8]>) -> Next {
         );
     }
     Next::Pause
+}
+
+/// The verified token's claims, if a token source is configured and the
+/// verifying filter left a payload (none: the request carries no token).
+fn read_token(plugin: &Plugin) -> Result<Option<VerifiedToken>, String> {
+    let Some(read) = &plugin.token else {
+        return Ok(None);
+    };
+    match abi::get_property(read.path()) {
+        Ok(payload) => Ok(payload.map(|p| read.claims(&p))),
+        Err(e) => Err(format!("cannot read the verified token: {e}")),
+    }
 }
