@@ -60,6 +60,22 @@ pub struct TokenSource {
     pub payload_key: String,
 }
 
+impl Default for TokenSource {
+    /// `identity` mode, the user in `sub`, the payload where `jwt_authn`'s
+    /// `payload_in_metadata: jwt_payload` leaves it.
+    fn default() -> TokenSource {
+        TokenSource {
+            mode: TokenMode::Identity,
+            user_claim: default_user_claim(),
+            tenant_claim: None,
+            groups_claim: None,
+            roles_claim: None,
+            metadata_namespace: default_namespace(),
+            payload_key: default_payload_key(),
+        }
+    }
+}
+
 fn default_user_claim() -> String {
     "sub".into()
 }

@@ -125,6 +125,7 @@ const CASES: &[Expect] = &[
     ("role-permission-empty.json", "role", "writer", "permissions", ""),
     ("app-developer-empty.json", "app", "shop-web", "developer", ""),
     ("revision-control-character.json", "snapshot", "(top level)", "revision", "minimal-1"),
+    ("token-issuer-control-character.json", "area", "example", "token_issuers", "https://idp.example"),
     ("group-outside-membership-scope.json", "user", "eve", "memberships[0].groups", "shop-readers"),
     ("route-path-prefix-parameter.json", "route", "orders", "path_prefix", "/orders;v=2"),
 ];

@@ -372,3 +372,63 @@ fn policyctl_plugin_config_embeds_the_snapshot_as_json_or_compiled() {
         assert_eq!(out.status.code(), Some(expected), "{args:?}");
     }
 }
+
+#[test]
+fn policyctl_explain_decides_from_verified_claims() {
+    let dir = std::env::temp_dir().join(format!("tg-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let payload = dir.join("alice.json");
+    let explain = |claims: &str, headers: &[&str]| {
+        std::fs::write(&payload, claims).unwrap();
+        let mut args = vec![
+            "explain",
+            "--policy",
+            "policies/demo.json",
+            "--method",
+            "GET",
+        ];
+        args.extend([
+            "--path",
+            "/orders/1",
+            "--jwt-payload",
+            payload.to_str().unwrap(),
+        ]);
+        for header in headers {
+            args.extend(["--header", header]);
+        }
+        let out = policyctl(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let alice = r#"{"iss": "https://idp.globex.example", "sub": "alice"}"#;
+    // The user header is not read beside a token: alice, not bob.
+    let allowed = explain(alice, &["x-user-id: bob"]);
+    assert_eq!(allowed["principal"], "user:alice");
+    assert_eq!(allowed["decision"], "allow");
+    let foreign = explain(
+        r#"{"iss": "https://login.initech.example", "sub": "alice"}"#,
+        &[],
+    );
+    assert_eq!(foreign["reason"], "issuer_not_trusted");
+    let no_user = explain(r#"{"iss": "https://idp.globex.example"}"#, &[]);
+    assert_eq!(no_user["reason"], "invalid_token_claims");
+    std::fs::write(&payload, "not json").unwrap();
+    let out = policyctl(&[
+        "explain",
+        "--policy",
+        "policies/demo.json",
+        "--method",
+        "GET",
+        "--path",
+        "/orders/1",
+        "--jwt-payload",
+        payload.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

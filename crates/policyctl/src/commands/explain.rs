@@ -5,7 +5,8 @@ use super::flags;
 use crate::{files, Error};
 use std::path::{Path, PathBuf};
 use tenantgate_policy::config::PluginConfig;
-use tenantgate_policy::{self as policy, Mode, Request, Sources, Timestamp};
+use tenantgate_policy::token::{TokenClaims, TokenSource};
+use tenantgate_policy::{self as policy, Mode, Request, Sources, Timestamp, TokenCaller};
 
 /// Runs the engine on one request and prints the decision as JSON.
 ///
@@ -16,7 +17,8 @@ use tenantgate_policy::{self as policy, Mode, Request, Sources, Timestamp};
 #[derive(Debug, clap::Args)]
 #[command(
     override_usage = "policyctl explain --policy FILE [--config FILE] --method M --path P\n                         \
-                            [--host H] [--header 'name: value']... [--environment ENV] [--now RFC3339]"
+                            [--host H] [--header 'name: value']... [--environment ENV] [--now RFC3339]\n                         \
+                            [--jwt-payload FILE]"
 )]
 pub struct Args {
     /// the snapshot document
@@ -44,6 +46,10 @@ pub struct Args {
     /// the current time (default: the system clock)
     #[arg(long, value_name = "RFC3339", value_parser = flags::time)]
     now: Option<Timestamp>,
+    /// the claims of a token the gateway verified (a JWT payload as JSON),
+    /// read as --config's sources.token says (default: identity mode, `sub`)
+    #[arg(long, value_name = "FILE")]
+    jwt_payload: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
@@ -54,10 +60,15 @@ pub fn run(args: &Args) -> Result<(), Error> {
 /// The JSON that `explain` prints for `args`.
 fn decision_json(args: &Args) -> Result<String, Error> {
     let snapshot = files::load_policy(&args.policy)?;
-    let gateway = match &args.config {
+    let mut gateway = match &args.config {
         Some(path) => Gateway::configured(path)?,
         None => Gateway::default(),
     };
+    if args.jwt_payload.is_some() && gateway.token.is_none() {
+        // As the filter with a token source: users come from the token only.
+        gateway.token = Some(TokenSource::default());
+        gateway.sources.user_header = None;
+    }
     let environment = args.environment.clone().or(gateway.environment);
     let now = args.now.unwrap_or_else(system_now);
     let request = Request::from_parts(
@@ -67,7 +78,11 @@ fn decision_json(args: &Args) -> Result<String, Error> {
         args.path.as_bytes(),
         &args.headers,
     );
-    let context = policy::Context::new(now, environment.as_deref());
+    let token = match &args.jwt_payload {
+        Some(path) => Some(token_caller(path, &snapshot, gateway.token.as_ref())?),
+        None => None,
+    };
+    let context = policy::Context::new(now, environment.as_deref()).with_token(token.as_ref());
     let decision = policy::decide(&snapshot, &request, &context);
     Ok(serde_json::to_string(&decision.explain(gateway.mode))?)
 }
@@ -78,6 +93,7 @@ struct Gateway {
     mode: Mode,
     environment: Option<String>,
     sources: Sources,
+    token: Option<TokenSource>,
 }
 
 impl Gateway {
@@ -91,8 +107,25 @@ impl Gateway {
             mode: config.mode,
             environment: config.environment,
             sources: config.sources,
+            token: config.token,
         })
     }
+}
+
+/// The caller the verified claims in `path` name.
+fn token_caller(
+    path: &Path,
+    snapshot: &policy::Snapshot,
+    source: Option<&TokenSource>,
+) -> Result<TokenCaller, Error> {
+    let payload: serde_json::Value =
+        serde_json::from_slice(&files::read(path)?).map_err(|source| Error::NotJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let source = source.cloned().unwrap_or_default();
+    let claims = TokenClaims::from_json(&payload, &source);
+    Ok(TokenCaller::resolve(snapshot, &claims, &source))
 }
 
 fn system_now() -> Timestamp {
