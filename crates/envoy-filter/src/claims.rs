@@ -77,21 +77,34 @@ pub fn parse_payload(bytes: &[u8]) -> Option<Vec<(&[u8], ClaimValue)>> {
 }
 
 /// The pairs encoding, only when it accounts for every byte (a Struct's
-/// bytes never do).
+/// bytes never do). A list claim is itself a pairs encoding, its items as
+/// names with empty values (measured); anything else is its bytes.
 fn parse_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], ClaimValue)>> {
+    let pairs = exact_pairs(bytes)?;
+    let value = |bytes: &[u8]| match exact_pairs(bytes) {
+        Some(items) if items.iter().all(|(_, v)| v.is_empty()) => {
+            let items: Option<Vec<String>> = items
+                .iter()
+                .map(|(item, _)| std::str::from_utf8(item).ok().map(str::to_string))
+                .collect();
+            items.map_or(ClaimValue::Other, ClaimValue::List)
+        }
+        _ => match std::str::from_utf8(bytes) {
+            Ok(text) => ClaimValue::Text(text.to_string()),
+            Err(_) => ClaimValue::Other,
+        },
+    };
+    Some(pairs.into_iter().map(|(k, v)| (k, value(v))).collect())
+}
+
+/// A pairs encoding that uses every byte, of at most [`MAX_FIELDS`] pairs.
+fn exact_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let pairs = crate::wire::parse_header_map(bytes)?;
     let used = 4 + pairs
         .iter()
         .map(|(k, v)| 10 + k.len() + v.len())
         .sum::<usize>();
-    if used != bytes.len() || pairs.len() > MAX_FIELDS {
-        return None;
-    }
-    let text = |value: &[u8]| match std::str::from_utf8(value) {
-        Ok(text) => ClaimValue::Text(text.to_string()),
-        Err(_) => ClaimValue::Other,
-    };
-    Some(pairs.into_iter().map(|(k, v)| (k, text(v))).collect())
+    (used == bytes.len() && pairs.len() <= MAX_FIELDS).then_some(pairs)
 }
 
 /// A serialized `google.protobuf.Struct`.
@@ -294,6 +307,13 @@ mod tests {
         ]);
         let fields = parse_payload(&payload).unwrap();
         assert_eq!(fields.len(), 3);
+        // A list claim, as Envoy 1.40 nests it: items as names, empty values.
+        let groups = crate::wire::encode_header_map(&[("acme-admins", ""), ("ops", "")]);
+        let groups = String::from_utf8(groups).unwrap();
+        let with_list = crate::wire::encode_header_map(&[("iss", "i"), ("groups", &groups)]);
+        let listed = parse_payload(&with_list).unwrap();
+        let want = ClaimValue::List(vec!["acme-admins".into(), "ops".into()]);
+        assert_eq!(listed[1], (&b"groups"[..], want));
         assert_eq!(fields[1], (&b"sub"[..], ClaimValue::Text("alice".into())));
         let mut trailing = payload.clone();
         trailing.push(0);

@@ -20,7 +20,7 @@ mod routes;
 
 use crate::document::Document;
 use crate::error::{escape_value, InvalidSnapshot, Problem};
-use crate::records::{Idx, SnapshotStats};
+use crate::records::{AssertedTables, Idx, Inline, SnapshotStats};
 use crate::snapshot::{Snapshot, SnapshotParts};
 use crate::text::is_valid_id;
 use crate::time::Timestamp;
@@ -119,6 +119,7 @@ impl<'d> Compiler<'d> {
         self.grant_apps(&mut grants, &apps, &closure, &team_org);
         let (users, pending) = self.compile_users(&mut grants, &groups, &closure, &team_org);
         let gateway = self.gateway_ids(&team_org);
+        let asserted = asserted_tables(doc, &role_bits, &groups);
         let stats = SnapshotStats {
             organizations: orgs.len(),
             teams: doc.teams.len(),
@@ -142,6 +143,7 @@ impl<'d> Compiler<'d> {
             grants_by_principal,
             pending,
             gateway,
+            asserted,
             stats,
         })
     }
@@ -244,4 +246,34 @@ impl<'d> Compiler<'d> {
         }
         parsed
     }
+}
+
+/// Roles by id with their permission bits, groups by id with their
+/// organization and roles: what an `asserted` token's claims are checked
+/// against (x3). Unresolved groups (reported) are left out.
+fn asserted_tables(
+    doc: &Document,
+    role_bits: &[Box<[u64]>],
+    groups: &[principals::CompiledGroup],
+) -> AssertedTables {
+    let roles = doc
+        .roles
+        .iter()
+        .zip(role_bits)
+        .map(|(role, bits)| (role.id.as_str().into(), Inline::from(bits.clone())))
+        .collect();
+    let groups = doc
+        .groups
+        .iter()
+        .zip(groups)
+        .filter_map(|(group, compiled)| {
+            let roles = compiled
+                .roles
+                .iter()
+                .filter_map(|&r| doc.roles.get(r as usize).map(|r| r.id.as_str().into()))
+                .collect();
+            Some((group.id.as_str().into(), (compiled.org?, roles)))
+        })
+        .collect();
+    AssertedTables { roles, groups }
 }

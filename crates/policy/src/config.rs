@@ -20,7 +20,7 @@ pub use remote::{KeyLookup, RemoteSource, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, 
 use crate::error::{escape_controls, escape_value};
 use crate::request::Sources;
 use crate::text::is_http_token;
-use crate::token::TokenSource;
+use crate::token::{TokenMode, TokenSource};
 use crate::{LoadError, Mode, PathCase, Snapshot};
 use remote::{RawKeyLookup, RawRemote};
 use serde::Deserialize;
@@ -322,6 +322,13 @@ fn token_source(source: TokenSource) -> Result<TokenSource, ConfigError> {
                 "must be non-empty, without controls, got",
             ));
         }
+    }
+    if source.mode == TokenMode::Asserted && source.tenant_claim.is_none() {
+        return Err(invalid(
+            "sources.token.tenant_claim",
+            "",
+            "is required in asserted mode (the token names its tenant), got nothing:",
+        ));
     }
     Ok(source)
 }

@@ -75,6 +75,10 @@ reasons! {
     UnknownOrganization => "unknown_organization", 403, "forbidden", "the selected organization does not exist";
     TenantRequired => "tenant_required", 403, "forbidden", "the organization could not be determined; select one";
     TenantMismatch => "tenant_mismatch", 403, "forbidden", "the selected organization is not the organization of this route";
+    // Extension x3: an asserted token names a group the snapshot does not know, or one of another organization.
+    UnknownGroup => "unknown_group", 403, "forbidden", "the token names a group this organization does not have";
+    // Extension x3: an asserted token names a role the snapshot does not know.
+    UnknownRole => "unknown_role", 403, "forbidden", "the token names a role the policy does not define";
     // Extension x3: the organization does not trust the token's issuer.
     IssuerNotTrusted => "issuer_not_trusted", 403, "forbidden", "the organization does not trust the issuer of this token";
     NotAMember => "not_a_member", 403, "forbidden", "the caller is not a member of this organization";

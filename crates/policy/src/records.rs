@@ -24,6 +24,15 @@ pub(crate) struct GatewayIds {
     pub teams: FxHashMap<Box<str>, (Idx, Idx)>,
 }
 
+/// Extension x3: what the roles and groups an `asserted` token names mean.
+#[derive(Debug, Default)]
+pub(crate) struct AssertedTables {
+    /// Role id → its permission bits (over the routes' permissions).
+    pub roles: FxHashMap<Box<str>, Inline<u64, 2>>,
+    /// Group id → its organization and role ids.
+    pub groups: FxHashMap<Box<str>, (Idx, Box<[Box<str>]>)>,
+}
+
 /// Counts, for logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotStats {

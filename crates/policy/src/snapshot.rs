@@ -6,8 +6,8 @@
 use crate::index::{route_tables, route_walk, AppIds, KeyIndex, RouteIndex};
 use crate::path::PathCase;
 use crate::records::{
-    AppEntry, GatewayIds, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, ProductEntry, RouteEntry,
-    SnapshotStats, UserEntry,
+    AppEntry, AssertedTables, GatewayIds, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef,
+    ProductEntry, RouteEntry, SnapshotStats, UserEntry,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub(crate) pending: FxHashSet<(Idx, Idx)>,
     /// Where the host gateway's own identities land (Otoroshi extension).
     pub(crate) gateway: GatewayIds,
+    /// Roles and groups by id, for `asserted` tokens (x3).
+    pub(crate) asserted: AssertedTables,
     pub(crate) stats: SnapshotStats,
 }
 
@@ -61,6 +63,7 @@ pub(crate) struct SnapshotParts {
     pub grants_by_principal: FxHashMap<(PrincipalRef, Idx), Idx>,
     pub pending: FxHashSet<(Idx, Idx)>,
     pub gateway: GatewayIds,
+    pub asserted: AssertedTables,
     pub stats: SnapshotStats,
 }
 
@@ -86,6 +89,7 @@ impl Snapshot {
             grants_by_principal,
             pending,
             gateway,
+            asserted,
             stats,
         } = parts;
         let key_index = KeyIndex::build(&keys).map_err(DuplicateDigest)?;
@@ -110,6 +114,7 @@ impl Snapshot {
             grants_by_principal,
             pending,
             gateway,
+            asserted,
             stats,
         })
     }

@@ -73,10 +73,14 @@ fn run_table_text(snapshot: &policy::Snapshot, text: &str) -> (usize, Vec<String
         };
         let host = field(case, defaults, "host").unwrap();
         let token = case.get("token").map(|payload| {
-            let source = config
+            let mut source = config
                 .token
-                .as_ref()
+                .clone()
                 .expect("the table configures a token source");
+            if case.get("token_mode").and_then(Value::as_str) == Some("asserted") {
+                source.mode = policy::token::TokenMode::Asserted;
+            }
+            let source = &source;
             let claims = policy::token::TokenClaims::from_json(payload, source);
             policy::TokenCaller::resolve(snapshot, &claims, source)
         });
@@ -280,7 +284,11 @@ fn the_compiled_form_decides_the_table_identically() {
     let decoded = policy::load_snapshot_bytes(&bytes).unwrap();
     assert_eq!(decoded.revision(), "r1");
     assert_eq!(decoded.stats(), snapshot.stats());
-    let (count, failures) = run_table(&decoded);
+    let (count, mut failures) = run_table(&decoded);
+    // Token issuers, roles and groups (x3) survive the round trip too.
+    let (token_count, token_failures) = run_table_text(&decoded, TOKEN_TABLE);
+    failures.extend(token_failures);
+    let count = count + token_count;
     assert!(
         failures.is_empty(),
         "{} of {count} cases failed on the decoded snapshot:\n{}",

@@ -76,7 +76,7 @@ struct Setup {
     _upstream: Upstream,
 }
 
-fn start() -> Setup {
+fn start(mode: &str) -> Setup {
     assert!(
         support::default_wasm_path().exists(),
         "{} is missing: run `make dist`",
@@ -93,6 +93,7 @@ fn start() -> Setup {
     std::fs::write(&template_path, template).unwrap();
     let table: Value = serde_json::from_str(TABLE).unwrap();
     let mut config = table["config"].clone();
+    config["sources"]["token"]["mode"] = json!(mode);
     config["environment"] = json!("prod");
     config["snapshot"] = json!({"inline": serde_json::from_str::<Value>(DEMO).unwrap()});
     let upstream = Upstream::start();
@@ -118,7 +119,11 @@ impl Setup {
     }
 
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-        http_request(self.envoy.listen_port(), method, path, "localhost", headers)
+        self.send_to("localhost", method, path, headers)
+    }
+
+    fn send_to(&self, host: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        http_request(self.envoy.listen_port(), method, path, host, headers)
     }
 }
 
@@ -138,11 +143,19 @@ fn check(name: &str, expect: &Value, response: &Response) -> Option<String> {
             .then(|| format!("{name}: deny body {body}, want {}", expect["reason"]));
     }
     let upstream = &response.json()["headers"];
-    for (field, header) in [("tenant", "x-tenant-id"), ("principal", "x-principal")] {
+    for (field, header) in [
+        ("tenant", "x-tenant-id"),
+        ("principal", "x-principal"),
+        ("roles", "x-tenant-roles"),
+    ] {
         let Some(want) = expect.get(field) else {
             continue;
         };
-        let got = upstream.get(header).cloned().unwrap_or(Value::Null);
+        let mut got = upstream.get(header).cloned().unwrap_or(Value::Null);
+        if let (Some(list), Value::Array(_)) = (got.as_str(), want) {
+            let items = list.split(',').filter(|r| !r.is_empty());
+            got = Value::Array(items.map(|r| json!(r)).collect());
+        }
         if got != *want {
             return Some(format!("{name}: upstream {header} is {got}, want {want}"));
         }
@@ -152,11 +165,33 @@ fn check(name: &str, expect: &Value, response: &Response) -> Option<String> {
 
 #[test]
 fn token_table_through_jwt_authn_and_envoy() {
-    let setup = start();
+    run_table("identity");
+}
+
+#[test]
+fn asserted_token_table_through_jwt_authn_and_envoy() {
+    run_table("asserted");
+}
+
+/// The table's cases of `mode` (`token_mode`, default identity), each
+/// signed by its issuer's provider and sent through Envoy.
+fn run_table(mode: &str) {
+    let setup = start(mode);
     let table: Value = serde_json::from_str(TABLE).unwrap();
-    let cases = table["cases"].as_array().unwrap();
+    let cases: Vec<&Value> = table["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c.get("token_mode")
+                .and_then(Value::as_str)
+                .unwrap_or("identity")
+                == mode
+        })
+        .collect();
+    assert!(cases.len() >= 10, "only {} {mode} cases", cases.len());
     let mut failures = Vec::new();
-    for case in cases {
+    for case in &cases {
         let name = case["name"].as_str().unwrap();
         let bearer = case.get("token").map(|payload| {
             let issuer = payload["iss"].as_str().unwrap_or(GLOBEX);
@@ -179,7 +214,11 @@ fn token_table_through_jwt_authn_and_envoy() {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let method = case["method"].as_str().unwrap();
-        let response = setup.send(method, case["path"].as_str().unwrap(), &headers);
+        let host = case
+            .get("host")
+            .and_then(Value::as_str)
+            .unwrap_or("localhost");
+        let response = setup.send_to(host, method, case["path"].as_str().unwrap(), &headers);
         failures.extend(check(name, &case["expect"], &response));
     }
     assert!(
@@ -193,7 +232,7 @@ fn token_table_through_jwt_authn_and_envoy() {
 
 #[test]
 fn tokens_envoy_refuses_never_reach_the_filter_or_the_upstream() {
-    let setup = start();
+    let setup = start("identity");
     let alice = json!({"iss": GLOBEX, "sub": "alice"});
     let expired = setup.globex.sign(&alice, -600);
     // Initech's key signing, under globex's key id, a token that claims globex's issuer.

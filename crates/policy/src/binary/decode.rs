@@ -88,6 +88,7 @@ fn whole_records(parts: &Parts<'_>, keys: Keys) -> Result<SnapshotParts> {
         grants_by_principal,
         pending,
         gateway: gateway_ids(parts)?,
+        asserted: parts.asserted()?,
         stats: parts.stats,
     })
 }

@@ -11,8 +11,8 @@ use super::principal_prefix;
 use super::read::{digest_key, id_key, read_parts, Parts, Result};
 use super::DecodeError;
 use crate::records::{
-    AppEntry, GatewayIds, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, ProductEntry, RouteEntry,
-    UserEntry,
+    AppEntry, AssertedTables, GatewayIds, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef,
+    ProductEntry, RouteEntry, UserEntry,
 };
 use crate::request::Request;
 use crate::snapshot::{Snapshot, SnapshotParts};
@@ -35,6 +35,13 @@ pub struct Wanted<'w> {
     pub location_tenant: Option<&'w str>,
     /// The team ids of that location.
     pub location_teams: &'w [String],
+    /// The user a verified token names (x3).
+    pub token_user: Option<&'w str>,
+    /// The tenant an `asserted` token names (x3).
+    pub token_tenant: Option<&'w str>,
+    /// An `asserted` token: its roles and groups are looked up (the role
+    /// and group tables are read whole).
+    pub asserted: bool,
 }
 
 impl<'w> Wanted<'w> {
@@ -56,14 +63,22 @@ pub fn decode_for(bytes: &[u8], wanted: &Wanted<'_>) -> Result<Snapshot> {
     let routes = subset.routes()?;
     let keys = subset.key(wanted.key_digest)?;
     subset.user_by_id(wanted.user_id)?;
+    subset.user_by_id(wanted.token_user.map(str::as_bytes))?;
     let selector = wanted
         .tenant_selector
         .and_then(|s| std::str::from_utf8(s).ok());
-    for name in [selector, wanted.location_tenant].into_iter().flatten() {
+    for name in [selector, wanted.location_tenant, wanted.token_tenant]
+        .into_iter()
+        .flatten()
+    {
         subset.org_by_name(name)?;
     }
     let gateway = subset.gateway(wanted)?;
-    Snapshot::assemble(subset.finish(routes, keys, gateway)).map_err(|_| DecodeError {
+    let asserted = match wanted.asserted {
+        true => parts.asserted()?,
+        false => AssertedTables::default(),
+    };
+    Snapshot::assemble(subset.finish(routes, keys, gateway, asserted)).map_err(|_| DecodeError {
         offset: bytes.len(),
         what: "duplicate key digest",
     })
@@ -221,6 +236,7 @@ impl<'p, 'b> Subset<'p, 'b> {
         routes: Vec<RouteEntry>,
         keys: Vec<KeyEntry>,
         gateway: GatewayIds,
+        asserted: AssertedTables,
     ) -> SnapshotParts {
         SnapshotParts {
             revision: self.parts.revision.clone(),
@@ -235,6 +251,7 @@ impl<'p, 'b> Subset<'p, 'b> {
             grants_by_principal: self.grants_by_principal,
             pending: self.pending,
             gateway,
+            asserted,
             stats: self.parts.stats,
         }
     }

@@ -5,8 +5,8 @@
 use super::{checksum, DecodeError, GRANT_REF_SIZE, HEADER_LEN, MAGIC, PENDING_SIZE};
 use crate::document::{KeyStatus, Right};
 use crate::records::{
-    AppEntry, Grants, Idx, IdxList, KeyEntry, ListedTeam, OrgEntry, PrincipalRef, ProductEntry,
-    RouteEntry, RouteTeams, SnapshotStats, UserEntry,
+    AppEntry, AssertedTables, Grants, Idx, IdxList, KeyEntry, ListedTeam, OrgEntry, PrincipalRef,
+    ProductEntry, RouteEntry, RouteTeams, SnapshotStats, UserEntry,
 };
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
@@ -366,6 +366,8 @@ pub(super) struct Parts<'b> {
     pub(super) client_ids: Table<'b>,
     pub(super) emails: Table<'b>,
     pub(super) teams: Table<'b>,
+    pub(super) roles: Table<'b>,
+    pub(super) groups: Table<'b>,
 }
 
 pub(super) fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
@@ -417,12 +419,38 @@ pub(super) fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
         client_ids: r.table()?,
         emails: r.table()?,
         teams: r.table()?,
+        roles: r.table()?,
+        groups: r.table()?,
     };
     r.done()?;
     Ok(parts)
 }
 
 impl Parts<'_> {
+    /// Every role and group, for `asserted` tokens (x3).
+    pub(super) fn asserted(&self) -> Result<AssertedTables> {
+        let mut tables = AssertedTables::default();
+        for i in 0..self.roles.count {
+            let mut r = self.roles.record(i)?;
+            let id = r.str()?;
+            let word_count = r.len(8)?;
+            let bits = (0..word_count)
+                .map(|_| r.u64())
+                .collect::<Result<Box<[u64]>>>()?;
+            r.done()?;
+            tables.roles.insert(id, bits.into());
+        }
+        for i in 0..self.groups.count {
+            let mut r = self.groups.record(i)?;
+            let id = r.str()?;
+            let org = r.idx(self.orgs.count)?;
+            let roles = r.strs()?;
+            r.done()?;
+            tables.groups.insert(id, (org, roles));
+        }
+        Ok(tables)
+    }
+
     pub(super) fn org(&self, i: usize) -> Result<OrgEntry> {
         let mut r = self.orgs.record(i)?;
         let org = OrgEntry {

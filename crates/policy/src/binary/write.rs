@@ -136,6 +136,7 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     write_users_and_grants(&mut w, snapshot);
     write_references(&mut w, snapshot);
     write_id_indexes(&mut w, snapshot);
+    write_asserted(&mut w, snapshot);
     seal(&mut w.0);
     w.0
 }
@@ -332,6 +333,31 @@ fn write_id_indexes(w: &mut Writer, snapshot: &Snapshot) {
             w.str(id);
             w.u32(*team);
             w.u32(*org);
+        }
+    });
+}
+
+/// Roles (id, permission words) and groups (id, organization, role ids),
+/// each sorted by id: what `asserted` tokens are checked against (x3).
+fn write_asserted(w: &mut Writer, snapshot: &Snapshot) {
+    let mut roles: Vec<_> = snapshot.asserted.roles.iter().collect();
+    roles.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    w.table(roles.len(), &mut |w, i| {
+        if let Some((id, bits)) = roles.get(i) {
+            w.str(id);
+            w.len(bits.len());
+            for &word in bits.iter() {
+                w.u64(word);
+            }
+        }
+    });
+    let mut groups: Vec<_> = snapshot.asserted.groups.iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    w.table(groups.len(), &mut |w, i| {
+        if let Some((id, (org, roles))) = groups.get(i) {
+            w.str(id);
+            w.u32(*org);
+            w.strs(roles);
         }
     });
 }

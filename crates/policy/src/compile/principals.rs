@@ -38,8 +38,8 @@ impl UserReading {
 
 /// A group: its organization and its roles.
 pub(super) struct CompiledGroup {
-    org: Option<Idx>,
-    roles: Vec<Idx>,
+    pub(super) org: Option<Idx>,
+    pub(super) roles: Vec<Idx>,
 }
 
 impl<'d> Compiler<'d> {

@@ -4,10 +4,12 @@
 //! validated or the user an auth module logged in).
 
 use crate::document::{KeyStatus, Right};
+use crate::reason::Reason;
+use crate::records::AssertedTables;
 use crate::records::{Grants, Idx, KeyEntry};
 use crate::snapshot::Snapshot;
 use crate::text::principal_text;
-use crate::token::{TokenSource, VerifiedToken};
+use crate::token::{TokenClaims, TokenMode, TokenSource, VerifiedToken};
 use std::collections::BTreeMap;
 
 /// The principal a decision goes on with after step 5.
@@ -20,11 +22,14 @@ pub(super) enum Caller<'a> {
         user: Option<Idx>,
         issuer: Option<&'a str>,
     },
-    /// A gateway apikey placed by the gateway's own location.
+    /// Placed in one tenant with grants there: a gateway apikey by the
+    /// gateway's own location, or an `asserted` token by its claims (then
+    /// with the token's issuer).
     Located {
         tenant: Idx,
         grants: &'a Grants,
         read_only: bool,
+        issuer: Option<&'a str>,
     },
 }
 
@@ -40,8 +45,8 @@ impl Caller<'_> {
     /// The issuer of the token the caller came from (x3).
     pub(super) fn issuer(&self) -> Option<&str> {
         match self {
-            Caller::User { issuer, .. } => *issuer,
-            Caller::App { .. } | Caller::Located { .. } => None,
+            Caller::User { issuer, .. } | Caller::Located { issuer, .. } => *issuer,
+            Caller::App { .. } => None,
         }
     }
 
@@ -227,6 +232,17 @@ pub(super) enum TokenKind {
         principal: Box<str>,
         issuer: Box<str>,
     },
+    /// `asserted` mode: a member of the claimed tenant only, with the
+    /// claimed groups' and roles' grants (no team rights).
+    Asserted {
+        tenant: Idx,
+        grants: Grants,
+        principal: Box<str>,
+        issuer: Box<str>,
+    },
+    /// `asserted` mode, claims the snapshot does not know: an unknown
+    /// organization, group (or one of another organization) or role.
+    Refused { reason: Reason, principal: Box<str> },
 }
 
 impl TokenCaller {
@@ -234,24 +250,93 @@ impl TokenCaller {
     pub fn resolve(
         snapshot: &Snapshot,
         token: &VerifiedToken,
-        _source: &TokenSource,
+        source: &TokenSource,
     ) -> TokenCaller {
-        let Ok(claims) = token else {
-            return TokenCaller {
-                kind: TokenKind::Unusable,
-            };
+        let kind = match (token, source.mode) {
+            (Err(_), _) => TokenKind::Unusable,
+            (Ok(claims), TokenMode::Identity) => TokenCaller::identity(snapshot, claims),
+            (Ok(claims), TokenMode::Asserted) => asserted(snapshot, claims),
         };
+        TokenCaller { kind }
+    }
+
+    fn identity(snapshot: &Snapshot, claims: &TokenClaims) -> TokenKind {
         let user = snapshot.user_by_id.get(claims.user.as_str()).copied();
         let principal = match user.and_then(|u| snapshot.users.get(u as usize)) {
             Some(entry) => entry.principal.clone(),
             None => principal_text("user:", claims.user.as_bytes()).into(),
         };
-        TokenCaller {
-            kind: TokenKind::User {
-                user,
-                principal,
-                issuer: claims.issuer.as_str().into(),
-            },
+        TokenKind::User {
+            user,
+            principal,
+            issuer: claims.issuer.as_str().into(),
         }
+    }
+}
+
+/// An `asserted` token: its tenant (id or handle), and grants from its
+/// groups (of that tenant or its parent, whose groups cover it) and roles.
+fn asserted(snapshot: &Snapshot, claims: &TokenClaims) -> TokenKind {
+    let principal: Box<str> = principal_text("user:", claims.user.as_bytes()).into();
+    let refused = |reason| TokenKind::Refused {
+        reason,
+        principal: principal.clone(),
+    };
+    let Some(name) = &claims.tenant else {
+        return refused(Reason::InvalidTokenClaims);
+    };
+    let Some((tenant, org)) = snapshot
+        .org_by_name
+        .get(name.as_str())
+        .and_then(|&t| snapshot.org(t).map(|org| (t, org)))
+    else {
+        return refused(Reason::UnknownOrganization);
+    };
+    let tables = &snapshot.asserted;
+    let mut roles: Vec<&str> = Vec::new();
+    for group in &claims.groups {
+        match tables.groups.get(group.as_str()) {
+            Some((owner, granted)) if *owner == tenant || Some(*owner) == org.parent => {
+                roles.extend(granted.iter().map(|r| &**r));
+            }
+            _ => return refused(Reason::UnknownGroup),
+        }
+    }
+    for role in &claims.roles {
+        match tables.roles.get_key_value(role.as_str()) {
+            Some((id, _)) => roles.push(id),
+            None => return refused(Reason::UnknownRole),
+        }
+    }
+    roles.sort_unstable();
+    roles.dedup();
+    TokenKind::Asserted {
+        tenant,
+        grants: role_grants(tables, &roles),
+        principal,
+        issuer: claims.issuer.as_str().into(),
+    }
+}
+
+/// Grants of `roles` (sorted, distinct): their permissions, no team right.
+fn role_grants(tables: &AssertedTables, roles: &[&str]) -> Grants {
+    let mut permissions: Vec<u64> = Vec::new();
+    for bits in roles.iter().filter_map(|r| tables.roles.get(*r)) {
+        if permissions.len() < bits.len() {
+            permissions.resize(bits.len(), 0);
+        }
+        for (word, bit) in permissions.iter_mut().zip(bits.iter()) {
+            *word |= bit;
+        }
+    }
+    Grants {
+        roles: roles.iter().map(|&r| r.into()).collect(),
+        roles_header: roles.join(",").into(),
+        teams: Box::new([]),
+        teams_header: "".into(),
+        rights: Box::new([]),
+        star: None,
+        best_team_right: None,
+        permissions: permissions.into(),
     }
 }

@@ -174,6 +174,7 @@ fn gateway_caller<'a>(
                 tenant: *tenant,
                 grants,
                 read_only: *read_only,
+                issuer: None,
             })
         }
         GatewayKind::UnknownKey => Err(Reason::InvalidApiKey),
@@ -208,6 +209,24 @@ fn token_caller<'a>(token: &'a TokenCaller, d: &mut Decision<'a>) -> Result<Call
                 user: *user,
                 issuer: Some(issuer),
             })
+        }
+        TokenKind::Asserted {
+            tenant,
+            grants,
+            principal,
+            issuer,
+        } => {
+            d.principal = Some(Cow::Borrowed(principal));
+            Ok(Caller::Located {
+                tenant: *tenant,
+                grants,
+                read_only: false,
+                issuer: Some(issuer),
+            })
+        }
+        TokenKind::Refused { reason, principal } => {
+            d.principal = Some(Cow::Borrowed(principal));
+            Err(*reason)
         }
     }
 }
