@@ -5,7 +5,7 @@ use super::flags;
 use crate::{files, Error};
 use std::path::{Path, PathBuf};
 use tenantgate_policy::config::PluginConfig;
-use tenantgate_policy::{self as policy, Mode, Request, Sources, Timestamp};
+use tenantgate_policy::{self as policy, Annotations, Mode, Request, Sources, Timestamp};
 
 /// Runs the engine on one request and prints the decision as JSON.
 ///
@@ -22,8 +22,8 @@ pub struct Args {
     /// the snapshot document
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
-    /// a plugin configuration (mode, environment, sources); its inline
-    /// snapshot, if any, is ignored in favour of --policy
+    /// a plugin configuration (mode, environment, sources, annotations); its
+    /// inline snapshot, if any, is ignored in favour of --policy
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// request method, e.g. GET
@@ -69,7 +69,9 @@ fn decision_json(args: &Args) -> Result<String, Error> {
     );
     let context = policy::Context::new(now, environment.as_deref());
     let decision = policy::decide(&snapshot, &request, &context);
-    Ok(serde_json::to_string(&decision.explain(gateway.mode))?)
+    Ok(serde_json::to_string(
+        &decision.explain_with(gateway.mode, gateway.annotations),
+    )?)
 }
 
 /// What a plugin configuration says about the gateway deciding.
@@ -78,6 +80,7 @@ struct Gateway {
     mode: Mode,
     environment: Option<String>,
     sources: Sources,
+    annotations: Annotations,
 }
 
 impl Gateway {
@@ -91,6 +94,7 @@ impl Gateway {
             mode: config.mode,
             environment: config.environment,
             sources: config.sources,
+            annotations: config.annotations,
         })
     }
 }
