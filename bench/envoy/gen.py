@@ -27,6 +27,7 @@ From that rule set this script writes, into OUT_DIR:
                            authorizer is listening
   tenantgate.json          Envoy + tenantgate with the 1k-key snapshot inline
   tenantgate_100k.json     Envoy + tenantgate with a 100k-key snapshot inline, compiled (memory only)
+  tenantgate_plan.json     tenantgate with the plan annotation on (measured on request)
   requests.lua             wrk script cycling through the rule set's requests (all allowed)
 
 All configurations are JSON (a YAML subset Envoy reads directly; no quoting of a multi-MB
@@ -367,6 +368,10 @@ def main():
         # filter recording the filter state of allowed requests too (a host call per value).
         "tenantgate_filter_state_all": base_config([wasm_filter(
             "tenantgate", a.tenantgate_wasm, json.dumps({**json.loads(plugin_1k), "filter_state": "all"}))]),
+        # The plan annotation (x-tenant-plan, for rate limits): one more header write per
+        # allowed request (CONFIGS="tenantgate tenantgate_plan" bench/envoy/run.sh).
+        "tenantgate_plan": base_config([wasm_filter(
+            "tenantgate", a.tenantgate_wasm, json.dumps({**json.loads(plugin_1k), "annotations": {"plan": True}}))]),
     }
     for name, doc in configs.items():
         write_json(os.path.join(a.out, f"{name}.json"), doc)

@@ -68,6 +68,7 @@ mod tests {
             (b"X.Policy.Revision", b"d"),
             (b"x-tenant-id", b"e"),
             (b"x-tenant", b"f"),
+            (b"X_Tenant.Plan", b"paid"),
             (b"x-api-key", b"\xfe"),
             (b"accept", b"*/*"),
         ];
@@ -79,7 +80,8 @@ mod tests {
                 &b"x-tenant-id"[..],
                 b"x_tenant_id",
                 b"x_principal",
-                b"X.Policy.Revision"
+                b"X.Policy.Revision",
+                b"X_Tenant.Plan"
             ]
         );
         assert_eq!(

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tenantgate_policy::binary::tier::{self, TierError};
 use tenantgate_policy::config::{FailPolicy, FilterState, KeyLookup};
-use tenantgate_policy::{self as policy, ExternalKey, Mode, Snapshot, Sources};
+use tenantgate_policy::{self as policy, Annotations, ExternalKey, Mode, Snapshot, Sources};
 
 /// A compiled snapshot, the ETag it was fetched with, and its signed
 /// sequence (`None`: unsigned).
@@ -45,6 +45,8 @@ pub struct Plugin {
     pub sources: Sources,
     pub fail_policy: FailPolicy,
     pub filter_state: FilterState,
+    /// Annotations beyond the contract's set (`annotations.plan`).
+    pub annotations: Annotations,
     pub key_lookup: Option<KeyLookup>,
     /// Identity from the verified token `jwt_authn` left in the metadata.
     pub token: Option<TokenRead>,
@@ -83,6 +85,7 @@ impl Plugin {
             sources: config.sources,
             fail_policy: config.fail_policy,
             filter_state: config.filter_state,
+            annotations: config.annotations,
             key_lookup: config.key_lookup,
             token: config.token.map(TokenRead::new),
             current: RefCell::new(None),

@@ -313,7 +313,7 @@ fn act(plugin: &Plugin, decision: &Decision<'_>, forged: &[&[u8]]) -> Next {
     if record {
         record_filter_state(decision);
     }
-    match decision.verdict(plugin.mode) {
+    match decision.verdict_with(plugin.mode, plugin.annotations) {
         // The access log (filter state) and the counters say why; no per-deny
         // log line, which would format a string on every denied request.
         // Forged annotations go first: an access log reading

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use tenantgate_policy::config::{PluginConfig, SnapshotSource};
-use tenantgate_policy::{Mode, Snapshot, Sources};
+use tenantgate_policy::{Annotations, Mode, Snapshot, Sources};
 
 /// The key of `config.config` that only the Otoroshi shell reads.
 pub const OTOROSHI_KEY: &str = "otoroshi";
@@ -61,6 +61,8 @@ pub struct Settings<'b> {
     pub policy: Policy<'b>,
     /// The Otoroshi-only options.
     pub options: OtoroshiOptions,
+    /// Annotations beyond the contract's set (`annotations.plan`).
+    pub annotations: Annotations,
 }
 
 /// Why the settings are unusable. The text is for operators (`check_config`),
@@ -144,6 +146,7 @@ fn parse<'b>(text: &str, baked: Option<&'b [u8]>) -> Result<Settings<'b>, Settin
         fail_open: config.fail_policy.fail_open,
         policy,
         options,
+        annotations: config.annotations,
     })
 }
 

@@ -364,14 +364,14 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
             return if settings.fail_open {
                 Outcome::Unchecked
             } else {
-                outcome_of(&Decision::no_policy(None), settings.mode)
+                outcome_of(&Decision::no_policy(None), settings)
             };
         }
     };
     let Some(now) = now(ctx) else {
         return outcome_of(
             &Decision::no_policy(None).with_reason(Reason::HostError),
-            settings.mode,
+            settings,
         );
     };
     let caller = gateway.map(|g| g.caller(snapshot));
@@ -380,11 +380,14 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
         &request,
         &DecisionContext::new(now, settings.environment.as_deref()).with_gateway(caller.as_ref()),
     );
-    outcome_of(&decision, settings.mode)
+    outcome_of(&decision, settings)
 }
 
-fn outcome_of(decision: &Decision<'_>, mode: Mode) -> Outcome {
-    match (decision.verdict(mode), decision.reason) {
+fn outcome_of(decision: &Decision<'_>, settings: &Settings<'_>) -> Outcome {
+    match (
+        decision.verdict_with(settings.mode, settings.annotations),
+        decision.reason,
+    ) {
         (Verdict::Forward { headers, .. }, _) => Outcome::Forward(
             headers
                 .into_iter()
@@ -507,6 +510,44 @@ mod tests {
         assert_eq!(headers["x-tenant-id"], "acme");
         assert_eq!(headers["x-principal"], "app:acme-storefront");
         assert_eq!(headers["x-policy-revision"], "r1");
+    }
+
+    #[test]
+    fn the_plan_is_added_when_configured_and_a_forged_one_always_stripped() {
+        let demo: Value = serde_json::from_str(DEMO).unwrap();
+        let compiled = tenantgate_policy::config::encode_base64(&binary::encode(
+            &tenantgate_policy::load_snapshot(DEMO).unwrap(),
+        ));
+        let transform = |settings: Value, key: &str, path: &str| {
+            let input = context(
+                settings,
+                json!({"method": "GET", "uri": path, "headers": {"Host": "localhost", "x-api-key": key}}),
+                json!({"otoroshi_request": {
+                    "url": format!("https://backend.internal{path}"),
+                    "method": "GET",
+                    "headers": {"Host": "backend.internal", "X_Tenant_Plan": "paid", "x-tenant-plan": "paid"}
+                }}),
+            );
+            let out: Value =
+                serde_json::from_slice(&transform_request(&input, None).unwrap()).unwrap();
+            out["headers"].as_object().unwrap().clone()
+        };
+        let plan_on = |snapshot: Value| json!({"environment": "prod", "annotations": {"plan": true}, "snapshot": snapshot});
+        for settings in [
+            plan_on(json!({"inline": demo})),
+            plan_on(json!({"compiled": compiled})),
+        ] {
+            let eval = transform(settings.clone(), "demo-initech-key", "/reports/q3");
+            assert_eq!(eval["x-tenant-plan"], "evaluation");
+            assert!(!eval.contains_key("X_Tenant_Plan"));
+            let paid = transform(settings, "demo-storefront-key", "/orders/1");
+            assert_eq!(paid["x-tenant-plan"], "paid");
+        }
+        // Off (the default): no plan, and the client's copies are gone all the same.
+        let off = transform(demo_settings(), "demo-initech-key", "/reports/q3");
+        assert_eq!(off["x-tenant-id"], "initech");
+        assert!(!off.contains_key("x-tenant-plan"));
+        assert!(!off.contains_key("X_Tenant_Plan"));
     }
 
     #[test]

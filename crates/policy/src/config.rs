@@ -21,7 +21,7 @@ use crate::error::{escape_controls, escape_value};
 use crate::request::Sources;
 use crate::text::is_http_token;
 use crate::token::{TokenMode, TokenSource};
-use crate::{LoadError, Mode, PathCase, Snapshot};
+use crate::{Annotations, LoadError, Mode, PathCase, Snapshot};
 use remote::{RawKeyLookup, RawRemote};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -48,6 +48,9 @@ struct RawConfig {
     filter_state: FilterState,
     #[serde(default)]
     path_case: PathCase,
+    /// Annotations beyond the contract's set (x3): `{"plan": true}`.
+    #[serde(default)]
+    annotations: Annotations,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +131,9 @@ pub struct PluginConfig {
     pub key_lookup: Option<KeyLookup>,
     /// What the Envoy filter records for access logs.
     pub filter_state: FilterState,
+    /// The annotations beyond the contract's set that the shells add
+    /// (`annotations.plan`: `x-tenant-plan`); none by default.
+    pub annotations: Annotations,
     /// Whether `sources.user_header` was written (the Otoroshi shell reads no
     /// user header unless the operator names one).
     pub user_header_configured: bool,
@@ -207,6 +213,7 @@ impl PluginConfig {
             },
             key_lookup: raw.key_lookup.map(remote::key_lookup).transpose()?,
             filter_state: raw.filter_state,
+            annotations: raw.annotations,
             user_header_configured,
             token,
         };
@@ -458,6 +465,26 @@ mod tests {
         ] {
             let message = PluginConfig::parse(config).unwrap_err().to_string();
             assert!(!message.chars().any(char::is_control), "{message:?}");
+        }
+    }
+
+    #[test]
+    fn the_plan_annotation_is_off_unless_turned_on_and_unknown_ones_are_refused() {
+        assert_eq!(
+            PluginConfig::parse(b"{}").unwrap().annotations,
+            Annotations { plan: false }
+        );
+        let on = PluginConfig::parse(br#"{"annotations": {"plan": true}}"#).unwrap();
+        assert!(on.annotations.plan);
+        let off = PluginConfig::parse(br#"{"annotations": {}}"#).unwrap();
+        assert!(!off.annotations.plan);
+        for bad in [
+            r#"{"annotations": {"plans": true}}"#,
+            r#"{"annotations": {"plan": "yes"}}"#,
+            r#"{"annotations": true}"#,
+        ] {
+            let message = PluginConfig::parse(bad.as_bytes()).unwrap_err().to_string();
+            assert!(message.contains("annotations"), "{bad}: {message}");
         }
     }
 

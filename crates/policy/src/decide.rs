@@ -8,7 +8,7 @@ mod verdict;
 
 pub use caller::{GatewayCaller, GatewayLocation, TokenCaller};
 pub use verdict::{
-    is_annotation_header, is_safe_method, Decision, Explain, HeaderMap, Mode, Verdict,
+    is_annotation_header, is_safe_method, Annotations, Decision, Explain, HeaderMap, Mode, Verdict,
     STRIPPED_HEADERS,
 };
 

@@ -27,8 +27,8 @@ pub mod token;
 
 pub use compile::keys::{compile_external_key, ExternalKey, ExternalKeyError};
 pub use decide::{
-    decide, is_annotation_header, is_safe_method, Context, Decision, Explain, GatewayCaller,
-    GatewayLocation, HeaderMap, Mode, TokenCaller, Verdict, STRIPPED_HEADERS,
+    decide, is_annotation_header, is_safe_method, Annotations, Context, Decision, Explain,
+    GatewayCaller, GatewayLocation, HeaderMap, Mode, TokenCaller, Verdict, STRIPPED_HEADERS,
 };
 pub use document::Document;
 pub use error::{InvalidSnapshot, LoadError, Problem, SyntaxError};

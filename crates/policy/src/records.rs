@@ -30,8 +30,11 @@ pub(crate) struct AssertedTables {
     /// Role id → its permission bits (over the routes' permissions).
     pub roles: FxHashMap<Box<str>, Inline<u64, 2>>,
     /// Group id → its organization and role ids.
-    pub groups: FxHashMap<Box<str>, (Idx, Box<[Box<str>]>)>,
+    pub groups: FxHashMap<Box<str>, GroupRoles>,
 }
+
+/// A group's organization and the ids of the roles it grants.
+pub(crate) type GroupRoles = (Idx, Box<[Box<str>]>);
 
 /// Counts, for logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

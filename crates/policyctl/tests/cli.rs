@@ -321,6 +321,59 @@ fn policyctl_generate_builds_a_large_valid_snapshot_with_known_raw_keys() {
 }
 
 #[test]
+fn policyctl_explain_shows_the_plan_annotation_only_when_the_configuration_asks() {
+    let dir = std::env::temp_dir().join(format!("policyctl-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let on = dir.join("plan.json");
+    std::fs::write(
+        &on,
+        r#"{"environment": "prod", "annotations": {"plan": true}}"#,
+    )
+    .unwrap();
+    let explain = |config: Option<&Path>, key: &str, path: &str| {
+        let header = format!("x-api-key: {key}");
+        let mut args = vec![
+            "explain",
+            "--policy",
+            "policies/demo.json",
+            "--method",
+            "GET",
+            "--path",
+            path,
+            "--header",
+            &header,
+            "--environment",
+            "prod",
+        ];
+        let config = config.map(|c| c.to_string_lossy().into_owned());
+        if let Some(config) = &config {
+            args.extend(["--config", config]);
+        }
+        let out = policyctl(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let eval = explain(Some(&on), "demo-initech-key", "/reports/q3");
+    assert_eq!(eval["headers"]["x-tenant-plan"], "evaluation", "{eval}");
+    let paid = explain(Some(&on), "demo-storefront-key", "/orders/1");
+    assert_eq!(paid["headers"]["x-tenant-plan"], "paid", "{paid}");
+    let plain = explain(None, "demo-initech-key", "/reports/q3");
+    assert_eq!(plain["headers"]["x-tenant-id"], "initech");
+    assert!(plain["headers"].get("x-tenant-plan").is_none(), "{plain}");
+    // `plugin-config --annotate-plan` writes the option.
+    let out = policyctl(&[
+        "plugin-config",
+        "--policy",
+        "policies/demo.json",
+        "--annotate-plan",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["annotations"], serde_json::json!({"plan": true}));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn policyctl_plugin_config_embeds_the_snapshot_as_json_or_compiled() {
     let out = policyctl(&[
         "plugin-config",

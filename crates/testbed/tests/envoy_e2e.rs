@@ -47,6 +47,8 @@ const FORGED: &[(&str, &str)] = &[
     ("x-principal", "forged"),
     ("x-policy-revision", "forged"),
     ("x-policy-decision", "forged"),
+    // Stripped whether or not the plan annotation is configured (off here).
+    ("x-tenant-plan", "forged"),
 ];
 
 struct Case {

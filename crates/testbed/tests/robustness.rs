@@ -1197,6 +1197,9 @@ fn partial_decoding_of_corrupt_bytes_never_panics() {
         email: Some("a@b"),
         location_tenant: Some("research-dept"),
         location_teams: &["acme-platform".to_string()],
+        token_user: Some("pat"),
+        token_tenant: Some("initech"),
+        asserted: true,
     };
     assert!(decode_for(&bytes, &wanted).is_ok());
     for cut in 0..bytes.len() {

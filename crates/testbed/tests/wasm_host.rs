@@ -36,6 +36,8 @@ const FORGED: &[(&str, &str)] = &[
     ("x-principal", "forged"),
     ("x-policy-revision", "forged"),
     ("x-policy-decision", "forged"),
+    // Stripped whether or not the plan annotation is configured (off here).
+    ("x-tenant-plan", "forged"),
 ];
 
 fn plugin_config(mode: &str, environment: Option<&str>) -> String {
@@ -136,8 +138,9 @@ fn allowed_api_key_request_is_annotated_and_forged_headers_removed() {
     assert!(want.len() >= 6, "{want:?}");
     // Exactly the core's annotations are set, in its order.
     assert_eq!(out.set, want);
-    // Forged copies it does not overwrite are removed (here: the verdict header).
-    assert_eq!(out.removed, vec!["x-policy-decision".to_string()]);
+    // Forged copies it does not overwrite are removed (here: the verdict
+    // header, and the plan, which this configuration does not set).
+    assert_eq!(out.removed, vec!["x-policy-decision", "x-tenant-plan"]);
     // What goes upstream: our values only, each once; the rest untouched.
     for name in STRIPPED_HEADERS {
         let values: Vec<&str> = out

@@ -9,10 +9,12 @@ use std::borrow::Cow;
 /// Inbound headers removed from every request, whatever the decision: the
 /// annotations and the audit verdict, so that a client can never forge them.
 /// Every spelling an upstream may fold into one of them is removed too
-/// ([`is_annotation_header`]).
-pub const STRIPPED_HEADERS: [&str; 7] = [
+/// ([`is_annotation_header`]). `x-tenant-plan` (x3) is stripped whether or
+/// not [`Annotations::plan`] sets it.
+pub const STRIPPED_HEADERS: [&str; 8] = [
     "x-tenant-id",
     "x-tenant-handle",
+    "x-tenant-plan",
     "x-tenant-teams",
     "x-tenant-roles",
     "x-principal",
@@ -29,6 +31,19 @@ pub enum Mode {
     Enforce,
     /// Let everything through; mark would-be denials (`x-policy-decision`).
     Audit,
+}
+
+/// Annotations beyond the contract's set, each turned on in the plugin
+/// configuration (`"annotations": {"plan": true}`, x3). All are off by
+/// default: each is one more header write per allowed request. Their inbound
+/// copies are stripped either way ([`STRIPPED_HEADERS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Annotations {
+    /// `x-tenant-plan: paid|evaluation`: the resolved tenant's `type`, for a
+    /// rate limit that reads it (Envoy's `local_ratelimit` descriptors).
+    #[serde(default)]
+    pub plan: bool,
 }
 
 /// What the policy decided, with everything resolved up to the deciding step.
@@ -123,6 +138,11 @@ impl<'a> Decision<'a> {
         self.tenant.map(|t| &*t.handle)
     }
 
+    /// The resolved tenant's plan (`x-tenant-plan`): `paid` or `evaluation`.
+    pub fn plan(&self) -> Option<&'static str> {
+        self.tenant.map(plan_of)
+    }
+
     /// The tenant's teams the principal holds a right on (`["*"]` for a `"*"` right).
     pub fn teams(&self) -> &'a [Box<str>] {
         self.grants.map_or(&[], |g| &g.teams)
@@ -140,13 +160,23 @@ impl<'a> Decision<'a> {
     /// in audit mode it gets what was resolved before the failing step, plus
     /// `x-policy-decision: deny; reason=<code>`.
     pub fn annotations(&self, mode: Mode) -> Vec<(&'static str, &str)> {
+        self.annotations_with(mode, Annotations::default())
+    }
+
+    /// [`Decision::annotations`] plus the `extra` ones configured: with
+    /// `plan`, `x-tenant-plan` follows `x-tenant-handle` wherever the tenant
+    /// is annotated.
+    pub fn annotations_with(&self, mode: Mode, extra: Annotations) -> Vec<(&'static str, &str)> {
         if self.reason.is_some() && mode == Mode::Enforce {
             return Vec::new();
         }
-        let mut headers = Vec::with_capacity(7);
+        let mut headers = Vec::with_capacity(8);
         if let Some(tenant) = self.tenant {
             headers.push(("x-tenant-id", &*tenant.id));
             headers.push(("x-tenant-handle", &*tenant.handle));
+            if extra.plan {
+                headers.push(("x-tenant-plan", plan_of(tenant)));
+            }
         }
         if !self.public {
             if let Some(grants) = self.grants {
@@ -168,6 +198,11 @@ impl<'a> Decision<'a> {
 
     /// What the host does: answer with the deny body, or forward annotated.
     pub fn verdict(&self, mode: Mode) -> Verdict<'_> {
+        self.verdict_with(mode, Annotations::default())
+    }
+
+    /// [`Decision::verdict`] with the `extra` annotations configured.
+    pub fn verdict_with(&self, mode: Mode, extra: Annotations) -> Verdict<'_> {
         match self.reason {
             Some(reason) if mode == Mode::Enforce => Verdict::Respond {
                 status: reason.status(),
@@ -175,7 +210,7 @@ impl<'a> Decision<'a> {
                 path: self.forward_path,
             },
             _ => Verdict::Forward {
-                headers: self.annotations(mode),
+                headers: self.annotations_with(mode, extra),
                 path: self.forward_path,
             },
         }
@@ -183,6 +218,12 @@ impl<'a> Decision<'a> {
 
     /// The `policyctl explain` object of spec §4, fields in the spec's order.
     pub fn explain(&self, mode: Mode) -> Explain<'_> {
+        self.explain_with(mode, Annotations::default())
+    }
+
+    /// [`Decision::explain`] whose `headers` include the `extra` annotations
+    /// configured.
+    pub fn explain_with(&self, mode: Mode, extra: Annotations) -> Explain<'_> {
         Explain {
             decision: if self.allowed() { "allow" } else { "deny" },
             status: self.status(),
@@ -192,7 +233,7 @@ impl<'a> Decision<'a> {
             principal: self.principal.as_deref(),
             teams: self.teams().iter().map(|t| &**t).collect(),
             roles: self.roles().iter().map(|r| &**r).collect(),
-            headers: HeaderMap(self.annotations(mode)),
+            headers: HeaderMap(self.annotations_with(mode, extra)),
         }
     }
 }
@@ -232,6 +273,15 @@ impl serde::Serialize for HeaderMap<'_> {
             map.serialize_entry(name, value)?;
         }
         map.end()
+    }
+}
+
+/// An organization's `type` as `x-tenant-plan` says it.
+fn plan_of(tenant: &OrgEntry) -> &'static str {
+    if tenant.evaluation {
+        "evaluation"
+    } else {
+        "paid"
     }
 }
 

@@ -6,7 +6,9 @@ use crate::{files, Error};
 use std::path::{Path, PathBuf};
 use tenantgate_policy::config::PluginConfig;
 use tenantgate_policy::token::{TokenClaims, TokenSource};
-use tenantgate_policy::{self as policy, Mode, Request, Sources, Timestamp, TokenCaller};
+use tenantgate_policy::{
+    self as policy, Annotations, Mode, Request, Sources, Timestamp, TokenCaller,
+};
 
 /// Runs the engine on one request and prints the decision as JSON.
 ///
@@ -24,8 +26,8 @@ pub struct Args {
     /// the snapshot document
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
-    /// a plugin configuration (mode, environment, sources); its inline
-    /// snapshot, if any, is ignored in favour of --policy
+    /// a plugin configuration (mode, environment, sources, annotations); its
+    /// inline snapshot, if any, is ignored in favour of --policy
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// request method, e.g. GET
@@ -84,7 +86,9 @@ fn decision_json(args: &Args) -> Result<String, Error> {
     };
     let context = policy::Context::new(now, environment.as_deref()).with_token(token.as_ref());
     let decision = policy::decide(&snapshot, &request, &context);
-    Ok(serde_json::to_string(&decision.explain(gateway.mode))?)
+    Ok(serde_json::to_string(
+        &decision.explain_with(gateway.mode, gateway.annotations),
+    )?)
 }
 
 /// What a plugin configuration says about the gateway deciding.
@@ -94,6 +98,7 @@ struct Gateway {
     environment: Option<String>,
     sources: Sources,
     token: Option<TokenSource>,
+    annotations: Annotations,
 }
 
 impl Gateway {
@@ -108,6 +113,7 @@ impl Gateway {
             environment: config.environment,
             sources: config.sources,
             token: config.token,
+            annotations: config.annotations,
         })
     }
 }

@@ -16,7 +16,7 @@ use tenantgate_policy::{binary, Snapshot};
 #[derive(Debug, clap::Args)]
 #[command(
     override_usage = "policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]\n                             \
-                            [--compiled]"
+                            [--compiled] [--annotate-plan]"
 )]
 pub struct Args {
     /// the snapshot (JSON; compiled or signed only with --compiled)
@@ -31,6 +31,10 @@ pub struct Args {
     /// embed the snapshot compiled (`snapshot.compiled`) instead of as JSON
     #[arg(long)]
     compiled: bool,
+    /// annotate allowed requests with the tenant's plan (`x-tenant-plan:
+    /// paid|evaluation`, `annotations.plan`), for a rate limit that reads it
+    #[arg(long)]
+    annotate_plan: bool,
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
@@ -49,6 +53,9 @@ fn render(args: &Args) -> Result<String, Error> {
     let mut config = json!({"mode": args.mode, "snapshot": source});
     if let (Some(environment), Some(object)) = (&args.environment, config.as_object_mut()) {
         object.insert("environment".into(), environment.as_str().into());
+    }
+    if let (true, Some(object)) = (args.annotate_plan, config.as_object_mut()) {
+        object.insert("annotations".into(), json!({"plan": true}));
     }
     let rendered = config.to_string();
     // What the filter will do with it: a configuration it refuses is no use.
