@@ -115,7 +115,7 @@ bench: dist envoy
 # time (fuzz/README.md). New inputs go to fuzz/corpus-full/ (not committed);
 # a crash stops the run, its input in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := snapshot_json compiled signed plugin_config request otoroshi_input envoy_headers lookup_answer key_bucket
+FUZZ_TARGETS := snapshot_json compiled signed plugin_config request otoroshi_input envoy_headers lookup_answer key_bucket jwt_payload
 
 fuzz-setup:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -291,3 +291,50 @@ for name, answer in answers.items():
     write("lookup_answer", name, json.dumps(answer))
 write("lookup_answer", "not-json", "not json")
 write("lookup_answer", "status-404", "404")
+
+# jwt_payload: the token table's payloads as Envoy 1.40 hands them over (the
+# pairs encoding, a list claim nested as items with empty values, a number
+# as its 8 raw bytes), and one as a protobuf Struct; the first byte is the
+# mode (bit 0: asserted) and the route (bits 1-2).
+def claim_bytes(value):
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list):
+        return header_map([(str(item).encode(), b"") for item in value])
+    return struct.pack("<d", float(value))
+
+
+def pb_len(number, body):
+    out, n = bytes([(number << 3) | 2]), len(body)
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out + body
+
+
+def pb_struct(payload):
+    out = b""
+    for key, value in payload.items():
+        if isinstance(value, list):
+            items = b"".join(pb_len(1, pb_len(3, str(v).encode())) for v in value)
+            encoded = pb_len(6, items)
+        else:
+            encoded = pb_len(3, str(value).encode())
+        out += pb_len(1, pb_len(1, key.encode()) + pb_len(2, encoded))
+    return out
+
+
+TOKENS = json.loads(read("testdata/cases/token_decisions.json"))
+ROUTES = ["/orders/1", "/catalog/x", "/workspace", "/reports/q3"]
+for case in TOKENS["cases"]:
+    if "token" not in case:
+        continue
+    payload = dict(case["token"], exp=1900000000)
+    mode = 1 if case.get("token_mode") == "asserted" else 0
+    route = next((i for i, r in enumerate(ROUTES) if case["path"].startswith(r.rsplit("/", 1)[0] or r)), 0)
+    pairs = [(k.encode(), claim_bytes(v)) for k, v in payload.items()]
+    write("jwt_payload", slug(case["name"]), bytes([mode | (route << 1)]) + header_map(pairs))
+write("jwt_payload", "struct-asserted", bytes([1]) + pb_struct(
+    {"iss": "https://idp.globex.example", "sub": "sso-7", "org": "acme", "groups": ["acme-admins"]}))
+write("jwt_payload", "empty", b"")

@@ -100,6 +100,11 @@ fn envoy_headers() {
 }
 
 #[test]
+fn jwt_payload() {
+    replay("jwt_payload", targets::jwt_payload::run);
+}
+
+#[test]
 fn lookup_answer() {
     replay("lookup_answer", targets::lookup_answer::run);
 }
@@ -125,6 +130,7 @@ fn every_target_is_replayed() {
         [
             "compiled",
             "envoy_headers",
+            "jwt_payload",
             "key_bucket",
             "lookup_answer",
             "otoroshi_input",
