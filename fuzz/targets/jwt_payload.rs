@@ -46,12 +46,21 @@ pub fn run(data: &[u8]) {
         assert!(claims.is_err(), "claims from a payload the parser refused");
     }
     if let Ok(claims) = &claims {
-        for text in [&claims.issuer, &claims.user].into_iter().chain(&claims.tenant) {
-            assert!(!text.is_empty() && text.len() <= MAX_CLAIM_BYTES, "claim bounds");
+        for text in [&claims.issuer, &claims.user]
+            .into_iter()
+            .chain(&claims.tenant)
+        {
+            assert!(
+                !text.is_empty() && text.len() <= MAX_CLAIM_BYTES,
+                "claim bounds"
+            );
         }
         for list in [&claims.groups, &claims.roles] {
             assert!(list.len() <= MAX_CLAIM_ITEMS, "list bounds");
-            assert!(list.iter().all(|i| i.len() <= MAX_CLAIM_BYTES), "item bounds");
+            assert!(
+                list.iter().all(|i| i.len() <= MAX_CLAIM_BYTES),
+                "item bounds"
+            );
         }
     }
     decide(&source, &claims, options);
@@ -70,14 +79,25 @@ fn decide(source: &TokenSource, claims: &policy::token::VerifiedToken, options: 
     let context = Context::new(common::now(0), Some("prod")).with_token(Some(&caller));
     let decision = policy::decide(snapshot, &request, &context);
     let Ok(claims) = claims else {
-        assert_eq!(decision.reason, Some(Reason::InvalidTokenClaims), "unusable claims decided");
+        assert_eq!(
+            decision.reason,
+            Some(Reason::InvalidTokenClaims),
+            "unusable claims decided"
+        );
         return;
     };
     if decision.reason.is_none() {
         let explain = common::explain(&decision);
         let tenant = decision.tenant_id().unwrap_or_default();
-        assert!(trusted(tenant, &claims.issuer), "allowed an untrusted issuer: {explain}");
+        assert!(
+            trusted(tenant, &claims.issuer),
+            "allowed an untrusted issuer: {explain}"
+        );
         let principal = policy::text::principal_text("user:", claims.user.as_bytes());
-        assert_eq!(decision.principal.as_deref(), Some(principal.as_str()), "{explain}");
+        assert_eq!(
+            decision.principal.as_deref(),
+            Some(principal.as_str()),
+            "{explain}"
+        );
     }
 }

@@ -47,9 +47,24 @@ pub enum Error {
     /// `validate`: these files are invalid; it printed their problems itself.
     #[error("{count} invalid snapshot file(s)")]
     InvalidFiles { count: usize },
+    /// `test`: a decision table that is not one.
+    #[error("`{}`: {message}", path.display())]
+    Table { path: PathBuf, message: String },
+    /// `test`: cases decided otherwise than their table says (exit 1).
+    #[error("{failed} of {total} cases failed")]
+    TestsFailed { failed: usize, total: usize },
 }
 
 impl Error {
+    /// The exit status: 1 for failing tests (the command worked and found
+    /// differences), 2 for everything that kept a command from working.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::TestsFailed { .. } => 1,
+            _ => 2,
+        }
+    }
+
     /// Prints the error on stderr: `policyctl: <message>`, except for lists
     /// of problems, which are printed one line each, naming their file.
     pub fn report(&self) {

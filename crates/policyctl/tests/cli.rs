@@ -485,3 +485,95 @@ fn policyctl_explain_decides_from_verified_claims() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn policyctl_test_checks_decision_tables_and_reports_what_differs() {
+    let tables = [
+        "policies/demo.tests.json",
+        "testdata/cases/demo_decisions.json",
+        "testdata/cases/token_decisions.json",
+    ];
+    let mut args = vec!["test", "--policy", "policies/demo.json"];
+    args.extend(tables);
+    let out = policyctl(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("policies/demo.tests.json: 11 cases, 11 passed, 0 failed"),
+        "{stdout}"
+    );
+    // A compiled snapshot decides the same tables.
+    let dir = std::env::temp_dir().join(format!("tg-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let compiled = dir.join("demo.tgsnap");
+    let out = policyctl(&[
+        "compile",
+        "--policy",
+        "policies/demo.json",
+        "--out",
+        compiled.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = policyctl(&["test", "--policy", compiled.to_str().unwrap(), tables[0]]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // A wrong expectation: exit 1, the case named, each difference shown.
+    let mut table: Value =
+        serde_json::from_slice(&std::fs::read(repo().join(tables[0])).unwrap()).unwrap();
+    table["cases"][2]["expect"]["tenant"] = "initech".into();
+    table["cases"][2]["expect"]["principal"] = "app:other".into();
+    let wrong = dir.join("wrong.json");
+    std::fs::write(&wrong, table.to_string()).unwrap();
+    let out = policyctl(&[
+        "test",
+        "--policy",
+        "policies/demo.json",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("FAIL the storefront key reads orders in acme"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  tenant: got \"acme\", want \"initech\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  principal: got \"app:acme-storefront\", want \"app:other\""));
+    assert!(
+        stdout.contains(": 11 cases, 10 passed, 1 failed"),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("1 of 11 cases failed"));
+
+    // A misspelled field is an unusable table (exit 2), never a passing case.
+    for (field, value) in [("expected", json_null()), ("heders", json_null())] {
+        let mut table = table.clone();
+        table["cases"][0][field] = value;
+        std::fs::write(&wrong, table.to_string()).unwrap();
+        let out = policyctl(&[
+            "test",
+            "--policy",
+            "policies/demo.json",
+            wrong.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{field}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains(field), "{}", text(&out.stderr));
+    }
+    table["cases"][0]["expect"]["stauts"] = 200.into();
+    std::fs::write(&wrong, table.to_string()).unwrap();
+    let out = policyctl(&[
+        "test",
+        "--policy",
+        "policies/demo.json",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`expect` has no field `stauts`"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn json_null() -> Value {
+    Value::Null
+}

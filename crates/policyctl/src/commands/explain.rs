@@ -134,7 +134,7 @@ fn token_caller(
     Ok(TokenCaller::resolve(snapshot, &claims, &source))
 }
 
-fn system_now() -> Timestamp {
+pub(super) fn system_now() -> Timestamp {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));

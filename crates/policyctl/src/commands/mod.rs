@@ -21,6 +21,7 @@ pub mod keygen;
 mod plugin_config;
 mod serve;
 pub mod sign;
+mod test;
 mod validate;
 
 /// validate, explain, generate and serve tenantgate policy snapshots
@@ -49,6 +50,7 @@ pub enum Command {
     Serve(serve::Args),
     Keygen(keygen::Args),
     Sign(sign::Args),
+    Test(test::Args),
 }
 
 impl Command {
@@ -65,6 +67,7 @@ impl Command {
             Command::Serve(args) => serve::run(args),
             Command::Keygen(args) => keygen::run(args),
             Command::Sign(args) => sign::run(args),
+            Command::Test(args) => test::run(args),
         }
     }
 }
