@@ -18,6 +18,8 @@ pub struct Inbound<'b> {
     pub relevant: Vec<(&'b [u8], &'b [u8])>,
     /// Names of inbound annotation headers in any spelling, each once.
     pub forged: Vec<&'b [u8]>,
+    /// `x-request-id` (Envoy's, for decision logs; checked before use).
+    pub request_id: Option<&'b [u8]>,
 }
 
 impl<'b> Inbound<'b> {
@@ -28,6 +30,7 @@ impl<'b> Inbound<'b> {
                 b":method" => inbound.method = String::from_utf8_lossy(value),
                 b":path" => inbound.path = value,
                 b":authority" => inbound.authority = String::from_utf8_lossy(value),
+                b"x-request-id" => inbound.request_id = Some(value),
                 _ => {
                     if is_annotation_header(name) && !inbound.forged.contains(&name) {
                         inbound.forged.push(name);

@@ -22,6 +22,7 @@
 //! kills the VM and every request on the worker.
 
 pub mod claims;
+pub mod decision_log;
 pub mod inbound;
 pub mod key_lookup;
 pub mod live;

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub lookup_invalid: Option<u32>,
     pub lookup_throttled: Option<u32>,
     pub lookup_joined: Option<u32>,
+    /// Decision log lines over `max_lines_per_second`, not written.
+    pub log_dropped: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -90,6 +92,7 @@ impl Metrics {
             lookup_invalid: counter("tenantgate.key_lookup.invalid"),
             lookup_throttled: counter("tenantgate.key_lookup.throttled"),
             lookup_joined: counter("tenantgate.key_lookup.joined"),
+            log_dropped: counter("tenantgate.decision_log.dropped"),
         }
     }
 

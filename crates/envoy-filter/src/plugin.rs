@@ -10,6 +10,7 @@ use super::live::{self, Meta, SharedKeys, TierRef};
 use super::metrics::{self, Metrics};
 use super::tier_cache::{Cached, TierCache, ABSENT_ENTRIES, FOUND_ENTRIES};
 use crate::claims::TokenRead;
+use crate::decision_log::DecisionLogger;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tenantgate_policy::binary::tier::{self, TierError};
@@ -50,6 +51,8 @@ pub struct Plugin {
     pub key_lookup: Option<KeyLookup>,
     /// Identity from the verified token `jwt_authn` left in the metadata.
     pub token: Option<TokenRead>,
+    /// Decision logs, if configured.
+    pub decision_log: Option<DecisionLogger>,
     current: RefCell<Option<Rc<Loaded>>>,
     /// When the source last confirmed the current snapshot (remote sources only).
     pub confirmed_ms: Cell<Option<i64>>,
@@ -88,6 +91,7 @@ impl Plugin {
             annotations: config.annotations,
             key_lookup: config.key_lookup,
             token: config.token.map(TokenRead::new),
+            decision_log: config.decision_log.map(DecisionLogger::new),
             current: RefCell::new(None),
             confirmed_ms: Cell::new(None),
             remote_keys,

@@ -2,6 +2,7 @@
 //! (resumed by the root context) when the key lookup it waits for answers.
 
 use super::abi::{self, Level};
+use super::decision_log::{Admit, DecisionLogger};
 use super::inbound::Inbound;
 use super::key_lookup::{Answer, Ask};
 use super::plugin::{Loaded, Plugin, TierLookup};
@@ -32,6 +33,7 @@ struct Stale;
 /// A request as the core sees it, the forged annotations to remove, and the clock.
 struct Read<'b> {
     forged: &'b [&'b [u8]],
+    request_id: Option<&'b [u8]>,
     request: Request<'b>,
     now_nanos: i64,
     /// The verified token's claims, when a token source is configured and
@@ -112,6 +114,7 @@ impl Stream {
         };
         let read = Read {
             forged: &inbound.forged,
+            request_id: inbound.request_id,
             request,
             now_nanos,
             token,
@@ -127,7 +130,7 @@ impl Stream {
             }
         }
         let path = read.request.forward_path.as_deref();
-        act(plugin, &Decision::no_policy(path), read.forged)
+        act(plugin, &Decision::no_policy(path), &read)
     }
 
     fn decide(
@@ -144,7 +147,7 @@ impl Stream {
         // to the lookup service.
         let unknown_key = decision.reason == Some(Reason::InvalidApiKey);
         let (true, Some(raw_key)) = (unknown_key, read.request.api_key.as_deref()) else {
-            return Ok(act(plugin, &decision, read.forged));
+            return Ok(act(plugin, &decision, read));
         };
         let digest = policy::key_digest(raw_key);
         if answer.is_none() {
@@ -152,18 +155,18 @@ impl Stream {
                 TierLookup::Found(key) => {
                     let found = context.with_external_key(Some(&key));
                     let found = policy::decide(&loaded.snapshot, &read.request, &found);
-                    return Ok(act(plugin, &found, read.forged));
+                    return Ok(act(plugin, &found, read));
                 }
                 TierLookup::Absent => {}
                 TierLookup::Stale => return Err(Stale),
                 TierLookup::Broken => {
                     let broken = decision.with_reason(Reason::NoPolicy);
-                    return Ok(act(plugin, &broken, read.forged));
+                    return Ok(act(plugin, &broken, read));
                 }
             }
         }
         if plugin.key_lookup.is_none() {
-            return Ok(act(plugin, &decision, read.forged));
+            return Ok(act(plugin, &decision, read));
         }
         Ok(self.look_up(plugin, loaded, read, answer, digest, decision))
     }
@@ -192,9 +195,9 @@ impl Stream {
                     &read.request,
                     &context.with_external_key(Some(&key)),
                 );
-                act(plugin, &found, read.forged)
+                act(plugin, &found, read)
             }
-            Ok(Ask::Absent) => act(plugin, &decision, read.forged),
+            Ok(Ask::Absent) => act(plugin, &decision, read),
             Ok(Ask::Join) => Next::Pause,
             Ok(Ask::Dispatch) => match self.dispatch(plugin, digest) {
                 Ok(()) => Next::Pause,
@@ -203,7 +206,7 @@ impl Stream {
             Ok(Ask::Throttled) => {
                 plugin.metrics.bump(plugin.metrics.lookup_throttled);
                 let busy = decision.with_reason(Reason::KeyLookupUnavailable);
-                act(plugin, &busy, read.forged)
+                act(plugin, &busy, read)
             }
             Err(()) => lookup_failed(plugin, &decision, read),
         }
@@ -289,7 +292,7 @@ fn lookup_failed(plugin: &Plugin, decision: &Decision<'_>, read: &Read<'_>) -> N
         return forward(read.forged, Vec::new(), decision.forward_path);
     }
     let unavailable = decision.clone().with_reason(Reason::KeyLookupUnavailable);
-    act(plugin, &unavailable, read.forged)
+    act(plugin, &unavailable, read)
 }
 
 /// No usable snapshot: 503 `no_policy`, or through unchecked with `fail_open`.
@@ -299,12 +302,16 @@ fn no_snapshot(plugin: &Plugin, read: &Read<'_>) -> Next {
         plugin.metrics.bump(plugin.metrics.fail_open);
         return forward(read.forged, Vec::new(), path);
     }
-    act(plugin, &Decision::no_policy(path), read.forged)
+    act(plugin, &Decision::no_policy(path), read)
 }
 
 /// Counts, records and carries out a decision.
-fn act(plugin: &Plugin, decision: &Decision<'_>, forged: &[&[u8]]) -> Next {
+fn act(plugin: &Plugin, decision: &Decision<'_>, read: &Read<'_>) -> Next {
+    let forged = read.forged;
     plugin.metrics.count(decision.reason, plugin.mode);
+    if let Some(logger) = &plugin.decision_log {
+        log_decision(plugin, logger, decision, read);
+    }
     let record = match plugin.filter_state {
         FilterState::All => true,
         FilterState::Denials => !decision.allowed(),
@@ -414,5 +421,28 @@ fn read_token(plugin: &Plugin) -> Result<Option<VerifiedToken>, String> {
     match abi::get_property(read.path()) {
         Ok(payload) => Ok(payload.map(|p| read.claims(&p))),
         Err(e) => Err(format!("cannot read the verified token: {e}")),
+    }
+}
+
+/// Writes a decision's log line if the logger admits it: to Envoy's log
+/// (`tenantgate.decision {...}`) and, for access logs, as the filter state
+/// `wasm.tenantgate.decision_log`.
+fn log_decision(
+    plugin: &Plugin,
+    logger: &DecisionLogger,
+    decision: &Decision<'_>,
+    read: &Read<'_>,
+) {
+    let denied = !decision.allowed();
+    match logger.admit(denied, read.now_nanos / 1_000_000, abi::random_u64) {
+        Admit::Skip => {}
+        Admit::Drop => plugin.metrics.bump(plugin.metrics.log_dropped),
+        Admit::Write => {
+            let now = Timestamp::from_unix_nanos(read.now_nanos);
+            let line = decision.log_line(now, plugin.mode, read.request_id);
+            abi::log(Level::Info, &format!("tenantgate.decision {line}"));
+            // Envoy stores it as `wasm.tenantgate.decision_log`.
+            let _ = abi::set_property("tenantgate.decision_log", &line);
+        }
     }
 }

@@ -51,6 +51,8 @@ struct RawConfig {
     /// Annotations beyond the contract's set (x3): `{"plan": true}`.
     #[serde(default)]
     annotations: Annotations,
+    #[serde(default)]
+    decision_log: Option<DecisionLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +116,45 @@ pub enum FilterState {
     None,
 }
 
+/// Decision logs (issue 14): a JSON line per denial, and per sampled allow,
+/// in the proxy's log ([`crate::Decision::log_line`]).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLog {
+    /// The fraction of allowed requests logged, 0 to 1 (default 0).
+    #[serde(default)]
+    pub allow_sample_rate: f64,
+    /// At most this many lines per second per worker: a flood of denied
+    /// requests must not become a flood of log lines (the rest are counted,
+    /// `tenantgate.decision_log.dropped`). 1 to 100,000, default 100.
+    #[serde(default = "default_max_lines")]
+    pub max_lines_per_second: u32,
+}
+
+fn default_max_lines() -> u32 {
+    100
+}
+
+impl DecisionLog {
+    fn checked(self) -> Result<DecisionLog, ConfigError> {
+        let rate = self.allow_sample_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            let what = "must be a fraction from 0 to 1, got";
+            return Err(invalid(
+                "decision_log.allow_sample_rate",
+                &rate.to_string(),
+                what,
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_lines_per_second) {
+            let value = self.max_lines_per_second.to_string();
+            let what = "must be 1 to 100000, got";
+            return Err(invalid("decision_log.max_lines_per_second", &value, what));
+        }
+        Ok(self)
+    }
+}
+
 /// A validated plugin configuration.
 #[derive(Debug)]
 pub struct PluginConfig {
@@ -140,6 +181,8 @@ pub struct PluginConfig {
     /// Identity from a verified token (x3): where its claims are and what
     /// they mean. With it, no user header is read.
     pub token: Option<TokenSource>,
+    /// Decision logs, if any.
+    pub decision_log: Option<DecisionLog>,
 }
 
 /// Why a plugin configuration is refused.
@@ -216,6 +259,7 @@ impl PluginConfig {
             annotations: raw.annotations,
             user_header_configured,
             token,
+            decision_log: raw.decision_log.map(DecisionLog::checked).transpose()?,
         };
         Ok((config, deferred))
     }

@@ -3,6 +3,7 @@
 //! with it are in [`verdict`]; who is calling, in [`caller`].
 
 mod caller;
+mod record;
 mod steps;
 mod verdict;
 

@@ -494,9 +494,15 @@ fn fuel_per_request() {
     for call in ["proxy_set_property", "proxy_increment_metric"] {
         assert_eq!(allowed.host_calls.get(call), None, "{call}");
     }
-    // Deterministic: the same request again costs exactly the same.
-    assert_eq!(host.request(&allow).fuel, allowed.fuel);
-    assert_eq!(host.request(&deny).fuel, denied.fuel);
+    // Deterministic up to the allocator: the same request again costs the
+    // same instructions but for the free-chunk layout the previous request
+    // left (seen: 66 of 27,400 instructions, after an allowed request versus
+    // after a denied one). Each cost recurs and none grows.
+    for (request, first) in [(&allow, allowed.fuel), (&deny, denied.fuel)] {
+        let again: Vec<u64> = (0..4).map(|_| host.request(request).fuel).collect();
+        assert!(again.contains(&first), "{first} then {again:?}");
+        assert!(again.iter().all(|&f| f.abs_diff(first) < first / 100), "{again:?}");
+    }
 
     for (label, out) in [("allow", &allowed), ("deny", &denied)] {
         eprintln!(
