@@ -24,7 +24,8 @@ pub struct Context<'a> {
     pub apikey: Lenient<Apikey>,
     /// The user an Otoroshi auth module logged in, light form; or null.
     pub user: Lenient<User>,
-    pub attrs: Lenient<Attrs>,
+    #[serde(borrow)]
+    pub attrs: Lenient<Attrs<'a>>,
     /// `transform_request` only: the request Otoroshi is about to send upstream.
     pub otoroshi_request: Lenient<OtoroshiRequest>,
 }
@@ -70,10 +71,13 @@ pub struct User {
     pub name: Text,
 }
 
-/// The request attributes Otoroshi shares with plugins.
+/// The request attributes Otoroshi shares with plugins (its `TypedMap`,
+/// serialized by `ConcurrentMutableTypedMap.json` in
+/// `otoroshi/app/utils/typedmap.scala`: each key by its display name, a
+/// `JsValue` as is).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Attrs {
+pub struct Attrs<'a> {
     /// The full apikey (with `readOnly` and `_loc`).
     #[serde(rename = "otoroshi.core.ApiKey")]
     pub apikey: Lenient<FullApikey>,
@@ -83,6 +87,11 @@ pub struct Attrs {
     /// The same, as an ISO 8601 date-time with offset.
     #[serde(rename = "otoroshi.core.RequestTimestamp")]
     pub request_timestamp: Text,
+    /// The payload of the token Otoroshi's JWT verifier accepted
+    /// (`otoroshi.plugins.Keys.MatchedInputTokenKey`), kept raw: only
+    /// [`crate::token`] reads it, and only when a token source is configured.
+    #[serde(rename = "otoroshi.core.MatchedInputToken", borrow)]
+    pub matched_input_token: Option<&'a RawValue>,
 }
 
 /// The fields of Otoroshi's full apikey that the shell reads.

@@ -15,18 +15,23 @@
 //! - [`settings`]: `config.config` → [`tenantgate_policy::config::PluginConfig`] plus the
 //!   Otoroshi-only options.
 //! - [`shell`]: the exports' logic, pure (bytes in, bytes out).
+//! - [`token`]: the payload Otoroshi's JWT verifier accepted, read from the
+//!   request's attributes (`sources.token`).
 //! - `exports` (wasm32 only): the `extern "C"` exports over `extism-pdk`.
 //!
 //! Identity: the request's own credentials exactly as in Envoy (API key
-//! headers, then the query parameter; the user header; the tenant selector),
-//! and Otoroshi's validated apikey and user, placed in the snapshot by its
-//! Otoroshi extension (`apps[].otoroshi_client_ids`, `users[].otoroshi_emails`)
-//! or, with `otoroshi.loc_fallback`, an unnamed apikey by its `_loc`. Ranking:
-//! Otoroshi's apikey, the request's API key, Otoroshi's user, the user header.
+//! headers, then the query parameter; the user header; the tenant selector);
+//! with `sources.token`, the token Otoroshi's JWT verifier accepted instead of
+//! a user header; and Otoroshi's validated apikey and user, placed in the
+//! snapshot by its Otoroshi extension (`apps[].otoroshi_client_ids`,
+//! `users[].otoroshi_emails`) or, with `otoroshi.loc_fallback`, an unnamed
+//! apikey by its `_loc`. Ranking: Otoroshi's apikey, the request's API key,
+//! the verified token, Otoroshi's user, the user header.
 
 pub mod input;
 pub mod settings;
 pub mod shell;
+pub mod token;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod baked;

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use tenantgate_policy::config::{PluginConfig, SnapshotSource};
+use tenantgate_policy::token::TokenSource;
 use tenantgate_policy::{Annotations, Mode, Snapshot, Sources};
 
 /// The key of `config.config` that only the Otoroshi shell reads.
@@ -63,6 +64,10 @@ pub struct Settings<'b> {
     pub options: OtoroshiOptions,
     /// Annotations beyond the contract's set (`annotations.plan`).
     pub annotations: Annotations,
+    /// `sources.token` (x3): identity from the token Otoroshi's JWT verifier
+    /// accepted ([`crate::token`]). Its Envoy-only fields
+    /// (`metadata_namespace`, `payload_key`) are not read here.
+    pub token: Option<TokenSource>,
 }
 
 /// Why the settings are unusable. The text is for operators (`check_config`),
@@ -147,6 +152,7 @@ fn parse<'b>(text: &str, baked: Option<&'b [u8]>) -> Result<Settings<'b>, Settin
         policy,
         options,
         annotations: config.annotations,
+        token: config.token,
     })
 }
 

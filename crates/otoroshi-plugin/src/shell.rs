@@ -7,12 +7,14 @@
 
 use super::input::{self, Context, Headers};
 use super::settings::{self, Policy, Settings};
+use super::token;
 use serde::Serialize;
 use std::borrow::Cow;
 use tenantgate_policy::binary::{self, Wanted};
 use tenantgate_policy::text::principal_text;
+use tenantgate_policy::token::{TokenMode, TokenSource, VerifiedToken};
 use tenantgate_policy::{
-    decide, Context as DecisionContext, GatewayCaller, GatewayLocation, Verdict,
+    decide, Context as DecisionContext, GatewayCaller, GatewayLocation, TokenCaller, Verdict,
 };
 use tenantgate_policy::{is_annotation_header, Mode};
 use tenantgate_policy::{Decision, HeaderMap, Reason, Request, Snapshot, Sources, Timestamp};
@@ -174,6 +176,10 @@ pub fn check_config(input: &[u8], baked: Option<&[u8]>) -> Vec<u8> {
                 "api_keys": stats.map(|s| s.api_keys),
                 "routes": stats.map(|s| s.routes),
                 "loc_fallback": settings.options.loc_fallback,
+                "token": settings.token.as_ref().map(|t| match t.mode {
+                    TokenMode::Identity => "identity",
+                    TokenMode::Asserted => "asserted",
+                }),
             })
         }
         Err(error) => serde_json::json!({"ok": false, "error": error}),
@@ -344,6 +350,10 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
     let path = path_and_query(ctx);
     let request = Request::from_parts(&settings.sources, method, host, path.as_bytes(), &headers.0);
     let gateway = GatewayIdentity::of(ctx, settings);
+    // Only with a token source: the payload Otoroshi's verifier accepted.
+    let token: Option<(&TokenSource, VerifiedToken)> = settings.token.as_ref().and_then(|source| {
+        token::verified(ctx.attrs.0.matched_input_token, source).map(|claims| (source, claims))
+    });
     let partial;
     let snapshot = match &settings.policy {
         Policy::Whole(snapshot) => snapshot,
@@ -351,6 +361,13 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
             let mut wanted = Wanted::of(&request);
             if let Some(gateway) = &gateway {
                 gateway.wanted(&mut wanted);
+            }
+            if let Some((source, Ok(claims))) = &token {
+                wanted.token_user = Some(&claims.user);
+                if source.mode == TokenMode::Asserted {
+                    wanted.token_tenant = claims.tenant.as_deref();
+                    wanted.asserted = true;
+                }
             }
             match binary::decode_for(bytes, &wanted) {
                 Ok(snapshot) => {
@@ -375,10 +392,14 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
         );
     };
     let caller = gateway.map(|g| g.caller(snapshot));
+    let token_caller =
+        token.map(|(source, claims)| TokenCaller::resolve(snapshot, &claims, source));
     let decision = decide(
         snapshot,
         &request,
-        &DecisionContext::new(now, settings.environment.as_deref()).with_gateway(caller.as_ref()),
+        &DecisionContext::new(now, settings.environment.as_deref())
+            .with_gateway(caller.as_ref())
+            .with_token(token_caller.as_ref()),
     );
     outcome_of(&decision, settings)
 }
@@ -563,6 +584,76 @@ mod tests {
             serde_json::from_slice(&check_config(br#"{"mode": "block"}"#, None)).unwrap();
         assert_eq!(bad["ok"], false);
         assert!(bad["error"].as_str().unwrap().contains("mode"));
+    }
+
+    #[test]
+    fn the_verified_payload_in_the_attributes_is_the_identity_and_no_header_is() {
+        let demo: Value = serde_json::from_str(DEMO).unwrap();
+        let compiled = tenantgate_policy::config::encode_base64(&binary::encode(
+            &tenantgate_policy::load_snapshot(DEMO).unwrap(),
+        ));
+        let token =
+            |mode: &str| json!({"mode": mode, "tenant_claim": "org", "roles_claim": "roles"});
+        // An unverified token and payload-looking headers, which a client can send.
+        let forged = json!({"Host": "localhost",
+            "Authorization": "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lkcC5nbG9iZXguZXhhbXBsZSIsInN1YiI6ImFsaWNlIn0.",
+            "otoroshi.core.MatchedInputToken": r#"{"iss":"https://idp.globex.example","sub":"alice"}"#,
+            "x-user-id": "alice"});
+        for snapshot in [json!({"inline": demo}), json!({"compiled": compiled})] {
+            let settings = |mode: &str| json!({"environment": "prod", "snapshot": snapshot.clone(), "sources": {"token": token(mode)}});
+            let run = |mode: &str, path: &str, payload: Option<Value>| {
+                let mut attrs =
+                    json!({"otoroshi.core.RequestTimestamp": "2026-12-01T01:00:00.000+01:00"});
+                if let Some(payload) = payload {
+                    attrs[token::PAYLOAD_ATTRIBUTE] = payload;
+                }
+                let request = json!({"method": "GET", "uri": path, "headers": forged});
+                call_access(&context(settings(mode), request, json!({"attrs": attrs})))
+            };
+            let alice = json!({"iss": "https://idp.globex.example", "sub": "alice"});
+            assert_eq!(
+                run("identity", "/orders/1", Some(alice)),
+                json!({"result": true})
+            );
+            for (payload, code) in [
+                (None, "missing_credentials: "),
+                (Some(Value::Null), "missing_credentials: "),
+                (Some(json!("eyJ.eyJ.sig")), "invalid_token_claims: "),
+                (
+                    Some(json!({"iss": "https://login.initech.example", "sub": "bob"})),
+                    "issuer_not_trusted: ",
+                ),
+            ] {
+                let out = run("identity", "/orders/1", payload.clone());
+                assert_eq!(out["result"], false, "{payload:?}");
+                assert!(
+                    out["error"]["message"].as_str().unwrap().starts_with(code),
+                    "{payload:?}: {out}"
+                );
+            }
+            // Asserted: the claimed tenant and roles, found in the compiled
+            // form by the partial decode.
+            let sso = json!({"iss": "https://idp.globex.example", "sub": "sso-7", "org": "acme-corp", "roles": ["api-consumer"]});
+            assert_eq!(
+                run("asserted", "/catalog/items", Some(sso)),
+                json!({"result": true})
+            );
+            let unknown = json!({"iss": "https://idp.globex.example", "sub": "sso-7", "org": "acme", "roles": ["superuser"]});
+            let out = run("asserted", "/catalog/items", Some(unknown));
+            assert!(
+                out["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("unknown_role: "),
+                "{out}"
+            );
+        }
+        let checked: Value = serde_json::from_slice(&check_config(
+            br#"{"sources": {"token": {"mode": "asserted", "tenant_claim": "org"}}}"#,
+            None,
+        ))
+        .unwrap();
+        assert_eq!(checked["token"], "asserted");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 
 const DEMO: &str = include_str!("../../../policies/demo.json");
 const TABLE: &str = include_str!("../../../testdata/cases/demo_decisions.json");
+const TOKEN_TABLE: &str = include_str!("../../../testdata/cases/token_decisions.json");
 const ACCESS_CONTEXT: &str = include_str!("../../../testdata/otoroshi/access-context.json");
 const ROUTE: &str = include_str!("../../../testdata/otoroshi/route.json");
 const APIKEY_LIGHT: &str = include_str!("../../../testdata/otoroshi/apikey-light.json");
@@ -734,6 +735,92 @@ fn a_client_cannot_name_itself_a_user_and_a_display_name_names_nobody() {
     }
 }
 
+/// With `sources.token`, only the payload Otoroshi's verifier left in the
+/// attributes is read: never a token or payload the client sends (the
+/// `Authorization` header, a header or query parameter named like the
+/// attribute), and never the raw token attribute decoded by us.
+#[test]
+fn a_client_sent_token_or_payload_is_never_the_identity() {
+    let alice = json!({"iss": "https://idp.globex.example", "sub": "alice"});
+    let bob = json!({"iss": "https://login.initech.example", "sub": "bob"});
+    let bearer = format!("Bearer {}", unsigned_token(&alice));
+    let alice_text = alice.to_string();
+    let forged = [
+        ("Authorization", bearer.as_str()),
+        ("otoroshi.core.MatchedInputToken", alice_text.as_str()),
+        ("x-jwt-payload", alice_text.as_str()),
+        ("x-user-id", "alice"),
+    ];
+    let query = format!(
+        "/orders/1?access_token={}&otoroshi.core.MatchedInputToken=x",
+        unsigned_token(&alice)
+    );
+    for snapshot in both_forms(demo()) {
+        let mut config = snapshot.clone();
+        config["sources"] = json!({"token": {}});
+        for uri in ["/orders/1", query.as_str()] {
+            let req = Req {
+                headers: &forged,
+                ..get(uri)
+            };
+            // No verifier ran: no token, whatever the request carries.
+            assert_eq!(
+                denied(&call("access", &access_context(&config, &req))),
+                (401, "missing_credentials".into()),
+                "{uri}"
+            );
+            let out = call("transform_request", &transform_context(&config, &req));
+            assert_eq!(out["headers"].get("x-principal"), None, "{out}");
+            // Otoroshi's raw token attribute alone is not decoded.
+            let raw_only = with(
+                access_context(&config, &req),
+                "/attrs/otoroshi.core.MatchedRawInputToken",
+                unsigned_token(&alice).into(),
+            );
+            assert_eq!(
+                denied(&call("access", &raw_only)),
+                (401, "missing_credentials".into())
+            );
+            // The verified payload names bob (initech's issuer): the
+            // client's alice does not count, in access or transform.
+            let verified = with_verified_token(access_context(&config, &req), &bob);
+            let mut verified = verified;
+            verified["request"]["headers"]["Authorization"] = bearer.clone().into();
+            assert_eq!(
+                denied(&call("access", &verified)),
+                (403, "issuer_not_trusted".into())
+            );
+            let reports = Req {
+                headers: &forged,
+                ..get("/reports/q3")
+            };
+            let mut tctx = with_verified_token(transform_context(&config, &reports), &bob);
+            tctx["request"]["headers"]["Authorization"] = bearer.clone().into();
+            let headers = call("transform_request", &tctx)["headers"].clone();
+            assert_eq!(headers["x-principal"], "user:bob");
+            assert_eq!(headers["x-tenant-id"], "initech");
+        }
+        // Otoroshi's attribute of an unexpected shape, or too large: 401
+        // invalid_token_claims, not a pass and not an absent token.
+        let req = get("/orders/1");
+        for payload in [
+            json!(unsigned_token(&alice)),
+            json!([alice.clone()]),
+            json!({"iss": "https://idp.globex.example", "sub": "alice", "pad": "x".repeat(40_000)}),
+        ] {
+            let ctx = with(
+                access_context(&config, &req),
+                "/attrs/otoroshi.core.MatchedInputToken",
+                payload,
+            );
+            assert_eq!(
+                denied(&call("access", &ctx)),
+                (401, "invalid_token_claims".into())
+            );
+        }
+    }
+}
+
 #[test]
 fn a_path_spelled_differently_reaches_the_nested_route_in_otoroshi_too() {
     let demo_settings = settings(demo());
@@ -877,7 +964,8 @@ fn the_shared_decision_table_through_the_otoroshi_build() {
         ("baked", json!({}), &baked),
     ];
     for (form, settings, plugin) in forms {
-        let failures = table_failures(&settings, plugin);
+        let (count, failures) = table_failures(TABLE, &settings, plugin);
+        assert!(count >= 80, "the table lost cases: {count}");
         assert!(
             failures.is_empty(),
             "{} cases differ through the Otoroshi build, snapshot {form}:\n{}",
@@ -887,8 +975,91 @@ fn the_shared_decision_table_through_the_otoroshi_build() {
     }
 }
 
-fn table_failures(settings: &Value, plugin: &CompiledPlugin) -> Vec<String> {
-    let table: Value = serde_json::from_str(TABLE).unwrap();
+/// The verified-token table (`testdata/cases/token_decisions.json`, both
+/// modes) through the Otoroshi build: each case's payload where Otoroshi's
+/// JWT verifier leaves it ([`with_verified_token`]), the snapshot inline,
+/// compiled (the partial decode finds the token's user, tenant, groups and
+/// roles) and baked.
+#[test]
+fn the_token_table_through_the_otoroshi_build() {
+    let demo = demo();
+    let baked = baked(&demo);
+    let forms = [
+        ("inline", json!({"snapshot": {"inline": demo}}), compiled()),
+        (
+            "compiled",
+            json!({"snapshot": {"compiled": compiled_base64(&demo)}}),
+            compiled(),
+        ),
+        ("baked", json!({}), &baked),
+    ];
+    for (form, settings, plugin) in forms {
+        let (count, failures) = table_failures(TOKEN_TABLE, &settings, plugin);
+        assert!(count >= 25, "the token table lost cases: {count}");
+        assert!(
+            failures.is_empty(),
+            "{} of {count} token cases differ through the Otoroshi build, snapshot {form}:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// A raw token for `payload`, shaped like one (header, payload, signature in
+/// base64) but signed by nobody: what a client can send.
+fn unsigned_token(payload: &Value) -> String {
+    let part = |v: &Value| {
+        tenantgate_policy::config::encode_base64(v.to_string().as_bytes())
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_")
+    };
+    format!("{}.{}.c2ln", part(&json!({"alg": "RS256"})), part(payload))
+}
+
+/// `ctx` as Otoroshi leaves it once a JWT verifier (`JwtVerification`,
+/// `JwtVerificationOnly`) placed before tenantgate accepted a token whose
+/// payload is `payload`: `JwtVerifier.internalVerifySync`
+/// (otoroshi/app/models/JWTVerifier.scala) puts the payload object under
+/// `otoroshi.core.MatchedInputToken` and the raw token under
+/// `otoroshi.core.MatchedRawInputToken` (and the same as output tokens), the
+/// plug-in the `JwtInjection` (written as its `toString`:
+/// otoroshi/app/utils/typedmap.scala), and the request still carries the
+/// token in its `Authorization` header.
+fn with_verified_token(mut ctx: Value, payload: &Value) -> Value {
+    let raw = unsigned_token(payload);
+    let attrs = ctx["attrs"].as_object_mut().unwrap();
+    for (key, value) in [
+        ("otoroshi.core.MatchedInputToken", payload.clone()),
+        ("otoroshi.core.MatchedOutputToken", payload.clone()),
+        ("otoroshi.core.MatchedRawInputToken", raw.clone().into()),
+        ("otoroshi.core.MatchedRawOutputToken", raw.clone().into()),
+        (
+            "otoroshi.next.core.JwtInjection",
+            "JwtInjection(Some(com.auth0.jwt.JWTDecoder@5c3b6c6e),List(),List(),List(),List())"
+                .into(),
+        ),
+    ] {
+        attrs.insert(key.into(), value);
+    }
+    let headers = ctx["request"]["headers"].as_object_mut().unwrap();
+    headers.insert("Authorization".into(), format!("Bearer {raw}").into());
+    if let Some(out) = ctx
+        .get_mut("otoroshi_request")
+        .and_then(|r| r["headers"].as_object_mut())
+    {
+        out.insert("Authorization".into(), format!("Bearer {raw}").into());
+    }
+    ctx
+}
+
+/// Runs a decision table (`text`) through `plugin` with `settings`; the count
+/// of cases and the failures. A table with `config.sources` (the token
+/// table) runs with those sources, each case in its `token_mode`, its
+/// `token` placed where Otoroshi's JWT verifier leaves it; otherwise the
+/// users come from `x-user-id`.
+fn table_failures(text: &str, settings: &Value, plugin: &CompiledPlugin) -> (usize, Vec<String>) {
+    let table: Value = serde_json::from_str(text).unwrap();
     let defaults = &table["defaults"];
     let cases = table["cases"].as_array().unwrap();
     let mut failures = Vec::new();
@@ -898,9 +1069,17 @@ fn table_failures(settings: &Value, plugin: &CompiledPlugin) -> Vec<String> {
             continue;
         }
         let mut config = settings.clone();
-        // The table's users come from `x-user-id`: in Otoroshi the operator
-        // opts into that header (a module in front sets it).
-        config["sources"] = json!({"user_header": "x-user-id"});
+        match table["config"].get("sources") {
+            Some(sources) => {
+                config["sources"] = sources.clone();
+                if let Some(mode) = case.get("token_mode") {
+                    config["sources"]["token"]["mode"] = mode.clone();
+                }
+            }
+            // The table's users come from `x-user-id`: in Otoroshi the
+            // operator opts into that header (a module in front sets it).
+            None => config["sources"] = json!({"user_header": "x-user-id"}),
+        }
         if let Some(env) = field(case, defaults, "environment") {
             config["environment"] = env.into();
         }
@@ -922,12 +1101,18 @@ fn table_failures(settings: &Value, plugin: &CompiledPlugin) -> Vec<String> {
             headers: &headers,
         };
         let now = field(case, defaults, "now").unwrap();
-        let set_clock = |ctx: Value| with(ctx, "/attrs/otoroshi.core.RequestTimestamp", now.into());
-        let access = call_on(plugin, "access", &set_clock(access_context(&config, &req)));
+        let prepare = |ctx: Value| {
+            let ctx = with(ctx, "/attrs/otoroshi.core.RequestTimestamp", now.into());
+            match case.get("token") {
+                Some(payload) => with_verified_token(ctx, payload),
+                None => ctx,
+            }
+        };
+        let access = call_on(plugin, "access", &prepare(access_context(&config, &req)));
         let transform = call_on(
             plugin,
             "transform_request",
-            &set_clock(transform_context(&config, &req)),
+            &prepare(transform_context(&config, &req)),
         );
         let expect = &case["expect"];
         let status = expect["status"].as_u64().unwrap();
@@ -979,12 +1164,26 @@ fn table_failures(settings: &Value, plugin: &CompiledPlugin) -> Vec<String> {
                 }
             }
         }
+        if let (true, Some(Value::Array(want))) = (status == 200, expect.get("roles")) {
+            let got: Vec<Value> = added
+                .get("x-tenant-roles")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(|r| json!(r))
+                .collect();
+            if got != *want {
+                fail(format!(
+                    "x-tenant-roles is {got:?}, the table says {want:?}"
+                ));
+            }
+        }
         if !forwarded && !added.is_empty() {
             fail(format!("a denied request was annotated: {added:?}"));
         }
     }
-    assert!(cases.len() >= 80, "the table lost cases");
-    failures
+    (cases.len(), failures)
 }
 
 /// The names in a module's import section.
