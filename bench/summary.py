@@ -145,16 +145,18 @@ def load_fuel():
         with open(os.path.join(BENCH, "fuel.txt")) as f:
             text = f.read()
     except OSError:
-        return None, None
-    allow = re.search(r"fuel_allow=(\d+)", text)
-    deny = re.search(r"fuel_deny=(\d+)", text)
-    return (int(allow.group(1)) if allow else None, int(deny.group(1)) if deny else None)
+        return {}
+    found = {}
+    for name in ["allow", "deny", "token", "logged"]:
+        match = re.search(r"fuel_%s=(\d+)" % name, text)
+        found[name] = int(match.group(1)) if match else None
+    return found
 
 
 def main():
     engines = load_json("engines.json") or {}
     envoy = load_json("envoy.json") or {}
-    fuel_allow, fuel_deny = load_fuel()
+    fuel = load_fuel()
     fleet, fleet_missing = load_with_reason("fleet.json")
     startup, startup_missing = load_with_reason("startup.json")
     scale, scale_missing = load_with_reason("scale.json")
@@ -177,7 +179,8 @@ def main():
     wasm_path = os.path.join(ROOT, "dist", "tenantgate.wasm")
     summary = {
         "engine": engine,
-        "wasm": {"fuel_allow": fuel_allow, "fuel_deny": fuel_deny},
+        "wasm": {"fuel_allow": fuel.get("allow"), "fuel_deny": fuel.get("deny"),
+                 "fuel_token": fuel.get("token"), "fuel_logged": fuel.get("logged")},
         "envoy": envoy_summary,
         "memory": {
             k: memory.get(k)
@@ -359,6 +362,8 @@ def write_markdown(s, engines, envoy, fleet=None, startup=None):
         "",
         f"- allowed API-key request: {fmt(s['wasm']['fuel_allow'])}",
         f"- denied request: {fmt(s['wasm']['fuel_deny'])}",
+        f"- allowed request identified by a verified token (issue 13, `sources.token`): {fmt(s['wasm'].get('fuel_token'))}",
+        f"- allowed API-key request with its decision log line written (issue 14, `decision_log`): {fmt(s['wasm'].get('fuel_logged'))}",
         "",
         "## Envoy end to end (median of interleaved rounds; Envoy on core 0, wrk on core 1)",
         "",

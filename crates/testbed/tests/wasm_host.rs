@@ -501,7 +501,10 @@ fn fuel_per_request() {
     for (request, first) in [(&allow, allowed.fuel), (&deny, denied.fuel)] {
         let again: Vec<u64> = (0..4).map(|_| host.request(request).fuel).collect();
         assert!(again.contains(&first), "{first} then {again:?}");
-        assert!(again.iter().all(|&f| f.abs_diff(first) < first / 100), "{again:?}");
+        assert!(
+            again.iter().all(|&f| f.abs_diff(first) < first / 100),
+            "{again:?}"
+        );
     }
 
     for (label, out) in [("allow", &allowed), ("deny", &denied)] {
@@ -525,4 +528,79 @@ fn fuel_per_request() {
         allowed.fuel,
         denied.fuel
     );
+}
+
+/// The pairs encoding Envoy 1.40 hands over for a map property.
+fn pairs(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = (entries.len() as u32).to_le_bytes().to_vec();
+    for (name, value) in entries {
+        out.extend((name.len() as u32).to_le_bytes());
+        out.extend((value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in entries {
+        for part in [name, value] {
+            out.extend(part.as_bytes());
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// What identity from a verified token (issue 13) and decision logs (issue
+/// 14) cost in wasm instructions, against an API key request allowed with
+/// neither: the figures `make bench` reports (`fuel_token=`, `fuel_logged=`).
+#[test]
+fn fuel_of_token_identity_and_decision_logs() {
+    let mut config: Value = serde_json::from_str(&plugin_config("enforce", Some("prod"))).unwrap();
+    config["sources"] = json!({"token": {}});
+    let mut token_host = Host::dist();
+    assert!(token_host.configure(&config.to_string()));
+    let path = b"metadata\0filter_metadata\0envoy.filters.http.jwt_authn\0jwt_payload";
+    let payload = pairs(&[
+        ("iss", "https://idp.globex.example"),
+        ("sub", "alice"),
+        ("exp", "\0\0\0\0\0\0\0A"),
+    ]);
+    let request = envoy_headers("GET", "/orders/1", "localhost", &[]);
+    let mut token = || token_host.request_with_property(&request, Some((path, &payload)));
+    for _ in 0..3 {
+        token();
+    }
+    let by_token = token();
+    assert_eq!(by_token.local_response, None, "{:?}", by_token.logs);
+    assert_eq!(by_token.host_calls.get("proxy_get_property"), Some(&1));
+
+    let mut config: Value = serde_json::from_str(&plugin_config("enforce", Some("prod"))).unwrap();
+    config["decision_log"] = json!({"allow_sample_rate": 1.0});
+    let mut logging_host = Host::dist();
+    assert!(logging_host.configure(&config.to_string()));
+    let key = envoy_headers(
+        "GET",
+        "/orders/1",
+        "localhost",
+        &[("x-api-key", "demo-storefront-key")],
+    );
+    for _ in 0..3 {
+        logging_host.request(&key);
+    }
+    let logged = logging_host.request(&key);
+    assert!(
+        logged
+            .logs
+            .iter()
+            .any(|l| l.1.contains("tenantgate.decision {")),
+        "{:?}",
+        logged.logs
+    );
+
+    let mut plain_host = demo_host();
+    for _ in 0..3 {
+        plain_host.request(&key);
+    }
+    let plain = plain_host.request(&key);
+    eprintln!(
+        "fuel_key={} fuel_token={} fuel_logged={}",
+        plain.fuel, by_token.fuel, logged.fuel
+    );
+    assert!(by_token.fuel < 2 * plain.fuel && logged.fuel < 2 * plain.fuel);
 }

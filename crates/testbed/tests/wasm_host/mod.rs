@@ -213,6 +213,8 @@ struct State {
     response_headers: HeaderMap,
     /// Properties of the current stream.
     stream_properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// A property the next request starts with ([`Host::request_with_property`]).
+    preset_property: Option<(Vec<u8>, Vec<u8>)>,
     now_nanos: u64,
     rng: u64,
     metrics: Vec<(String, MetricKind, i64)>,
@@ -919,6 +921,7 @@ impl Host {
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             stream_properties: HashMap::new(),
+            preset_property: None,
             now_nanos: DEFAULT_NOW_NANOS,
             rng: 0x7e4a_47a7_e000_0001,
             metrics: Vec::new(),
@@ -1067,10 +1070,22 @@ impl Host {
     /// One request through the filter (see the module docs for the callbacks);
     /// panics if the module traps.
     pub fn request(&mut self, headers: &[(&str, &str)]) -> Outcome {
+        self.request_with_property(headers, None)
+    }
+
+    /// [`Host::request`] with one stream property set before the filter runs
+    /// (`path` NUL-separated, as the ABI passes it): the dynamic metadata a
+    /// filter before it (`jwt_authn`) left.
+    pub fn request_with_property(
+        &mut self,
+        headers: &[(&str, &str)],
+        property: Option<(&[u8], &[u8])>,
+    ) -> Outcome {
         let pairs: Vec<(&[u8], &[u8])> = headers
             .iter()
             .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
             .collect();
+        self.store.data_mut().preset_property = property.map(|(p, v)| (p.to_vec(), v.to_vec()));
         self.try_request(&pairs).unwrap()
     }
 
@@ -1087,6 +1102,9 @@ impl Host {
                 .collect();
             state.response_headers = vec![(b":status".to_vec(), b"200".to_vec())];
             state.stream_properties.clear();
+            if let Some((path, value)) = state.preset_property.take() {
+                state.stream_properties.insert(path, value);
+            }
             state.record = Outcome::default();
         }
         let mut outcome = Outcome::default();
