@@ -43,4 +43,8 @@ mod plugin;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod root;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod shadow;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod source;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod stream;

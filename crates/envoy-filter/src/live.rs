@@ -44,6 +44,12 @@ impl SharedKeys {
         }
     }
 
+    /// The keys of a shadow source (issue 14): apart from a live source's
+    /// even when both name the same cluster and path.
+    pub fn shadow(cluster: &str, path: &str) -> SharedKeys {
+        SharedKeys::new(&format!("shadow:{cluster}"), path)
+    }
+
     /// Bucket `i` of the key tier in `slot`.
     pub fn bucket(&self, slot: u8, i: u32) -> String {
         format!("{}:keys:{slot}:{i}", self.prefix)

@@ -32,6 +32,35 @@ impl Deferred {
     }
 }
 
+/// The fetch and swap counters of one snapshot source:
+/// `<prefix>.fetch.ok|not_modified|failed|invalid` and `<prefix>.snapshot.swaps`.
+pub struct FetchCounters {
+    pub swaps: Option<u32>,
+    pub fetch_ok: Option<u32>,
+    pub fetch_not_modified: Option<u32>,
+    pub fetch_failed: Option<u32>,
+    pub fetch_invalid: Option<u32>,
+}
+
+impl FetchCounters {
+    pub fn define(prefix: &str) -> FetchCounters {
+        let named = |name: &str| counter(&format!("{prefix}.{name}"));
+        FetchCounters {
+            swaps: named("snapshot.swaps"),
+            fetch_ok: named("fetch.ok"),
+            fetch_not_modified: named("fetch.not_modified"),
+            fetch_failed: named("fetch.failed"),
+            fetch_invalid: named("fetch.invalid"),
+        }
+    }
+
+    pub fn bump(&self, id: Option<u32>) {
+        if let Some(id) = id {
+            let _ = abi::increment_metric(id, 1);
+        }
+    }
+}
+
 /// Metric ids. `None` where the host refused a definition: metrics are best
 /// effort and never fail a request.
 pub struct Metrics {
@@ -42,11 +71,6 @@ pub struct Metrics {
     /// (or if it cannot be), they go to the host at once.
     deferring: Cell<bool>,
     pub fail_open: Option<u32>,
-    pub swaps: Option<u32>,
-    pub fetch_ok: Option<u32>,
-    pub fetch_not_modified: Option<u32>,
-    pub fetch_failed: Option<u32>,
-    pub fetch_invalid: Option<u32>,
     pub snapshot_age_ms: Option<u32>,
     pub lookup_hit: Option<u32>,
     pub lookup_miss: Option<u32>,
@@ -78,11 +102,6 @@ impl Metrics {
             audit_would_deny: per_reason("tenantgate.audit_would_deny"),
             deferring: Cell::new(false),
             fail_open: counter("tenantgate.fail_open"),
-            swaps: counter("tenantgate.snapshot.swaps"),
-            fetch_ok: counter("tenantgate.fetch.ok"),
-            fetch_not_modified: counter("tenantgate.fetch.not_modified"),
-            fetch_failed: counter("tenantgate.fetch.failed"),
-            fetch_invalid: counter("tenantgate.fetch.invalid"),
             snapshot_age_ms: abi::define_metric(MetricKind::Gauge, "tenantgate.snapshot.age_ms")
                 .ok(),
             lookup_hit: counter("tenantgate.key_lookup.cache_hit"),

@@ -6,16 +6,16 @@
 
 use super::abi::{self, Level};
 use super::key_lookup::KeyLookups;
-use super::live::{self, Meta, SharedKeys, TierRef};
-use super::metrics::{self, Metrics};
-use super::tier_cache::{Cached, TierCache, ABSENT_ENTRIES, FOUND_ENTRIES};
+use super::live::TierRef;
+use super::metrics::Metrics;
+use super::shadow::Shadow;
+use super::source::{Source, SourceKind};
 use crate::claims::TokenRead;
 use crate::decision_log::DecisionLogger;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
-use tenantgate_policy::binary::tier::{self, TierError};
 use tenantgate_policy::config::{FailPolicy, FilterState, KeyLookup};
-use tenantgate_policy::{self as policy, Annotations, ExternalKey, Mode, Snapshot, Sources};
+use tenantgate_policy::{Annotations, ExternalKey, Mode, Snapshot, Sources};
 
 /// A compiled snapshot, the ETag it was fetched with, and its signed
 /// sequence (`None`: unsigned).
@@ -53,28 +53,18 @@ pub struct Plugin {
     pub token: Option<TokenRead>,
     /// Decision logs, if configured.
     pub decision_log: Option<DecisionLogger>,
-    current: RefCell<Option<Rc<Loaded>>>,
-    /// When the source last confirmed the current snapshot (remote sources only).
-    pub confirmed_ms: Cell<Option<i64>>,
-    /// Shared-data keys of the remote source, if any.
-    pub remote_keys: Option<SharedKeys>,
-    /// A published etag this VM could not compile; not retried until it changes.
-    rejected_etag: RefCell<Option<String>>,
+    /// The snapshot decisions are enforced with.
+    pub live: Source,
+    /// The shadow revision compared with it, if configured.
+    pub shadow: Option<Shadow>,
     pub lookups: RefCell<KeyLookups<Rc<ExternalKey>>>,
-    /// The keys this worker has read from the key tier.
-    tier_keys: RefCell<TierCache<Rc<ExternalKey>>>,
-    /// The tier generation last logged as unreadable: logged once, not by
-    /// every request that meets it.
-    broken_tier_logged: Cell<Option<u64>>,
     pub metrics: Metrics,
 }
 
 impl Plugin {
     pub fn new(root_id: u32, config: tenantgate_policy::config::PluginConfig) -> Plugin {
-        let remote_keys = match &config.snapshot {
-            tenantgate_policy::config::SnapshotSource::Remote(remote) => {
-                Some(SharedKeys::new(&remote.cluster, &remote.path))
-            }
+        let remote = match &config.snapshot {
+            tenantgate_policy::config::SnapshotSource::Remote(remote) => Some(remote),
             _ => None,
         };
         let limits = config.key_lookup.as_ref().map_or(
@@ -92,19 +82,11 @@ impl Plugin {
             key_lookup: config.key_lookup,
             token: config.token.map(TokenRead::new),
             decision_log: config.decision_log.map(DecisionLogger::new),
-            current: RefCell::new(None),
-            confirmed_ms: Cell::new(None),
-            remote_keys,
-            rejected_etag: RefCell::new(None),
+            live: Source::new(SourceKind::Live, remote),
+            shadow: config.shadow.as_ref().map(Shadow::new),
             lookups: RefCell::new(KeyLookups::new(limits)),
-            tier_keys: RefCell::new(TierCache::new(FOUND_ENTRIES, ABSENT_ENTRIES)),
-            broken_tier_logged: Cell::new(None),
             metrics: Metrics::define(),
         }
-    }
-
-    pub fn current(&self) -> Option<Rc<Loaded>> {
-        self.current.try_borrow().ok().and_then(|c| c.clone())
     }
 
     /// The snapshot to decide with: absent, or older than `max_staleness_ms`,
@@ -115,7 +97,10 @@ impl Plugin {
             self.pick_up();
         }
         let current = self.current()?;
-        match (self.fail_policy.max_staleness_ms, self.confirmed_ms.get()) {
+        match (
+            self.fail_policy.max_staleness_ms,
+            self.live.confirmed_ms.get(),
+        ) {
             (Some(max), Some(confirmed))
                 if now_ms.saturating_sub(confirmed) > i64::try_from(max).unwrap_or(i64::MAX) =>
             {
@@ -125,135 +110,24 @@ impl Plugin {
         }
     }
 
-    /// Makes `loaded` current; `compile_ms` is how long loading took.
-    pub fn install(&self, loaded: Loaded, compile_ms: i64) {
-        let Ok(mut current) = self.current.try_borrow_mut() else {
-            return;
-        };
-        if let Some(old) = current.replace(Rc::new(loaded)) {
-            metrics::publish_revision_gauge(old.snapshot.revision(), 0);
-        }
-        if let Some(new) = current.as_ref() {
-            metrics::publish_snapshot_gauges(&new.snapshot);
-            let stats = new.snapshot.stats();
-            abi::log(
-                Level::Info,
-                &format!(
-                    "tenantgate: snapshot `{}` loaded ({} organizations, {} api keys, {} of them in this VM, {} routes) in {compile_ms} ms; linear memory {} bytes",
-                    new.snapshot.revision(),
-                    stats.organizations,
-                    stats.api_keys,
-                    new.snapshot.keys_held(),
-                    stats.routes,
-                    linear_memory_bytes(),
-                ),
-            );
-        }
-        self.metrics.bump(self.metrics.swaps);
+    /// The live snapshot.
+    pub fn current(&self) -> Option<Rc<Loaded>> {
+        self.live.current()
     }
 
-    /// Adopts the snapshot another VM published, if it differs from ours.
+    /// Adopts the live snapshot another VM published, if it differs from ours.
     pub fn pick_up(&self) {
-        self.adopt_published(false);
+        self.live.pick_up();
     }
 
-    /// Adopts the published snapshot even if its etag is ours: the key tier
-    /// ours reads was replaced (the same etag published again by another
-    /// fetcher, with a new tier).
+    /// See [`Source::pick_up_new_tier`].
     pub fn pick_up_new_tier(&self) {
-        self.adopt_published(true);
+        self.live.pick_up_new_tier();
     }
 
-    fn adopt_published(&self, new_tier_only: bool) {
-        let Some(keys) = &self.remote_keys else {
-            return;
-        };
-        let Ok(Some((meta_bytes, _))) = abi::get_shared_data(&keys.meta) else {
-            return;
-        };
-        let Some(meta) = Meta::decode(&meta_bytes) else {
-            return;
-        };
-        self.confirmed_ms.set(Some(meta.confirmed_ms));
-        let current = self.current();
-        let current_etag = current.as_ref().map(|l| l.etag.as_str());
-        let rejected = self.rejected_etag.try_borrow().ok().and_then(|r| r.clone());
-        let known = current_etag == Some(&meta.etag) && !new_tier_only;
-        if known || rejected.as_deref() == Some(&meta.etag) {
-            return;
-        }
-        let Ok(Some((packed, _))) = abi::get_shared_data(&keys.snapshot) else {
-            return;
-        };
-        let Some(published) = live::unpack_snapshot(&packed) else {
-            return;
-        };
-        let same = current.as_ref().is_some_and(|l| {
-            l.etag == published.etag && (!new_tier_only || l.tier == published.tier)
-        });
-        if !same {
-            self.load_published(&published, meta.sequence);
-        }
-    }
-
-    fn load_published(&self, published: &live::Published<'_>, sequence: Option<u64>) {
-        let etag = published.etag;
-        // Published by a VM of this process, which verified it: not re-verified.
-        match timed_load(|| policy::load_snapshot_bytes(published.body)) {
-            Ok((snapshot, ms)) => {
-                let loaded = Loaded {
-                    snapshot,
-                    etag: etag.to_string(),
-                    sequence,
-                    tier: published.tier,
-                };
-                self.install(loaded, ms);
-            }
-            Err(problem) => {
-                self.metrics.bump(self.metrics.fetch_invalid);
-                log_refused(&format!("published snapshot {etag} refused here"), &problem);
-                if let Ok(mut slot) = self.rejected_etag.try_borrow_mut() {
-                    *slot = Some(etag.to_string());
-                }
-            }
-        }
-    }
-
-    /// The key with `digest` in the key tier of `loaded`: from this worker's
-    /// cache, or on its first sight from its bucket in the shared data.
+    /// The key with `digest` in the live key tier.
     pub fn tier_key(&self, loaded: &Loaded, digest: &[u8; 32]) -> TierLookup {
-        let (Some(tier), Some(keys)) = (loaded.tier, &self.remote_keys) else {
-            return TierLookup::Absent;
-        };
-        let Ok(mut cache) = self.tier_keys.try_borrow_mut() else {
-            return TierLookup::Broken;
-        };
-        match cache.get(tier.generation, digest) {
-            Cached::Found(key) => return TierLookup::Found(key),
-            Cached::Absent => return TierLookup::Absent,
-            Cached::Unseen => {}
-        }
-        let name = keys.bucket(tier.slot, tier::bucket_of(digest, tier.buckets));
-        let bucket = match abi::get_shared_data(&name) {
-            Ok(Some((bytes, _))) if !bytes.is_empty() => bytes,
-            // Emptied or never there: the slot now holds a smaller tier.
-            Ok(_) => return TierLookup::Stale,
-            Err(_) => return TierLookup::Broken,
-        };
-        match tier::find_key(&bucket, tier.generation, digest, &loaded.snapshot) {
-            Ok(found) => {
-                let found = found.map(Rc::new);
-                cache.put(tier.generation, *digest, found.clone());
-                found.map_or(TierLookup::Absent, TierLookup::Found)
-            }
-            Err(TierError::OtherGeneration { .. }) => TierLookup::Stale,
-            Err(e) => {
-                if self.broken_tier_logged.replace(Some(tier.generation)) != Some(tier.generation) {
-                    abi::log(Level::Error, &format!("tenantgate: key tier: {e}"));
-                }
-                TierLookup::Broken
-            }
-        }
+        self.live.tier_key(loaded, digest)
     }
 }
 
@@ -282,6 +156,6 @@ pub fn log_refused(what: &str, problem: &str) {
 }
 
 /// Bytes of this VM's linear memory.
-fn linear_memory_bytes() -> usize {
+pub fn linear_memory_bytes() -> usize {
     core::arch::wasm32::memory_size(0) * 65_536
 }

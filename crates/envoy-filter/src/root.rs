@@ -10,6 +10,7 @@ use super::key_lookup::{self, Answer};
 use super::live::{self, Lease, Meta, SharedKeys, TierRef};
 use super::plugin::{log_refused, timed_load, Loaded, Plugin};
 use super::ranged::{self, Round, Step};
+use super::source::{Source, SourceKind};
 use super::wire;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -35,6 +36,8 @@ pub struct Root {
     id: u32,
     plugin: RefCell<Option<Rc<Plugin>>>,
     live: RefCell<Option<Live>>,
+    /// The shadow source's poller (issue 14), if configured.
+    shadow: RefCell<Option<Live>>,
 }
 
 fn now_ms() -> Option<i64> {
@@ -47,6 +50,7 @@ impl Root {
             id,
             plugin: RefCell::new(None),
             live: RefCell::new(None),
+            shadow: RefCell::new(None),
         }
     }
 
@@ -72,12 +76,13 @@ impl Root {
             SnapshotSource::Remote(remote) => Some(remote.clone()),
             _ => None,
         };
+        let shadow = config.shadow.as_ref().map(|s| s.remote.clone());
         let (plugin, inline_snapshot) = split_inline(self.id, config);
         let plugin = Rc::new(plugin);
         let inline = inline_snapshot.is_some();
         if let Some(snapshot) = inline_snapshot {
             let etag = live::etag_or_revision(None, snapshot.revision());
-            plugin.install(
+            plugin.live.install(
                 Loaded {
                     snapshot,
                     etag,
@@ -87,7 +92,8 @@ impl Root {
                 0,
             );
         }
-        let started = self.start_ticking(source, &plugin, inline);
+        let started = self.start_ticking(source, &plugin, inline)
+            && shadow.is_none_or(|remote| self.start_polling(remote, SourceKind::Shadow));
         if let Ok(mut slot) = self.plugin.try_borrow_mut() {
             if let Some(replaced) = slot.replace(plugin.clone()) {
                 replaced.metrics.flush();
@@ -102,7 +108,7 @@ impl Root {
     fn start_ticking(&self, source: Option<RemoteSource>, plugin: &Plugin, inline: bool) -> bool {
         let (started, ticking) = match source {
             Some(remote) => {
-                let polling = self.start_polling(remote);
+                let polling = self.start_polling(remote, SourceKind::Live);
                 (polling, polling)
             }
             None => {
@@ -123,11 +129,17 @@ impl Root {
     pub fn retire(&self) {
         if let Some(plugin) = self.plugin() {
             plugin.metrics.flush();
+            if let Some(shadow) = &plugin.shadow {
+                shadow.flush();
+            }
         }
     }
 
-    fn start_polling(&self, remote: RemoteSource) -> bool {
-        let keys = SharedKeys::new(&remote.cluster, &remote.path);
+    fn start_polling(&self, remote: RemoteSource, kind: SourceKind) -> bool {
+        let keys = match kind {
+            SourceKind::Live => SharedKeys::new(&remote.cluster, &remote.path),
+            SourceKind::Shadow => SharedKeys::shadow(&remote.cluster, &remote.path),
+        };
         // Create the lease key so that every claim is a compare-and-swap.
         if let Ok(None) = abi::get_shared_data(&keys.lease) {
             let _ = abi::set_shared_data(&keys.lease, b"unowned", 0);
@@ -143,7 +155,12 @@ impl Root {
         abi::log(
             Level::Info,
             &format!(
-                "tenantgate: polling snapshots from cluster `{}` path `{}` every {} ms{}",
+                "tenantgate: polling {}snapshots from cluster `{}` path `{}` every {} ms{}",
+                if kind == SourceKind::Shadow {
+                    "shadow "
+                } else {
+                    ""
+                },
                 remote.cluster,
                 remote.path,
                 remote.poll_ms,
@@ -154,7 +171,11 @@ impl Root {
                 }
             ),
         );
-        if let Ok(mut live) = self.live.try_borrow_mut() {
+        let slot = match kind {
+            SourceKind::Live => &self.live,
+            SourceKind::Shadow => &self.shadow,
+        };
+        if let Ok(mut live) = slot.try_borrow_mut() {
             *live = Some(Live {
                 remote,
                 keys,
@@ -174,31 +195,18 @@ impl Root {
             return;
         };
         plugin.metrics.flush();
-        self.poll(&plugin);
-    }
-
-    fn poll(&self, plugin: &Rc<Plugin>) {
-        let Some(now) = now_ms() else {
-            return;
-        };
-        let Ok(mut guard) = self.live.try_borrow_mut() else {
-            return;
-        };
-        let Some(live) = guard.as_mut() else {
-            return;
-        };
-        if live.first_tick {
-            live.first_tick = false;
-            let _ = abi::set_tick_period_ms(live::tick_ms(live.remote.poll_ms));
+        if let Some(shadow) = &plugin.shadow {
+            shadow.flush();
         }
-        plugin.pick_up();
-        if let Some(confirmed) = plugin.confirmed_ms.get() {
-            let age = u64::try_from(now.saturating_sub(confirmed)).unwrap_or(0);
-            plugin.metrics.record(plugin.metrics.snapshot_age_ms, age);
+        if poll(&self.live, &plugin.live) {
+            if let Some(confirmed) = plugin.live.confirmed_ms.get() {
+                let age = now_ms().map_or(0, |now| now.saturating_sub(confirmed));
+                let age = u64::try_from(age).unwrap_or(0);
+                plugin.metrics.record(plugin.metrics.snapshot_age_ms, age);
+            }
         }
-        let due = live.in_flight.is_none() && now >= live.next_fetch_ms;
-        if due && hold_lease(live, now) {
-            fetch(plugin, live, now);
+        if let Some(shadow) = &plugin.shadow {
+            poll(&self.shadow, &shadow.source);
         }
     }
 
@@ -207,17 +215,58 @@ impl Root {
         let Some(plugin) = self.plugin() else {
             return;
         };
-        let fetched = self.live.try_borrow_mut().ok().and_then(|mut guard| {
-            let live = guard.as_mut()?;
-            (live.in_flight == Some(token)).then(|| {
-                live.in_flight = None;
-                on_fetch_response(&plugin, live, num_headers, body_size);
-            })
-        });
-        if fetched.is_none() {
+        let shadow = plugin.shadow.as_ref().map(|s| (&self.shadow, &s.source));
+        let fetched = [Some((&self.live, &plugin.live)), shadow]
+            .into_iter()
+            .flatten()
+            .any(|(poller, src)| answered(poller, src, token, num_headers, body_size));
+        if !fetched {
             on_lookup_answer(&plugin, token, num_headers, body_size);
         }
     }
+}
+
+/// Polls one source, if it has a poller (false: none): adopts what another
+/// VM published, and fetches when due and this VM holds the lease.
+fn poll(poller: &RefCell<Option<Live>>, src: &Source) -> bool {
+    let Some(now) = now_ms() else {
+        return false;
+    };
+    let Ok(mut guard) = poller.try_borrow_mut() else {
+        return false;
+    };
+    let Some(live) = guard.as_mut() else {
+        return false;
+    };
+    if live.first_tick {
+        live.first_tick = false;
+        let _ = abi::set_tick_period_ms(live::tick_ms(live.remote.poll_ms));
+    }
+    src.pick_up();
+    let due = live.in_flight.is_none() && now >= live.next_fetch_ms;
+    if due && hold_lease(live, now) {
+        fetch(src, live, now);
+    }
+    true
+}
+
+/// Whether callout `token` was `poller`'s fetch (then handled).
+fn answered(
+    poller: &RefCell<Option<Live>>,
+    src: &Source,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+) -> bool {
+    let Ok(mut guard) = poller.try_borrow_mut() else {
+        return false;
+    };
+    let Some(live) = guard.as_mut().filter(|l| l.in_flight == Some(token)) else {
+        return false;
+    };
+    live.in_flight = None;
+    on_fetch_response(src, live, num_headers, body_size);
+    true
 }
 
 /// Without a remote source nothing else ticks: a tick every second hands the
@@ -287,19 +336,14 @@ fn hold_lease(live: &Live, now_ms: i64) -> bool {
 
 /// Starts a fetch round: its first part (or the whole snapshot, from a
 /// source that ignores `Range`).
-fn fetch(plugin: &Plugin, live: &mut Live, now_ms: i64) {
-    let etag = plugin.current().map(|l| l.etag.clone());
-    ask_next(
-        plugin,
-        live,
-        Round::new(live.remote.chunk_bytes, etag),
-        now_ms,
-    );
+fn fetch(src: &Source, live: &mut Live, now_ms: i64) {
+    let etag = src.current().map(|l| l.etag.clone());
+    ask_next(src, live, Round::new(live.remote.chunk_bytes, etag), now_ms);
     live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());
 }
 
 /// Sends the request `round` asks for next; one at a time per VM.
-fn ask_next(plugin: &Plugin, live: &mut Live, round: Round, now_ms: i64) {
+fn ask_next(src: &Source, live: &mut Live, round: Round, now_ms: i64) {
     let ask = round.ask();
     let mut headers = vec![
         (":method", "GET"),
@@ -319,7 +363,7 @@ fn ask_next(plugin: &Plugin, live: &mut Live, round: Round, now_ms: i64) {
             live.round = Some((round, now_ms));
         }
         Err(e) => {
-            plugin.metrics.bump(plugin.metrics.fetch_failed);
+            src.counters.bump(src.counters.fetch_failed);
             abi::log(
                 Level::Warn,
                 &format!(
@@ -357,7 +401,7 @@ impl CallResponse {
 /// One answer of a fetch round: the next part is asked for at once; a
 /// whole snapshot goes to `accept_fetched`; anything else ends the round
 /// (the next poll starts a new one).
-fn on_fetch_response(plugin: &Plugin, live: &mut Live, num_headers: usize, body_size: usize) {
+fn on_fetch_response(src: &Source, live: &mut Live, num_headers: usize, body_size: usize) {
     let now = now_ms().unwrap_or(0);
     let Some((round, sent_ms)) = live.round.take() else {
         return;
@@ -365,13 +409,13 @@ fn on_fetch_response(plugin: &Plugin, live: &mut Live, num_headers: usize, body_
     if num_headers == 0 {
         let (timeout, chunk) = (live.remote.timeout_ms, live.remote.chunk_bytes);
         return fetch_failed(
-            plugin,
+            src,
             live,
             &ranged::no_response(now - sent_ms, timeout, chunk),
         );
     }
     let Some(response) = CallResponse::read() else {
-        return fetch_failed(plugin, live, "cannot read the response headers");
+        return fetch_failed(src, live, "cannot read the response headers");
     };
     let answer = ranged::Answer {
         status: response.header(":status"),
@@ -383,26 +427,26 @@ fn on_fetch_response(plugin: &Plugin, live: &mut Live, num_headers: usize, body_
             // A long round keeps the lease, or leaves the next part to the
             // VM that took it over.
             if hold_lease(live, now) {
-                ask_next(plugin, live, round, now);
+                ask_next(src, live, round, now);
             }
         }
         Step::NotModified => {
-            plugin.metrics.bump(plugin.metrics.fetch_not_modified);
-            if let Some(current) = plugin.current() {
-                publish_meta(plugin, live, &current.etag, current.sequence, now);
+            src.counters.bump(src.counters.fetch_not_modified);
+            if let Some(current) = src.current() {
+                publish_meta(src, live, &current.etag, current.sequence, now);
             }
         }
-        Step::Whole { body, etag } => accept_fetched(plugin, live, body, etag.as_deref(), now),
+        Step::Whole { body, etag } => accept_fetched(src, live, body, etag.as_deref(), now),
         Step::Abandoned(why) if why.invalid() => {
-            plugin.metrics.bump(plugin.metrics.fetch_invalid);
+            src.counters.bump(src.counters.fetch_invalid);
             fetch_log(live, &format!("refused: {why}"));
         }
-        Step::Abandoned(why) => fetch_failed(plugin, live, &why.to_string()),
+        Step::Abandoned(why) => fetch_failed(src, live, &why.to_string()),
     }
 }
 
-fn fetch_failed(plugin: &Plugin, live: &Live, why: &str) {
-    plugin.metrics.bump(plugin.metrics.fetch_failed);
+fn fetch_failed(src: &Source, live: &Live, why: &str) {
+    src.counters.bump(src.counters.fetch_failed);
     fetch_log(live, &format!("failed: {why}"));
 }
 
@@ -418,12 +462,12 @@ fn fetch_log(live: &Live, what: &str) {
 
 /// Verifies, loads and publishes a fetched body; anything wrong keeps the
 /// last good snapshot.
-fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
+fn accept_fetched(src: &Source, live: &Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
     let verifier = live.remote.verifier.as_ref();
     let generation = abi::random_u64();
     let loaded = timed_load(|| policy::load_verified_split(&body, verifier, generation)).and_then(
         |(((snapshot, tier), sequence), ms)| match sequence {
-            Some(sequence) if !newer(plugin, live, sequence, snapshot.revision()) => Err(format!(
+            Some(sequence) if !newer(src, live, sequence, snapshot.revision()) => Err(format!(
                 "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
                 snapshot.revision()
             )),
@@ -433,20 +477,20 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
     let (snapshot, tier, sequence, ms) = match loaded {
         Ok(loaded) => loaded,
         Err(problem) => {
-            plugin.metrics.bump(plugin.metrics.fetch_invalid);
+            src.counters.bump(src.counters.fetch_invalid);
             return log_refused(
                 "fetched snapshot refused, keeping the last good one",
                 &problem,
             );
         }
     };
-    plugin.metrics.bump(plugin.metrics.fetch_ok);
+    src.counters.bump(src.counters.fetch_ok);
     let etag = live::etag_or_revision(etag, snapshot.revision());
     let (published_etag, previous) = published(live).unzip();
-    let mine = plugin.current().is_some_and(|l| l.etag == etag);
+    let mine = src.current().is_some_and(|l| l.etag == etag);
     if mine && published_etag.as_deref() == Some(etag.as_str()) {
         // The same snapshot served again, already published: nothing new.
-        return publish_meta(plugin, live, &etag, sequence, now);
+        return publish_meta(src, live, &etag, sequence, now);
     }
     let slot = TierRef::next_slot(previous.flatten());
     let published_tier = publish_tier(live, &tier, slot);
@@ -455,21 +499,21 @@ fn accept_fetched(plugin: &Plugin, live: &Live, body: Vec<u8>, etag: Option<&str
     drop(tier);
     drop(body);
     let Some(tier) = published_tier else {
-        return plugin.metrics.bump(plugin.metrics.fetch_invalid);
+        return src.counters.bump(src.counters.fetch_invalid);
     };
     // The keyless snapshot, compiled: the other VMs decode it instead of
     // parsing JSON, and read the keys from the tier.
     let compiled = policy::binary::encode(&snapshot);
     let packed = live::pack_snapshot(&etag, Some(tier), &compiled);
     let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);
-    publish_meta(plugin, live, &etag, sequence, now);
+    publish_meta(src, live, &etag, sequence, now);
     let loaded = Loaded {
         snapshot,
         etag,
         sequence,
         tier: Some(tier),
     };
-    plugin.install(loaded, ms);
+    src.install(loaded, ms);
 }
 
 /// Writes the snapshot's key tier into `slot` of the shared data, once for
@@ -524,13 +568,13 @@ fn published(live: &Live) -> Option<(String, Option<TierRef>)> {
 }
 
 /// Whether a signed `sequence` may replace the newest this process accepted.
-fn newer(plugin: &Plugin, live: &Live, sequence: u64, revision: &str) -> bool {
+fn newer(src: &Source, live: &Live, sequence: u64, revision: &str) -> bool {
     let shared = abi::get_shared_data(&live.keys.meta)
         .ok()
         .flatten()
         .and_then(|(bytes, _)| Meta::decode(&bytes))
         .and_then(|meta| meta.sequence);
-    let current = plugin.current();
+    let current = src.current();
     let mine = current
         .as_ref()
         .and_then(|l| l.sequence.map(|s| (s, l.snapshot.revision())));
@@ -544,14 +588,14 @@ fn newer(plugin: &Plugin, live: &Live, sequence: u64, revision: &str) -> bool {
     live::newer_than(newest, sequence, revision)
 }
 
-fn publish_meta(plugin: &Plugin, live: &Live, etag: &str, sequence: Option<u64>, now: i64) {
+fn publish_meta(src: &Source, live: &Live, etag: &str, sequence: Option<u64>, now: i64) {
     let meta = Meta {
         etag: etag.to_string(),
         confirmed_ms: now,
         sequence,
     };
     let _ = abi::set_shared_data(&live.keys.meta, meta.encode().as_bytes(), 0);
-    plugin.confirmed_ms.set(Some(now));
+    src.confirmed_ms.set(Some(now));
 }
 
 /// A key lookup answered (or failed): cache the answer and resume every

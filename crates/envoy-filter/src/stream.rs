@@ -6,6 +6,7 @@ use super::decision_log::{Admit, DecisionLogger};
 use super::inbound::Inbound;
 use super::key_lookup::{Answer, Ask};
 use super::plugin::{Loaded, Plugin, TierLookup};
+use super::shadow::Shadow;
 use super::wire;
 use std::rc::Rc;
 use tenantgate_policy::config::FilterState;
@@ -312,6 +313,9 @@ fn act(plugin: &Plugin, decision: &Decision<'_>, read: &Read<'_>) -> Next {
     if let Some(logger) = &plugin.decision_log {
         log_decision(plugin, logger, decision, read);
     }
+    if let Some(shadow) = &plugin.shadow {
+        decide_shadow(plugin, shadow, decision, read);
+    }
     let record = match plugin.filter_state {
         FilterState::All => true,
         FilterState::Denials => !decision.allowed(),
@@ -445,4 +449,35 @@ fn log_decision(
             let _ = abi::set_property("tenantgate.decision_log", &line);
         }
     }
+}
+
+/// For a sampled request: decides it again with the shadow revision and
+/// compares (issue 14). Never changes what is enforced. Decisions the policy
+/// did not make (no snapshot, a host or lookup failure) are not compared.
+fn decide_shadow(plugin: &Plugin, shadow: &Shadow, live: &Decision<'_>, read: &Read<'_>) {
+    let shell_reason = matches!(
+        live.reason,
+        Some(Reason::NoPolicy | Reason::HostError | Reason::KeyLookupUnavailable)
+    );
+    let now_ms = read.now_nanos / 1_000_000;
+    if shell_reason || !shadow.sampled(now_ms) {
+        return;
+    }
+    let Some(loaded) = shadow.source.current() else {
+        return;
+    };
+    let token = read.token_caller(plugin, &loaded.snapshot);
+    let context = read.context(plugin, token.as_ref());
+    let decided = policy::decide(&loaded.snapshot, &read.request, &context);
+    // A key the shadow holds in its own key tier.
+    let raw_key = read.request.api_key.as_deref();
+    if let (Some(Reason::InvalidApiKey), Some(raw_key)) = (decided.reason, raw_key) {
+        let digest = policy::key_digest(raw_key);
+        if let TierLookup::Found(key) = shadow.source.tier_key(&loaded, &digest) {
+            let found = context.with_external_key(Some(&key));
+            let found = policy::decide(&loaded.snapshot, &read.request, &found);
+            return shadow.compare(live, &found, now_ms);
+        }
+    }
+    shadow.compare(live, &decided, now_ms);
 }

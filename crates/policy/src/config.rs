@@ -74,6 +74,30 @@ struct RawSnapshotSource {
     /// Base64 of a compiled snapshot (`policyctl compile`).
     compiled: Option<String>,
     remote: Option<RawRemote>,
+    /// Issue 14: a second remote source decided alongside, never enforced.
+    shadow: Option<RawShadow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShadow {
+    remote: RawRemote,
+    #[serde(default = "default_shadow_rate")]
+    sample_rate: f64,
+}
+
+fn default_shadow_rate() -> f64 {
+    1.0
+}
+
+/// A shadow revision (issue 14, `snapshot.shadow`): fetched like the live
+/// snapshot, decided for a sample of requests, compared, never enforced.
+#[derive(Debug, Clone)]
+pub struct ShadowSource {
+    /// Where it comes from (the options of `snapshot.remote`).
+    pub remote: RemoteSource,
+    /// The fraction of requests also decided with it, 0 to 1 (default 1).
+    pub sample_rate: f64,
 }
 
 /// The snapshot a plugin instance starts from.
@@ -183,6 +207,8 @@ pub struct PluginConfig {
     pub token: Option<TokenSource>,
     /// Decision logs, if any.
     pub decision_log: Option<DecisionLog>,
+    /// A shadow revision to compare decisions with, if any.
+    pub shadow: Option<ShadowSource>,
 }
 
 /// Why a plugin configuration is refused.
@@ -244,7 +270,13 @@ impl PluginConfig {
             raw_sources.user_header = Some(String::new());
         }
         let sources = sources(raw_sources, raw.path_case)?;
-        let (snapshot, deferred) = snapshot_source(raw.snapshot, defer_compiled)?;
+        let mut raw_snapshot = raw.snapshot;
+        let shadow = raw_snapshot
+            .as_mut()
+            .and_then(|s| s.shadow.take())
+            .map(shadow_source)
+            .transpose()?;
+        let (snapshot, deferred) = snapshot_source(raw_snapshot, defer_compiled)?;
         let config = PluginConfig {
             mode: raw.mode,
             environment: raw.environment,
@@ -260,6 +292,7 @@ impl PluginConfig {
             user_header_configured,
             token,
             decision_log: raw.decision_log.map(DecisionLog::checked).transpose()?,
+            shadow,
         };
         Ok((config, deferred))
     }
@@ -430,6 +463,22 @@ fn snapshot_source(
     }
 }
 
+/// `snapshot.shadow`: a remote source and its sample rate.
+fn shadow_source(raw: RawShadow) -> Result<ShadowSource, ConfigError> {
+    if !(0.0..=1.0).contains(&raw.sample_rate) {
+        let what = "must be a fraction from 0 to 1, got";
+        return Err(invalid(
+            "snapshot.shadow.sample_rate",
+            &raw.sample_rate.to_string(),
+            what,
+        ));
+    }
+    Ok(ShadowSource {
+        remote: remote::remote_source(raw.remote)?,
+        sample_rate: raw.sample_rate,
+    })
+}
+
 fn compiled_source(
     encoded: &str,
     defer: bool,
@@ -490,6 +539,30 @@ mod tests {
             br#"{"sources": {"token": {"payload_key": ""}}}"#,
             br#"{"sources": {"token": {"mode": "trusting"}}}"#,
             br#"{"sources": {"token": {"claims": {}}}}"#,
+        ] {
+            assert!(
+                PluginConfig::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_shadow_source_takes_the_remote_options_and_a_sample_rate() {
+        let config =
+            br#"{"snapshot": {"shadow": {"remote": {"cluster": "next"}, "sample_rate": 0.25}}}"#;
+        let shadow = PluginConfig::parse(config).unwrap().shadow.unwrap();
+        assert_eq!(
+            (shadow.remote.cluster.as_str(), shadow.sample_rate),
+            ("next", 0.25)
+        );
+        for bad in [
+            &br#"{"snapshot": {"shadow": {"remote": {"cluster": "next"}, "sample_rate": 1.5}}}"#[..],
+            br#"{"snapshot": {"shadow": {"remote": {"cluster": ""}}}}"#,
+            br#"{"snapshot": {"shadow": {"inline": {}}}}"#,
+            br#"{"decision_log": {"allow_sample_rate": -0.1}}"#,
+            br#"{"decision_log": {"max_lines_per_second": 0}}"#,
         ] {
             assert!(
                 PluginConfig::parse(bad).is_err(),
