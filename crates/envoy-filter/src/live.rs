@@ -29,6 +29,10 @@
 pub struct SharedKeys {
     pub lease: String,
     pub snapshot: String,
+    /// The published snapshot's etag and key tier without its body: what the
+    /// fetcher reads before publishing the next one (at 1M keys the body is
+    /// ~25 MB it would otherwise copy into its VM for two short lines).
+    pub head: String,
     pub meta: String,
     prefix: String,
 }
@@ -39,6 +43,7 @@ impl SharedKeys {
         SharedKeys {
             lease: format!("{prefix}:lease"),
             snapshot: format!("{prefix}:snapshot"),
+            head: format!("{prefix}:head"),
             meta: format!("{prefix}:meta"),
             prefix,
         }
@@ -293,6 +298,13 @@ mod tests {
         assert_eq!(unpack_snapshot(b"\"r\"\n01:0:0\nbody"), None, "no buckets");
         let keys = SharedKeys::new("policy", "/snapshot");
         assert_eq!(keys.bucket(1, 7), "tenantgate:policy/snapshot:keys:1:7");
+        assert_eq!(keys.head, "tenantgate:policy/snapshot:head");
+        let shadow = SharedKeys::shadow("policy", "/snapshot");
+        assert_ne!(shadow.snapshot, keys.snapshot, "a shadow never shares the live keys");
+        assert_ne!(shadow.lease, keys.lease);
+        // A head is a packed snapshot without a body.
+        let head = pack_snapshot("\"r3\"", Some(tier), &[]);
+        assert_eq!(unpack_snapshot(&head).unwrap().tier, Some(tier));
         assert_eq!(
             keys.slot_count(0),
             "tenantgate:policy/snapshot:keys:0:count"

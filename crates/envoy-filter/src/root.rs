@@ -506,6 +506,8 @@ fn accept_fetched(src: &Source, live: &Live, body: Vec<u8>, etag: Option<&str>, 
     let compiled = policy::binary::encode(&snapshot);
     let packed = live::pack_snapshot(&etag, Some(tier), &compiled);
     let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);
+    let head = live::pack_snapshot(&etag, Some(tier), &[]);
+    let _ = abi::set_shared_data(&live.keys.head, &head, 0);
     publish_meta(src, live, &etag, sequence, now);
     let loaded = Loaded {
         snapshot,
@@ -560,9 +562,10 @@ fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
     })
 }
 
-/// The etag and key tier of the snapshot published now (before it is replaced).
+/// The etag and key tier of the snapshot published now (before it is
+/// replaced): from its head, not its body.
 fn published(live: &Live) -> Option<(String, Option<TierRef>)> {
-    let (packed, _) = abi::get_shared_data(&live.keys.snapshot).ok().flatten()?;
+    let (packed, _) = abi::get_shared_data(&live.keys.head).ok().flatten()?;
     let published = live::unpack_snapshot(&packed)?;
     Some((published.etag.to_string(), published.tier))
 }
