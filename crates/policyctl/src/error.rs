@@ -44,12 +44,23 @@ pub enum Error {
     Serve(#[from] StartError),
     #[error("cannot render JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `diff`: the change holds what `--fail-on` refuses (exit 1, not 2).
+    #[error("{0}")]
+    DiffRefused(String),
     /// `validate`: these files are invalid; it printed their problems itself.
     #[error("{count} invalid snapshot file(s)")]
     InvalidFiles { count: usize },
 }
 
 impl Error {
+    /// The exit status: 1 for a diff that found changes, 2 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::DiffRefused(_) => 1,
+            _ => 2,
+        }
+    }
+
     /// Prints the error on stderr: `policyctl: <message>`, except for lists
     /// of problems, which are printed one line each, naming their file.
     pub fn report(&self) {

@@ -39,7 +39,7 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             error.report();
-            ExitCode::from(2)
+            ExitCode::from(error.exit_code())
         }
     }
 }

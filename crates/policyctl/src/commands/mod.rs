@@ -12,6 +12,7 @@ use std::ffi::OsString;
 
 mod bake;
 mod compile;
+mod diff;
 mod explain;
 mod flags;
 mod generate;
@@ -49,6 +50,7 @@ pub enum Command {
     Serve(serve::Args),
     Keygen(keygen::Args),
     Sign(sign::Args),
+    Diff(diff::Args),
 }
 
 impl Command {
@@ -65,6 +67,7 @@ impl Command {
             Command::Serve(args) => serve::run(args),
             Command::Keygen(args) => keygen::run(args),
             Command::Sign(args) => sign::run(args),
+            Command::Diff(args) => diff::run(args),
         }
     }
 }
