@@ -28,7 +28,7 @@ use tenantgate_policy::{self as policy, Snapshot, Timestamp};
 /// unusable input.
 #[derive(Debug, clap::Args)]
 #[command(
-    override_usage = "policyctl diff OLD NEW [--now RFC3339] [--json] [--fail-on gain|loss|any]"
+    override_usage = "policyctl diff OLD NEW [--now RFC3339] [--json] [--reasons] [--fail-on gain|loss|any]"
 )]
 pub struct Args {
     /// the snapshot before the change
