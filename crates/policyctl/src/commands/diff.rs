@@ -1,12 +1,14 @@
 //! `policyctl diff`: the access impact of a policy change, computed from the
 //! two compiled snapshots by `tenantgate_policy::diff` and reported here.
 
+mod json;
 mod report;
 
 use super::flags;
-use crate::files::{self, PolicyError};
+use crate::files::{self, FileError, PolicyError};
 use crate::Error;
 use std::collections::HashMap;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tenantgate_policy::diff::{self, ChangeKind};
 use tenantgate_policy::{self as policy, Snapshot, Timestamp};
@@ -69,12 +71,14 @@ pub fn run(args: &Args) -> Result<(), Error> {
     key_ids.extend(new_keys);
     let revisions = [old.revision(), new.revision()];
     let report = report::Report::new(&found, &key_ids, revisions, now, args.reasons);
-    let text = if args.json {
-        format!("{}\n", report.json())
+    if args.json {
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        json::write(&report, &mut out)
+            .and_then(|()| out.flush())
+            .map_err(FileError::Stdout)?;
     } else {
-        report.table()
-    };
-    files::write_stdout(text.as_bytes())?;
+        files::write_stdout(report.table().as_bytes())?;
+    }
     let refused = match args.fail_on {
         FailOn::Any => found.count(ChangeKind::Gain) + found.count(ChangeKind::Loss) > 0,
         FailOn::Gain => found.count(ChangeKind::Gain) > 0,

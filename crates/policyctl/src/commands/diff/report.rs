@@ -1,8 +1,8 @@
 //! A diff as people and CI read it: rows grouped by tenant (a change that is
 //! the same in several environments is one row), summary lines, and both as
-//! a table or as one JSON object (the shape is documented in the README).
+//! a table or as one JSON object ([`super::json`]; the shape is documented
+//! in the README).
 
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tenantgate_policy::diff::{ChangeKind, Diff, Outcome, Principal, Probe};
 use tenantgate_policy::{hash_key_hex, Reason, Timestamp};
@@ -16,24 +16,24 @@ const SUMMARY_LINES: usize = 40;
 
 /// A diff, grouped for reporting.
 pub struct Report<'d> {
-    diff: &'d Diff,
-    key_ids: &'d HashMap<[u8; 32], String>,
-    revisions: [&'d str; 2],
-    now: Timestamp,
-    tenants: BTreeMap<String, Vec<Row<'d>>>,
+    pub(super) diff: &'d Diff,
+    pub(super) key_ids: &'d HashMap<[u8; 32], String>,
+    pub(super) revisions: [&'d str; 2],
+    pub(super) now: Timestamp,
+    pub(super) tenants: BTreeMap<String, Vec<Row<'d>>>,
 }
 
 /// Principals whose decision on a probe changed alike in `environments`.
-struct Row<'d> {
-    probe: &'d Probe,
-    environments: Vec<u32>,
-    before: &'d Outcome,
-    after: &'d Outcome,
-    principals: &'d [u32],
+pub(super) struct Row<'d> {
+    pub probe: &'d Probe,
+    pub environments: Vec<u32>,
+    pub before: &'d Outcome,
+    pub after: &'d Outcome,
+    pub principals: &'d [u32],
 }
 
 impl Row<'_> {
-    fn kind(&self) -> ChangeKind {
+    pub(super) fn kind(&self) -> ChangeKind {
         match (self.before.allowed(), self.after.allowed()) {
             (false, true) => ChangeKind::Gain,
             (true, false) => ChangeKind::Loss,
@@ -243,78 +243,6 @@ impl Report<'_> {
     }
 }
 
-/// The JSON object.
-impl Report<'_> {
-    pub fn json(&self) -> Value {
-        let space = &self.diff.space;
-        let [old, new] = self.revisions;
-        let tenants: Vec<Value> = self
-            .tenants
-            .iter()
-            .map(|(tenant, rows)| {
-                let changes: Vec<Value> = rows.iter().map(|row| self.row_json(row)).collect();
-                json!({"tenant": tenant, "changes": changes})
-            })
-            .collect();
-        json!({
-            "old": {"revision": old},
-            "new": {"revision": new},
-            "now": self.now.to_string(),
-            "space": {
-                "principals": space.principals.len(),
-                "requests": space.probes.len(),
-                "environments": space.environments,
-                "points": space.principals.len() * space.probes.len() * space.environments.len(),
-            },
-            "changed": {
-                "gain": self.diff.count(ChangeKind::Gain),
-                "loss": self.diff.count(ChangeKind::Loss),
-                "reason": self.diff.count(ChangeKind::Reason),
-            },
-            "summary": self.summary(),
-            "tenants": tenants,
-        })
-    }
-
-    fn row_json(&self, row: &Row<'_>) -> Value {
-        let probe = row.probe;
-        let environments: Vec<&Option<Box<str>>> = row
-            .environments
-            .iter()
-            .filter_map(|&e| self.diff.space.environments.get(e as usize))
-            .collect();
-        let principals: Vec<Value> = row
-            .principals
-            .iter()
-            .map(|&p| self.principal_json(p))
-            .collect();
-        json!({
-            "kind": row.kind().code(),
-            "route": probe.route,
-            "class": probe.class.code(),
-            "method": probe.method,
-            "host": probe.host,
-            "path": probe.path,
-            "selector": probe.selector,
-            "environments": environments,
-            "before": outcome_json(row.before),
-            "after": outcome_json(row.after),
-            "principals": principals,
-        })
-    }
-
-    fn principal_json(&self, p: u32) -> Value {
-        match self.diff.space.principals.get(p as usize) {
-            Some(Principal::User(id)) => json!({"user": id}),
-            Some(Principal::UnknownUser) => json!({"user": null}),
-            Some(Principal::Key { digest, app }) => json!({
-                "key": self.key_ids.get(digest), "sha256": hash_key_hex(digest), "app": app
-            }),
-            None => Value::Null,
-        }
-    }
-}
-
 fn route_line(tenant: &str, kind: ChangeKind, class: &str, path: &str, count: usize) -> String {
     let (who, s) = if count == 1 {
         ("principal", "s")
@@ -353,16 +281,6 @@ fn outcome_text(outcome: &Outcome) -> String {
         None => "allow".to_string(),
         Some(reason) => format!("{} {}", reason.status(), reason.code()),
     }
-}
-
-fn outcome_json(outcome: &Outcome) -> Value {
-    json!({
-        "decision": if outcome.allowed() { "allow" } else { "deny" },
-        "status": outcome.status(),
-        "reason": outcome.reason.map(Reason::code),
-        "route": outcome.route,
-        "tenant": outcome.tenant,
-    })
 }
 
 /// Rows padded to their columns' widths, two spaces in front.
