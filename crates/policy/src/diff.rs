@@ -136,7 +136,8 @@ pub fn diff_exhaustive(old: &Snapshot, new: &Snapshot, now: Timestamp) -> Diff {
     let space = Space::of(old, new);
     let mut found = Found::new();
     for (p, principal) in space.principals.iter().enumerate() {
-        let [old_caller, new_caller] = [old, new].map(|snap| space::Caller::of(snap, principal));
+        let [old_caller, new_caller] =
+            [old, new].map(|snap| space::Caller::of(snap, &space, principal));
         for (q, probe) in space.probes.iter().enumerate() {
             for (e, environment) in space.environments.iter().enumerate() {
                 let [before, after] =

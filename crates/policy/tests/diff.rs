@@ -191,3 +191,33 @@ fn grouped_diff_is_exact_on_a_larger_world() {
     let world = generate(60, 1500, 3);
     assert!(grouped_equals_exhaustive(&world, 3, 4) > 0);
 }
+
+/// A snapshot that ships the diff's own probe key (its raw key is public)
+/// cannot make every key principal decide as that key.
+#[test]
+fn a_snapshot_holding_the_probe_key_hides_nothing() {
+    let demo: Value = serde_json::from_str(DEMO).unwrap();
+    let old = load(&demo).unwrap();
+    let mut changed = demo.clone();
+    let keys = changed["api_keys"].as_array_mut().unwrap();
+    for key in keys.iter_mut().filter(|k| k["id"] == "ops-console") {
+        key["status"] = json!("revoked");
+    }
+    keys.push(
+        json!({"id": "probe", "app": "acme-storefront", "status": "active",
+        "sha256": tenantgate_policy::hash_key("tenantgate-diff-probe-key")}),
+    );
+    let new = load(&changed).unwrap();
+    let found = diff(&old, &new, now());
+    assert_eq!(found, diff_exhaustive(&old, &new, now()));
+    let revoked: Vec<_> = found
+        .changes
+        .iter()
+        .filter(|c| c.after.reason.map(|r| r.code()) == Some("api_key_revoked"))
+        .collect();
+    assert!(!revoked.is_empty());
+    assert!(
+        found.count(ChangeKind::Gain) > 0,
+        "the shipped probe key gains"
+    );
+}

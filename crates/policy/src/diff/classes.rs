@@ -96,7 +96,7 @@ impl<'s> Classes<'s> {
     fn class_of(&mut self, caller: Caller<'_>) -> u32 {
         let (signature, tenants) = match caller {
             Caller::User(id) => self.user_signature(id),
-            Caller::Key(key) => self.key_signature(key),
+            Caller::Key { entry, .. } => self.key_signature(entry),
         };
         if let Some(&class) = self.ids.get(&signature) {
             return class;
@@ -267,12 +267,12 @@ pub(super) fn grouped(space: &Space, snaps: [&Snapshot; 2], now: Timestamp) -> F
         let sides = [
             Side {
                 snap: old,
-                caller: Caller::of(old, principal),
+                caller: Caller::of(old, space, principal),
                 info: old_info,
             },
             Side {
                 snap: new,
-                caller: Caller::of(new, principal),
+                caller: Caller::of(new, space, principal),
                 info: new_info,
             },
         ];
@@ -288,7 +288,7 @@ fn pairs(space: &Space, classes: &mut [Classes<'_>; 2]) -> Vec<Pair> {
     for (p, principal) in space.principals.iter().enumerate() {
         let ids = [0, 1].map(|side| {
             classes.get_mut(side).map_or(0, |c| {
-                let caller = Caller::of(c.snap, principal);
+                let caller = Caller::of(c.snap, space, principal);
                 c.class_of(caller)
             })
         });

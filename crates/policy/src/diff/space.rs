@@ -15,9 +15,11 @@ use super::Outcome;
 /// The user id of a user no snapshot knows: outside the id alphabet, so
 /// that no snapshot can ever hold it.
 pub(crate) const UNKNOWN_USER: &str = "(unknown)";
-/// The raw API key every key principal is sent with: its entry reaches the
-/// decision as an external key of this key's digest (the raw keys of a
-/// snapshot are not in it), so a key is decided by its digest alone.
+/// The raw API key every key principal is sent with (a number appended
+/// until neither snapshot holds its digest: a snapshot could otherwise ship
+/// this public key and be decided for every key principal): the principal's
+/// entry reaches the decision as an external key of this key's digest (the
+/// raw keys of a snapshot are not in it), so a key is decided by its digest.
 const PROBE_KEY: &str = "tenantgate-diff-probe-key";
 /// The host of routes that list none: a reserved name no route lists.
 const ANY_HOST: &str = "diff.invalid";
@@ -88,6 +90,8 @@ pub struct Space {
     pub probes: Vec<Probe>,
     /// No gateway environment, then each environment of either snapshot.
     pub environments: Vec<Option<Box<str>>>,
+    /// The raw key key principals are sent with ([`PROBE_KEY`]).
+    pub(crate) probe_key: Box<str>,
 }
 
 impl Space {
@@ -104,8 +108,26 @@ impl Space {
             principals: principals(snaps),
             probes: probes(snaps),
             environments,
+            probe_key: probe_key(snaps),
         }
     }
+}
+
+/// [`PROBE_KEY`], numbered if a snapshot holds its digest.
+fn probe_key(snaps: [&Snapshot; 2]) -> Box<str> {
+    let shipped = |key: &str| {
+        let digest = crate::key_digest(key);
+        snaps
+            .iter()
+            .any(|s| s.key_index.find(&s.keys, &digest).is_some())
+    };
+    let mut key = PROBE_KEY.to_string();
+    let mut n = 0u64;
+    while shipped(&key) {
+        n += 1;
+        key = format!("{PROBE_KEY}-{n}");
+    }
+    key.into()
 }
 
 fn principals(snaps: [&Snapshot; 2]) -> Vec<Principal> {
@@ -207,17 +229,24 @@ fn method_for(route: &RouteEntry, class: MethodClass) -> Option<String> {
 pub(crate) enum Caller<'a> {
     /// A user id (perhaps unknown to the snapshot).
     User(&'a str),
-    /// A key, by its entry in the snapshot (`None`: not in it).
-    Key(Option<&'a KeyEntry>),
+    /// A key, by its entry in the snapshot (`None`: not in it), sent as
+    /// the raw key `probe_key`.
+    Key {
+        entry: Option<&'a KeyEntry>,
+        probe_key: &'a str,
+    },
 }
 
 impl<'a> Caller<'a> {
-    /// How `snap` knows `principal`.
-    pub(crate) fn of(snap: &'a Snapshot, principal: &'a Principal) -> Caller<'a> {
+    /// How `snap` knows `principal` of `space`.
+    pub(crate) fn of(snap: &'a Snapshot, space: &'a Space, principal: &'a Principal) -> Caller<'a> {
         match principal {
             Principal::User(id) => Caller::User(id),
             Principal::UnknownUser => Caller::User(UNKNOWN_USER),
-            Principal::Key { digest, .. } => Caller::Key(snap.key_index.find(&snap.keys, digest)),
+            Principal::Key { digest, .. } => Caller::Key {
+                entry: snap.key_index.find(&snap.keys, digest),
+                probe_key: &space.probe_key,
+            },
         }
     }
 }
@@ -236,10 +265,10 @@ pub(crate) fn decide_point(
             headers.push(("x-user-id", id));
             None
         }
-        Caller::Key(entry) => {
-            headers.push(("x-api-key", PROBE_KEY));
+        Caller::Key { entry, probe_key } => {
+            headers.push(("x-api-key", probe_key));
             entry.map(|entry| ExternalKey {
-                digest: crate::key_digest(PROBE_KEY),
+                digest: crate::key_digest(probe_key),
                 entry: copy_key(entry),
             })
         }
@@ -293,8 +322,11 @@ mod tests {
         for k in 0..count {
             let raw = generated_raw_key(seed, k);
             let digest = crate::key_digest(&raw);
-            let caller = Caller::Key(snap.key_index.find(&snap.keys, &digest));
-            assert!(matches!(caller, Caller::Key(Some(_))));
+            let caller = Caller::Key {
+                entry: snap.key_index.find(&snap.keys, &digest),
+                probe_key: &space.probe_key,
+            };
+            assert!(matches!(caller, Caller::Key { entry: Some(_), .. }));
             for probe in &space.probes {
                 for environment in &space.environments {
                     let mut headers = vec![("x-api-key", raw.as_str())];
