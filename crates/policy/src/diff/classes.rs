@@ -12,7 +12,7 @@
 //! the selector, for a `"*"` route) passes steps 1 to 8 exactly as an
 //! unknown user does and stops at step 9 with `not_a_member` as it does.
 
-use super::space::{decide_point, Caller, Space, UNKNOWN_USER};
+use super::space::{decide_point, Caller, Space};
 use super::{Found, Outcome, Probe};
 use crate::document::KeyStatus;
 use crate::reason::Reason;
@@ -204,8 +204,9 @@ struct Fact {
 }
 
 impl Fact {
-    fn of(snap: &Snapshot, probe: &Probe, now: Timestamp) -> Fact {
-        let base = decide_point(snap, probe, None, &Caller::User(UNKNOWN_USER), now);
+    /// `unknown_user`: the id no snapshot of the space knows.
+    fn of(snap: &Snapshot, probe: &Probe, unknown_user: &str, now: Timestamp) -> Fact {
+        let base = decide_point(snap, probe, None, &Caller::User(unknown_user), now);
         let route = base
             .route
             .as_deref()
@@ -246,7 +247,10 @@ pub(super) fn grouped(space: &Space, snaps: [&Snapshot; 2], now: Timestamp) -> F
     let facts: Vec<[Fact; 2]> = space
         .probes
         .iter()
-        .map(|probe| [Fact::of(old, probe, now), Fact::of(new, probe, now)])
+        .map(|probe| {
+            let unknown = &space.unknown_user;
+            [old, new].map(|snap| Fact::of(snap, probe, unknown, now))
+        })
         .collect();
     let mut found = Found::new();
     for pair in &pairs {

@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use super::Outcome;
 
 /// The user id of a user no snapshot knows: outside the id alphabet, so
-/// that no snapshot can ever hold it.
-pub(crate) const UNKNOWN_USER: &str = "(unknown)";
+/// that no snapshot loaded from JSON holds it (a number is appended while a
+/// snapshot does: a compiled one is not checked against the alphabet).
+const UNKNOWN_USER: &str = "(unknown)";
 /// The raw API key every key principal is sent with (a number appended
 /// until neither snapshot holds its digest: a snapshot could otherwise ship
 /// this public key and be decided for every key principal): the principal's
@@ -92,6 +93,8 @@ pub struct Space {
     pub environments: Vec<Option<Box<str>>>,
     /// The raw key key principals are sent with ([`PROBE_KEY`]).
     pub(crate) probe_key: Box<str>,
+    /// The id the unknown user is sent with ([`UNKNOWN_USER`]).
+    pub(crate) unknown_user: Box<str>,
 }
 
 impl Space {
@@ -109,6 +112,7 @@ impl Space {
             probes: probes(snaps),
             environments,
             probe_key: probe_key(snaps),
+            unknown_user: unknown_user(snaps),
         }
     }
 }
@@ -128,6 +132,18 @@ fn probe_key(snaps: [&Snapshot; 2]) -> Box<str> {
         key = format!("{PROBE_KEY}-{n}");
     }
     key.into()
+}
+
+/// [`UNKNOWN_USER`], numbered if a snapshot has a user of that id.
+fn unknown_user(snaps: [&Snapshot; 2]) -> Box<str> {
+    let known = |id: &str| snaps.iter().any(|s| s.user_by_id.contains_key(id));
+    let mut id = UNKNOWN_USER.to_string();
+    let mut n = 0u64;
+    while known(&id) {
+        n += 1;
+        id = format!("{UNKNOWN_USER}-{n}");
+    }
+    id.into()
 }
 
 fn principals(snaps: [&Snapshot; 2]) -> Vec<Principal> {
@@ -242,7 +258,7 @@ impl<'a> Caller<'a> {
     pub(crate) fn of(snap: &'a Snapshot, space: &'a Space, principal: &'a Principal) -> Caller<'a> {
         match principal {
             Principal::User(id) => Caller::User(id),
-            Principal::UnknownUser => Caller::User(UNKNOWN_USER),
+            Principal::UnknownUser => Caller::User(&space.unknown_user),
             Principal::Key { digest, .. } => Caller::Key {
                 entry: snap.key_index.find(&snap.keys, digest),
                 probe_key: &space.probe_key,
