@@ -300,7 +300,10 @@ mod tests {
         assert_eq!(keys.bucket(1, 7), "tenantgate:policy/snapshot:keys:1:7");
         assert_eq!(keys.head, "tenantgate:policy/snapshot:head");
         let shadow = SharedKeys::shadow("policy", "/snapshot");
-        assert_ne!(shadow.snapshot, keys.snapshot, "a shadow never shares the live keys");
+        assert_ne!(
+            shadow.snapshot, keys.snapshot,
+            "a shadow never shares the live keys"
+        );
         assert_ne!(shadow.lease, keys.lease);
         // A head is a packed snapshot without a body.
         let head = pack_snapshot("\"r3\"", Some(tier), &[]);

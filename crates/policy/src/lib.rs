@@ -9,6 +9,7 @@ pub mod binary;
 pub mod compile;
 pub mod config;
 pub mod decide;
+pub mod diff;
 pub mod document;
 pub mod error;
 pub mod generate;

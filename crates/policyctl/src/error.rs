@@ -44,6 +44,9 @@ pub enum Error {
     Serve(#[from] StartError),
     #[error("cannot render JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `diff`: the change holds what `--fail-on` refuses (exit 1, not 2).
+    #[error("{0}")]
+    DiffRefused(String),
     /// `validate`: these files are invalid; it printed their problems itself.
     #[error("{count} invalid snapshot file(s)")]
     InvalidFiles { count: usize },
@@ -56,11 +59,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// The exit status: 1 for failing tests (the command worked and found
-    /// differences), 2 for everything that kept a command from working.
+    /// The exit status: 1 when the command worked and found what it checks
+    /// for (failing tests, a diff with changes), 2 for everything that kept
+    /// a command from working.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::TestsFailed { .. } => 1,
+            Error::TestsFailed { .. } | Error::DiffRefused(_) => 1,
             _ => 2,
         }
     }

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 
 mod bake;
 mod compile;
+mod diff;
 mod explain;
 mod flags;
 mod generate;
@@ -29,7 +30,8 @@ mod validate;
 #[command(
     name = "policyctl",
     after_help = "Run `policyctl COMMAND --help` for one command. Exit status: 0 success (any\n\
-                  decision, for explain), 2 unusable input or argument.",
+                  decision, for explain), 1 a check that found something (test failures, diff\n\
+                  changes), 2 unusable input or argument.",
     arg_required_else_help = true
 )]
 struct Cli {
@@ -51,6 +53,7 @@ pub enum Command {
     Keygen(keygen::Args),
     Sign(sign::Args),
     Test(test::Args),
+    Diff(diff::Args),
 }
 
 impl Command {
@@ -68,6 +71,7 @@ impl Command {
             Command::Keygen(args) => keygen::run(args),
             Command::Sign(args) => sign::run(args),
             Command::Test(args) => test::run(args),
+            Command::Diff(args) => diff::run(args),
         }
     }
 }
