@@ -328,6 +328,10 @@ pub struct Route {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
+    /// Extension x3: the JSON Schema the document follows (`policyctl schema`),
+    /// for editors; accepted and never read.
+    #[serde(default, rename = "$schema")]
+    pub schema: Option<String>,
     /// The snapshot's version (header-safe: the id alphabet, at most 128).
     pub revision: String,
     /// Top containers (Boomi areas).
