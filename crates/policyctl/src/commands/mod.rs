@@ -19,6 +19,7 @@ mod hash_key;
 mod import;
 pub mod keygen;
 mod plugin_config;
+pub mod schema;
 mod serve;
 pub mod sign;
 mod test;
@@ -51,6 +52,7 @@ pub enum Command {
     Keygen(keygen::Args),
     Sign(sign::Args),
     Test(test::Args),
+    Schema(schema::Args),
 }
 
 impl Command {
@@ -68,6 +70,7 @@ impl Command {
             Command::Keygen(args) => keygen::run(args),
             Command::Sign(args) => sign::run(args),
             Command::Test(args) => test::run(args),
+            Command::Schema(args) => schema::run(args),
         }
     }
 }
