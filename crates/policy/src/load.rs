@@ -101,9 +101,10 @@ fn read_revision(root: &BTreeMap<&str, &RawValue>, reading: &mut Reading<'_>) {
     }
 }
 
-/// `$schema` (x3): ignored, but a string like every JSON Schema reference.
+/// `$schema` (x3): ignored, but a string (or `null`, as for every optional
+/// field) like the typed reader's `Option<String>`.
 fn read_schema_reference(raw: &RawValue, reading: &mut Reading<'_>) {
-    if serde_json::from_str::<String>(raw.get()).is_err() {
+    if serde_json::from_str::<Option<String>>(raw.get()).is_err() {
         let value = short(raw.get());
         let what = format!("must be a string, got `{value}`");
         reading.problems.push(top("$schema", what, value));
@@ -297,6 +298,12 @@ mod tests {
     fn a_schema_reference_is_accepted_and_must_be_a_string() {
         let text = r#"{"$schema": "..\/docs/policy.schema.json", "revision": "r1"}"#;
         let document = parse_document(text).unwrap();
+        let with_null = r#"{"$schema": null, "revision": "r1", "teems": []}"#;
+        let Err(LoadError::Invalid(invalid)) = parse_document(with_null) else {
+            panic!("should not parse")
+        };
+        assert_eq!(invalid.problems.len(), 1, "{invalid}");
+        assert_eq!(invalid.problems[0].field, "teems");
         assert_eq!(
             document.schema.as_deref(),
             Some("../docs/policy.schema.json")

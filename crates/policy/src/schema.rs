@@ -252,7 +252,9 @@ string_format!(
     {
         "description": "Not empty nor only white space; unique across the snapshot.",
         "type": "string",
-        "pattern": "\\S"
+        // One character outside Rust's `char::is_whitespace` (what `trim` removes),
+        // not `\S`, whose white space (ECMA-262) differs.
+        "pattern": "[^\\t-\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
     }
 );
 

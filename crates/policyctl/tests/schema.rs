@@ -232,3 +232,96 @@ fn the_schema_field_is_accepted_by_the_loader_and_the_schema() {
         [r#"/$schema: 7 is not of types "null", "string""#]
     );
 }
+
+/// Values at the edge of each format: the schema accepts exactly what the
+/// loader accepts (checked on minimal.json with one value set).
+#[test]
+fn the_schema_and_the_loader_agree_at_the_edges_of_each_format() {
+    use serde_json::json;
+    let validator = validator();
+    let minimal = read_json(&repo().join("policies/minimal.json"));
+    let cases = [
+        ("/$schema", json!(null), true),
+        (
+            "/$schema",
+            json!("https://example.invalid/policy.schema.json"),
+            true,
+        ),
+        ("/revision", json!("r".repeat(128)), true),
+        ("/revision", json!("r".repeat(129)), false),
+        (
+            "/organizations/0/expires_at",
+            json!("2027-01-22 00:00:00z"),
+            true,
+        ),
+        (
+            "/organizations/0/expires_at",
+            json!("2027-01-22T00:00:00.5+01:00"),
+            true,
+        ),
+        (
+            "/organizations/0/expires_at",
+            json!("2027-01-22T00:00:00"),
+            false,
+        ),
+        ("/organizations/0/expires_at", json!(null), true),
+        (
+            "/organizations/0/metadata",
+            json!({"any": [1, null, "x"]}),
+            true,
+        ),
+        (
+            "/organizations/0/environments/1",
+            json!("pre-prod.eu:2"),
+            true,
+        ),
+        (
+            "/areas/0/token_issuers",
+            json!(["https://idp.example/a?b=c"]),
+            true,
+        ),
+        (
+            "/areas/0/token_issuers",
+            json!(["https://idp.example/ a"]),
+            false,
+        ),
+        ("/apps/0/otoroshi_client_ids", json!(["\u{feff}"]), true),
+        ("/apps/0/otoroshi_client_ids", json!([" \t"]), false),
+        ("/apps/0/developer", json!("d"), true),
+        ("/apps/0/teams", json!({"*": "write"}), true),
+        ("/apps/0/teams", json!({"*": "admin"}), false),
+        ("/roles/0/permissions", json!(["*", "orders*", "a:b"]), true),
+        ("/roles/0/permissions", json!(["**"]), false),
+        ("/routes/1/path_prefix", json!("/orders/%20x/"), true),
+        ("/routes/1/path_prefix", json!("/orders/\u{7f}"), false),
+        ("/routes/1/path_prefix", json!("/orders\\x"), false),
+        ("/routes/1/methods", json!(["get", "M-SEARCH"]), true),
+        ("/routes/1/hosts", json!(["shop.example:8443"]), true),
+        ("/routes/1/teams", json!(["*"]), true),
+        ("/routes/1/teams", json!(null), true),
+        ("/routes/1/permissions", json!({"read": "*"}), true),
+        ("/routes/0/public", json!("true"), false),
+        ("/users/0/memberships/0/status", json!("invited"), true),
+    ];
+    let mut disagree = Vec::new();
+    for (pointer, value, valid) in cases {
+        let mut policy = minimal.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let slot = policy.pointer_mut(parent).unwrap();
+        match slot {
+            Value::Object(object) => {
+                object.insert(key.to_string(), value.clone());
+            }
+            Value::Array(items) => items[key.parse::<usize>().unwrap()] = value.clone(),
+            _ => panic!("{pointer}"),
+        }
+        let loads = tenantgate_policy::load_snapshot(&policy.to_string()).is_ok();
+        let errors = schema_errors(&validator, &policy);
+        if loads != valid || errors.is_empty() != valid {
+            disagree.push(format!(
+                "{pointer} = {value}: loads {loads}, schema {errors:?}, expected {valid}"
+            ));
+        }
+    }
+    assert!(disagree.is_empty(), "{disagree:#?}");
+}
