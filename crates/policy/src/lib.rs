@@ -20,6 +20,8 @@ pub mod path;
 pub mod reason;
 mod records;
 pub mod request;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod signed;
 pub mod snapshot;
 pub mod text;

@@ -68,8 +68,10 @@ fn explain(text: &str, fast_error: serde_json::Error) -> LoadError {
     let mut reading = Reading::default();
     read_revision(&root, &mut reading);
     for (&field, raw) in &root {
-        if field != "revision" {
-            read_collection(field, raw, &mut reading);
+        match field {
+            "revision" => {}
+            "$schema" => read_schema_reference(raw, &mut reading),
+            _ => read_collection(field, raw, &mut reading),
         }
     }
     if reading.problems.is_empty() {
@@ -96,6 +98,16 @@ fn read_revision(root: &BTreeMap<&str, &RawValue>, reading: &mut Reading<'_>) {
         None => reading
             .problems
             .push(top("revision", "is required".into(), String::new())),
+    }
+}
+
+/// `$schema` (x3): ignored, but a string (or `null`, as for every optional
+/// field) like the typed reader's `Option<String>`.
+fn read_schema_reference(raw: &RawValue, reading: &mut Reading<'_>) {
+    if serde_json::from_str::<Option<String>>(raw.get()).is_err() {
+        let value = short(raw.get());
+        let what = format!("must be a string, got `{value}`");
+        reading.problems.push(top("$schema", what, value));
     }
 }
 
@@ -279,6 +291,32 @@ mod tests {
                 .to_string()
                 .starts_with("organization `acme`: field `colour`: unknown field `colour`"),
             "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_schema_reference_is_accepted_and_must_be_a_string() {
+        let text = r#"{"$schema": "..\/docs/policy.schema.json", "revision": "r1"}"#;
+        let document = parse_document(text).unwrap();
+        let with_null = r#"{"$schema": null, "revision": "r1", "teems": []}"#;
+        let Err(LoadError::Invalid(invalid)) = parse_document(with_null) else {
+            panic!("should not parse")
+        };
+        assert_eq!(invalid.problems.len(), 1, "{invalid}");
+        assert_eq!(invalid.problems[0].field, "teems");
+        assert_eq!(
+            document.schema.as_deref(),
+            Some("../docs/policy.schema.json")
+        );
+        let text = r#"{"$schema": 7, "revision": "r1", "teems": []}"#;
+        let Err(LoadError::Invalid(invalid)) = parse_document(text) else {
+            panic!("should not parse")
+        };
+        let fields: Vec<&str> = invalid.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["$schema", "teems"]);
+        assert_eq!(
+            invalid.problems[0].to_string(),
+            "snapshot `(top level)`: field `$schema`: must be a string, got `7`"
         );
     }
 }

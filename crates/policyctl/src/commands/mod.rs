@@ -20,6 +20,7 @@ mod hash_key;
 mod import;
 pub mod keygen;
 mod plugin_config;
+pub mod schema;
 mod serve;
 pub mod sign;
 mod test;
@@ -54,6 +55,7 @@ pub enum Command {
     Sign(sign::Args),
     Test(test::Args),
     Diff(diff::Args),
+    Schema(schema::Args),
 }
 
 impl Command {
@@ -72,6 +74,7 @@ impl Command {
             Command::Sign(args) => sign::run(args),
             Command::Test(args) => test::run(args),
             Command::Diff(args) => diff::run(args),
+            Command::Schema(args) => schema::run(args),
         }
     }
 }
