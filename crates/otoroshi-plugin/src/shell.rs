@@ -358,17 +358,7 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
     let snapshot = match &settings.policy {
         Policy::Whole(snapshot) => snapshot,
         Policy::Encoded(bytes) => {
-            let mut wanted = Wanted::of(&request);
-            if let Some(gateway) = &gateway {
-                gateway.wanted(&mut wanted);
-            }
-            if let Some((source, Ok(claims))) = &token {
-                wanted.token_user = Some(&claims.user);
-                if source.mode == TokenMode::Asserted {
-                    wanted.token_tenant = claims.tenant.as_deref();
-                    wanted.asserted = true;
-                }
-            }
+            let wanted = wanted(&request, gateway.as_ref(), token.as_ref());
             match binary::decode_for(bytes, &wanted) {
                 Ok(snapshot) => {
                     partial = snapshot;
@@ -402,6 +392,28 @@ fn decide_settled(ctx: &Context<'_>, settings: &Settings<'_>) -> Outcome {
             .with_token(token_caller.as_ref()),
     );
     outcome_of(&decision, settings)
+}
+
+/// What a partial decode must load for this request: its own identities,
+/// the gateway's caller, and the user (and, asserted, the tenant, roles and
+/// groups) a verified token names.
+fn wanted<'w>(
+    request: &'w Request<'_>,
+    gateway: Option<&'w GatewayIdentity<'_>>,
+    token: Option<&'w (&TokenSource, VerifiedToken)>,
+) -> Wanted<'w> {
+    let mut wanted = Wanted::of(request);
+    if let Some(gateway) = gateway {
+        gateway.wanted(&mut wanted);
+    }
+    if let Some((source, Ok(claims))) = token {
+        wanted.token_user = Some(&claims.user);
+        if source.mode == TokenMode::Asserted {
+            wanted.token_tenant = claims.tenant.as_deref();
+            wanted.asserted = true;
+        }
+    }
+    wanted
 }
 
 fn outcome_of(decision: &Decision<'_>, settings: &Settings<'_>) -> Outcome {
