@@ -147,7 +147,7 @@ def load_fuel():
     except OSError:
         return {}
     found = {}
-    for name in ["allow", "deny", "token", "logged"]:
+    for name in ["allow", "deny", "token", "logged", "unshadowed", "shadowed", "shadow_disagreeing"]:
         match = re.search(r"fuel_%s=(\d+)" % name, text)
         found[name] = int(match.group(1)) if match else None
     return found
@@ -180,7 +180,9 @@ def main():
     summary = {
         "engine": engine,
         "wasm": {"fuel_allow": fuel.get("allow"), "fuel_deny": fuel.get("deny"),
-                 "fuel_token": fuel.get("token"), "fuel_logged": fuel.get("logged")},
+                 "fuel_token": fuel.get("token"), "fuel_logged": fuel.get("logged"),
+                 "fuel_unshadowed": fuel.get("unshadowed"), "fuel_shadowed": fuel.get("shadowed"),
+                 "fuel_shadow_disagreeing": fuel.get("shadow_disagreeing")},
         "envoy": envoy_summary,
         "memory": {
             k: memory.get(k)
@@ -364,6 +366,9 @@ def write_markdown(s, engines, envoy, fleet=None, startup=None):
         f"- denied request: {fmt(s['wasm']['fuel_deny'])}",
         f"- allowed request identified by a verified token (issue 13, `sources.token`): {fmt(s['wasm'].get('fuel_token'))}",
         f"- allowed API-key request with its decision log line written (issue 14, `decision_log`): {fmt(s['wasm'].get('fuel_logged'))}",
+        f"- shadow revision (issue 14), the same allowed request: {fmt(s['wasm'].get('fuel_unshadowed'))} unshadowed, "
+        f"{fmt(s['wasm'].get('fuel_shadowed'))} also decided by an agreeing shadow, "
+        f"{fmt(s['wasm'].get('fuel_shadow_disagreeing'))} by a disagreeing one (counted and logged)",
         "",
         "## Envoy end to end (median of interleaved rounds; Envoy on core 0, wrk on core 1)",
         "",

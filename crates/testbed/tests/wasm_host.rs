@@ -604,3 +604,72 @@ fn fuel_of_token_identity_and_decision_logs() {
     );
     assert!(by_token.fuel < 2 * plain.fuel && logged.fuel < 2 * plain.fuel);
 }
+
+/// What shadowing (issue 14) costs in wasm instructions: the same allowed
+/// request with and without a shadow revision (published in the shared data
+/// as a fetcher would) decided beside the live one for every request.
+#[test]
+fn fuel_of_shadow_decisions() {
+    use tenantgate_envoy::live::{pack_snapshot, Meta, SharedKeys};
+    let mut config: Value = serde_json::from_str(&plugin_config("enforce", Some("prod"))).unwrap();
+    config["snapshot"]["shadow"] = json!({"remote": {"cluster": "shadow"}, "sample_rate": 1.0});
+    let mut host = Host::dist();
+    assert!(host.configure(&config.to_string()));
+    // The shadow revision: the demo with the storefront's key revoked.
+    let mut doc: Value = serde_json::from_str(DEMO).unwrap();
+    doc["revision"] = json!("r2");
+    for key in doc["api_keys"].as_array_mut().unwrap() {
+        if key["id"] == "storefront-prod" {
+            key["status"] = json!("revoked");
+        }
+    }
+    let shadow = policy::load_snapshot(&doc.to_string()).unwrap();
+    let keys = SharedKeys::shadow("shadow", "/snapshot");
+    let compiled = policy::binary::encode(&shadow);
+    host.set_shared_data(&keys.snapshot, &pack_snapshot("\"r2\"", None, &compiled));
+    let meta = Meta {
+        etag: "\"r2\"".into(),
+        confirmed_ms: 0,
+        sequence: None,
+    };
+    host.set_shared_data(&keys.meta, meta.encode().as_bytes());
+    host.tick().unwrap();
+    let key = envoy_headers(
+        "GET",
+        "/orders/1",
+        "localhost",
+        &[("x-api-key", "demo-storefront-key")],
+    );
+    let other = envoy_headers(
+        "GET",
+        "/orders/1",
+        "localhost",
+        &[("x-api-key", "demo-ops-key")],
+    );
+    for _ in 0..3 {
+        host.request(&key);
+        host.request(&other);
+    }
+    let disagreeing = host.request(&key);
+    let agreeing = host.request(&other);
+    assert_eq!(
+        disagreeing.local_response, None,
+        "the live revision is enforced"
+    );
+    assert_eq!(
+        host.metric("tenantgate.shadow.disagree.allow.api_key_revoked"),
+        Some(4)
+    );
+    host.tick().unwrap();
+    assert_eq!(host.metric("tenantgate.shadow.agree"), Some(4));
+    let mut plain = demo_host();
+    for _ in 0..3 {
+        plain.request(&other);
+    }
+    let unshadowed = plain.request(&other);
+    eprintln!(
+        "fuel_unshadowed={} fuel_shadowed={} fuel_shadow_disagreeing={}",
+        unshadowed.fuel, agreeing.fuel, disagreeing.fuel
+    );
+    assert!(agreeing.fuel < 3 * unshadowed.fuel);
+}

@@ -1153,6 +1153,14 @@ impl Host {
         Ok(())
     }
 
+    /// Sets a shared-data value, as another VM of the process would (a
+    /// fetcher publishing a snapshot).
+    pub fn set_shared_data(&mut self, key: &str, value: &[u8]) {
+        let shared = &mut self.store.data_mut().shared_data;
+        let cas = shared.get(key.as_bytes()).map_or(1, |(_, cas)| cas + 1);
+        shared.insert(key.as_bytes().to_vec(), (value.to_vec(), cas));
+    }
+
     /// `proxy_on_tick` on the root context.
     pub fn tick(&mut self) -> Result<Outcome> {
         let mut outcome = Outcome::default();
