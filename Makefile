@@ -11,7 +11,7 @@ MAX_WASM_BYTES := 1048576
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)
 CARGO_BIN   := $(HOME)/.cargo/bin
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm-opt oci-tools dist oci lint test test-native test-wasm run bench fuzz fuzz-setup clean
+.PHONY: help setup toolchain envoy wasm-bindgen wasm-opt oci-tools dist oci manifests lint test test-native test-wasm run bench fuzz fuzz-setup clean
 
 help:
 	@echo "make run    build the filter and show it deciding real requests in a real Envoy"
@@ -90,6 +90,15 @@ oci: dist
 	@cd $(RELEASE) && for f in tenantgate-$(VERSION).wasm tenantgate-otoroshi-$(VERSION).wasm tenantgate-$(VERSION).oci.tar; do \
 	  sha256sum $$f > $$f.sha256; done && cat *.sha256 > SHA256SUMS && cat SHA256SUMS
 	@echo "image digest: $$(cat dist/oci.digest)  (dist/oci.digest)"
+
+# The Istio and Envoy Gateway manifests in envoy/, regenerated from the demo
+# configuration the tests use and pinned to the image `make oci` just built.
+MANIFEST_IMAGE ?= oci://registry.example.com/tenantgate/tenantgate-wasm
+manifests: oci
+	cargo run --quiet -p policyctl -- plugin-config --policy policies/demo.json --environment prod \
+	  --format istio --image $(MANIFEST_IMAGE)@$$(cat dist/oci.digest) > envoy/istio-wasmplugin.yaml
+	cargo run --quiet -p policyctl -- plugin-config --policy policies/demo.json --environment prod \
+	  --format envoy-gateway --image $(MANIFEST_IMAGE)@$$(cat dist/oci.digest) > envoy/envoy-gateway-extension-policy.yaml
 
 ## Checks.
 # Every crate natively (all targets), and each wasm crate for its target.
