@@ -208,6 +208,33 @@ fn the_manifests_are_the_deployments_the_filter_expects() {
 }
 
 #[test]
+fn a_pull_secret_goes_where_each_crd_wants_it() {
+    let image = format!("oci://registry.example.com/tenantgate@{DIGEST}");
+    for kind in [&ISTIO, &ENVOY_GATEWAY] {
+        let out = policyctl(&[
+            "plugin-config",
+            "--policy",
+            "policies/demo.json",
+            "--format",
+            kind.format,
+            "--image",
+            &image,
+            "--pull-secret",
+            "registry-credentials",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let manifest = document(&String::from_utf8(out.stdout).unwrap());
+        let problems = errors(kind, &manifest);
+        assert!(problems.is_empty(), "{}: {problems:#?}", kind.format);
+        let secret = match kind.format {
+            "istio" => manifest["spec"]["imagePullSecret"].clone(),
+            _ => manifest["spec"]["wasm"][0]["code"]["image"]["pullSecretRef"]["name"].clone(),
+        };
+        assert_eq!(secret, "registry-credentials", "{}", kind.format);
+    }
+}
+
+#[test]
 fn the_schemas_refuse_what_a_cluster_would_refuse() {
     let image = format!("oci://registry.example.com/tenantgate@{DIGEST}");
     let istio = document(&generate(&ISTIO, &image));

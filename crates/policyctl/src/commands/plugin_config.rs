@@ -25,7 +25,7 @@ use tenantgate_policy::{binary, Snapshot};
     override_usage = "policyctl plugin-config --policy FILE [--mode enforce|audit] [--environment ENV]\n                             \
                             [--compiled] [--annotate-plan]\n                             \
                             [--format json|istio|envoy-gateway --image oci://REPO@sha256:DIGEST\n                             \
-                             [--namespace NS] [--gateway NAME]]"
+                             [--namespace NS] [--gateway NAME] [--pull-secret SECRET]]"
 )]
 pub struct Args {
     /// the snapshot (JSON; compiled or signed only with --compiled)
@@ -57,6 +57,10 @@ pub struct Args {
     /// ingressgateway); Envoy Gateway targets the Gateway NAME (default eg)
     #[arg(long, value_name = "NAME")]
     gateway: Option<String>,
+    /// the Secret (in the manifest's namespace) with the registry's
+    /// credentials, for a private registry
+    #[arg(long, value_name = "SECRET")]
+    pull_secret: Option<String>,
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
@@ -125,7 +129,7 @@ fn image(args: &Args) -> Result<Image, Error> {
 fn istio(args: &Args, image: &Image, config: Value) -> Value {
     let namespace = args.namespace.as_deref().unwrap_or("istio-system");
     let gateway = args.gateway.as_deref().unwrap_or("ingressgateway");
-    json!({
+    let mut manifest = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
         "metadata": {"name": "tenantgate", "namespace": namespace},
@@ -137,13 +141,22 @@ fn istio(args: &Args, image: &Image, config: Value) -> Value {
             "failStrategy": "FAIL_CLOSE",
             "pluginConfig": config,
         },
-    })
+    });
+    let spec = manifest.get_mut("spec").and_then(Value::as_object_mut);
+    if let (Some(secret), Some(spec)) = (&args.pull_secret, spec) {
+        spec.insert("imagePullSecret".into(), secret.as_str().into());
+    }
+    manifest
 }
 
 /// Envoy Gateway's EnvoyExtensionPolicy (gateway.envoyproxy.io/v1alpha1).
 fn envoy_gateway(args: &Args, image: &Image, config: Value) -> Value {
     let namespace = args.namespace.as_deref().unwrap_or("default");
     let gateway = args.gateway.as_deref().unwrap_or("eg");
+    let mut image_source = json!({"url": image.reference, "sha256": image.sha256});
+    if let (Some(secret), Some(object)) = (&args.pull_secret, image_source.as_object_mut()) {
+        object.insert("pullSecretRef".into(), json!({"name": secret}));
+    }
     json!({
         "apiVersion": "gateway.envoyproxy.io/v1alpha1",
         "kind": "EnvoyExtensionPolicy",
@@ -155,7 +168,7 @@ fn envoy_gateway(args: &Args, image: &Image, config: Value) -> Value {
                 "rootID": "tenantgate",
                 "code": {
                     "type": "Image",
-                    "image": {"url": image.reference, "sha256": image.sha256},
+                    "image": image_source,
                 },
                 "failOpen": false,
                 "config": config,
@@ -189,6 +202,9 @@ fn with_header(args: &Args, image: &Image, manifest: &Value) -> Result<String, E
     }
     if let Some(gateway) = &args.gateway {
         command.push_str(&format!(" --gateway {gateway}"));
+    }
+    if let Some(secret) = &args.pull_secret {
+        command.push_str(&format!(" --pull-secret {secret}"));
     }
     let what = if args.format == "istio" {
         ISTIO_NOTES
