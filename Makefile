@@ -11,17 +11,18 @@ MAX_WASM_BYTES := 1048576
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)
 CARGO_BIN   := $(HOME)/.cargo/bin
 
-.PHONY: help setup toolchain envoy wasm-bindgen wasm-opt dist lint test test-native test-wasm run bench fuzz fuzz-setup clean
+.PHONY: help setup toolchain envoy wasm-bindgen wasm-opt oci-tools dist oci manifests lint test test-native test-wasm run bench fuzz fuzz-setup clean
 
 help:
 	@echo "make run    build the filter and show it deciding real requests in a real Envoy"
 	@echo "make test   fmt, clippy (host and wasm), unit, policy, wasm (Node) and Envoy end-to-end tests"
 	@echo "make dist   build $(DIST_WASM)"
+	@echo "make oci    $(DIST_WASM) as a Wasm OCI image (dist/oci/) and the release files (dist/release/)"
 	@echo "make bench  engine vs Cedar/Rego, wasm fuel, Envoy side by side -> docs/PERFORMANCE.md"
 	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 60) each, fails on a crash"
 
 ## Installation: everything a fresh machine lacks.
-setup: toolchain envoy wasm-bindgen wasm-opt
+setup: toolchain envoy wasm-bindgen wasm-opt oci-tools
 
 toolchain:
 	rustup target add $(WASM_TARGET) wasm32-unknown-unknown
@@ -42,6 +43,12 @@ wasm-bindgen:
 	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
 	  cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
+
+# The OCI round trip (crates/testbed/tests/oci_image.rs): a registry (the CNCF
+# distribution registry, Debian's docker-registry) and an OCI client (skopeo).
+oci-tools:
+	@command -v skopeo >/dev/null && test -x /usr/bin/docker-registry || \
+	  (apt-get update -qq && apt-get install -y -qq docker-registry skopeo)
 
 ## Build.
 # wasm-opt -Oz (Debian's binaryen) shrinks the module by a fifth; a second -Oz
@@ -67,6 +74,31 @@ dist: toolchain wasm-opt
 	@size=$$(stat -c %s dist/tenantgate-otoroshi.wasm); test $$size -le $(MAX_WASM_BYTES) || { echo "dist/tenantgate-otoroshi.wasm is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
 	@echo "dist/tenantgate-otoroshi.wasm: $$(stat -c %s dist/tenantgate-otoroshi.wasm) bytes; imports:" \
 	  $$(wasm-dis dist/tenantgate-otoroshi.wasm | grep -o '(import "[^"]*" "[^"]*"' | sed 's/(import "\([^"]*\)" "\([^"]*\)"/\1::\2/')
+
+# The Envoy filter as a Wasm OCI image (Istio's and Envoy Gateway's "compat"
+# format: one tar+gzip layer holding plugin.wasm), reproducible: dist/oci/ is an
+# OCI image layout tagged $(VERSION), dist/release/ holds it as a tarball, both
+# modules and their SHA-256 (Otoroshi loads its module from a file or a URL).
+# Prints the image's manifest digest, the one the manifests pin.
+VERSION := $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
+RELEASE := dist/release
+oci: dist
+	@mkdir -p $(RELEASE)
+	cargo run --quiet -p policyctl -- oci --module $(DIST_WASM) --out dist/oci --tar $(RELEASE)/tenantgate-$(VERSION).oci.tar --tag $(VERSION) > dist/oci.digest
+	cp $(DIST_WASM) $(RELEASE)/tenantgate-$(VERSION).wasm
+	cp dist/tenantgate-otoroshi.wasm $(RELEASE)/tenantgate-otoroshi-$(VERSION).wasm
+	@cd $(RELEASE) && for f in tenantgate-$(VERSION).wasm tenantgate-otoroshi-$(VERSION).wasm tenantgate-$(VERSION).oci.tar; do \
+	  sha256sum $$f > $$f.sha256; done && cat *.sha256 > SHA256SUMS && cat SHA256SUMS
+	@echo "image digest: $$(cat dist/oci.digest)  (dist/oci.digest)"
+
+# The Istio and Envoy Gateway manifests in envoy/, regenerated from the demo
+# configuration the tests use and pinned to the image `make oci` just built.
+MANIFEST_IMAGE ?= oci://registry.example.com/tenantgate/tenantgate-wasm
+manifests: oci
+	cargo run --quiet -p policyctl -- plugin-config --policy policies/demo.json --environment prod \
+	  --format istio --image $(MANIFEST_IMAGE)@$$(cat dist/oci.digest) > envoy/istio-wasmplugin.yaml
+	cargo run --quiet -p policyctl -- plugin-config --policy policies/demo.json --environment prod \
+	  --format envoy-gateway --image $(MANIFEST_IMAGE)@$$(cat dist/oci.digest) > envoy/envoy-gateway-extension-policy.yaml
 
 ## Checks.
 # Every crate natively (all targets), and each wasm crate for its target.

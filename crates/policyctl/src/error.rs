@@ -2,6 +2,7 @@
 
 use crate::bake::BakeError;
 use crate::commands::keygen::NoRandomness;
+use crate::commands::oci::OciCommandError;
 use crate::commands::sign::SignError;
 use crate::files::{FileError, PolicyError};
 use crate::import_otoroshi::ConvertError;
@@ -22,6 +23,9 @@ pub enum Error {
     /// `plugin-config`: the configuration it rendered does not load.
     #[error(transparent)]
     RenderedConfig(ConfigError),
+    /// `plugin-config --format istio|envoy-gateway`: no usable `--image`.
+    #[error("{0}")]
+    Manifest(String),
     /// `plugin-config` without `--compiled` needs the policy's JSON text.
     #[error("`{}` is compiled: use `--compiled`", path.display())]
     CompiledPolicy { path: PathBuf },
@@ -42,6 +46,8 @@ pub enum Error {
     Sign(#[from] SignError),
     #[error(transparent)]
     Serve(#[from] StartError),
+    #[error(transparent)]
+    Oci(#[from] OciCommandError),
     #[error("cannot render JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// `diff`: the change holds what `--fail-on` refuses (exit 1, not 2).

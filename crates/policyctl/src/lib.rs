@@ -5,14 +5,15 @@
 //!   command's help text is the doc comment of its arguments.
 //! - [`files`], [`error`]: reading files and policies, and what fails.
 //! - The larger pieces behind some commands: [`bake`] (a snapshot into the
-//!   Otoroshi module), [`import_otoroshi`] (an Otoroshi export as a snapshot)
-//!   and [`serve`] (the policy server).
+//!   Otoroshi module), [`import_otoroshi`] (an Otoroshi export as a snapshot),
+//!   [`oci`] (the filter as a Wasm OCI image) and [`serve`] (the policy server).
 
 pub mod bake;
 pub mod commands;
 pub mod error;
 pub mod files;
 pub mod import_otoroshi;
+pub mod oci;
 pub mod serve;
 
 pub use error::Error;

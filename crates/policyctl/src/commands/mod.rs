@@ -19,6 +19,7 @@ mod generate;
 mod hash_key;
 mod import;
 pub mod keygen;
+pub mod oci;
 mod plugin_config;
 pub mod schema;
 mod serve;
@@ -47,6 +48,7 @@ pub enum Command {
     HashKey(hash_key::Args),
     Generate(generate::Args),
     PluginConfig(plugin_config::Args),
+    Oci(oci::Args),
     Compile(compile::Args),
     Bake(bake::Args),
     Import(import::Args),
@@ -66,6 +68,7 @@ impl Command {
             Command::HashKey(args) => hash_key::run(args),
             Command::Generate(args) => generate::run(args),
             Command::PluginConfig(args) => plugin_config::run(args),
+            Command::Oci(args) => oci::run(args),
             Command::Compile(args) => compile::run(args),
             Command::Bake(args) => bake::run(args),
             Command::Import(args) => import::run(args),
