@@ -62,14 +62,19 @@ WASM_OPT_FLAGS := -Oz --converge --flatten --rereloop -Oz --enable-bulk-memory -
 wasm-opt:
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
 
+# Source paths rustc embeds (panic locations) are remapped, so the module's
+# bytes, and the image digest `make oci` prints, do not depend on where the
+# repository or the cargo registry is checked out.
+WASM_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/tenantgate --remap-path-prefix=$(HOME)/.cargo=/cargo --remap-path-prefix=$(HOME)/.rustup=/rustup
+
 dist: toolchain wasm-opt
-	cargo build --profile wasm -p tenantgate-envoy --target $(WASM_TARGET)
+	RUSTFLAGS="$(WASM_RUSTFLAGS)" cargo build --profile wasm -p tenantgate-envoy --target $(WASM_TARGET)
 	@mkdir -p dist
 	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/wasm/tenantgate_envoy.wasm -o $(DIST_WASM)
 	@size=$$(stat -c %s $(DIST_WASM)); echo "$(DIST_WASM): $$size bytes (limit $(MAX_WASM_BYTES))"; \
 	  test $$size -gt 0 && test $$size -le $(MAX_WASM_BYTES) || { echo "$(DIST_WASM) is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
 # The Otoroshi (Extism) shell: wasm32-unknown-unknown, so Otoroshi runs it with wasi: false.
-	cargo build --profile wasm -p tenantgate-otoroshi --target wasm32-unknown-unknown
+	RUSTFLAGS="$(WASM_RUSTFLAGS)" cargo build --profile wasm -p tenantgate-otoroshi --target wasm32-unknown-unknown
 	wasm-opt $(WASM_OPT_FLAGS) target/wasm32-unknown-unknown/wasm/tenantgate_otoroshi.wasm -o dist/tenantgate-otoroshi.wasm
 	@size=$$(stat -c %s dist/tenantgate-otoroshi.wasm); test $$size -le $(MAX_WASM_BYTES) || { echo "dist/tenantgate-otoroshi.wasm is larger than $(MAX_WASM_BYTES) bytes"; exit 1; }
 	@echo "dist/tenantgate-otoroshi.wasm: $$(stat -c %s dist/tenantgate-otoroshi.wasm) bytes; imports:" \
