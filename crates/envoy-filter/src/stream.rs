@@ -109,7 +109,8 @@ impl Stream {
         let Ok(now_nanos) = abi::now_nanos() else {
             return host_error("cannot read the clock", request.forward_path.as_deref());
         };
-        let token = match read_token(plugin) {
+        // An API key wins over a token (step 4): no host call for one then.
+        let token = match read_token(plugin, request.api_key.is_some()) {
             Ok(token) => token,
             Err(e) => return host_error(&e, request.forward_path.as_deref()),
         };
@@ -418,8 +419,8 @@ fn send_deny(status: u16, body: &str, path: Option<&[u8]>) -> Next {
 
 /// The verified token's claims, if a token source is configured and the
 /// verifying filter left a payload (none: the request carries no token).
-fn read_token(plugin: &Plugin) -> Result<Option<VerifiedToken>, String> {
-    let Some(read) = &plugin.token else {
+fn read_token(plugin: &Plugin, has_key: bool) -> Result<Option<VerifiedToken>, String> {
+    let Some(read) = plugin.token.as_ref().filter(|_| !has_key) else {
         return Ok(None);
     };
     match abi::get_property(read.path()) {

@@ -119,31 +119,30 @@ impl Space {
 
 /// [`PROBE_KEY`], numbered if a snapshot holds its digest.
 fn probe_key(snaps: [&Snapshot; 2]) -> Box<str> {
-    let shipped = |key: &str| {
+    first_free(PROBE_KEY, |key| {
         let digest = crate::key_digest(key);
         snaps
             .iter()
             .any(|s| s.key_index.find(&s.keys, &digest).is_some())
-    };
-    let mut key = PROBE_KEY.to_string();
-    let mut n = 0u64;
-    while shipped(&key) {
-        n += 1;
-        key = format!("{PROBE_KEY}-{n}");
-    }
-    key.into()
+    })
 }
 
 /// [`UNKNOWN_USER`], numbered if a snapshot has a user of that id.
 fn unknown_user(snaps: [&Snapshot; 2]) -> Box<str> {
-    let known = |id: &str| snaps.iter().any(|s| s.user_by_id.contains_key(id));
-    let mut id = UNKNOWN_USER.to_string();
+    first_free(UNKNOWN_USER, |id| {
+        snaps.iter().any(|s| s.user_by_id.contains_key(id))
+    })
+}
+
+/// `base`, or `base-1`, `base-2`, … : the first that `taken` refuses.
+fn first_free(base: &str, taken: impl Fn(&str) -> bool) -> Box<str> {
+    let mut name = base.to_string();
     let mut n = 0u64;
-    while known(&id) {
+    while taken(&name) {
         n += 1;
-        id = format!("{UNKNOWN_USER}-{n}");
+        name = format!("{base}-{n}");
     }
-    id.into()
+    name.into()
 }
 
 fn principals(snaps: [&Snapshot; 2]) -> Vec<Principal> {
