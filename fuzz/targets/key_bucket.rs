@@ -1,64 +1,103 @@
-//! A bucket of the key tier (issue 12): the bytes the filter's worker VMs
+//! The buckets of the key tier (issue 12): the bytes the filter's worker VMs
 //! read from Envoy's shared data for a key on its first sight,
-//! `binary::tier::find_key` against the demo snapshot without its keys.
-//! Written by a VM of the same process, but a reader must survive any bytes:
-//! the input as a bucket, and after a valid header (magic and generation) so
-//! mutations reach the key table; digests from the input and the demo's keys.
+//! `binary::tier::find_key` and `TierKey::resolve` against the demo snapshot
+//! without its keys and apps. Written by a VM of the same process, but a
+//! reader must survive any bytes: the input as a key bucket and as an app
+//! bucket, each also after a valid header (magic and generation) so
+//! mutations reach the tables; digests from the input and the demo's keys.
 //!
 //! Invariants: refusals are one-line errors, never panics; a key found is
-//! decided without panicking and its decision is one the whole snapshot
-//! could give (its app and environments lie within the snapshot); a bucket
-//! the tier wrote finds every demo key.
+//! decided (with the demo's raw key when known, so the decision reads it)
+//! without panicking; the tier's own buckets find every demo key and its app.
 
 use super::common;
 use std::sync::OnceLock;
-use tenantgate_policy::binary::tier::{self, KeyTier, BUCKET_MAGIC};
-use tenantgate_policy::{self as policy, Context, Request, Snapshot, Sources};
+use tenantgate_policy::binary::tier::{self, Apps, KeyTier, APP_BUCKET_MAGIC, BUCKET_MAGIC};
+use tenantgate_policy::{self as policy, Context, ExternalKey, Request, Snapshot, Sources};
 
 const GENERATION: u64 = 0x7e57;
 
-/// The demo without its keys, and its one-bucket tier.
+/// The demo without its keys and apps, and its tier.
 fn keyless() -> &'static (Snapshot, KeyTier) {
     static KEYLESS: OnceLock<(Snapshot, KeyTier)> = OnceLock::new();
-    KEYLESS.get_or_init(
-        || match tier::decode_split(common::demo_compiled(), GENERATION) {
+    KEYLESS.get_or_init(|| {
+        match tier::decode_split(common::demo_compiled(), GENERATION, Apps::Move) {
             Ok((snapshot, cut)) => (snapshot, cut.into_tier()),
             Err(e) => panic!("the demo does not split: {e}"),
-        },
-    )
+        }
+    })
+}
+
+/// `magic`, the generation, then `data`.
+fn headed(magic: &[u8; 8], data: &[u8]) -> Vec<u8> {
+    let mut bytes = magic.to_vec();
+    bytes.extend_from_slice(&GENERATION.to_le_bytes());
+    bytes.extend_from_slice(data);
+    bytes
 }
 
 pub fn run(data: &[u8]) {
     let (snapshot, tier) = keyless();
-    let mut headed = BUCKET_MAGIC.to_vec();
-    headed.extend_from_slice(&GENERATION.to_le_bytes());
-    headed.extend_from_slice(data);
-    let mut digests: Vec<[u8; 32]> = common::DEMO_KEYS.iter().map(policy::key_digest).collect();
-    digests.push(policy::key_digest(data));
+    let mut digests: Vec<(Option<&str>, [u8; 32])> = common::DEMO_KEYS
+        .iter()
+        .map(|raw| (Some(*raw), policy::key_digest(raw)))
+        .collect();
+    digests.push((None, policy::key_digest(data)));
     if let Some(digest) = data.get(..32).and_then(|d| <[u8; 32]>::try_from(d).ok()) {
-        digests.push(digest);
+        digests.push((None, digest));
     }
-    for bucket in [data, &headed[..]] {
-        for digest in &digests {
-            look_up(snapshot, bucket, digest);
+    let key_headed = headed(BUCKET_MAGIC, data);
+    let app_headed = headed(APP_BUCKET_MAGIC, data);
+    for (raw, digest) in &digests {
+        // The input as the key bucket, the tier's app buckets after it.
+        for bucket in [data, &key_headed[..]] {
+            look_up(snapshot, tier, bucket, None, *raw, digest);
+        }
+        // The tier's key bucket, the input as the app bucket.
+        let count = u32::try_from(tier.buckets.len()).unwrap_or(1);
+        if let Some(bucket) = tier.buckets.get(tier::bucket_of(digest, count) as usize) {
+            for apps in [data, &app_headed[..]] {
+                look_up(snapshot, tier, bucket, Some(apps), *raw, digest);
+            }
         }
     }
-    // The tier's own bucket finds every demo key.
-    for (raw, digest) in common::DEMO_KEYS.iter().zip(&digests) {
+    // The tier's own buckets find every demo key and its app.
+    for (raw, digest) in digests.iter().take(common::DEMO_KEYS.len()) {
         let count = u32::try_from(tier.buckets.len()).unwrap_or(1);
         let bucket = tier.buckets.get(tier::bucket_of(digest, count) as usize);
-        let found = bucket.map(|b| tier::find_key(b, GENERATION, digest, snapshot));
-        assert!(
-            matches!(found, Some(Ok(Some(_)))),
-            "{raw} not in its bucket"
-        );
+        let found = bucket.and_then(|b| resolve(snapshot, tier, b, None, digest).transpose());
+        assert!(matches!(found, Some(Ok(_))), "{raw:?} not in its buckets");
     }
 }
 
-fn look_up(snapshot: &Snapshot, bucket: &[u8], digest: &[u8; 32]) {
-    match tier::find_key(bucket, GENERATION, digest, snapshot) {
+/// The key of `digest` in `bucket`, its app from `apps` (or from the tier's
+/// own app bucket).
+fn resolve(
+    snapshot: &Snapshot,
+    tier: &KeyTier,
+    bucket: &[u8],
+    apps: Option<&[u8]>,
+    digest: &[u8; 32],
+) -> Result<Option<ExternalKey>, tier::TierError> {
+    let Some(key) = tier::find_key(bucket, GENERATION, digest, snapshot, true)? else {
+        return Ok(None);
+    };
+    let own = tier.app_buckets.get(key.app_bucket() as usize);
+    let apps = apps.or(own.map(Vec::as_slice)).unwrap_or_default();
+    key.resolve(Some(apps), GENERATION, snapshot).map(Some)
+}
+
+fn look_up(
+    snapshot: &Snapshot,
+    tier: &KeyTier,
+    bucket: &[u8],
+    apps: Option<&[u8]>,
+    raw: Option<&str>,
+    digest: &[u8; 32],
+) {
+    match resolve(snapshot, tier, bucket, apps, digest) {
         Ok(Some(key)) => {
-            let headers = [("x-api-key", "any")];
+            let headers = [("x-api-key", raw.unwrap_or("any"))];
             let request =
                 Request::from_parts(&Sources::default(), "GET", "h", "/orders/1", &headers);
             let context = Context::new(common::now(0), Some("prod"));

@@ -13,6 +13,9 @@
 //!   key tier (`-` if none), whose buckets are `<prefix>:keys:<slot>:<i>`. A
 //!   worker reads the bucket of a key on its first sight (issue 12: the keys
 //!   live once per process, not once per worker).
+//! - With the apps in the tier too (no key lookup configured), app buckets
+//!   `<prefix>:apps:<slot>:<i>` beside the key buckets, read after a key's
+//!   bucket on its first sight; `<tier>` says how many.
 //! - Two slots, written in turn: a new tier goes into the slot the current one
 //!   does not use, so workers that have not swapped yet keep reading theirs,
 //!   and overwrites the tier before (whose readers then meet another
@@ -64,20 +67,35 @@ impl SharedKeys {
     pub fn slot_count(&self, slot: u8) -> String {
         format!("{}:keys:{slot}:count", self.prefix)
     }
+
+    /// App bucket `i` of the key tier in `slot`.
+    pub fn app_bucket(&self, slot: u8, i: u32) -> String {
+        format!("{}:apps:{slot}:{i}", self.prefix)
+    }
+
+    /// How many app buckets `slot` holds.
+    pub fn app_slot_count(&self, slot: u8) -> String {
+        format!("{}:apps:{slot}:count", self.prefix)
+    }
 }
 
-/// A key tier in the shared data: its generation, how many buckets, and the
-/// slot (0 or 1) they are in.
+/// A key tier in the shared data: its generation, how many key buckets, the
+/// slot (0 or 1) they are in, and how many app buckets (0: the snapshot
+/// holds its apps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TierRef {
     pub generation: u64,
     pub buckets: u32,
     pub slot: u8,
+    pub apps: u32,
 }
 
 impl TierRef {
     pub fn encode(self) -> String {
-        format!("{:016x}:{}:{}", self.generation, self.buckets, self.slot)
+        format!(
+            "{:016x}:{}:{}:{}",
+            self.generation, self.buckets, self.slot, self.apps
+        )
     }
 
     pub fn decode(text: &str) -> Option<TierRef> {
@@ -86,6 +104,7 @@ impl TierRef {
             generation: u64::from_str_radix(fields.next()?, 16).ok()?,
             buckets: fields.next()?.parse().ok().filter(|&n| n > 0)?,
             slot: fields.next()?.parse().ok().filter(|&s| s < 2)?,
+            apps: fields.next()?.parse().ok()?,
         };
         fields.next().is_none().then_some(tier)
     }
@@ -283,19 +302,26 @@ mod tests {
             generation: 0xfeed_0000_0000_0001,
             buckets: 8192,
             slot: 1,
+            apps: 3907,
         };
         assert_eq!(TierRef::next_slot(Some(tier)), 0);
         assert_eq!(TierRef::next_slot(None), 0);
-        assert_eq!(TierRef::decode("01:1:2"), None, "two slots only");
-        assert_eq!(TierRef::decode("01:1"), None);
-        assert_eq!(TierRef::decode("01:1:0:0"), None);
+        assert_eq!(TierRef::decode("01:1:2:0"), None, "two slots only");
+        assert_eq!(TierRef::decode("01:1:0"), None);
+        assert_eq!(TierRef::decode("01:1:0:0:0"), None);
+        assert_eq!(TierRef::decode("01:1:0:x"), None);
+        assert_eq!(TierRef::decode("01:1:0:0").map(|t| t.apps), Some(0));
         let packed = pack_snapshot("\"r3\"", Some(tier), b"TGSNAP\n\x00");
         let unpacked = unpack_snapshot(&packed).unwrap();
         assert_eq!(unpacked.tier, Some(tier));
         assert_eq!(unpacked.body, b"TGSNAP\n\x00");
         assert_eq!(unpack_snapshot(b"no newline"), None);
         assert_eq!(unpack_snapshot(b"\"r\"\nzz:1\nbody"), None, "a bad tier");
-        assert_eq!(unpack_snapshot(b"\"r\"\n01:0:0\nbody"), None, "no buckets");
+        assert_eq!(
+            unpack_snapshot(b"\"r\"\n01:0:0:0\nbody"),
+            None,
+            "no buckets"
+        );
         let keys = SharedKeys::new("policy", "/snapshot");
         assert_eq!(keys.bucket(1, 7), "tenantgate:policy/snapshot:keys:1:7");
         assert_eq!(keys.head, "tenantgate:policy/snapshot:head");
@@ -311,6 +337,11 @@ mod tests {
         assert_eq!(
             keys.slot_count(0),
             "tenantgate:policy/snapshot:keys:0:count"
+        );
+        assert_eq!(keys.app_bucket(0, 9), "tenantgate:policy/snapshot:apps:0:9");
+        assert_eq!(
+            keys.app_slot_count(1),
+            "tenantgate:policy/snapshot:apps:1:count"
         );
         let mut meta = Meta {
             etag: "\"r2\"".into(),

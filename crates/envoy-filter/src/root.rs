@@ -14,14 +14,27 @@ use super::source::{Source, SourceKind};
 use super::wire;
 use std::cell::RefCell;
 use std::rc::Rc;
-use tenantgate_policy::binary::tier::Tier;
+use tenantgate_policy::binary::tier::{Apps, Tier};
 use tenantgate_policy::config::{PluginConfig, RemoteSource, SnapshotSource};
 use tenantgate_policy::{self as policy, ExternalKey};
+
+/// Where a remote snapshot's apps live: in the key tier (issue 12: once per
+/// process, not once per worker), unless a key lookup is configured (its
+/// answers name apps, compiled against the snapshot's own).
+fn tier_apps(plugin: &Plugin) -> Apps {
+    match plugin.key_lookup {
+        Some(_) => Apps::Keep,
+        None => Apps::Move,
+    }
+}
 
 /// The remote-source state of one VM.
 struct Live {
     remote: RemoteSource,
     keys: SharedKeys,
+    /// Whether the apps go into the key tier with the keys: not with a key
+    /// lookup, whose answers name apps the snapshot must hold.
+    apps: Apps,
     /// This VM's lease identity.
     me: u64,
     in_flight: Option<u32>,
@@ -93,7 +106,9 @@ impl Root {
             );
         }
         let started = self.start_ticking(source, &plugin, inline)
-            && shadow.is_none_or(|remote| self.start_polling(remote, SourceKind::Shadow));
+            && shadow.is_none_or(|remote| {
+                self.start_polling(remote, SourceKind::Shadow, tier_apps(&plugin))
+            });
         if let Ok(mut slot) = self.plugin.try_borrow_mut() {
             if let Some(replaced) = slot.replace(plugin.clone()) {
                 replaced.metrics.flush();
@@ -108,7 +123,7 @@ impl Root {
     fn start_ticking(&self, source: Option<RemoteSource>, plugin: &Plugin, inline: bool) -> bool {
         let (started, ticking) = match source {
             Some(remote) => {
-                let polling = self.start_polling(remote, SourceKind::Live);
+                let polling = self.start_polling(remote, SourceKind::Live, tier_apps(plugin));
                 (polling, polling)
             }
             None => {
@@ -135,7 +150,7 @@ impl Root {
         }
     }
 
-    fn start_polling(&self, remote: RemoteSource, kind: SourceKind) -> bool {
+    fn start_polling(&self, remote: RemoteSource, kind: SourceKind, apps: Apps) -> bool {
         let keys = match kind {
             SourceKind::Live => SharedKeys::new(&remote.cluster, &remote.path),
             SourceKind::Shadow => SharedKeys::shadow(&remote.cluster, &remote.path),
@@ -179,6 +194,7 @@ impl Root {
             *live = Some(Live {
                 remote,
                 keys,
+                apps,
                 me: abi::random_u64(),
                 in_flight: None,
                 round: None,
@@ -465,7 +481,8 @@ fn fetch_log(live: &Live, what: &str) {
 fn accept_fetched(src: &Source, live: &Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
     let verifier = live.remote.verifier.as_ref();
     let generation = abi::random_u64();
-    let loaded = timed_load(|| policy::load_verified_split(&body, verifier, generation)).and_then(
+    let split = || policy::load_verified_split(&body, verifier, generation, live.apps);
+    let loaded = timed_load(split).and_then(
         |(((snapshot, tier), sequence), ms)| match sequence {
             Some(sequence) if !newer(src, live, sequence, snapshot.revision()) => Err(format!(
                 "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
@@ -518,23 +535,58 @@ fn accept_fetched(src: &Source, live: &Live, body: Vec<u8>, etag: Option<&str>, 
     src.install(loaded, ms);
 }
 
-/// Writes the snapshot's key tier into `slot` of the shared data, once for
-/// the whole process (issue 12), before the snapshot that reads it is
-/// published; empties the buckets a larger tier left in the slot. `None` if
-/// the host refused a bucket: nothing is published then, the last good
-/// snapshot keeps serving.
+/// Writes the snapshot's key tier (its key buckets, then its app buckets)
+/// into `slot` of the shared data, once for the whole process (issue 12),
+/// before the snapshot that reads it is published. `None` if the host
+/// refused a bucket: nothing is published then, the last good snapshot keeps
+/// serving.
 fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
     let generation = tier.generation();
-    let buckets = tier.count();
-    let held = abi::get_shared_data(&live.keys.slot_count(slot))
+    let (buckets, apps) = (tier.count(), tier.app_count());
+    let keys = &live.keys;
+    publish_buckets(
+        &keys.slot_count(slot),
+        buckets,
+        |i| keys.bucket(slot, i),
+        |i| tier.bucket(i),
+    )?;
+    let app_names = |i| keys.app_bucket(slot, i);
+    publish_buckets(&keys.app_slot_count(slot), apps, app_names, |i| {
+        tier.app_bucket(i)
+    })?;
+    abi::log(
+        Level::Info,
+        &format!(
+            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets, apps in {apps} app buckets in the shared data (slot {slot})",
+            tier.keys(),
+        ),
+    );
+    Some(TierRef {
+        generation,
+        buckets,
+        slot,
+        apps,
+    })
+}
+
+/// Writes `count` buckets (`bucket(i)` under `name(i)`), one encoded at a
+/// time, and empties those a larger tier left past them (their number is
+/// under `count_key`): shared data cannot be deleted, so a slot's names are
+/// reused and the store stays bounded by two tiers.
+fn publish_buckets<'t>(
+    count_key: &str,
+    count: u32,
+    name: impl Fn(u32) -> String,
+    bucket: impl Fn(u32) -> Option<std::borrow::Cow<'t, [u8]>>,
+) -> Option<()> {
+    let held = abi::get_shared_data(count_key)
         .ok()
         .flatten()
         .and_then(|(bytes, _)| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
         .unwrap_or(0);
-    // One bucket encoded at a time; past this tier's, the slot's are emptied.
-    for i in 0..buckets.max(held) {
-        let bucket = tier.bucket(i).unwrap_or_default();
-        if let Err(e) = abi::set_shared_data(&live.keys.bucket(slot, i), &bucket, 0) {
+    for i in 0..count.max(held) {
+        let bytes = bucket(i).unwrap_or_default();
+        if let Err(e) = abi::set_shared_data(&name(i), &bytes, 0) {
             let why = format!("cannot write the key tier to the shared data: {e}");
             abi::log(
                 Level::Error,
@@ -543,23 +595,8 @@ fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
             return None;
         }
     }
-    let _ = abi::set_shared_data(
-        &live.keys.slot_count(slot),
-        buckets.to_string().as_bytes(),
-        0,
-    );
-    abi::log(
-        Level::Info,
-        &format!(
-            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets in the shared data (slot {slot})",
-            tier.keys()
-        ),
-    );
-    Some(TierRef {
-        generation,
-        buckets,
-        slot,
-    })
+    let _ = abi::set_shared_data(count_key, count.to_string().as_bytes(), 0);
+    Some(())
 }
 
 /// The etag and key tier of the snapshot published now (before it is

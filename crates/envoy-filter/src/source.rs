@@ -186,25 +186,65 @@ impl Source {
             Cached::Unseen => {}
         }
         let name = keys.bucket(tier.slot, tier::bucket_of(digest, tier.buckets));
-        let bucket = match abi::get_shared_data(&name) {
-            Ok(Some((bytes, _))) if !bytes.is_empty() => bytes,
-            // Emptied or never there: the slot now holds a smaller tier.
-            Ok(_) => return TierLookup::Stale,
-            Err(_) => return TierLookup::Broken,
-        };
-        match tier::find_key(&bucket, tier.generation, digest, &loaded.snapshot) {
+        let found = read_bucket(&name).and_then(|bucket| {
+            let apps_in_tier = tier.apps > 0;
+            let snapshot = &loaded.snapshot;
+            let found = tier::find_key(&bucket, tier.generation, digest, snapshot, apps_in_tier);
+            let Some(key) = found? else {
+                return Ok(None);
+            };
+            let app_bucket = match apps_in_tier {
+                true => Some(read_bucket(&keys.app_bucket(tier.slot, key.app_bucket()))?),
+                false => None,
+            };
+            Ok(Some(key.resolve(
+                app_bucket.as_deref(),
+                tier.generation,
+                snapshot,
+            )?))
+        });
+        match found {
             Ok(found) => {
                 let found = found.map(Rc::new);
                 cache.put(tier.generation, *digest, found.clone());
                 found.map_or(TierLookup::Absent, TierLookup::Found)
             }
-            Err(TierError::OtherGeneration { .. }) => TierLookup::Stale,
-            Err(e) => {
+            Err(BucketError::Tier(TierError::OtherGeneration { .. }) | BucketError::Emptied) => {
+                TierLookup::Stale
+            }
+            Err(BucketError::Host) => TierLookup::Broken,
+            Err(BucketError::Tier(e)) => {
                 if self.broken_tier_logged.replace(Some(tier.generation)) != Some(tier.generation) {
                     abi::log(Level::Error, &format!("tenantgate: key tier: {e}"));
                 }
                 TierLookup::Broken
             }
         }
+    }
+}
+
+/// Why a bucket of the key tier could not be read.
+enum BucketError {
+    /// Emptied or never there: the slot now holds a smaller tier (a newer
+    /// snapshot is published).
+    Emptied,
+    /// The host refused the read.
+    Host,
+    /// Read, but of another generation or corrupt.
+    Tier(TierError),
+}
+
+impl From<TierError> for BucketError {
+    fn from(e: TierError) -> BucketError {
+        BucketError::Tier(e)
+    }
+}
+
+/// A bucket of the key tier, copied out of the shared data.
+fn read_bucket(name: &str) -> Result<Vec<u8>, BucketError> {
+    match abi::get_shared_data(name) {
+        Ok(Some((bytes, _))) if !bytes.is_empty() => Ok(bytes),
+        Ok(_) => Err(BucketError::Emptied),
+        Err(_) => Err(BucketError::Host),
     }
 }

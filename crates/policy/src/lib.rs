@@ -82,18 +82,20 @@ pub fn load_verified(
     verified_with(bytes, verifier, load_snapshot_bytes, |s| s.revision())
 }
 
-/// [`load_verified`], with the snapshot's API keys moved into a key tier of
+/// [`load_verified`], with the snapshot's API keys (and with [`binary::tier::Apps::Move`]
+/// its apps and their grants) moved into a key tier of
 /// `generation` ([`binary::tier`]). A compiled snapshot's key table is cut
 /// into the tier as it is read: its keys are never decoded into records.
 pub fn load_verified_split<'b>(
     bytes: &'b [u8],
     verifier: Option<&signed::Verifier>,
     generation: u64,
+    apps: binary::tier::Apps,
 ) -> Result<((Snapshot, binary::tier::Tier<'b>), Option<u64>), LoadError> {
     use binary::tier::{self, Tier};
     let split = |payload: &'b [u8]| {
         if binary::is_binary(payload) {
-            return tier::decode_split(payload, generation)
+            return tier::decode_split(payload, generation, apps)
                 .map(|(snapshot, cut)| (snapshot, Tier::Cut(cut)))
                 .map_err(|e| {
                     LoadError::Syntax(SyntaxError {
@@ -102,7 +104,7 @@ pub fn load_verified_split<'b>(
                 });
         }
         let mut snapshot = load_snapshot_bytes(payload)?;
-        let built = tier::split_keys(&mut snapshot, generation);
+        let built = tier::split_keys(&mut snapshot, generation, apps);
         Ok((snapshot, Tier::Built(built)))
     };
     verified_with(bytes, verifier, split, |(s, _)| s.revision())

@@ -118,6 +118,15 @@ pub(crate) struct AppEntry {
     pub home_grants: Option<Idx>,
 }
 
+/// An app read from the key tier (issue 12: apps live there, once per
+/// process, rather than in every decision VM): its record, and its grants as
+/// (tenant, index into the keyless snapshot's grant table), sorted by tenant.
+#[derive(Debug)]
+pub(crate) struct TierApp {
+    pub entry: AppEntry,
+    pub grants: Box<[(Idx, Idx)]>,
+}
+
 #[derive(Debug)]
 pub(crate) struct ProductEntry {
     /// Sorted route indexes.

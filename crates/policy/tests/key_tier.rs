@@ -1,6 +1,8 @@
-//! The key tier (issue 12): a snapshot's keys cut into buckets that live
-//! outside the decision VMs. A keyless snapshot given the key found in its
-//! bucket must decide every request exactly as the whole snapshot does.
+//! The key tier (issue 12): a snapshot's keys, and its apps with their
+//! grants, cut into buckets that live outside the decision VMs. A keyless
+//! (and appless) snapshot given the key found in its bucket, with its app
+//! from its app bucket, must decide every request exactly as the whole
+//! snapshot does.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,7 +11,8 @@
 )]
 
 use tenantgate_policy::binary::tier::{
-    bucket_count_for, bucket_of, find_key, split_keys, KeyTier, TierError,
+    app_bucket_count_for, bucket_count_for, bucket_of, find_key, split_keys, Apps, KeyTier,
+    TierError,
 };
 use tenantgate_policy::binary::{decode, encode};
 use tenantgate_policy::generate::{generate, generated_raw_key};
@@ -38,10 +41,14 @@ fn now() -> Timestamp {
 /// A generated world, whole, and keyless (through its compiled form, as the
 /// filter publishes it) with its tier.
 fn world(keys: usize) -> (Snapshot, Snapshot, KeyTier) {
+    world_with(keys, Apps::Keep)
+}
+
+fn world_with(keys: usize, apps: Apps) -> (Snapshot, Snapshot, KeyTier) {
     let text = generate(60, keys, SEED).to_string();
     let full = policy::load_snapshot(&text).unwrap();
     let mut keyless = policy::load_snapshot(&text).unwrap();
-    let tier = split_keys(&mut keyless, 0x5eed);
+    let tier = split_keys(&mut keyless, 0x5eed, apps);
     let keyless = decode(&encode(&keyless)).unwrap();
     (full, keyless, tier)
 }
@@ -51,11 +58,37 @@ fn bucket<'t>(tier: &'t KeyTier, digest: &[u8; 32]) -> &'t [u8] {
     &tier.buckets[bucket_of(digest, count) as usize]
 }
 
+/// The key with `digest` as a worker reads it: its bucket, then (apps in
+/// the tier) its app's bucket.
+fn lookup(tier: &KeyTier, keyless: &Snapshot, digest: &[u8; 32]) -> Option<policy::ExternalKey> {
+    let apps_in_tier = !tier.app_buckets.is_empty();
+    let key = find_key(
+        bucket(tier, digest),
+        tier.generation,
+        digest,
+        keyless,
+        apps_in_tier,
+    )
+    .unwrap()?;
+    let app_bucket = apps_in_tier.then(|| &tier.app_buckets[key.app_bucket() as usize][..]);
+    Some(key.resolve(app_bucket, tier.generation, keyless).unwrap())
+}
+
 #[test]
 fn a_keyless_snapshot_with_the_key_of_its_bucket_decides_as_the_whole() {
-    let (full, keyless, tier) = world(2_000);
+    for apps in [Apps::Keep, Apps::Move] {
+        decides_as_the_whole(apps);
+    }
+}
+
+fn decides_as_the_whole(apps: Apps) {
+    let (full, keyless, tier) = world_with(2_000, apps);
     assert_eq!(tier.keys, 2_000);
     assert_eq!(tier.buckets.len(), 16);
+    match apps {
+        Apps::Keep => assert!(tier.app_buckets.is_empty()),
+        Apps::Move => assert_eq!(tier.app_buckets.len(), 500 / 64 + 1),
+    }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut allowed, mut found) = (0, 0);
     for i in 0..4_000 {
@@ -76,7 +109,7 @@ fn a_keyless_snapshot_with_the_key_of_its_bucket_decides_as_the_whole() {
         };
         let request = Request::from_parts(&Sources::default(), method, "h", &path, &headers);
         let digest = policy::key_digest(&raw);
-        let key = find_key(bucket(&tier, &digest), tier.generation, &digest, &keyless).unwrap();
+        let key = lookup(&tier, &keyless, &digest);
         found += usize::from(key.is_some());
         let context = Context::new(now(), Some("prod"));
         let whole = decide(&full, &request, &context);
@@ -85,7 +118,7 @@ fn a_keyless_snapshot_with_the_key_of_its_bucket_decides_as_the_whole() {
         assert_eq!(
             serde_json::to_value(whole.explain(Mode::Audit)).unwrap(),
             serde_json::to_value(split.explain(Mode::Audit)).unwrap(),
-            "{method} {path} {headers:?}"
+            "{apps:?}: {method} {path} {headers:?}"
         );
     }
     // The comparison covered allowed and denied requests, found and unknown keys.
@@ -114,21 +147,33 @@ fn without_its_bucket_a_keyless_snapshot_knows_no_key() {
 
 #[test]
 fn a_bucket_of_another_generation_is_refused() {
-    let (_, keyless, tier) = world(200);
+    let (_, keyless, tier) = world_with(200, Apps::Move);
     let digest = policy::key_digest(generated_raw_key(SEED, 3));
+    let other = TierError::OtherGeneration {
+        found: tier.generation,
+        expected: tier.generation + 1,
+    };
     let error = find_key(
         bucket(&tier, &digest),
         tier.generation + 1,
         &digest,
         &keyless,
+        true,
     );
-    assert_eq!(
-        error.unwrap_err(),
-        TierError::OtherGeneration {
-            found: tier.generation,
-            expected: tier.generation + 1
-        }
-    );
+    assert_eq!(error.unwrap_err(), other);
+    // An app bucket of another generation, too.
+    let key = find_key(
+        bucket(&tier, &digest),
+        tier.generation,
+        &digest,
+        &keyless,
+        true,
+    )
+    .unwrap()
+    .unwrap();
+    let apps = &tier.app_buckets[key.app_bucket() as usize];
+    let error = key.resolve(Some(apps), tier.generation + 1, &keyless);
+    assert_eq!(error.unwrap_err(), other);
 }
 
 #[test]
@@ -139,7 +184,13 @@ fn a_bucket_pointing_past_the_snapshot_is_refused() {
     let mut refused = 0;
     for n in 0..2_000 {
         let digest = policy::key_digest(generated_raw_key(SEED, n));
-        match find_key(bucket(&tier, &digest), tier.generation, &digest, &small) {
+        match find_key(
+            bucket(&tier, &digest),
+            tier.generation,
+            &digest,
+            &small,
+            false,
+        ) {
             Err(TierError::Corrupt(_)) => refused += 1,
             Ok(Some(_)) => {} // an app index that happens to exist in the small world
             other => panic!("{other:?}"),
@@ -150,22 +201,40 @@ fn a_bucket_pointing_past_the_snapshot_is_refused() {
 
 #[test]
 fn corrupt_buckets_are_errors_never_panics() {
-    let (_, keyless, tier) = world(300);
+    let (_, keyless, tier) = world_with(300, Apps::Move);
     let digest = policy::key_digest(generated_raw_key(SEED, 7));
     let good = bucket(&tier, &digest);
-    assert!(find_key(good, tier.generation, &digest, &keyless)
-        .unwrap()
-        .is_some());
+    let find = |bytes: &[u8]| find_key(bytes, tier.generation, &digest, &keyless, true);
+    let key = find(good).unwrap().unwrap();
     for len in 0..good.len() {
-        assert!(find_key(&good[..len], tier.generation, &digest, &keyless).is_err());
+        assert!(find(&good[..len]).is_err());
     }
     let mut rng = Rng(7);
     for _ in 0..2_000 {
         let mut bad = good.to_vec();
         let at = rng.below(bad.len());
         bad[at] ^= 1 << rng.below(8);
-        let _ = find_key(&bad, tier.generation, &digest, &keyless);
+        let _ = find(&bad);
     }
+    // The app bucket: every truncation refused, any damage an error or a key.
+    let apps = &tier.app_buckets[key.app_bucket() as usize];
+    let resolve = |bytes: &[u8]| {
+        let key = find(good).unwrap().unwrap();
+        key.resolve(Some(bytes), tier.generation, &keyless)
+    };
+    assert!(resolve(apps).is_ok());
+    for len in 0..apps.len() {
+        assert!(resolve(&apps[..len]).is_err(), "{len}");
+    }
+    for _ in 0..2_000 {
+        let mut bad = apps.to_vec();
+        let at = rng.below(bad.len());
+        bad[at] ^= 1 << rng.below(8);
+        let _ = resolve(&bad);
+    }
+    // The bucket of another app does not hold this key's app.
+    let other = &tier.app_buckets[(key.app_bucket() as usize + 1) % tier.app_buckets.len()];
+    assert!(matches!(resolve(other), Err(TierError::Corrupt(_))));
 }
 
 #[test]
@@ -175,6 +244,9 @@ fn buckets_hold_about_a_hundred_keys() {
     assert_eq!(bucket_count_for(129), 2);
     assert_eq!(bucket_count_for(1_000_000), 8_192);
     assert_eq!(bucket_count_for(usize::MAX / 2), 1 << 16);
+    assert_eq!(app_bucket_count_for(0), 0);
+    assert_eq!(app_bucket_count_for(64), 1);
+    assert_eq!(app_bucket_count_for(250_000), 3_907);
     let (_, _, tier) = world(5_000);
     let total: usize = tier.buckets.iter().map(Vec::len).sum();
     assert!(tier
@@ -185,28 +257,60 @@ fn buckets_hold_about_a_hundred_keys() {
 
 #[test]
 fn cutting_the_compiled_key_table_gives_the_same_tier_and_snapshot() {
+    for apps in [Apps::Keep, Apps::Move] {
+        cut_equals_split(apps);
+    }
+}
+
+fn cut_equals_split(apps: Apps) {
     use tenantgate_policy::binary::tier::decode_split;
     let text = generate(60, 5_000, SEED).to_string();
     let mut in_memory = policy::load_snapshot(&text).unwrap();
     let compiled = encode(&in_memory);
-    let tier = split_keys(&mut in_memory, 42);
-    let (keyless, cut) = decode_split(&compiled, 42).unwrap();
+    let tier = split_keys(&mut in_memory, 42, apps);
+    let (keyless, cut) = decode_split(&compiled, 42, apps).unwrap();
     assert_eq!((cut.count(), cut.keys()), (64, 5_000));
     let cut = cut.into_tier();
     assert_eq!(cut.keys, tier.keys);
     assert_eq!(cut.buckets, tier.buckets, "byte for byte");
+    assert_eq!(cut.app_buckets, tier.app_buckets, "byte for byte");
     assert_eq!(encode(&keyless), encode(&in_memory));
     assert_eq!(keyless.keys_held(), 0);
     assert_eq!(keyless.stats().api_keys, 5_000);
     // Through the loader a fetcher uses, JSON or compiled alike.
     for bytes in [text.as_bytes(), &compiled[..]] {
-        let ((_, loaded), sequence) = policy::load_verified_split(bytes, None, 42).unwrap();
+        let ((_, loaded), sequence) = policy::load_verified_split(bytes, None, 42, apps).unwrap();
         let buckets: Vec<Vec<u8>> = (0..loaded.count())
             .map(|i| loaded.bucket(i).unwrap().into_owned())
             .collect();
+        let app_buckets: Vec<Vec<u8>> = (0..loaded.app_count())
+            .map(|i| loaded.app_bucket(i).unwrap().into_owned())
+            .collect();
         assert_eq!((buckets, sequence), (tier.buckets.clone(), None));
+        assert_eq!(app_buckets, tier.app_buckets);
         assert_eq!((loaded.generation(), loaded.keys()), (42, 5_000));
     }
+}
+
+#[test]
+fn a_snapshot_without_its_apps_is_much_smaller() {
+    let text = generate(60, 20_000, SEED).to_string();
+    let whole = encode(&policy::load_snapshot(&text).unwrap());
+    let mut keys_moved = policy::load_snapshot(&text).unwrap();
+    split_keys(&mut keys_moved, 1, Apps::Keep);
+    let mut both_moved = policy::load_snapshot(&text).unwrap();
+    let tier = split_keys(&mut both_moved, 1, Apps::Move);
+    let (keys_moved, both_moved) = (encode(&keys_moved), encode(&both_moved));
+    // 5,000 apps and their grants are most of what is left without the keys.
+    assert!(
+        both_moved.len() * 3 < keys_moved.len(),
+        "{} vs {}",
+        both_moved.len(),
+        keys_moved.len()
+    );
+    assert!(keys_moved.len() < whole.len());
+    let app_bytes: usize = tier.app_buckets.iter().map(Vec::len).sum();
+    assert!(app_bytes < keys_moved.len(), "apps once, not once per key");
 }
 
 #[test]
@@ -220,8 +324,39 @@ fn a_damaged_compiled_snapshot_fails_the_cut_as_it_fails_decode() {
         let mut bad = compiled.clone();
         bad[at] ^= 0x5a;
         let whole = decode(&bad).is_ok();
-        assert_eq!(decode_split(&bad, 1).is_ok(), whole, "byte {at}");
+        assert_eq!(
+            decode_split(&bad, 1, Apps::Keep).is_ok(),
+            whole,
+            "byte {at}"
+        );
+        assert_eq!(
+            decode_split(&bad, 1, Apps::Move).is_ok(),
+            whole,
+            "byte {at}"
+        );
         refused += usize::from(!whole);
     }
     assert!(refused > 0);
+}
+
+#[test]
+fn an_app_id_index_that_disagrees_with_apps_left_in_the_bytes_is_refused() {
+    use tenantgate_policy::binary::seal;
+    use tenantgate_policy::binary::tier::decode_split;
+    let snapshot = policy::load_snapshot(&generate(4, 50, SEED).to_string()).unwrap();
+    let mut compiled = encode(&snapshot);
+    assert!(decode_split(&compiled, 1, Apps::Move).is_ok());
+    // The index entry of app `app-3`: its length, its id, then its app index.
+    let needle = [&5u32.to_le_bytes()[..], b"app-3"].concat();
+    let at = compiled
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
+        + needle.len();
+    let index = u32::from_le_bytes(compiled[at..at + 4].try_into().unwrap());
+    compiled[at..at + 4].copy_from_slice(&(index + 1).to_le_bytes());
+    seal(&mut compiled);
+    assert!(decode(&compiled).is_err());
+    assert!(decode_split(&compiled, 1, Apps::Keep).is_err());
+    assert!(decode_split(&compiled, 1, Apps::Move).is_err());
 }

@@ -719,10 +719,11 @@ fn core_answer(doc: &Value, raw_key: &str, path: &str) -> (u16, Option<&'static 
     )
 }
 
-/// Issue 12: the API keys of a remote snapshot live once per Envoy process,
-/// in the key tier in the shared data; no worker VM loads them, every worker
-/// decides every key as the core does, before and after a revision that
-/// revokes and removes keys the workers have already seen.
+/// Issue 12: the API keys of a remote snapshot, and its apps with their
+/// grants, live once per Envoy process, in the key tier in the shared data;
+/// no worker VM loads them, every worker decides every key as the core does,
+/// before and after a revision that revokes and removes keys and revokes and
+/// regrants apps the workers have already seen.
 #[test]
 fn api_keys_live_once_per_process_and_every_worker_decides_them() {
     use tenantgate_policy::generate::{generate, generated_raw_key};
@@ -795,6 +796,15 @@ fn api_keys_live_once_per_process_and_every_worker_decides_them() {
         key["status"] = json!(if n % 10 == 0 { "revoked" } else { "active" });
     }
     keys.retain(|k| !k["id"].as_str().unwrap().ends_with('7'));
+    let apps = doc["apps"].as_array_mut().unwrap();
+    for (n, app) in apps.iter_mut().enumerate() {
+        match n % 6 {
+            0 => app["status"] = json!("revoked"),
+            // Its team right on the orders route's team taken away.
+            1 => app["teams"] = json!({}),
+            _ => {}
+        }
+    }
     file.write(&doc);
     eventually(Duration::from_secs(10), "every worker swaps to g2", || {
         envoy.log_text().matches("snapshot `g2` loaded").count() >= 4
@@ -804,7 +814,8 @@ fn api_keys_live_once_per_process_and_every_worker_decides_them() {
     let log = envoy.log_text();
     // Published once per revision by the fetching VM ...
     assert_eq!(
-        log.matches(&format!("{KEYS} keys in 32 buckets")).count(),
+        log.matches(&format!("{KEYS} keys in 32 buckets, apps in 12 app buckets"))
+            .count(),
         1,
         "{log}"
     );

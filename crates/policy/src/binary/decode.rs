@@ -2,7 +2,7 @@
 
 use super::read::{digest_key, id_key, read_parts, Parts, Result, Table};
 use super::DecodeError;
-use crate::records::{GatewayIds, Idx};
+use crate::records::{GatewayIds, Idx, PrincipalRef};
 use crate::snapshot::{Snapshot, SnapshotParts};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -10,21 +10,24 @@ use rustc_hash::{FxHashMap, FxHashSet};
 /// tables are sorted and the id indexes agree with their records, as
 /// [`super::decode_for`] relies on it).
 pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
-    decode_with(bytes, Keys::Decode).map(|(snapshot, _)| snapshot)
+    decode_with(bytes, Leave::Nothing).map(|(snapshot, _)| snapshot)
 }
 
-/// Whether [`decode_with`] decodes the key table into the snapshot or leaves
-/// it in the bytes (for the key tier, [`super::tier::decode_split`]).
-pub(super) enum Keys {
-    Decode,
-    Leave,
+/// What [`decode_with`] checks but leaves in the bytes instead of decoding
+/// into the snapshot: for the key tier ([`super::tier::decode_split`]), the
+/// keys, or the keys and the apps with their grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Leave {
+    Nothing,
+    Keys,
+    KeysAndApps,
 }
 
 /// [`decode`], also handing back the located parts of `bytes`.
-pub(super) fn decode_with(bytes: &[u8], keys: Keys) -> Result<(Snapshot, Parts<'_>)> {
+pub(super) fn decode_with(bytes: &[u8], leave: Leave) -> Result<(Snapshot, Parts<'_>)> {
     let parts = read_parts(bytes)?;
     check_searched(&parts)?;
-    let records = whole_records(&parts, keys)?;
+    let records = whole_records(&parts, leave)?;
     let snapshot = Snapshot::assemble(records).map_err(|_| DecodeError {
         offset: bytes.len(),
         what: "duplicate key digest",
@@ -33,10 +36,14 @@ pub(super) fn decode_with(bytes: &[u8], keys: Keys) -> Result<(Snapshot, Parts<'
     // against its maps rather than against a second copy of them (at 1M keys
     // the app ids alone are 250,000 strings).
     check_index(&parts.org_names, &snapshot.org_by_name)?;
-    let apps = &snapshot.app_by_id;
-    check_ids(&parts.app_ids, apps.len(), |id| {
-        apps.get(&snapshot.apps, id)
-    })?;
+    if leave == Leave::KeysAndApps {
+        check_app_ids_in_bytes(&parts)?;
+    } else {
+        let apps = &snapshot.app_by_id;
+        check_ids(&parts.app_ids, apps.len(), |id| {
+            apps.get(&snapshot.apps, id)
+        })?;
+    }
     check_index(&parts.user_ids, &snapshot.user_by_id)?;
     Ok((snapshot, parts))
 }
@@ -60,14 +67,52 @@ fn check_searched(parts: &Parts<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Every record of every collection.
-fn whole_records(parts: &Parts<'_>, keys: Keys) -> Result<SnapshotParts> {
+/// The app id index says what [`AppIds`](crate::index::AppIds) would build
+/// from apps that stay in the bytes: checked over ids borrowed from them.
+fn check_app_ids_in_bytes(parts: &Parts<'_>) -> Result<()> {
+    let mut ids: Vec<(&str, Idx)> = Vec::with_capacity(parts.apps.count);
+    for i in 0..parts.apps.count {
+        let principal = parts.apps.record(i)?.str_ref()?;
+        if let Some(id) = principal.strip_prefix("app:") {
+            ids.push((id, i as Idx));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup_by(|later, first| later.0 == first.0);
+    if ids.len() != parts.app_ids.count {
+        return Err(index_mismatch(&parts.app_ids));
+    }
+    for (i, &(id, app)) in ids.iter().enumerate() {
+        let mut r = parts.app_ids.record(i)?;
+        if r.str_ref()? != id || r.u32()? != app {
+            return Err(index_mismatch(&parts.app_ids));
+        }
+    }
+    Ok(())
+}
+
+/// Every record of every collection (each checked, those left in the bytes
+/// not kept).
+fn whole_records(parts: &Parts<'_>, leave: Leave) -> Result<SnapshotParts> {
+    let keep_apps = leave != Leave::KeysAndApps;
     let mut grants_by_principal = FxHashMap::default();
     grants_by_principal.reserve(parts.by_principal.count);
     for i in 0..parts.by_principal.count {
         let (principal, tenant, grant) = parts.grant_ref(&mut parts.by_principal.record(i))?;
-        grants_by_principal.insert((principal, tenant), grant);
+        if keep_apps || !matches!(principal, PrincipalRef::App(_)) {
+            grants_by_principal.insert((principal, tenant), grant);
+        }
     }
+    let mut gateway = gateway_ids(parts)?;
+    let apps = if keep_apps {
+        all(parts.apps.count, |i| parts.app(i))?
+    } else {
+        for i in 0..parts.apps.count {
+            parts.app(i)?;
+        }
+        gateway.apps.clear();
+        Vec::new()
+    };
     let mut pending = FxHashSet::default();
     for i in 0..parts.pending.count {
         pending.insert(parts.pending_pair(&mut parts.pending.record(i))?);
@@ -77,17 +122,17 @@ fn whole_records(parts: &Parts<'_>, keys: Keys) -> Result<SnapshotParts> {
         orgs: all(parts.orgs.count, |i| parts.org(i))?,
         envs: parts.envs.clone(),
         routes: all(parts.routes.count, |i| parts.route(i))?,
-        apps: all(parts.apps.count, |i| parts.app(i))?,
+        apps,
         products: all(parts.products.count, |i| parts.product(i))?,
-        keys: match keys {
-            Keys::Decode => all(parts.keys.count, |i| parts.key(i))?,
-            Keys::Leave => Vec::new(),
+        keys: match leave {
+            Leave::Nothing => all(parts.keys.count, |i| parts.key(i))?,
+            Leave::Keys | Leave::KeysAndApps => Vec::new(),
         },
         users: all(parts.users.count, |i| parts.user(i))?,
         grants: all(parts.grants.count, |i| parts.grants(i))?,
         grants_by_principal,
         pending,
-        gateway: gateway_ids(parts)?,
+        gateway,
         asserted: parts.asserted()?,
         stats: parts.stats,
     })

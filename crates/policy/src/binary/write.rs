@@ -4,7 +4,7 @@ use super::{
     principal_kind, principal_prefix, seal, status_code, GRANT_REF_SIZE, MAGIC, PENDING_SIZE,
 };
 use crate::document::Right;
-use crate::records::{Idx, KeyEntry, PrincipalRef, RouteTeams};
+use crate::records::{AppEntry, Idx, KeyEntry, PrincipalRef, RouteTeams};
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
@@ -19,7 +19,7 @@ impl Writer {
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u32(&mut self, v: u32) {
+    pub(super) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn len(&mut self, n: usize) {
@@ -218,10 +218,7 @@ fn write_products_and_apps(w: &mut Writer, snapshot: &Snapshot) {
     });
     w.table(snapshot.apps.len(), &mut |w, i| {
         if let Some(app) = snapshot.apps.get(i) {
-            w.str(&app.principal);
-            w.u32(app.org);
-            w.u8(u8::from(app.approved));
-            w.idxs(&app.products);
+            w.app(app);
         }
     });
 }
@@ -252,6 +249,25 @@ impl Writer {
                 w.0.extend_from_slice(record);
             }
         });
+    }
+
+    /// An app record (the snapshot's app table, and the key tier's app buckets).
+    pub(super) fn app(&mut self, app: &AppEntry) {
+        self.str(&app.principal);
+        self.u32(app.org);
+        self.u8(u8::from(app.approved));
+        self.idxs(&app.products);
+    }
+
+    /// An app's grants in a bucket of the key tier: (tenant, grant) pairs,
+    /// sorted by tenant.
+    pub(super) fn app_grants(&mut self, pairs: impl Iterator<Item = (Idx, Idx)>) {
+        let pairs: Vec<(Idx, Idx)> = pairs.collect();
+        self.len(pairs.len());
+        for (tenant, grant) in pairs {
+            self.u32(tenant);
+            self.u32(grant);
+        }
     }
 
     fn key(&mut self, key: &KeyEntry) {

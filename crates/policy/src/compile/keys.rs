@@ -5,19 +5,22 @@
 use super::Compiler;
 use crate::document::ApiKey;
 use crate::error::{escape_value, Problem};
-use crate::records::{AppEntry, Idx, IdxList, KeyEntry, OrgEntry};
+use crate::records::{AppEntry, Idx, IdxList, KeyEntry, OrgEntry, TierApp};
 use crate::snapshot::Snapshot;
 use crate::text::decode_sha256_hex;
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
 
 /// An API key that is not in the snapshot but was resolved elsewhere (the
-/// filter's on-demand key lookup), compiled against the snapshot so that it
-/// is decided exactly like a key shipped in it.
+/// filter's on-demand key lookup, or the key tier), compiled against the
+/// snapshot so that it is decided exactly like a key shipped in it.
 #[derive(Debug)]
 pub struct ExternalKey {
     pub(crate) digest: [u8; 32],
     pub(crate) entry: KeyEntry,
+    /// The key's app when the snapshot does not hold its apps (they are in
+    /// the key tier with the keys); `None`: the snapshot's own app.
+    pub(crate) app: Option<TierApp>,
 }
 
 impl ExternalKey {
@@ -55,6 +58,7 @@ pub fn compile_external_key(
         None => Ok(ExternalKey {
             digest: entry.digest,
             entry,
+            app: None,
         }),
     }
 }

@@ -6,7 +6,7 @@
 use crate::document::{KeyStatus, Right};
 use crate::reason::Reason;
 use crate::records::AssertedTables;
-use crate::records::{Grants, Idx, KeyEntry};
+use crate::records::{AppEntry, Grants, Idx, KeyEntry};
 use crate::snapshot::Snapshot;
 use crate::text::principal_text;
 use crate::token::{TokenClaims, TokenMode, TokenSource, VerifiedToken};
@@ -15,7 +15,11 @@ use std::collections::BTreeMap;
 /// The principal a decision goes on with after step 5.
 pub(super) enum Caller<'a> {
     /// An app, through one of its keys.
-    App { app: Idx, key: &'a KeyEntry },
+    App {
+        app: &'a AppEntry,
+        grants: AppGrants<'a>,
+        key: &'a KeyEntry,
+    },
     /// A user of the snapshot, or an unknown one (a member of nothing);
     /// with the issuer of the token that named it, if one did.
     User {
@@ -31,6 +35,14 @@ pub(super) enum Caller<'a> {
         read_only: bool,
         issuer: Option<&'a str>,
     },
+}
+
+/// Where an app's grants are: in the snapshot (by its index), or with the
+/// app read from the key tier.
+#[derive(Clone, Copy)]
+pub(super) enum AppGrants<'a> {
+    Snapshot(Idx),
+    Tier(&'a [(Idx, Idx)]),
 }
 
 impl Caller<'_> {

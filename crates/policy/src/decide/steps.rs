@@ -2,12 +2,14 @@
 //! the table's order. Each returns the step's deny reason on failure; a
 //! reader holding `docs/policy-format.md` finds step N under "Step N".
 
-use super::caller::{Caller, GatewayCaller, GatewayKind, TokenCaller, TokenKind};
+use super::caller::{AppGrants, Caller, GatewayCaller, GatewayKind, TokenCaller, TokenKind};
 use super::verdict::{is_safe_method, Decision};
 use super::Context;
 use crate::document::{KeyStatus, Right};
 use crate::reason::Reason;
-use crate::records::{Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, RouteEntry, RouteTeams};
+use crate::records::{
+    AppEntry, Grants, Idx, KeyEntry, OrgEntry, PrincipalRef, RouteEntry, RouteTeams, TierApp,
+};
 use crate::request::Request;
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
@@ -103,10 +105,12 @@ fn credentials<'a>(
     }
     if let Some((digest, shipped)) = key {
         let looked_up = cx.external_key.filter(|e| e.digest == digest);
-        let key = shipped
-            .or(looked_up.map(|e| &e.entry))
-            .ok_or(Reason::InvalidApiKey)?;
-        return key_caller(snap, key, cx.now, d);
+        let (key, tier_app) = match (shipped, looked_up) {
+            (Some(key), _) => (key, None),
+            (None, Some(e)) => (&e.entry, e.app.as_ref()),
+            (None, None) => return Err(Reason::InvalidApiKey),
+        };
+        return key_caller(snap, key, tier_app, cx.now, d);
     }
     if let Some(token) = cx.token {
         return token_caller(token, d);
@@ -120,17 +124,25 @@ fn credentials<'a>(
     }
 }
 
-/// Step 5 for a key of the snapshot (or looked up, or vouched for by the gateway).
+/// Step 5 for a key of the snapshot (or looked up, or read from the key tier
+/// with its app, or vouched for by the gateway).
 fn key_caller<'a>(
     snap: &'a Snapshot,
     key: &'a KeyEntry,
+    tier_app: Option<&'a TierApp>,
     now: Timestamp,
     d: &mut Decision<'a>,
 ) -> Result<Caller<'a>, Reason> {
-    let app = snap
-        .apps
-        .get(key.app as usize)
-        .ok_or(Reason::InvalidApiKey)?;
+    let (app, grants) = match tier_app {
+        Some(tier) => (&tier.entry, AppGrants::Tier(&tier.grants)),
+        None => {
+            let app = snap.apps.get(key.app as usize);
+            (
+                app.ok_or(Reason::InvalidApiKey)?,
+                AppGrants::Snapshot(key.app),
+            )
+        }
+    };
     d.principal = Some(Cow::Borrowed(&app.principal));
     match key.status {
         KeyStatus::Pending => return Err(Reason::ApiKeyPending),
@@ -143,7 +155,7 @@ fn key_caller<'a>(
     if !app.approved {
         return Err(Reason::AppRevoked);
     }
-    Ok(Caller::App { app: key.app, key })
+    Ok(Caller::App { app, grants, key })
 }
 
 /// Steps 4 and 5 for a caller the gateway authenticated.
@@ -154,7 +166,7 @@ fn gateway_caller<'a>(
     d: &mut Decision<'a>,
 ) -> Result<Caller<'a>, Reason> {
     match &gateway.kind {
-        GatewayKind::App(key) => key_caller(snap, key, now, d),
+        GatewayKind::App(key) => key_caller(snap, key, None, now, d),
         GatewayKind::User { user, principal } => {
             let known = user.and_then(|u| snap.users.get(u as usize));
             d.principal = Some(Cow::Borrowed(known.map_or(principal, |u| &u.principal)));
@@ -256,7 +268,7 @@ fn tenant<'a>(
     caller: &Caller<'_>,
 ) -> Result<(Idx, &'a OrgEntry), Reason> {
     let default = match caller {
-        Caller::App { app, .. } => snap.apps.get(*app as usize).map(|a| a.org),
+        Caller::App { app, .. } => Some(app.org),
         Caller::User { user, .. } => user
             .and_then(|u| snap.users.get(u as usize))
             .and_then(|u| u.default_tenant),
@@ -307,7 +319,7 @@ fn membership<'a>(
             grants,
             ..
         } => (*home == tenant).then_some(*grants),
-        Caller::App { app, .. } => app_grants(snap, *app, tenant),
+        Caller::App { app, grants, .. } => app_grants(snap, app, *grants, tenant),
         Caller::User { user, .. } => {
             user.and_then(|u| principal_grants(snap, PrincipalRef::User(u), tenant))
         }
@@ -320,10 +332,22 @@ fn membership<'a>(
     })
 }
 
-/// An app's grants: in its own organization from the app itself (one probe
-/// less per key decision at scale), elsewhere from the grant table.
-fn app_grants(snap: &Snapshot, app: Idx, tenant: Idx) -> Option<&Grants> {
-    let entry = snap.apps.get(app as usize)?;
+/// An app's grants: with an app from the key tier, from its own list; in its
+/// own organization from the app itself (one probe less per key decision at
+/// scale); elsewhere from the grant table.
+fn app_grants<'a>(
+    snap: &'a Snapshot,
+    entry: &AppEntry,
+    grants: AppGrants<'_>,
+    tenant: Idx,
+) -> Option<&'a Grants> {
+    let app = match grants {
+        AppGrants::Tier(list) => {
+            let at = list.binary_search_by_key(&tenant, |&(t, _)| t).ok()?;
+            return list.get(at).and_then(|&(_, g)| snap.grants.get(g as usize));
+        }
+        AppGrants::Snapshot(app) => app,
+    };
     if entry.org == tenant {
         return entry.home_grants.and_then(|g| snap.grants.get(g as usize));
     }
@@ -388,10 +412,7 @@ fn subscription(
     let Caller::App { app, .. } = caller else {
         return Ok(());
     };
-    let products = snap
-        .apps
-        .get(*app as usize)
-        .map_or(&[][..], |a| &*a.products);
+    let products = &*app.products;
     let mut offering = products
         .iter()
         .filter_map(|&p| snap.products.get(p as usize))

@@ -285,6 +285,7 @@ pub(crate) fn decide_point(
             entry.map(|entry| ExternalKey {
                 digest: crate::key_digest(probe_key),
                 entry: copy_key(entry),
+                app: None,
             })
         }
     };
