@@ -311,13 +311,13 @@ def main():
 def linearity(per_n, sizes):
     """Fetches/s per Envoy at each N, against one fetcher per Envoy process.
 
-    The filter checks whether a fetch is due on its tick (a quarter of poll_ms, clamped to
-    50 ms..1 s: 250 ms here), so a jittered interval of ~1 s is rounded up to the next tick:
-    on average poll_ms + tick/2, i.e. ~0.89 fetches/s per Envoy. One fetcher per worker would
+    The filter checks whether a fetch is due on its tick (a tenth of poll_ms, clamped to
+    50 ms..1 s: 100 ms here), so a jittered interval of ~1 s is rounded up to the next tick:
+    on average poll_ms + tick/2, i.e. ~0.95 fetches/s per Envoy. One fetcher per worker would
     give about twice that (--concurrency 2)."""
     per_envoy = {str(n): (per_n.get(str(n)) or {}).get("fetches_per_s_per_envoy") for n in sizes}
     values = [v for v in per_envoy.values() if v is not None]
-    tick = min(max(POLL_MS // 4, 50), 1000)
+    tick = min(max(POLL_MS // 10, 50), 1000)
     expected = round(1000 / (POLL_MS + tick / 2), 3)
     return {
         "fetches_per_s_per_envoy": per_envoy,

@@ -26,6 +26,8 @@ import gen  # noqa: E402  (bench/envoy/gen.py: the shared Envoy bootstrap)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOADED = re.compile(r"snapshot `([^`]+)` loaded .*linear memory (\d+) bytes")
+PUBLISHED = re.compile(r"snapshot `([^`]+)` published: fetched in (\d+) ms, loaded in (\d+) ms, "
+                       r"key tier written in (\d+) ms, published (\d+) ms after the fetch began")
 
 
 def log(msg):
@@ -79,11 +81,17 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+GENERATED = {}
+
+
 def write_policy(a, work, keys, revision, revoke=None):
     """Generates `keys` keys at `revision` (optionally key `revoke` revoked), compiled; returns
     (compiled path, the document)."""
-    doc = json.loads(gen.policyctl(a.policyctl, "generate", "--orgs", str(a.orgs), "--keys", str(keys),
-                                   "--seed", "1"))
+    if keys not in GENERATED:
+        GENERATED.clear()
+        GENERATED[keys] = gen.policyctl(a.policyctl, "generate", "--orgs", str(a.orgs), "--keys",
+                                        str(keys), "--seed", "1")
+    doc = json.loads(GENERATED[keys])
     doc["revision"] = revision
     if revoke is not None:
         doc["api_keys"][revoke]["status"] = "revoked"
@@ -102,6 +110,8 @@ def envoy_config(a, policy_port, with_filter=True):
         "snapshot": {"remote": {"cluster": "policy", "path": "/snapshot", "authority": "policy.local",
                                 "poll_ms": a.poll_ms, "timeout_ms": 30000}},
     }
+    if a.chunk_bytes:
+        plugin["snapshot"]["remote"]["chunk_bytes"] = a.chunk_bytes
     cluster = {
         "name": "policy", "type": "STATIC", "connect_timeout": "1s",
         "load_assignment": {"cluster_name": "policy", "endpoints": [{"lb_endpoints": [{"endpoint": {
@@ -139,6 +149,15 @@ class Envoy:
         """(linear memory) of every VM that logged loading `revision`."""
         with open(self.log, errors="replace") as f:
             return [int(m.group(2)) for m in LOADED.finditer(f.read()) if m.group(1) == revision]
+
+    def published(self, revision):
+        """The fetcher's timing of `revision`, ms: fetch, load, tier written, fetch start to
+        published."""
+        for m in PUBLISHED.finditer(self.text()):
+            if m.group(1) == revision:
+                return {"fetch": int(m.group(2)), "load": int(m.group(3)), "tier": int(m.group(4)),
+                        "published": int(m.group(5))}
+        return None
 
     def text(self):
         with open(self.log, errors="replace") as f:
@@ -223,12 +242,32 @@ def cpu_per_request(a, envoy, script, seconds):
 
 
 def propagation(a, work, envoy, keys, serving_path, revision, vms):
-    """Seconds from a new compiled file renamed into place to every VM's load line."""
+    """Seconds from a new compiled file renamed into place to every VM's load line, and the
+    fetcher's own timing of it (ms)."""
     new, _ = write_policy(a, work, keys, revision, revoke=0)
+    # At a random point of the poll interval, as a change would come.
+    time.sleep(a.poll_ms / 1000 * (0.2 + 0.8 * (os.urandom(1)[0] / 255)))
     changed = time.monotonic()
     os.replace(new, serving_path)
     ok = wait_for(f"{revision} on {vms} VMs", lambda: len(envoy.loads(revision)) >= vms, 60)
-    return round(time.monotonic() - changed, 2) if ok else None
+    return (round(time.monotonic() - changed, 2) if ok else None), envoy.published(revision)
+
+
+def propagations(a, work, envoy, keys, serving_path, workers, vms):
+    """`a.revisions` new revisions in turn: the median and the largest time to every VM, each
+    sample, and the fetcher's median timing."""
+    samples, fetcher = [], []
+    for n in range(a.revisions):
+        seconds, timing = propagation(a, work, envoy, keys, serving_path, f"s{n + 2}w{workers}", vms)
+        samples.append(seconds)
+        if timing:
+            fetcher.append(timing)
+    done = sorted(s for s in samples if s is not None)
+    if len(done) < len(samples):
+        return {"new_revision_samples_s": samples}
+    middle = {k: sorted(t[k] for t in fetcher)[len(fetcher) // 2] for k in fetcher[0]} if fetcher else None
+    return {"new_revision_s": done[len(done) // 2], "new_revision_max_s": done[-1],
+            "new_revision_samples_s": samples, "new_revision_fetcher_ms": middle}
 
 
 def one_size(a, work, keys, none_rss):
@@ -257,8 +296,7 @@ def one_size(a, work, keys, none_rss):
                 row["rss_limit_mib"] = round((none_rss + 2 * size) / 2**20, 1)
                 row["linear_memory_mib"] = sorted(round(m / 2**20, 1) for m in envoy.loads("s1"))
                 if loaded:
-                    rev = f"s2w{workers}"
-                    row["new_revision_s"] = propagation(a, work, envoy, keys, serving, rev, vms)
+                    row.update(propagations(a, work, envoy, keys, serving, workers, vms))
                 if loaded and workers == 1:
                     row.update(cpu_figures(a, work, envoy, doc))
                 if not loaded:
@@ -310,6 +348,8 @@ def main():
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--orgs", type=int, default=2_000)
     ap.add_argument("--poll-ms", type=int, default=1000)
+    ap.add_argument("--chunk-bytes", type=int, default=None, help="snapshot.remote.chunk_bytes")
+    ap.add_argument("--revisions", type=int, default=3, help="new revisions timed per Envoy")
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--cold-seconds", type=int, default=3)
     ap.add_argument("--load-timeout", type=int, default=120)

@@ -121,8 +121,9 @@ impl fmt::Display for Abandon {
 pub enum Step {
     /// Ask for the next part ([`Round::ask`]).
     Continue(Round),
-    /// `304`: the snapshot serving now is current.
-    NotModified,
+    /// `304`: the snapshot serving now is current. The round's buffer,
+    /// unused, for the next round.
+    NotModified(Vec<u8>),
     /// The whole snapshot, and its ETag.
     Whole {
         body: Vec<u8>,
@@ -158,6 +159,17 @@ impl Round {
         }
     }
 
+    /// Assembles the parts into `buffer` (emptied, its capacity kept): the
+    /// fetcher hands back the last round's body, so that a snapshot of the
+    /// same size is assembled where the last one was instead of in a new
+    /// region (a VM's memory never shrinks, and a freed body that later
+    /// allocations split would make the next one grow it again).
+    pub fn with_buffer(mut self, mut buffer: Vec<u8>) -> Round {
+        buffer.clear();
+        self.body = buffer;
+        self
+    }
+
     /// The next request.
     pub fn ask(&self) -> Ask {
         let from = self.body.len() as u64;
@@ -187,7 +199,7 @@ impl Round {
         let part = self.parts;
         let first = self.etag.is_none();
         match answer.status {
-            Some(b"304") if first => Step::NotModified,
+            Some(b"304") if first => Step::NotModified(self.body),
             // A whole representation is one revision whenever it comes.
             Some(b"200") => match body() {
                 Some(body) => Step::Whole {
@@ -414,7 +426,7 @@ mod tests {
     fn not_modified_and_a_source_ignoring_range() {
         let round = Round::new(CHUNK, Some("\"e1\"".into()));
         let step = round.on_answer(answer("304", "\"e1\"", ""), || panic!("no body read"));
-        assert!(matches!(step, Step::NotModified));
+        assert!(matches!(step, Step::NotModified(_)));
         let whole = bytes(50);
         let round = Round::new(CHUNK, None);
         let step = round.on_answer(answer("200", "\"e2\"", ""), || Some(whole.clone()));

@@ -42,6 +42,10 @@ struct Live {
     /// its request in flight was sent.
     round: Option<(Round, i64)>,
     next_fetch_ms: i64,
+    /// When the fetch round under way started, for the log of its timing.
+    round_started_ms: i64,
+    /// The last fetched body, emptied: the next round assembles into it.
+    spare_body: Vec<u8>,
     first_tick: bool,
 }
 
@@ -199,6 +203,8 @@ impl Root {
                 in_flight: None,
                 round: None,
                 next_fetch_ms: 0,
+                round_started_ms: 0,
+                spare_body: Vec::new(),
                 first_tick: true,
             });
         }
@@ -354,7 +360,10 @@ fn hold_lease(live: &Live, now_ms: i64) -> bool {
 /// source that ignores `Range`).
 fn fetch(src: &Source, live: &mut Live, now_ms: i64) {
     let etag = src.current().map(|l| l.etag.clone());
-    ask_next(src, live, Round::new(live.remote.chunk_bytes, etag), now_ms);
+    live.round_started_ms = now_ms;
+    let round =
+        Round::new(live.remote.chunk_bytes, etag).with_buffer(std::mem::take(&mut live.spare_body));
+    ask_next(src, live, round, now_ms);
     live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());
 }
 
@@ -446,7 +455,8 @@ fn on_fetch_response(src: &Source, live: &mut Live, num_headers: usize, body_siz
                 ask_next(src, live, round, now);
             }
         }
-        Step::NotModified => {
+        Step::NotModified(buffer) => {
+            live.spare_body = buffer;
             src.counters.bump(src.counters.fetch_not_modified);
             if let Some(current) = src.current() {
                 publish_meta(src, live, &current.etag, current.sequence, now);
@@ -477,30 +487,58 @@ fn fetch_log(live: &Live, what: &str) {
 }
 
 /// Verifies, loads and publishes a fetched body; anything wrong keeps the
-/// last good snapshot.
-fn accept_fetched(src: &Source, live: &Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
-    let verifier = live.remote.verifier.as_ref();
-    let generation = abi::random_u64();
-    let split = || policy::load_verified_split(&body, verifier, generation, live.apps);
-    let loaded = timed_load(split).and_then(
-        |(((snapshot, tier), sequence), ms)| match sequence {
-            Some(sequence) if !newer(src, live, sequence, snapshot.revision()) => Err(format!(
-                "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
-                snapshot.revision()
-            )),
-            _ => Ok((snapshot, tier, sequence, ms)),
-        },
-    );
-    let (snapshot, tier, sequence, ms) = match loaded {
-        Ok(loaded) => loaded,
+/// last good snapshot. The body is kept, emptied, for the next round.
+fn accept_fetched(src: &Source, live: &mut Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
+    match load_fetched(src, live, &body) {
+        Ok(fetched) => publish_fetched(src, live, fetched, etag, now),
         Err(problem) => {
             src.counters.bump(src.counters.fetch_invalid);
-            return log_refused(
+            log_refused(
                 "fetched snapshot refused, keeping the last good one",
                 &problem,
             );
         }
-    };
+    }
+    live.spare_body = body;
+}
+
+/// A fetched snapshot, verified and loaded, with its key tier cut from it.
+struct Fetched<'b> {
+    snapshot: policy::Snapshot,
+    tier: Tier<'b>,
+    sequence: Option<u64>,
+    load_ms: i64,
+}
+
+/// Verifies and loads `body` (refusing a replayed signed sequence).
+fn load_fetched<'b>(src: &Source, live: &Live, body: &'b [u8]) -> Result<Fetched<'b>, String> {
+    let verifier = live.remote.verifier.as_ref();
+    let generation = abi::random_u64();
+    let split = || policy::load_verified_split(body, verifier, generation, live.apps);
+    let (((snapshot, tier), sequence), load_ms) = timed_load(split)?;
+    match sequence {
+        Some(sequence) if !newer(src, live, sequence, snapshot.revision()) => Err(format!(
+            "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
+            snapshot.revision()
+        )),
+        _ => Ok(Fetched {
+            snapshot,
+            tier,
+            sequence,
+            load_ms,
+        }),
+    }
+}
+
+/// Writes the tier, then the keyless snapshot that reads it, then the meta
+/// key the other VMs watch, and makes the snapshot this VM's own.
+fn publish_fetched(src: &Source, live: &Live, fetched: Fetched<'_>, etag: Option<&str>, now: i64) {
+    let Fetched {
+        snapshot,
+        tier,
+        sequence,
+        load_ms,
+    } = fetched;
     src.counters.bump(src.counters.fetch_ok);
     let etag = live::etag_or_revision(etag, snapshot.revision());
     let (published_etag, previous) = published(live).unzip();
@@ -509,15 +547,11 @@ fn accept_fetched(src: &Source, live: &Live, body: Vec<u8>, etag: Option<&str>, 
         // The same snapshot served again, already published: nothing new.
         return publish_meta(src, live, &etag, sequence, now);
     }
-    let slot = TierRef::next_slot(previous.flatten());
-    let published_tier = publish_tier(live, &tier, slot);
-    // A cut tier reads its buckets from the fetched bytes: both go now, the
-    // largest things alive here, before the keyless snapshot is encoded.
-    drop(tier);
-    drop(body);
-    let Some(tier) = published_tier else {
+    let writing_ms = now_ms().unwrap_or(now);
+    let Some(tier) = publish_tier(live, &tier, TierRef::next_slot(previous.flatten())) else {
         return src.counters.bump(src.counters.fetch_invalid);
     };
+    let written_ms = now_ms().unwrap_or(writing_ms);
     // The keyless snapshot, compiled: the other VMs decode it instead of
     // parsing JSON, and read the keys from the tier.
     let compiled = policy::binary::encode(&snapshot);
@@ -526,13 +560,23 @@ fn accept_fetched(src: &Source, live: &Live, body: Vec<u8>, etag: Option<&str>, 
     let head = live::pack_snapshot(&etag, Some(tier), &[]);
     let _ = abi::set_shared_data(&live.keys.head, &head, 0);
     publish_meta(src, live, &etag, sequence, now);
+    abi::log(
+        Level::Info,
+        &format!(
+            "tenantgate: snapshot `{}` published: fetched in {} ms, loaded in {load_ms} ms, key tier written in {} ms, published {} ms after the fetch began",
+            snapshot.revision(),
+            now - live.round_started_ms,
+            written_ms - writing_ms,
+            now_ms().unwrap_or(written_ms) - live.round_started_ms,
+        ),
+    );
     let loaded = Loaded {
         snapshot,
         etag,
         sequence,
         tier: Some(tier),
     };
-    src.install(loaded, ms);
+    src.install(loaded, load_ms);
 }
 
 /// Writes the snapshot's key tier (its key buckets, then its app buckets)

@@ -814,8 +814,10 @@ fn api_keys_live_once_per_process_and_every_worker_decides_them() {
     let log = envoy.log_text();
     // Published once per revision by the fetching VM ...
     assert_eq!(
-        log.matches(&format!("{KEYS} keys in 32 buckets, apps in 12 app buckets"))
-            .count(),
+        log.matches(&format!(
+            "{KEYS} keys in 32 buckets, apps in 12 app buckets"
+        ))
+        .count(),
         1,
         "{log}"
     );

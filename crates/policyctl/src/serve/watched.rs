@@ -2,9 +2,13 @@
 //! change without a background thread.
 //!
 //! A check costs one `stat` (mtime, ctime, size, inode). A file whose change time lies within
-//! [`RACY_WINDOW`] of the moment it was last read is re-read and compared by content (SHA-256)
-//! instead, so two same-size writes inside one timestamp tick are never missed. A file that
-//! disappears leaves the last good value in place.
+//! the racy window of the moment it was last read is re-read and compared by content (SHA-256)
+//! instead, so two same-size writes inside one timestamp tick are never missed. The window is
+//! [`RACY_WINDOW`] for timestamps in whole seconds, [`FINE_RACY_WINDOW`] for timestamps with a
+//! sub-second part (Linux's are the kernel's coarse clock, a few ms a tick): a 66 MB snapshot
+//! re-read and hashed for every ranged part a proxy asks for during two seconds after each
+//! change made its fetch take three times as long. A file that disappears leaves the last good
+//! value in place.
 
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -16,6 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// timestamps showing it (coarse timestamp granularity); it is re-read and compared by content
 /// until it has been quiet for this long.
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The same for timestamps with a sub-second part: many times the coarsest kernel clock tick
+/// (10 ms at `HZ=100`).
+pub const FINE_RACY_WINDOW: Duration = Duration::from_millis(100);
 
 /// What `stat` says about a file; any difference means it may have changed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -60,7 +68,21 @@ impl Stamp {
         };
         read_at
             .duration_since(latest)
-            .map_or(true, |age| age < RACY_WINDOW)
+            .map_or(true, |age| age < self.racy_window())
+    }
+
+    /// [`FINE_RACY_WINDOW`] when either timestamp has a sub-second part (a filesystem that
+    /// keeps them), else [`RACY_WINDOW`].
+    fn racy_window(&self) -> Duration {
+        let fine = [self.modified, self.changed].into_iter().flatten().any(|t| {
+            t.duration_since(UNIX_EPOCH)
+                .is_ok_and(|d| d.subsec_nanos() != 0)
+        });
+        if fine {
+            FINE_RACY_WINDOW
+        } else {
+            RACY_WINDOW
+        }
     }
 }
 
@@ -164,5 +186,13 @@ mod tests {
         assert!(stamp(now).is_racy(now));
         assert!(stamp(now + Duration::from_secs(60)).is_racy(now));
         assert!(!stamp(now - Duration::from_secs(60)).is_racy(now));
+        // Whole-second timestamps stay racy for two seconds, fine ones briefly.
+        let whole = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert!(stamp(whole).is_racy(whole + Duration::from_millis(1_500)));
+        assert!(!stamp(whole).is_racy(whole + RACY_WINDOW));
+        let fine = whole + Duration::from_nanos(123_456_789);
+        assert!(stamp(fine).is_racy(fine + Duration::from_millis(50)));
+        assert!(!stamp(fine).is_racy(fine + FINE_RACY_WINDOW));
+        assert!(!stamp(fine).is_racy(fine + Duration::from_millis(1_500)));
     }
 }
