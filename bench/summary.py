@@ -67,10 +67,10 @@ def scale_markdown(s):
         " the compiled snapshot; a worker VM's linear memory ≤ 32 MiB; a new revision on every"
         " VM ≤ 2 s.",
         "",
-        "| keys | compiled MiB | workers | RSS MiB | RSS target MiB | linear memory per VM MiB"
-        " | new revision on every VM s, median / max | fetcher: fetch / load / tier ms"
-        " | CPU µs/req cold / warm |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| keys | compiled MiB | workers | RSS MiB | RSS target MiB | key tier in shared data MiB"
+        " | linear memory per VM MiB | new revision on every VM s, median / max"
+        " | fetcher: fetch / load / tier ms | CPU µs/req cold / warm |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for keys, per in (scale.get("keys") or {}).items():
         size = (per.get("compiled_bytes") or 0) / 2**20
@@ -83,7 +83,8 @@ def scale_markdown(s):
             revision = f"{fmt(row.get('new_revision_s'), 2)} / {fmt(row.get('new_revision_max_s'), 2)}"
             lines.append(
                 f"| {int(keys):,} | {size:.1f} | {workers} | {fmt(row.get('rss_mib'), 1)} |"
-                f" {fmt(row.get('rss_limit_mib'), 1)} | {memory} | {revision} | {timing} | {cpu} |"
+                f" {fmt(row.get('rss_limit_mib'), 1)} | {fmt(row.get('tier_mib'), 1)} | {memory} |"
+                f" {revision} | {timing} | {cpu} |"
             )
     lines += [
         "",

@@ -26,6 +26,8 @@ import gen  # noqa: E402  (bench/envoy/gen.py: the shared Envoy bootstrap)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOADED = re.compile(r"snapshot `([^`]+)` loaded .*linear memory (\d+) bytes")
+TIER = re.compile(r"key tier [0-9a-f]+: (\d+) keys in \d+ buckets \((\d+) bytes\), apps in \d+ app buckets"
+                  r" \((\d+) bytes\)")
 PUBLISHED = re.compile(r"snapshot `([^`]+)` published: fetched in (\d+) ms, loaded in (\d+) ms, "
                        r"key tier written in (\d+) ms, published (\d+) ms after the fetch began")
 
@@ -158,6 +160,11 @@ class Envoy:
                 return {"fetch": int(m.group(2)), "load": int(m.group(3)), "tier": int(m.group(4)),
                         "published": int(m.group(5))}
         return None
+
+    def tier_bytes(self):
+        """Bytes of the first key tier written (key buckets + app buckets), if logged."""
+        m = TIER.search(self.text())
+        return int(m.group(2)) + int(m.group(3)) if m else None
 
     def text(self):
         with open(self.log, errors="replace") as f:
@@ -295,8 +302,13 @@ def one_size(a, work, keys, none_rss):
                 row["rss_mib"] = round(rss_bytes(envoy.proc.p.pid) / 2**20, 1)
                 row["rss_limit_mib"] = round((none_rss + 2 * size) / 2**20, 1)
                 row["linear_memory_mib"] = sorted(round(m / 2**20, 1) for m in envoy.loads("s1"))
+                tier = envoy.tier_bytes()
+                row["tier_mib"] = round(tier / 2**20, 1) if tier is not None else None
                 if loaded:
                     row.update(propagations(a, work, envoy, keys, serving, workers, vms))
+                    # After the revisions, once the replaced tier is emptied (a few ticks).
+                    time.sleep(1.5)
+                    row["rss_after_revisions_mib"] = round(rss_bytes(envoy.proc.p.pid) / 2**20, 1)
                 if loaded and workers == 1:
                     row.update(cpu_figures(a, work, envoy, doc))
                 if not loaded:

@@ -22,7 +22,11 @@
 //!   generation and pick up the new snapshot). `<prefix>:keys:<slot>:count` is
 //!   how many buckets the slot holds; a smaller tier empties the rest. Shared
 //!   data cannot be deleted, so names are reused: the store stays bounded by
-//!   two tiers however many revisions pass.
+//!   two tiers however many revisions pass. Three ticks after publishing, the
+//!   fetcher (still holding the lease) empties the slot it replaced, unless it
+//!   is the published one again: between revisions the store holds one tier,
+//!   and a worker that still reads the replaced one meets empty buckets and
+//!   picks up the new snapshot.
 //! - `<prefix>:meta` = `<etag>\n<confirmed_ms>`: small, read on every tick by every
 //!   VM; a new etag means "read the snapshot key and swap". `confirmed_ms` is when
 //!   the source last confirmed it (200 or 304), for staleness and the age gauge.

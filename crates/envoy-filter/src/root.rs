@@ -46,6 +46,11 @@ struct Live {
     round_started_ms: i64,
     /// The last fetched body, emptied: the next round assembles into it.
     spare_body: Vec<u8>,
+    /// The slot of the tier this VM replaced last, and when to empty it: a
+    /// grace of a few ticks lets every worker adopt the new snapshot on its
+    /// own tick first (a worker that still reads it meets empty buckets and
+    /// adopts the new one then). Only then does the shared data hold one tier.
+    retiring: Option<(u8, i64)>,
     first_tick: bool,
 }
 
@@ -205,6 +210,7 @@ impl Root {
                 next_fetch_ms: 0,
                 round_started_ms: 0,
                 spare_body: Vec::new(),
+                retiring: None,
                 first_tick: true,
             });
         }
@@ -266,10 +272,42 @@ fn poll(poller: &RefCell<Option<Live>>, src: &Source) -> bool {
     }
     src.pick_up();
     let due = live.in_flight.is_none() && now >= live.next_fetch_ms;
-    if due && hold_lease(live, now) {
-        fetch(src, live, now);
+    let retire = live.retiring.filter(|&(_, at)| now >= at);
+    if (due || retire.is_some()) && hold_lease(live, now) {
+        if let Some((slot, _)) = retire {
+            live.retiring = None;
+            retire_slot(live, slot);
+        }
+        if due {
+            fetch(src, live, now);
+        }
     }
     true
+}
+
+/// Empties the tier in `slot`, unless it is the published one (another
+/// fetcher may have published into it since): only the lease holder calls
+/// this, so no other VM writes a tier meanwhile.
+fn retire_slot(live: &Live, slot: u8) {
+    if published(live)
+        .and_then(|(_, tier)| tier)
+        .is_some_and(|t| t.slot == slot)
+    {
+        return;
+    }
+    let keys = &live.keys;
+    let none = |_| None;
+    let emptied = publish_buckets(&keys.slot_count(slot), 0, |i| keys.bucket(slot, i), none)
+        .and_then(|_| {
+            let names = |i| keys.app_bucket(slot, i);
+            publish_buckets(&keys.app_slot_count(slot), 0, names, none)
+        });
+    if emptied.is_some() {
+        abi::log(
+            Level::Info,
+            &format!("tenantgate: key tier in slot {slot} emptied (replaced)"),
+        );
+    }
 }
 
 /// Whether callout `token` was `poller`'s fetch (then handled).
@@ -490,7 +528,12 @@ fn fetch_log(live: &Live, what: &str) {
 /// last good snapshot. The body is kept, emptied, for the next round.
 fn accept_fetched(src: &Source, live: &mut Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
     match load_fetched(src, live, &body) {
-        Ok(fetched) => publish_fetched(src, live, fetched, etag, now),
+        Ok(fetched) => {
+            // The slot of the tier replaced, once every worker had time to move on.
+            let grace = 3 * i64::from(live::tick_ms(live.remote.poll_ms));
+            let replaced = publish_fetched(src, live, fetched, etag, now);
+            live.retiring = replaced.map(|slot| (slot, now + grace));
+        }
         Err(problem) => {
             src.counters.bump(src.counters.fetch_invalid);
             log_refused(
@@ -531,8 +574,15 @@ fn load_fetched<'b>(src: &Source, live: &Live, body: &'b [u8]) -> Result<Fetched
 }
 
 /// Writes the tier, then the keyless snapshot that reads it, then the meta
-/// key the other VMs watch, and makes the snapshot this VM's own.
-fn publish_fetched(src: &Source, live: &Live, fetched: Fetched<'_>, etag: Option<&str>, now: i64) {
+/// key the other VMs watch, and makes the snapshot this VM's own. Returns
+/// the slot of the tier it replaced, if any.
+fn publish_fetched(
+    src: &Source,
+    live: &Live,
+    fetched: Fetched<'_>,
+    etag: Option<&str>,
+    now: i64,
+) -> Option<u8> {
     let Fetched {
         snapshot,
         tier,
@@ -545,11 +595,14 @@ fn publish_fetched(src: &Source, live: &Live, fetched: Fetched<'_>, etag: Option
     let mine = src.current().is_some_and(|l| l.etag == etag);
     if mine && published_etag.as_deref() == Some(etag.as_str()) {
         // The same snapshot served again, already published: nothing new.
-        return publish_meta(src, live, &etag, sequence, now);
+        publish_meta(src, live, &etag, sequence, now);
+        return None;
     }
     let writing_ms = now_ms().unwrap_or(now);
-    let Some(tier) = publish_tier(live, &tier, TierRef::next_slot(previous.flatten())) else {
-        return src.counters.bump(src.counters.fetch_invalid);
+    let previous = previous.flatten();
+    let Some(tier) = publish_tier(live, &tier, TierRef::next_slot(previous)) else {
+        src.counters.bump(src.counters.fetch_invalid);
+        return None;
     };
     let written_ms = now_ms().unwrap_or(writing_ms);
     // The keyless snapshot, compiled: the other VMs decode it instead of
@@ -577,6 +630,7 @@ fn publish_fetched(src: &Source, live: &Live, fetched: Fetched<'_>, etag: Option
         tier: Some(tier),
     };
     src.install(loaded, load_ms);
+    previous.map(|t| t.slot)
 }
 
 /// Writes the snapshot's key tier (its key buckets, then its app buckets)
@@ -588,20 +642,20 @@ fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
     let generation = tier.generation();
     let (buckets, apps) = (tier.count(), tier.app_count());
     let keys = &live.keys;
-    publish_buckets(
+    let key_bytes = publish_buckets(
         &keys.slot_count(slot),
         buckets,
         |i| keys.bucket(slot, i),
         |i| tier.bucket(i),
     )?;
     let app_names = |i| keys.app_bucket(slot, i);
-    publish_buckets(&keys.app_slot_count(slot), apps, app_names, |i| {
+    let app_bytes = publish_buckets(&keys.app_slot_count(slot), apps, app_names, |i| {
         tier.app_bucket(i)
     })?;
     abi::log(
         Level::Info,
         &format!(
-            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets, apps in {apps} app buckets in the shared data (slot {slot})",
+            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets ({key_bytes} bytes), apps in {apps} app buckets ({app_bytes} bytes) in the shared data (slot {slot})",
             tier.keys(),
         ),
     );
@@ -614,7 +668,7 @@ fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
 }
 
 /// Writes `count` buckets (`bucket(i)` under `name(i)`), one encoded at a
-/// time, and empties those a larger tier left past them (their number is
+/// time, and returns their bytes; empties those a larger tier left past them (their number is
 /// under `count_key`): shared data cannot be deleted, so a slot's names are
 /// reused and the store stays bounded by two tiers.
 fn publish_buckets<'t>(
@@ -622,14 +676,16 @@ fn publish_buckets<'t>(
     count: u32,
     name: impl Fn(u32) -> String,
     bucket: impl Fn(u32) -> Option<std::borrow::Cow<'t, [u8]>>,
-) -> Option<()> {
+) -> Option<usize> {
     let held = abi::get_shared_data(count_key)
         .ok()
         .flatten()
         .and_then(|(bytes, _)| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
         .unwrap_or(0);
+    let mut written = 0;
     for i in 0..count.max(held) {
         let bytes = bucket(i).unwrap_or_default();
+        written += bytes.len();
         if let Err(e) = abi::set_shared_data(&name(i), &bytes, 0) {
             let why = format!("cannot write the key tier to the shared data: {e}");
             abi::log(
@@ -640,7 +696,7 @@ fn publish_buckets<'t>(
         }
     }
     let _ = abi::set_shared_data(count_key, count.to_string().as_bytes(), 0);
-    Some(())
+    Some(written)
 }
 
 /// The etag and key tier of the snapshot published now (before it is

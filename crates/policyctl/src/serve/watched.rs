@@ -74,10 +74,13 @@ impl Stamp {
     /// [`FINE_RACY_WINDOW`] when either timestamp has a sub-second part (a filesystem that
     /// keeps them), else [`RACY_WINDOW`].
     fn racy_window(&self) -> Duration {
-        let fine = [self.modified, self.changed].into_iter().flatten().any(|t| {
-            t.duration_since(UNIX_EPOCH)
-                .is_ok_and(|d| d.subsec_nanos() != 0)
-        });
+        let fine = [self.modified, self.changed]
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .is_ok_and(|d| d.subsec_nanos() != 0)
+            });
         if fine {
             FINE_RACY_WINDOW
         } else {
