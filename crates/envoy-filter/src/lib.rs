@@ -14,6 +14,8 @@
 //! - `abi`: the only code that calls the host, `Result`-returning wrappers.
 //! - `exports`: the entry points the host calls; `dispatch`: the contexts.
 //! - `root`: configuration, snapshot polling, key-lookup callouts;
+//!   `publish`: a fetched snapshot published to the other VMs (key tier,
+//!   keyless snapshot, meta) and the replaced tier emptied;
 //!   `plugin`: the state requests share; `stream`: one request;
 //!   `metrics`: counters and gauges.
 //!
@@ -40,6 +42,8 @@ mod exports;
 mod metrics;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod plugin;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod publish;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod root;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

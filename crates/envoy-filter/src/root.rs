@@ -7,14 +7,15 @@
 use super::abi::{self, Level};
 use super::dispatch;
 use super::key_lookup::{self, Answer};
-use super::live::{self, Lease, Meta, SharedKeys, TierRef};
-use super::plugin::{log_refused, timed_load, Loaded, Plugin};
+use super::live::{self, Lease, SharedKeys};
+use super::plugin::{Loaded, Plugin};
+use super::publish::{accept_fetched, publish_meta, retire_slot};
 use super::ranged::{self, Round, Step};
 use super::source::{Source, SourceKind};
 use super::wire;
 use std::cell::RefCell;
 use std::rc::Rc;
-use tenantgate_policy::binary::tier::{Apps, Tier};
+use tenantgate_policy::binary::tier::Apps;
 use tenantgate_policy::config::{PluginConfig, RemoteSource, SnapshotSource};
 use tenantgate_policy::{self as policy, ExternalKey};
 
@@ -29,29 +30,29 @@ fn tier_apps(plugin: &Plugin) -> Apps {
 }
 
 /// The remote-source state of one VM.
-struct Live {
-    remote: RemoteSource,
-    keys: SharedKeys,
+pub(super) struct Live {
+    pub(super) remote: RemoteSource,
+    pub(super) keys: SharedKeys,
     /// Whether the apps go into the key tier with the keys: not with a key
     /// lookup, whose answers name apps the snapshot must hold.
-    apps: Apps,
+    pub(super) apps: Apps,
     /// This VM's lease identity.
-    me: u64,
-    in_flight: Option<u32>,
+    pub(super) me: u64,
+    pub(super) in_flight: Option<u32>,
     /// The fetch round under way (parts asked for one at a time), and when
     /// its request in flight was sent.
-    round: Option<(Round, i64)>,
-    next_fetch_ms: i64,
+    pub(super) round: Option<(Round, i64)>,
+    pub(super) next_fetch_ms: i64,
     /// When the fetch round under way started, for the log of its timing.
-    round_started_ms: i64,
+    pub(super) round_started_ms: i64,
     /// The last fetched body, emptied: the next round assembles into it.
-    spare_body: Vec<u8>,
+    pub(super) spare_body: Vec<u8>,
     /// The slot of the tier this VM replaced last, and when to empty it: a
     /// grace of a few ticks lets every worker adopt the new snapshot on its
     /// own tick first (a worker that still reads it meets empty buckets and
     /// adopts the new one then). Only then does the shared data hold one tier.
-    retiring: Option<(u8, i64)>,
-    first_tick: bool,
+    pub(super) retiring: Option<(u8, i64)>,
+    pub(super) first_tick: bool,
 }
 
 pub struct Root {
@@ -62,7 +63,7 @@ pub struct Root {
     shadow: RefCell<Option<Live>>,
 }
 
-fn now_ms() -> Option<i64> {
+pub(super) fn now_ms() -> Option<i64> {
     abi::now_nanos().ok().map(|n| n / 1_000_000)
 }
 
@@ -285,31 +286,6 @@ fn poll(poller: &RefCell<Option<Live>>, src: &Source) -> bool {
     true
 }
 
-/// Empties the tier in `slot`, unless it is the published one (another
-/// fetcher may have published into it since): only the lease holder calls
-/// this, so no other VM writes a tier meanwhile.
-fn retire_slot(live: &Live, slot: u8) {
-    if published(live)
-        .and_then(|(_, tier)| tier)
-        .is_some_and(|t| t.slot == slot)
-    {
-        return;
-    }
-    let keys = &live.keys;
-    let none = |_| None;
-    let emptied = publish_buckets(&keys.slot_count(slot), 0, |i| keys.bucket(slot, i), none)
-        .and_then(|_| {
-            let names = |i| keys.app_bucket(slot, i);
-            publish_buckets(&keys.app_slot_count(slot), 0, names, none)
-        });
-    if emptied.is_some() {
-        abi::log(
-            Level::Info,
-            &format!("tenantgate: key tier in slot {slot} emptied (replaced)"),
-        );
-    }
-}
-
 /// Whether callout `token` was `poller`'s fetch (then handled).
 fn answered(
     poller: &RefCell<Option<Live>>,
@@ -374,7 +350,7 @@ fn log_absent(plugin: &Plugin) {
 }
 
 /// Takes or renews the fetch lease; true when this VM holds it now.
-fn hold_lease(live: &Live, now_ms: i64) -> bool {
+pub(super) fn hold_lease(live: &Live, now_ms: i64) -> bool {
     let Ok(current) = abi::get_shared_data(&live.keys.lease) else {
         return false;
     };
@@ -522,220 +498,6 @@ fn fetch_log(live: &Live, what: &str) {
             live.remote.cluster
         ),
     );
-}
-
-/// Verifies, loads and publishes a fetched body; anything wrong keeps the
-/// last good snapshot. The body is kept, emptied, for the next round.
-fn accept_fetched(src: &Source, live: &mut Live, body: Vec<u8>, etag: Option<&str>, now: i64) {
-    match load_fetched(src, live, &body) {
-        Ok(fetched) => {
-            // The slot of the tier replaced, once every worker had time to move on.
-            let grace = 3 * i64::from(live::tick_ms(live.remote.poll_ms));
-            let replaced = publish_fetched(src, live, fetched, etag, now);
-            live.retiring = replaced.map(|slot| (slot, now + grace));
-        }
-        Err(problem) => {
-            src.counters.bump(src.counters.fetch_invalid);
-            log_refused(
-                "fetched snapshot refused, keeping the last good one",
-                &problem,
-            );
-        }
-    }
-    live.spare_body = body;
-}
-
-/// A fetched snapshot, verified and loaded, with its key tier cut from it.
-struct Fetched<'b> {
-    snapshot: policy::Snapshot,
-    tier: Tier<'b>,
-    sequence: Option<u64>,
-    load_ms: i64,
-}
-
-/// Verifies and loads `body` (refusing a replayed signed sequence).
-fn load_fetched<'b>(src: &Source, live: &Live, body: &'b [u8]) -> Result<Fetched<'b>, String> {
-    let verifier = live.remote.verifier.as_ref();
-    let generation = abi::random_u64();
-    let split = || policy::load_verified_split(body, verifier, generation, live.apps);
-    let (((snapshot, tier), sequence), load_ms) = timed_load(split)?;
-    match sequence {
-        Some(sequence) if !newer(src, live, sequence, snapshot.revision()) => Err(format!(
-            "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
-            snapshot.revision()
-        )),
-        _ => Ok(Fetched {
-            snapshot,
-            tier,
-            sequence,
-            load_ms,
-        }),
-    }
-}
-
-/// Writes the tier, then the keyless snapshot that reads it, then the meta
-/// key the other VMs watch, and makes the snapshot this VM's own. Returns
-/// the slot of the tier it replaced, if any.
-fn publish_fetched(
-    src: &Source,
-    live: &Live,
-    fetched: Fetched<'_>,
-    etag: Option<&str>,
-    now: i64,
-) -> Option<u8> {
-    let Fetched {
-        snapshot,
-        tier,
-        sequence,
-        load_ms,
-    } = fetched;
-    src.counters.bump(src.counters.fetch_ok);
-    let etag = live::etag_or_revision(etag, snapshot.revision());
-    let (published_etag, previous) = published(live).unzip();
-    let mine = src.current().is_some_and(|l| l.etag == etag);
-    if mine && published_etag.as_deref() == Some(etag.as_str()) {
-        // The same snapshot served again, already published: nothing new.
-        publish_meta(src, live, &etag, sequence, now);
-        return None;
-    }
-    let writing_ms = now_ms().unwrap_or(now);
-    let previous = previous.flatten();
-    let Some(tier) = publish_tier(live, &tier, TierRef::next_slot(previous)) else {
-        src.counters.bump(src.counters.fetch_invalid);
-        return None;
-    };
-    let written_ms = now_ms().unwrap_or(writing_ms);
-    // The keyless snapshot, compiled: the other VMs decode it instead of
-    // parsing JSON, and read the keys from the tier.
-    let compiled = policy::binary::encode(&snapshot);
-    let packed = live::pack_snapshot(&etag, Some(tier), &compiled);
-    let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);
-    let head = live::pack_snapshot(&etag, Some(tier), &[]);
-    let _ = abi::set_shared_data(&live.keys.head, &head, 0);
-    publish_meta(src, live, &etag, sequence, now);
-    abi::log(
-        Level::Info,
-        &format!(
-            "tenantgate: snapshot `{}` published: fetched in {} ms, loaded in {load_ms} ms, key tier written in {} ms, published {} ms after the fetch began",
-            snapshot.revision(),
-            now - live.round_started_ms,
-            written_ms - writing_ms,
-            now_ms().unwrap_or(written_ms) - live.round_started_ms,
-        ),
-    );
-    let loaded = Loaded {
-        snapshot,
-        etag,
-        sequence,
-        tier: Some(tier),
-    };
-    src.install(loaded, load_ms);
-    previous.map(|t| t.slot)
-}
-
-/// Writes the snapshot's key tier (its key buckets, then its app buckets)
-/// into `slot` of the shared data, once for the whole process (issue 12),
-/// before the snapshot that reads it is published. `None` if the host
-/// refused a bucket: nothing is published then, the last good snapshot keeps
-/// serving.
-fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
-    let generation = tier.generation();
-    let (buckets, apps) = (tier.count(), tier.app_count());
-    let keys = &live.keys;
-    let key_bytes = publish_buckets(
-        &keys.slot_count(slot),
-        buckets,
-        |i| keys.bucket(slot, i),
-        |i| tier.bucket(i),
-    )?;
-    let app_names = |i| keys.app_bucket(slot, i);
-    let app_bytes = publish_buckets(&keys.app_slot_count(slot), apps, app_names, |i| {
-        tier.app_bucket(i)
-    })?;
-    abi::log(
-        Level::Info,
-        &format!(
-            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets ({key_bytes} bytes), apps in {apps} app buckets ({app_bytes} bytes) in the shared data (slot {slot})",
-            tier.keys(),
-        ),
-    );
-    Some(TierRef {
-        generation,
-        buckets,
-        slot,
-        apps,
-    })
-}
-
-/// Writes `count` buckets (`bucket(i)` under `name(i)`), one encoded at a
-/// time, and returns their bytes; empties those a larger tier left past them (their number is
-/// under `count_key`): shared data cannot be deleted, so a slot's names are
-/// reused and the store stays bounded by two tiers.
-fn publish_buckets<'t>(
-    count_key: &str,
-    count: u32,
-    name: impl Fn(u32) -> String,
-    bucket: impl Fn(u32) -> Option<std::borrow::Cow<'t, [u8]>>,
-) -> Option<usize> {
-    let held = abi::get_shared_data(count_key)
-        .ok()
-        .flatten()
-        .and_then(|(bytes, _)| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
-        .unwrap_or(0);
-    let mut written = 0;
-    for i in 0..count.max(held) {
-        let bytes = bucket(i).unwrap_or_default();
-        written += bytes.len();
-        if let Err(e) = abi::set_shared_data(&name(i), &bytes, 0) {
-            let why = format!("cannot write the key tier to the shared data: {e}");
-            abi::log(
-                Level::Error,
-                &format!("tenantgate: {why}; keeping the last good snapshot"),
-            );
-            return None;
-        }
-    }
-    let _ = abi::set_shared_data(count_key, count.to_string().as_bytes(), 0);
-    Some(written)
-}
-
-/// The etag and key tier of the snapshot published now (before it is
-/// replaced): from its head, not its body.
-fn published(live: &Live) -> Option<(String, Option<TierRef>)> {
-    let (packed, _) = abi::get_shared_data(&live.keys.head).ok().flatten()?;
-    let published = live::unpack_snapshot(&packed)?;
-    Some((published.etag.to_string(), published.tier))
-}
-
-/// Whether a signed `sequence` may replace the newest this process accepted.
-fn newer(src: &Source, live: &Live, sequence: u64, revision: &str) -> bool {
-    let shared = abi::get_shared_data(&live.keys.meta)
-        .ok()
-        .flatten()
-        .and_then(|(bytes, _)| Meta::decode(&bytes))
-        .and_then(|meta| meta.sequence);
-    let current = src.current();
-    let mine = current
-        .as_ref()
-        .and_then(|l| l.sequence.map(|s| (s, l.snapshot.revision())));
-    let newest = match (shared, mine) {
-        (Some(s), Some((m, revision))) if m >= s => Some((m, revision)),
-        // A sequence another VM accepted: its revision is unknown here, so
-        // only a strictly newer one passes.
-        (Some(s), _) => Some((s, "")),
-        (None, mine) => mine,
-    };
-    live::newer_than(newest, sequence, revision)
-}
-
-fn publish_meta(src: &Source, live: &Live, etag: &str, sequence: Option<u64>, now: i64) {
-    let meta = Meta {
-        etag: etag.to_string(),
-        confirmed_ms: now,
-        sequence,
-    };
-    let _ = abi::set_shared_data(&live.keys.meta, meta.encode().as_bytes(), 0);
-    src.confirmed_ms.set(Some(now));
 }
 
 /// A key lookup answered (or failed): cache the answer and resume every

@@ -175,6 +175,23 @@ mod tests {
     }
 
     #[test]
+    fn two_apps_with_one_id_are_refused_whether_the_apps_are_decoded_or_left() {
+        use crate::index::AppIds;
+        let mut snapshot =
+            crate::load_snapshot(include_str!("../../../policies/demo.json")).unwrap();
+        assert!(decode(&encode(&snapshot)).is_ok());
+        // The second app takes the first one's id; the index lists it once,
+        // at the first, as the in-memory index of such apps would.
+        snapshot.apps[1].principal = snapshot.apps[0].principal.clone();
+        snapshot.app_by_id = AppIds::build(&snapshot.apps);
+        let bytes = encode(&snapshot);
+        assert!(decode(&bytes).is_err());
+        for apps in [tier::Apps::Keep, tier::Apps::Move] {
+            assert!(tier::decode_split(&bytes, 1, apps).is_err(), "{apps:?}");
+        }
+    }
+
+    #[test]
     fn encoding_is_deterministic_and_round_trips() {
         let bytes = demo_bytes();
         assert_eq!(bytes, demo_bytes());

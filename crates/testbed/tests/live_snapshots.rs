@@ -813,7 +813,9 @@ fn api_keys_live_once_per_process_and_every_worker_decides_them() {
     // The tier g2 replaced is emptied once the workers had time to move on;
     // every key is still decided right from g2's tier alone.
     eventually(Duration::from_secs(10), "g1's tier is emptied", || {
-        envoy.log_text().contains("key tier in slot 0 emptied (replaced)")
+        envoy
+            .log_text()
+            .contains("key tier in slot 0 emptied (replaced)")
     });
     check(&doc, "g2");
 

@@ -40,6 +40,14 @@ pub(super) fn decode_with(bytes: &[u8], leave: Leave) -> Result<(Snapshot, Parts
         check_app_ids_in_bytes(&parts)?;
     } else {
         let apps = &snapshot.app_by_id;
+        // Compiled snapshots never hold two apps with one id.
+        let with_id = snapshot
+            .apps
+            .iter()
+            .filter(|a| a.principal.starts_with("app:"));
+        if with_id.count() != apps.len() {
+            return Err(index_mismatch(&parts.app_ids));
+        }
         check_ids(&parts.app_ids, apps.len(), |id| {
             apps.get(&snapshot.apps, id)
         })?;
@@ -67,24 +75,27 @@ fn check_searched(parts: &Parts<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The app id index says what [`AppIds`](crate::index::AppIds) would build
-/// from apps that stay in the bytes: checked over ids borrowed from them.
+/// The app id index lists every app's id once, each at its app, for apps
+/// that stay in the bytes: checked in one pass over borrowed ids. The index
+/// is strictly sorted ([`check_searched`]), so its entries name distinct
+/// apps; as many as the apps with an id, it names them all, and no two apps
+/// share an id ([`decode_with`] refuses that too).
 fn check_app_ids_in_bytes(parts: &Parts<'_>) -> Result<()> {
-    let mut ids: Vec<(&str, Idx)> = Vec::with_capacity(parts.apps.count);
+    let mut with_id = 0;
     for i in 0..parts.apps.count {
-        let principal = parts.apps.record(i)?.str_ref()?;
-        if let Some(id) = principal.strip_prefix("app:") {
-            ids.push((id, i as Idx));
-        }
+        with_id += usize::from(parts.apps.record(i)?.str_ref()?.starts_with("app:"));
     }
-    ids.sort_unstable();
-    ids.dedup_by(|later, first| later.0 == first.0);
-    if ids.len() != parts.app_ids.count {
+    if with_id != parts.app_ids.count {
         return Err(index_mismatch(&parts.app_ids));
     }
-    for (i, &(id, app)) in ids.iter().enumerate() {
+    for i in 0..parts.app_ids.count {
         let mut r = parts.app_ids.record(i)?;
-        if r.str_ref()? != id || r.u32()? != app {
+        let (id, app) = (r.str_ref()?, r.u32()? as usize);
+        if app >= parts.apps.count {
+            return Err(index_mismatch(&parts.app_ids));
+        }
+        let principal = parts.apps.record(app)?.str_ref()?;
+        if principal.strip_prefix("app:") != Some(id) {
             return Err(index_mismatch(&parts.app_ids));
         }
     }

@@ -1,0 +1,151 @@
+//! A compiled snapshot's key and app tables cut into the buckets of a tier
+//! as the bytes are read, never decoded into records.
+
+use super::{
+    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_raw_bucket, Apps,
+    KeyTier, APPS_PER_BUCKET,
+};
+use crate::binary::decode::{decode_with, Leave};
+use crate::binary::read::{Fixed, Table};
+use crate::binary::write::Writer;
+use crate::binary::{principal_kind, principal_prefix, DecodeError};
+use crate::records::PrincipalRef;
+use crate::snapshot::Snapshot;
+
+/// A compiled snapshot's key table (and app table) cut into the buckets of
+/// a tier: every record checked, none copied until its bucket is asked for,
+/// so the fetching VM can write the tier one bucket at a time instead of
+/// holding all of it.
+pub struct KeyCut<'b> {
+    generation: u64,
+    table: Table<'b>,
+    /// Bucket `i` holds records `starts[i]..starts[i + 1]`.
+    starts: Vec<u32>,
+    /// The app table and the grant references, when the apps move.
+    apps: Option<(Table<'b>, Fixed<'b>)>,
+}
+
+impl KeyCut<'_> {
+    /// The generation every bucket carries.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// How many buckets.
+    pub fn count(&self) -> u32 {
+        u32::try_from(self.starts.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// How many keys.
+    pub fn keys(&self) -> usize {
+        self.table.count
+    }
+
+    /// Bucket `i`, encoded now.
+    pub fn bucket(&self, i: u32) -> Option<Vec<u8>> {
+        let from = *self.starts.get(i as usize)?;
+        let to = *self.starts.get(i as usize + 1)?;
+        let records: Vec<&[u8]> = (from..to)
+            .filter_map(|r| self.table.record(r as usize).ok().map(|r| r.bytes))
+            .collect();
+        Some(encode_raw_bucket(self.generation, &records))
+    }
+
+    /// How many app buckets (0 when the apps stay in the snapshot).
+    pub fn app_count(&self) -> u32 {
+        self.apps
+            .as_ref()
+            .map_or(0, |(apps, _)| app_bucket_count_for(apps.count))
+    }
+
+    /// App bucket `i`, encoded now: each app's record as the snapshot holds
+    /// it, then its grants from the snapshot's grant references.
+    pub fn app_bucket(&self, i: u32) -> Option<Vec<u8>> {
+        let (apps, by_principal) = self.apps.as_ref()?;
+        let from = i.checked_mul(APPS_PER_BUCKET)?;
+        let to = from.saturating_add(APPS_PER_BUCKET).min(apps.count as u32);
+        // The grant references are sorted by principal: those of the apps
+        // `from..to` are one run, walked once from where the first one is.
+        let app_prefix = |app| principal_prefix(principal_kind(PrincipalRef::App(app)), app);
+        let mut at = by_principal.range(&app_prefix(from)).start;
+        let (mut arena, mut ends) = (Writer(Vec::new()), Vec::new());
+        for app in from..to {
+            arena
+                .0
+                .extend_from_slice(apps.record(app as usize).ok()?.bytes);
+            let prefix = app_prefix(app);
+            let start = at;
+            while at < by_principal.count && by_principal.record(at).bytes.starts_with(&prefix) {
+                at += 1;
+            }
+            arena.app_grants((start..at).filter_map(|r| {
+                let mut r = by_principal.record(r);
+                r.take(prefix.len()).ok()?;
+                Some((r.u32_be().ok()?, r.u32_be().ok()?))
+            }));
+            ends.push(arena.0.len());
+        }
+        let mut records = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for end in ends {
+            records.push(arena.0.get(start..end)?);
+            start = end;
+        }
+        Some(encode_app_bucket(self.generation, from, &records))
+    }
+
+    /// Every bucket, encoded (for tests and small snapshots).
+    pub fn into_tier(self) -> KeyTier {
+        let buckets = (0..self.count()).filter_map(|i| self.bucket(i)).collect();
+        let app_buckets = (0..self.app_count())
+            .filter_map(|i| self.app_bucket(i))
+            .collect();
+        KeyTier {
+            generation: self.generation,
+            buckets,
+            keys: self.keys(),
+            app_buckets,
+        }
+    }
+}
+
+/// A compiled snapshot decoded without its keys (and with [`Apps::Move`]
+/// without its apps and their grants), and its key table cut into a tier of
+/// `generation` (each record checked as [`super::decode`] checks it, none
+/// kept): a large snapshot's keys and apps are never held as records in the
+/// fetching VM.
+pub fn decode_split(
+    bytes: &[u8],
+    generation: u64,
+    apps: Apps,
+) -> Result<(Snapshot, KeyCut<'_>), DecodeError> {
+    let leave = match apps {
+        Apps::Move => Leave::KeysAndApps,
+        Apps::Keep => Leave::Keys,
+    };
+    let (snapshot, parts) = decode_with(bytes, leave)?;
+    let (app_count, envs) = (parts.apps.count, parts.envs.len());
+    let table = parts.keys;
+    let count = bucket_count_for(table.count);
+    let mut starts: Vec<u32> = Vec::with_capacity(count as usize + 1);
+    for i in 0..table.count {
+        let key = table.record(i)?.key(app_count, envs)?;
+        // Sorted by digest, so a key's bucket is never before the current one.
+        while starts.len() <= bucket_of(&key.digest, count) as usize {
+            starts.push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+    }
+    while starts.len() <= count as usize {
+        starts.push(u32::try_from(table.count).unwrap_or(u32::MAX));
+    }
+    let apps = (apps == Apps::Move).then_some((parts.apps, parts.by_principal));
+    Ok((
+        snapshot,
+        KeyCut {
+            generation,
+            table,
+            starts,
+            apps,
+        },
+    ))
+}
