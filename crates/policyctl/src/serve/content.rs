@@ -1,6 +1,6 @@
 //! What the server loads from its files: the policy as served, and the api keys by hash.
 
-use super::etag::etag_of;
+use super::etag::etag_of_digest;
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -16,22 +16,26 @@ pub struct Served {
     pub body: Bytes,
     pub revision: String,
     pub content_type: &'static str,
-    /// The entity tag without quotes (see [`etag_of`]).
+    /// The entity tag without quotes (see [`etag_of_digest`]).
     pub etag: String,
 }
 
 /// Loads a policy file's bytes: JSON or compiled (`policyctl compile`), both validated.
-pub fn load_policy(bytes: &[u8]) -> Result<Arc<Served>, Vec<String>> {
-    let snapshot = policy::load_snapshot_bytes(bytes).map_err(|e| e.problems())?;
-    let content_type = if policy::binary::is_binary(bytes) {
+pub fn load_policy(bytes: Vec<u8>, digest: &[u8; 32]) -> Result<Arc<Served>, Vec<String>> {
+    // Checked as the filter's fetcher checks it (every record), without
+    // building the indexes of its keys and apps nobody here decides with.
+    let apps = policy::binary::tier::Apps::Move;
+    let ((snapshot, _), _) =
+        policy::load_verified_split(&bytes, None, 0, apps).map_err(|e| e.problems())?;
+    let content_type = if policy::binary::is_binary(&bytes) {
         "application/octet-stream"
     } else {
         "application/json"
     };
     Ok(Arc::new(Served {
         content_type,
-        body: Bytes::copy_from_slice(bytes),
-        etag: etag_of(bytes),
+        etag: etag_of_digest(digest),
+        body: Bytes::from(bytes),
         revision: snapshot.revision().to_string(),
     }))
 }
@@ -41,9 +45,9 @@ pub type KeySet = HashMap<String, String>;
 
 /// Loads a keys file, checking the shape the server relies on (an array of objects with a
 /// well-formed, unique `sha256`); the filter validates the rest.
-pub fn load_keys(bytes: &[u8]) -> Result<KeySet, Vec<String>> {
+pub fn load_keys(bytes: Vec<u8>, _digest: &[u8; 32]) -> Result<KeySet, Vec<String>> {
     let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| vec![format!("keys file is not JSON: {e}")])?;
+        serde_json::from_slice(&bytes).map_err(|e| vec![format!("keys file is not JSON: {e}")])?;
     let Value::Array(items) = value else {
         return Err(vec![
             "keys file must be a JSON array of api key objects".into()
@@ -114,14 +118,14 @@ mod tests {
     fn keys_file_shape() {
         let hash = "64084db3581b61a39984249dbe669dfb1233118846168bab3408cbe203ffa8de";
         let ok = format!(r#"[{{"id":"a","app":"x","sha256":"{hash}","status":"active"}}]"#);
-        let keys = load_keys(ok.as_bytes()).unwrap();
+        let keys = load_keys(ok.as_bytes().to_vec(), &[0; 32]).unwrap();
         assert_eq!(keys.len(), 1);
         assert!(keys.get(hash).unwrap().contains("\"id\":\"a\""));
-        assert!(load_keys(b"{}").is_err());
-        assert!(load_keys(b"[1]").is_err());
-        assert!(load_keys(br#"[{"sha256":"ABC"}]"#).is_err());
+        assert!(load_keys(b"{}".to_vec(), &[0; 32]).is_err());
+        assert!(load_keys(b"[1]".to_vec(), &[0; 32]).is_err());
+        assert!(load_keys(br#"[{"sha256":"ABC"}]"#.to_vec(), &[0; 32]).is_err());
         let dup = format!(r#"[{{"sha256":"{hash}"}},{{"sha256":"{hash}"}}]"#);
-        assert!(load_keys(dup.as_bytes()).is_err());
-        assert!(load_keys(b"[]").unwrap().is_empty());
+        assert!(load_keys(dup.as_bytes().to_vec(), &[0; 32]).is_err());
+        assert!(load_keys(b"[]".to_vec(), &[0; 32]).unwrap().is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! The server's state: the watched files and the request counters.
 
 use super::content::{load_keys, load_policy, KeySet, Served};
-use super::watched::{Check, Watched};
+use super::watched::{Check, Loader, Watched};
 use super::{one_line, Options, Problems, StartError};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,10 +131,7 @@ fn report_refused(problems: &[String]) {
     );
 }
 
-fn watch<T>(
-    path: &Path,
-    load: fn(&[u8]) -> Result<T, Vec<String>>,
-) -> Result<Watched<T>, StartError> {
+fn watch<T>(path: &Path, load: Loader<T>) -> Result<Watched<T>, StartError> {
     Watched::open(path, load).map_err(|problems| {
         StartError::Problems(Problems {
             path: path.to_path_buf(),

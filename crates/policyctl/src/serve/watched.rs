@@ -89,6 +89,10 @@ impl Stamp {
     }
 }
 
+/// Loads a file's bytes, given their SHA-256 (computed once, for the change
+/// check, and reusable as an ETag).
+pub type Loader<T> = fn(Vec<u8>, &[u8; 32]) -> Result<T, Vec<String>>;
+
 /// The outcome of checking a watched file.
 pub enum Check {
     Unchanged,
@@ -100,7 +104,7 @@ pub enum Check {
 /// A file, the last good value loaded from it, and what is needed to notice a change.
 pub struct Watched<T> {
     pub path: PathBuf,
-    load: fn(&[u8]) -> Result<T, Vec<String>>,
+    load: Loader<T>,
     /// `stat` of the file when it was last read.
     stamp: Option<Stamp>,
     /// The stamp cannot be trusted yet (see [`Stamp::is_racy`]): re-read on the next check.
@@ -114,20 +118,18 @@ pub struct Watched<T> {
 }
 
 impl<T> Watched<T> {
-    pub fn open(
-        path: &Path,
-        load: fn(&[u8]) -> Result<T, Vec<String>>,
-    ) -> Result<Self, Vec<String>> {
+    pub fn open(path: &Path, load: Loader<T>) -> Result<Self, Vec<String>> {
         let meta = fs::metadata(path).map_err(|e| vec![format!("cannot read: {e}")])?;
         let stamp = Stamp::of(&meta);
         let bytes = fs::read(path).map_err(|e| vec![format!("cannot read: {e}")])?;
-        let current = load(&bytes)?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let current = load(bytes, &digest)?;
         Ok(Watched {
             path: path.to_path_buf(),
             load,
             stamp: Some(stamp),
             racy: stamp.is_racy(SystemTime::now()),
-            digest: Sha256::digest(&bytes).into(),
+            digest,
             unavailable: false,
             current,
         })
@@ -154,7 +156,7 @@ impl<T> Watched<T> {
             return Check::Unchanged;
         }
         self.digest = digest;
-        match (self.load)(&bytes) {
+        match (self.load)(bytes, &digest) {
             Ok(value) => {
                 self.current = value;
                 Check::Reloaded
