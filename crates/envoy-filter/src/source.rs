@@ -193,9 +193,10 @@ impl Source {
             let Some(key) = found? else {
                 return Ok(None);
             };
-            let app_bucket = match apps_in_tier {
-                true => Some(read_bucket(&keys.app_bucket(tier.slot, key.app_bucket()))?),
-                false => None,
+            let app_bucket = if apps_in_tier {
+                Some(read_bucket(&keys.app_bucket(tier.slot, key.app_bucket()))?)
+            } else {
+                None
             };
             Ok(Some(key.resolve(
                 app_bucket.as_deref(),

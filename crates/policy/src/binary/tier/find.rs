@@ -47,9 +47,10 @@ pub fn find_key(
         return Ok(None);
     };
     // An app in the tier is checked when its bucket is read.
-    let app_bound = match apps_in_tier {
-        true => Idx::MAX as usize,
-        false => snapshot.apps.len(),
+    let app_bound = if apps_in_tier {
+        Idx::MAX as usize
+    } else {
+        snapshot.apps.len()
     };
     let entry = table.record(i)?.key(app_bound, snapshot.envs.len())?;
     Ok(Some(TierKey(entry)))
