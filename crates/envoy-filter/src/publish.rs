@@ -23,10 +23,13 @@ pub(super) fn accept_fetched(
 ) {
     match load_fetched(src, live, &body) {
         Ok(fetched) => {
-            // The slot of the tier replaced, once every worker had time to move on.
+            // The slot of the tier replaced, once every worker had time to
+            // move on. Nothing replaced (the same snapshot, or a tier the host
+            // refused part of): a slot already waiting stays due.
             let grace = 3 * i64::from(live::tick_ms(live.remote.poll_ms));
-            let replaced = publish_fetched(src, live, fetched, etag, now);
-            live.retiring = replaced.map(|slot| (slot, now + grace));
+            if let Some(slot) = publish_fetched(src, live, fetched, etag, now) {
+                live.retiring = Some((slot, now + grace));
+            }
         }
         Err(problem) => {
             src.counters.bump(src.counters.fetch_invalid);

@@ -22,12 +22,18 @@ pub struct Served {
 
 /// Loads a policy file's bytes: JSON or compiled (`policyctl compile`), both validated.
 pub fn load_policy(bytes: Vec<u8>, digest: &[u8; 32]) -> Result<Arc<Served>, Vec<String>> {
-    // Checked as the filter's fetcher checks it (every record), without
-    // building the indexes of its keys and apps nobody here decides with.
-    let apps = policy::binary::tier::Apps::Move;
-    let ((snapshot, _), _) =
-        policy::load_verified_split(&bytes, None, 0, apps).map_err(|e| e.problems())?;
-    let content_type = if policy::binary::is_binary(&bytes) {
+    let compiled = policy::binary::is_binary(&bytes);
+    let snapshot = if compiled {
+        // Every record checked as the filter's fetcher checks it, without
+        // building the indexes of keys and apps nobody here decides with.
+        let apps = policy::binary::tier::Apps::Move;
+        let ((snapshot, _), _) =
+            policy::load_verified_split(&bytes, None, 0, apps).map_err(|e| e.problems())?;
+        snapshot
+    } else {
+        policy::load_snapshot_bytes(&bytes).map_err(|e| e.problems())?
+    };
+    let content_type = if compiled {
         "application/octet-stream"
     } else {
         "application/json"
