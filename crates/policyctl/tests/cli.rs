@@ -8,14 +8,9 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use tenantgate_policy::{self as policy, LoadError, Mode, Reason, Request, Sources, Timestamp};
-
-const POLICYCTL: &str = env!("CARGO_BIN_EXE_policyctl");
-
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
+mod support;
+use support::{policyctl, repo};
 
 /// Every `*.json` in `policies/invalid/`, sorted by name.
 fn invalid_files() -> Vec<PathBuf> {
@@ -35,14 +30,6 @@ fn invalid_files() -> Vec<PathBuf> {
 fn load_file(path: &Path) -> Result<policy::Snapshot, LoadError> {
     let text = std::fs::read_to_string(path).unwrap();
     policy::load_snapshot(&text)
-}
-
-fn policyctl(args: &[&str]) -> Output {
-    Command::new(POLICYCTL)
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {

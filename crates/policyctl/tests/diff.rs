@@ -9,22 +9,10 @@
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+use support::{policyctl, repo};
 
-const POLICYCTL: &str = env!("CARGO_BIN_EXE_policyctl");
 const NOW: &str = "2026-11-29T12:00:00Z";
-
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-fn policyctl(args: &[&str]) -> Output {
-    Command::new(POLICYCTL)
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
-}
 
 /// A directory of its own for each test.
 fn scratch(test: &str) -> PathBuf {

@@ -11,24 +11,11 @@
 )]
 
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use tenantgate_policy::config::PluginConfig;
+mod support;
+use support::{policyctl, repo};
 
-const POLICYCTL: &str = env!("CARGO_BIN_EXE_policyctl");
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-fn policyctl(args: &[&str]) -> Output {
-    Command::new(POLICYCTL)
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
-}
 
 struct Kind {
     format: &'static str,

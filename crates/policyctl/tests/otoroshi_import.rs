@@ -16,8 +16,9 @@ use serde_json::{json, Value};
 use std::process::Command;
 use tenantgate_policy::{self as policy, hash_key, Request, Sources, Timestamp};
 use tenantgate_policy::{Context, GatewayCaller};
+mod support;
+use support::POLICYCTL;
 
-const POLICYCTL: &str = env!("CARGO_BIN_EXE_policyctl");
 const EXPORT: &str = "testdata/otoroshi/export.json";
 
 fn export() -> Value {

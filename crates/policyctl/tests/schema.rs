@@ -13,8 +13,9 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+mod support;
+use support::{repo, POLICYCTL};
 
-const POLICYCTL: &str = env!("CARGO_BIN_EXE_policyctl");
 const COMMITTED: &str = "docs/policy.schema.json";
 
 /// Files of `policies/invalid/` the schema accepts: their problem lies
@@ -51,10 +52,6 @@ const SCHEMA_CANNOT_SEE: &[&str] = &[
     "unresolved-team-in-rights.json",
     "unresolved-team-organization.json",
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
 
 fn json_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
