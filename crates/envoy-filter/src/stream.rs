@@ -144,32 +144,40 @@ impl Stream {
     ) -> Result<Next, Stale> {
         let token = read.token_caller(plugin, &loaded.snapshot);
         let context = read.context(plugin, token.as_ref());
-        let decision = policy::decide(&loaded.snapshot, &read.request, &context);
-        // A key the snapshot does not hold may be in its key tier, or known
-        // to the lookup service.
-        let unknown_key = decision.reason == Some(Reason::InvalidApiKey);
-        let (true, Some(raw_key)) = (unknown_key, read.request.api_key.as_deref()) else {
+        let raw_key = read.request.api_key.as_deref();
+        // With a key tier the snapshot holds no key: the request's key is
+        // read from the tier first, so that the request is decided once.
+        let tier_digest = raw_key
+            .filter(|_| loaded.tier.is_some() && answer.is_none())
+            .map(policy::key_digest);
+        let tiered = match &tier_digest {
+            Some(digest) => plugin.tier_key(loaded, digest),
+            None => TierLookup::Absent,
+        };
+        let found = match &tiered {
+            TierLookup::Found(key) => Some(key.as_ref()),
+            TierLookup::Stale => return Err(Stale),
+            TierLookup::Absent | TierLookup::Broken => None,
+        };
+        let decision = policy::decide(
+            &loaded.snapshot,
+            &read.request,
+            &context.with_external_key(found),
+        );
+        // A key in neither the snapshot nor its tier may be known to the
+        // lookup service; an unreadable tier decides nothing.
+        let unknown_key = found.is_none() && decision.reason == Some(Reason::InvalidApiKey);
+        let (true, Some(raw_key)) = (unknown_key, raw_key) else {
             return Ok(act(plugin, &decision, read));
         };
-        let digest = policy::key_digest(raw_key);
-        if answer.is_none() {
-            match plugin.tier_key(loaded, &digest) {
-                TierLookup::Found(key) => {
-                    let found = context.with_external_key(Some(&key));
-                    let found = policy::decide(&loaded.snapshot, &read.request, &found);
-                    return Ok(act(plugin, &found, read));
-                }
-                TierLookup::Absent => {}
-                TierLookup::Stale => return Err(Stale),
-                TierLookup::Broken => {
-                    let broken = decision.with_reason(Reason::NoPolicy);
-                    return Ok(act(plugin, &broken, read));
-                }
-            }
+        if matches!(tiered, TierLookup::Broken) {
+            let broken = decision.with_reason(Reason::NoPolicy);
+            return Ok(act(plugin, &broken, read));
         }
         if plugin.key_lookup.is_none() {
             return Ok(act(plugin, &decision, read));
         }
+        let digest = tier_digest.unwrap_or_else(|| policy::key_digest(raw_key));
         Ok(self.look_up(plugin, loaded, read, answer, digest, decision))
     }
 
