@@ -106,22 +106,14 @@ fn check_app_ids_in_bytes(parts: &Parts<'_>) -> Result<()> {
 /// not kept).
 fn whole_records(parts: &Parts<'_>, leave: Leave) -> Result<SnapshotParts> {
     let keep_apps = leave != Leave::KeysAndApps;
-    let mut grants_by_principal = FxHashMap::default();
-    grants_by_principal.reserve(parts.by_principal.count);
-    for i in 0..parts.by_principal.count {
-        let (principal, tenant, grant) = parts.grant_ref(&mut parts.by_principal.record(i))?;
-        if keep_apps || !matches!(principal, PrincipalRef::App(_)) {
-            grants_by_principal.insert((principal, tenant), grant);
-        }
-    }
-    let mut gateway = gateway_ids(parts)?;
+    let grants_by_principal = grant_refs(parts, keep_apps)?;
+    let gateway = gateway_ids(parts, keep_apps)?;
     let apps = if keep_apps {
         all(parts.apps.count, |i| parts.app(i))?
     } else {
         for i in 0..parts.apps.count {
             parts.app(i)?;
         }
-        gateway.apps.clear();
         Vec::new()
     };
     let mut pending = FxHashSet::default();
@@ -159,9 +151,36 @@ fn all<T>(count: usize, read: impl Fn(usize) -> Result<T>) -> Result<Vec<T>> {
 }
 
 /// The Otoroshi identities (data, not derived: stored as their indexes).
-fn gateway_ids(parts: &Parts<'_>) -> Result<GatewayIds> {
+/// The grant references, every one checked; those of apps only when the apps
+/// stay. Sized by what is kept: reserving for every reference and keeping a
+/// sixth of them left a 1M-key snapshot's fetching VM holding ~10 MiB of
+/// empty map (issue 12).
+fn grant_refs(parts: &Parts<'_>, keep_apps: bool) -> Result<FxHashMap<(PrincipalRef, Idx), Idx>> {
+    let mut refs = FxHashMap::default();
+    if keep_apps {
+        refs.reserve(parts.by_principal.count);
+    }
+    for i in 0..parts.by_principal.count {
+        let (principal, tenant, grant) = parts.grant_ref(&mut parts.by_principal.record(i))?;
+        if keep_apps || !matches!(principal, PrincipalRef::App(_)) {
+            refs.insert((principal, tenant), grant);
+        }
+    }
+    Ok(refs)
+}
+
+/// The gateway's ids of apps, users and teams; the apps' only when the apps
+/// stay (when they move, their index is checked where it lies instead of
+/// being built into a map and dropped).
+fn gateway_ids(parts: &Parts<'_>, keep_apps: bool) -> Result<GatewayIds> {
+    let apps = if keep_apps {
+        Parts::id_map(&parts.client_ids, parts.apps.count)?
+    } else {
+        Parts::check_id_table(&parts.client_ids, parts.apps.count)?;
+        FxHashMap::default()
+    };
     let mut gateway = GatewayIds {
-        apps: Parts::id_map(&parts.client_ids, parts.apps.count)?,
+        apps,
         users: Parts::id_map(&parts.emails, parts.users.count)?,
         teams: FxHashMap::default(),
     };

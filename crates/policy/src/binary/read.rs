@@ -603,6 +603,17 @@ impl Parts<'_> {
         Ok(map)
     }
 
+    /// Checks an (id, index) table as [`Parts::id_map`] does, building nothing.
+    pub(super) fn check_id_table(table: &Table<'_>, bound: usize) -> Result<()> {
+        for i in 0..table.count {
+            let mut r = table.record(i)?;
+            r.str_ref()?;
+            r.idx(bound)?;
+            r.done()?;
+        }
+        Ok(())
+    }
+
     pub(super) fn team(&self, r: &mut Reader<'_>) -> Result<(Box<str>, (Idx, Idx))> {
         let id = r.str()?;
         let team = r.idx(self.stats.teams)?;
