@@ -477,16 +477,23 @@ fn decide_shadow(plugin: &Plugin, shadow: &Shadow, live: &Decision<'_>, read: &R
     };
     let token = read.token_caller(plugin, &loaded.snapshot);
     let context = read.context(plugin, token.as_ref());
+    // A key the shadow holds in its own key tier, read before deciding (as
+    // the enforced decision does), so that the request is decided once.
+    let tiered = read
+        .request
+        .api_key
+        .as_deref()
+        .filter(|_| loaded.tier.is_some())
+        .map(|raw_key| {
+            shadow
+                .source
+                .tier_key(&loaded, &policy::key_digest(raw_key))
+        });
+    let found = match &tiered {
+        Some(TierLookup::Found(key)) => Some(key.as_ref()),
+        _ => None,
+    };
+    let context = context.with_external_key(found);
     let decided = policy::decide(&loaded.snapshot, &read.request, &context);
-    // A key the shadow holds in its own key tier.
-    let raw_key = read.request.api_key.as_deref();
-    if let (Some(Reason::InvalidApiKey), Some(raw_key)) = (decided.reason, raw_key) {
-        let digest = policy::key_digest(raw_key);
-        if let TierLookup::Found(key) = shadow.source.tier_key(&loaded, &digest) {
-            let found = context.with_external_key(Some(&key));
-            let found = policy::decide(&loaded.snapshot, &read.request, &found);
-            return shadow.compare(live, &found, now_ms);
-        }
-    }
     shadow.compare(live, &decided, now_ms);
 }
