@@ -59,6 +59,13 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -177,6 +184,20 @@ pub fn request_header_buffer() -> Result<Vec<u8>, HostError> {
 pub fn set_request_header(name: &str, value: &[u8]) -> Result<(), HostError> {
     check(unsafe {
         proxy_replace_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Appends a request header: for a name the map is known not to hold (Envoy
+/// skips the lookup a replace makes).
+pub fn add_request_header(name: &str, value: &[u8]) -> Result<(), HostError> {
+    check(unsafe {
+        proxy_add_header_map_value(
             REQUEST_HEADERS,
             name.as_ptr(),
             name.len(),
