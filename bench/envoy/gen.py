@@ -356,6 +356,7 @@ def main():
         "mimic_filter_state": base_config([wasm_filter("mimic", a.mimic_wasm, "filter_state")]),
         "mimic_counter": base_config([wasm_filter("mimic", a.mimic_wasm, "counter")]),
         "mimic_no_clock": base_config([wasm_filter("mimic", a.mimic_wasm, "no_clock")]),
+        "mimic_add_headers": base_config([wasm_filter("mimic", a.mimic_wasm, "add_headers")]),
         # tenantgate's host calls before issue 12 (filter state and a counter on every request).
         "mimic_before": base_config([wasm_filter("mimic", a.mimic_wasm, "filter_state,counter")]),
         "rbac": base_config([rbac_filter(rules)]),

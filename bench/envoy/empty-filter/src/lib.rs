@@ -28,6 +28,14 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     #[cfg(feature = "mimic")]
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[cfg(feature = "mimic")]
     fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
     #[cfg(feature = "mimic")]
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
@@ -85,13 +93,16 @@ fn with_annotations(read: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
 /// annotation writes). Each lever of the hot path is measured by adding or
 /// leaving out its calls; the plugin configuration names them (comma
 /// separated): `filter_state` (four filter-state values, as `filter_state:
-/// all`), `counter` (a counter per request, as before issue 12), `no_clock`.
+/// all`), `counter` (a counter per request, as before issue 12), `no_clock`,
+/// `add_headers` (the annotations added rather than replaced: Envoy's add
+/// appends, its replace first looks the name up in the map).
 #[cfg(feature = "mimic")]
 #[derive(Clone, Copy)]
 struct Levers {
     filter_state: bool,
     counter: bool,
     clock: bool,
+    add_headers: bool,
 }
 
 #[cfg(feature = "mimic")]
@@ -103,6 +114,7 @@ impl Levers {
             filter_state: names("filter_state"),
             counter: names("counter"),
             clock: !names("no_clock"),
+            add_headers: names("add_headers"),
         }
     }
 }
@@ -140,7 +152,12 @@ fn mimic(counter: u32, levers: Levers) {
         }
         #[cfg(not(feature = "batched"))]
         for (name, value) in annotations {
-            proxy_replace_header_map_value(
+            let write = if levers.add_headers {
+                proxy_add_header_map_value
+            } else {
+                proxy_replace_header_map_value
+            };
+            write(
                 REQUEST_HEADERS,
                 name.as_ptr(),
                 name.len(),
