@@ -356,9 +356,9 @@ def main():
         "mimic_filter_state": base_config([wasm_filter("mimic", a.mimic_wasm, "filter_state")]),
         "mimic_counter": base_config([wasm_filter("mimic", a.mimic_wasm, "counter")]),
         "mimic_no_clock": base_config([wasm_filter("mimic", a.mimic_wasm, "no_clock")]),
-        "mimic_add_headers": base_config([wasm_filter("mimic", a.mimic_wasm, "add_headers")]),
+        "mimic_replace_headers": base_config([wasm_filter("mimic", a.mimic_wasm, "replace_headers")]),
         # tenantgate's host calls before issue 12 (filter state and a counter on every request).
-        "mimic_before": base_config([wasm_filter("mimic", a.mimic_wasm, "filter_state,counter")]),
+        "mimic_before": base_config([wasm_filter("mimic", a.mimic_wasm, "filter_state,counter,replace_headers")]),
         "rbac": base_config([rbac_filter(rules)]),
         "lua": base_config([lua_filter(rules)]),
         "api_key_auth": base_config([api_key_auth_filter(rules)]),

@@ -43,11 +43,13 @@ AUTHZ=$AUTHZ_TARGET/release/noop-authz
 # allowed request with constant values and no policy work, so tenantgate minus mimic_wasm is
 # the work inside the VM. The levers of the hot path (issue 12), also by default:
 # mimic_before (the calls before issue 12), mimic_filter_state (+ four filter-state values),
-# mimic_counter (+ a counter per request), mimic_no_clock (- the clock). More breakdown:
+# mimic_counter (+ a counter per request), mimic_no_clock (- the clock), mimic_replace_headers
+# (the six annotations replaced, as before they were added). More breakdown:
 # CONFIGS="... mimic_batched_wasm tenantgate_filter_state_all" (mimic_batched_wasm: the six
 # header writes as one proxy_set_header_map_pairs; tenantgate_plan: the plan annotation on,
 # one more header write). MEMORY=0 skips the 100k-key RSS.
 DEFAULT_CONFIGS="none empty_wasm mimic_wasm mimic_before mimic_filter_state mimic_counter mimic_no_clock"
+DEFAULT_CONFIGS+=" mimic_replace_headers"
 DEFAULT_CONFIGS+=" rbac lua api_key_auth ext_authz_noop tenantgate"
 read -r -a CONFIGS <<<"${CONFIGS:-$DEFAULT_CONFIGS}"
 MEMORY=${MEMORY:-1}

@@ -77,6 +77,18 @@ def rss_bytes(pid):
     return None
 
 
+def envoy_heap(envoy):
+    """Envoy's own heap (tcmalloc, from the admin `/memory`), MiB: what is in use (the key tier
+    lives there) and the free pages it keeps (a replaced tier's, reused by the next one)."""
+    status, body = http_get(f"http://{envoy.admin}/memory")
+    if status != 200:
+        return None
+    stats = json.loads(body)
+    mib = lambda key: round(int(stats.get(key, 0)) / 2**20, 1)
+    return {"allocated": mib("allocated"), "free_kept": mib("pageheap_free"),
+            "thread_caches": mib("total_thread_cache")}
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -263,18 +275,22 @@ def propagation(a, work, envoy, keys, serving_path, revision, vms):
 def propagations(a, work, envoy, keys, serving_path, workers, vms):
     """`a.revisions` new revisions in turn: the median and the largest time to every VM, each
     sample, and the fetcher's median timing."""
-    samples, fetcher = [], []
+    samples, fetcher, rss = [], [], []
     for n in range(a.revisions):
         seconds, timing = propagation(a, work, envoy, keys, serving_path, f"s{n + 2}w{workers}", vms)
         samples.append(seconds)
+        # Once the replaced tier is emptied (a few ticks).
+        time.sleep(1.5)
+        rss.append(round(rss_bytes(envoy.proc.p.pid) / 2**20, 1))
         if timing:
             fetcher.append(timing)
     done = sorted(s for s in samples if s is not None)
     if len(done) < len(samples):
-        return {"new_revision_samples_s": samples}
+        return {"new_revision_samples_s": samples, "rss_after_each_revision_mib": rss}
     middle = {k: sorted(t[k] for t in fetcher)[len(fetcher) // 2] for k in fetcher[0]} if fetcher else None
     return {"new_revision_s": done[len(done) // 2], "new_revision_max_s": done[-1],
-            "new_revision_samples_s": samples, "new_revision_fetcher_ms": middle}
+            "new_revision_samples_s": samples, "new_revision_fetcher_ms": middle,
+            "rss_after_each_revision_mib": rss, "envoy_heap_after_revisions_mib": envoy_heap(envoy)}
 
 
 def one_size(a, work, keys, none_rss):
@@ -300,14 +316,13 @@ def one_size(a, work, keys, none_rss):
                 row = {"loaded": loaded, "ready_s": round(time.monotonic() - envoy.started, 2)}
                 time.sleep(1)
                 row["rss_mib"] = round(rss_bytes(envoy.proc.p.pid) / 2**20, 1)
+                row["envoy_heap_mib"] = envoy_heap(envoy)
                 row["rss_limit_mib"] = round((none_rss + 2 * size) / 2**20, 1)
                 row["linear_memory_mib"] = sorted(round(m / 2**20, 1) for m in envoy.loads("s1"))
                 tier = envoy.tier_bytes()
                 row["tier_mib"] = round(tier / 2**20, 1) if tier is not None else None
                 if loaded:
                     row.update(propagations(a, work, envoy, keys, serving, workers, vms))
-                    # After the revisions, once the replaced tier is emptied (a few ticks).
-                    time.sleep(1.5)
                     row["rss_after_revisions_mib"] = round(rss_bytes(envoy.proc.p.pid) / 2**20, 1)
                 if loaded and workers == 1:
                     row.update(cpu_figures(a, work, envoy, doc))

@@ -20,6 +20,7 @@ extern "C" {
         value: *mut *mut u8,
         value_size: *mut usize,
     ) -> u32;
+    #[cfg(not(feature = "batched"))]
     fn proxy_replace_header_map_value(
         map: u32,
         key: *const u8,
@@ -27,7 +28,7 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
-    #[cfg(feature = "mimic")]
+    #[cfg(all(feature = "mimic", not(feature = "batched")))]
     fn proxy_add_header_map_value(
         map: u32,
         key: *const u8,
@@ -94,15 +95,15 @@ fn with_annotations(read: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
 /// leaving out its calls; the plugin configuration names them (comma
 /// separated): `filter_state` (four filter-state values, as `filter_state:
 /// all`), `counter` (a counter per request, as before issue 12), `no_clock`,
-/// `add_headers` (the annotations added rather than replaced: Envoy's add
-/// appends, its replace first looks the name up in the map).
+/// `replace_headers` (the annotations replaced, as before tenantgate added
+/// them: Envoy's replace first looks the name up in the map, its add appends).
 #[cfg(feature = "mimic")]
 #[derive(Clone, Copy)]
 struct Levers {
     filter_state: bool,
     counter: bool,
     clock: bool,
-    add_headers: bool,
+    replace_headers: bool,
 }
 
 #[cfg(feature = "mimic")]
@@ -114,7 +115,7 @@ impl Levers {
             filter_state: names("filter_state"),
             counter: names("counter"),
             clock: !names("no_clock"),
-            add_headers: names("add_headers"),
+            replace_headers: names("replace_headers"),
         }
     }
 }
@@ -152,10 +153,10 @@ fn mimic(counter: u32, levers: Levers) {
         }
         #[cfg(not(feature = "batched"))]
         for (name, value) in annotations {
-            let write = if levers.add_headers {
-                proxy_add_header_map_value
-            } else {
+            let write = if levers.replace_headers {
                 proxy_replace_header_map_value
+            } else {
+                proxy_add_header_map_value
             };
             write(
                 REQUEST_HEADERS,
