@@ -148,6 +148,8 @@ fn mimic(counter: u32, levers: Levers) {
         }
         #[cfg(feature = "batched")]
         {
+            // One write for all six: neither added nor replaced one by one.
+            let _ = levers.replace_headers;
             let map = with_annotations(&read, &annotations);
             proxy_set_header_map_pairs(REQUEST_HEADERS, map.as_ptr(), map.len());
         }
