@@ -3,7 +3,7 @@
 //! CPU cache: at a million keys each pointer followed on the request path is a
 //! likely cache miss, so the key path follows as few as possible.
 
-use crate::records::{AppEntry, Idx, KeyEntry, RouteEntry};
+use crate::records::{AppEntry, Idx, KeyEntry, RouteEntry, DISTINCT_DIGEST_BYTES};
 use rustc_hash::FxHashMap;
 
 /// API keys by SHA-256 digest.
@@ -27,6 +27,11 @@ fn home(digest: &[u8; 32]) -> usize {
     u64::from_le_bytes(word) as usize
 }
 
+/// Whether two keys' digests agree on the bytes that must tell keys apart.
+fn same_distinct_bytes(a: &KeyEntry, b: &KeyEntry) -> bool {
+    a.digest.get(..DISTINCT_DIGEST_BYTES) == b.digest.get(..DISTINCT_DIGEST_BYTES)
+}
+
 fn tag(digest: &[u8; 32]) -> u64 {
     let mut word = [0u8; 4];
     word.copy_from_slice(digest.get(8..12).unwrap_or(&[0; 4]));
@@ -34,7 +39,9 @@ fn tag(digest: &[u8; 32]) -> u64 {
 }
 
 impl KeyIndex {
-    /// Indexes `keys` by their digests; `Err(i)` if key `i` repeats an earlier digest.
+    /// Indexes `keys` by their digests; `Err(i)` if key `i` repeats the
+    /// leading [`DISTINCT_DIGEST_BYTES`] of an earlier digest (the slot and
+    /// tag come from those bytes, so such keys meet in one probe sequence).
     pub(crate) fn build(keys: &[KeyEntry]) -> Result<KeyIndex, usize> {
         let capacity = keys.len().saturating_mul(2).next_power_of_two().max(8);
         let mut slots = vec![EMPTY; capacity].into_boxed_slice();
@@ -51,7 +58,8 @@ impl KeyIndex {
                     break;
                 }
                 let other = (*slot & u64::from(u32::MAX)) as usize;
-                if *slot >> 32 == wanted && keys.get(other).is_some_and(|k| k.digest == key.digest)
+                if *slot >> 32 == wanted
+                    && keys.get(other).is_some_and(|k| same_distinct_bytes(k, key))
                 {
                     return Err(i);
                 }
@@ -343,10 +351,11 @@ mod tests {
 
     #[test]
     fn finds_every_key_and_nothing_else_even_when_slots_collide() {
-        // Digests that share their slot bits and tags: only the whole digest tells them apart.
+        // Digests that share their slot bits and tags: only later bytes tell them apart.
         let keys: Vec<KeyEntry> = (0..200u8)
             .map(|i| {
                 let mut d = [0u8; 32];
+                d[DISTINCT_DIGEST_BYTES - 1] = i;
                 d[31] = i;
                 d[0] = i % 3;
                 key(d)
@@ -366,6 +375,15 @@ mod tests {
         let mut twice = keys;
         twice.push(key(twice[5].digest));
         assert_eq!(KeyIndex::build(&twice).err(), Some(200));
+        // Two keys the key tier could not tell apart: their digests differ
+        // only past the leading DISTINCT_DIGEST_BYTES.
+        let mut close = twice[7].digest;
+        close[DISTINCT_DIGEST_BYTES] ^= 1;
+        twice[200] = key(close);
+        assert_eq!(KeyIndex::build(&twice).err(), Some(200));
+        close[DISTINCT_DIGEST_BYTES - 1] ^= 0x80;
+        twice[200] = key(close);
+        assert!(KeyIndex::build(&twice).is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use tenantgate_policy::binary::tier::{
     app_bucket_count_for, bucket_count_for, bucket_of, find_key, split_keys, Apps, KeyTier,
-    TierError,
+    TierError, DISTINCT_DIGEST_BYTES,
 };
 use tenantgate_policy::binary::{decode, encode};
 use tenantgate_policy::generate::{generate, generated_raw_key};
@@ -235,6 +235,25 @@ fn corrupt_buckets_are_errors_never_panics() {
     // The bucket of another app does not hold this key's app.
     let other = &tier.app_buckets[(key.app_bucket() as usize + 1) % tier.app_buckets.len()];
     assert!(matches!(resolve(other), Err(TierError::Corrupt(_))));
+}
+
+#[test]
+fn a_bucket_keeps_the_leading_bytes_of_each_digest_not_the_whole() {
+    let (full, keyless, tier) = world(2_000);
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    for raw in (0..2_000).step_by(97).map(|i| generated_raw_key(SEED, i)) {
+        let digest = policy::key_digest(&raw);
+        let held = bucket(&tier, &digest);
+        assert!(contains(held, &digest[..DISTINCT_DIGEST_BYTES]), "{raw}");
+        assert!(
+            !contains(held, &digest[DISTINCT_DIGEST_BYTES - 4..]),
+            "{raw}"
+        );
+    }
+    // 12 bytes less per key than the compiled key records.
+    let compiled = encode(&full).len() - encode(&keyless).len();
+    let buckets: usize = tier.buckets.iter().map(Vec::len).sum();
+    assert!(buckets + 10 * 2_000 < compiled, "{buckets} vs {compiled}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::{checksum, DecodeError, GRANT_REF_SIZE, HEADER_LEN, MAGIC, PENDING_SI
 use crate::document::{KeyStatus, Right};
 use crate::records::{
     AppEntry, AssertedTables, Grants, Idx, IdxList, KeyEntry, ListedTeam, OrgEntry, PrincipalRef,
-    ProductEntry, RouteEntry, RouteTeams, SnapshotStats, UserEntry,
+    ProductEntry, RouteEntry, RouteTeams, SnapshotStats, UserEntry, DISTINCT_DIGEST_BYTES,
 };
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
@@ -140,6 +140,23 @@ impl<'b> Reader<'b> {
     /// A whole key record, its app and environments below `apps` and `envs`.
     pub(super) fn key(mut self, apps: usize, envs: usize) -> Result<KeyEntry> {
         let digest = self.array::<32>()?;
+        self.key_after_digest(digest, apps, envs)
+    }
+    /// A key record of the key tier, which holds the digest's leading
+    /// [`DISTINCT_DIGEST_BYTES`]: those of `digest`, the key searched for.
+    pub(super) fn tier_key(
+        mut self,
+        digest: &[u8; 32],
+        apps: usize,
+        envs: usize,
+    ) -> Result<KeyEntry> {
+        let stored = self.take(DISTINCT_DIGEST_BYTES)?;
+        if digest.get(..DISTINCT_DIGEST_BYTES) != Some(stored) {
+            return self.fail("not the key searched for");
+        }
+        self.key_after_digest(*digest, apps, envs)
+    }
+    fn key_after_digest(mut self, digest: [u8; 32], apps: usize, envs: usize) -> Result<KeyEntry> {
         let app = self.idx(apps)?;
         let status = match self.u8()? {
             0 => KeyStatus::Active,
@@ -277,6 +294,11 @@ impl<'b> Table<'b> {
 /// The sort key of a key record: its digest.
 pub(super) fn digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
     r.take(32)
+}
+
+/// The sort key of a key record of the key tier: the digest's leading bytes.
+pub(super) fn tier_digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
+    r.take(DISTINCT_DIGEST_BYTES)
 }
 
 /// The sort key of an id index record: the id.

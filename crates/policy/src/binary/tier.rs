@@ -5,9 +5,10 @@
 //! users), reading the bucket a request's key falls in and its app's bucket.
 //!
 //! A key bucket is the magic, the generation it belongs to, and a table of
-//! key records sorted by digest (the records of the compiled form, see
-//! [`super`]). A key's bucket is a function of its digest and the bucket
-//! count alone. An app bucket is its magic, the generation, the index of its
+//! key records sorted by digest: the records of the compiled form (see
+//! [`super`]) with only the leading [`DISTINCT_DIGEST_BYTES`] of the digest,
+//! which tell a snapshot's keys apart. A key's bucket is a function of its
+//! digest and the bucket count alone. An app bucket is its magic, the generation, the index of its
 //! first app, and [`APPS_PER_BUCKET`] consecutive apps of the snapshot's app
 //! table, each record followed by the app's grants (tenant, grant) sorted by
 //! tenant; an app's bucket is its index divided by [`APPS_PER_BUCKET`].
@@ -26,13 +27,16 @@ pub use cut::{decode_split, KeyCut};
 pub use find::{find_key, TierKey};
 pub use split::split_keys;
 
+pub use crate::records::DISTINCT_DIGEST_BYTES;
+
 use super::write::Writer;
 use super::DecodeError;
 use crate::records::{Idx, KeyEntry};
 use std::borrow::Cow;
 
-/// Magic and version of a key bucket.
-pub const BUCKET_MAGIC: &[u8; 8] = b"TGKEYS\x00\x01";
+/// Magic and version of a key bucket (2: digests cut to their leading
+/// [`DISTINCT_DIGEST_BYTES`]).
+pub const BUCKET_MAGIC: &[u8; 8] = b"TGKEYS\x00\x02";
 
 /// Magic and version of an app bucket.
 pub const APP_BUCKET_MAGIC: &[u8; 8] = b"TGAPPS\x00\x01";
@@ -179,18 +183,42 @@ impl Tier<'_> {
     }
 }
 
-pub(super) fn encode_raw_bucket(generation: u64, records: &[&[u8]]) -> Vec<u8> {
+/// A key bucket of compiled key records (sorted by digest), each cut to the
+/// tier's form; `None` if one is shorter than a digest.
+pub(super) fn encode_raw_bucket(generation: u64, records: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut arena = Vec::with_capacity(records.iter().map(|r| r.len()).sum());
+    let mut ends = Vec::with_capacity(records.len());
+    for record in records {
+        arena.extend_from_slice(record.get(..DISTINCT_DIGEST_BYTES)?);
+        arena.extend_from_slice(record.get(32..)?);
+        ends.push(arena.len());
+    }
+    let mut cut = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for end in ends {
+        cut.push(arena.get(start..end)?);
+        start = end;
+    }
     let mut w = Writer(BUCKET_MAGIC.to_vec());
     w.u64(generation);
-    w.raw_table(records);
-    w.0
+    w.raw_table(&cut);
+    Some(w.0)
 }
 
+/// A key bucket of `keys`, as [`encode_raw_bucket`] cuts their compiled records.
 pub(super) fn encode_bucket(generation: u64, keys: &[&KeyEntry]) -> Vec<u8> {
-    let mut w = Writer(BUCKET_MAGIC.to_vec());
-    w.u64(generation);
-    w.key_table(keys);
-    w.0
+    let mut keys = keys.to_vec();
+    keys.sort_unstable_by_key(|key| key.digest);
+    let records: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|key| {
+            let mut w = Writer(Vec::new());
+            w.key(key);
+            w.0
+        })
+        .collect();
+    let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    encode_raw_bucket(generation, &records).unwrap_or_default()
 }
 
 pub(super) fn encode_app_bucket(generation: u64, first: u32, records: &[&[u8]]) -> Vec<u8> {

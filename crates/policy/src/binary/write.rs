@@ -270,7 +270,7 @@ impl Writer {
         }
     }
 
-    fn key(&mut self, key: &KeyEntry) {
+    pub(super) fn key(&mut self, key: &KeyEntry) {
         self.0.extend_from_slice(&key.digest);
         self.u32(key.app);
         self.u8(status_code(key.status));

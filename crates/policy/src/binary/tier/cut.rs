@@ -9,7 +9,7 @@ use crate::binary::decode::{decode_with, Leave};
 use crate::binary::read::{Fixed, Table};
 use crate::binary::write::Writer;
 use crate::binary::{principal_kind, principal_prefix, DecodeError};
-use crate::records::PrincipalRef;
+use crate::records::{PrincipalRef, DISTINCT_DIGEST_BYTES};
 use crate::snapshot::Snapshot;
 
 /// A compiled snapshot's key table (and app table) cut into the buckets of
@@ -48,7 +48,7 @@ impl KeyCut<'_> {
         let records: Vec<&[u8]> = (from..to)
             .filter_map(|r| self.table.record(r as usize).ok().map(|r| r.bytes))
             .collect();
-        Some(encode_raw_bucket(self.generation, &records))
+        encode_raw_bucket(self.generation, &records)
     }
 
     /// How many app buckets (0 when the apps stay in the snapshot).
@@ -128,8 +128,17 @@ pub fn decode_split(
     let table = parts.keys;
     let count = bucket_count_for(table.count);
     let mut starts: Vec<u32> = Vec::with_capacity(count as usize + 1);
+    let mut previous: Option<[u8; DISTINCT_DIGEST_BYTES]> = None;
     for i in 0..table.count {
         let key = table.record(i)?.key(app_count, envs)?;
+        // The tier keeps the digests' leading bytes only: two keys must differ there.
+        let distinct = key.digest.first_chunk::<DISTINCT_DIGEST_BYTES>().copied();
+        if distinct.is_some() && distinct == previous {
+            return table
+                .record(i)?
+                .fail("two api keys share the leading bytes of their digests");
+        }
+        previous = distinct;
         // Sorted by digest, so a key's bucket is never before the current one.
         while starts.len() <= bucket_of(&key.digest, count) as usize {
             starts.push(u32::try_from(i).unwrap_or(u32::MAX));
@@ -148,4 +157,37 @@ pub fn decode_split(
             apps,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::binary::{decode, encode};
+    use crate::records::DISTINCT_DIGEST_BYTES;
+
+    /// A generated snapshot whose second key's digest is the first's but
+    /// for a byte past the leading ones the tier keeps.
+    fn with_keys_the_tier_cannot_tell_apart() -> Vec<u8> {
+        let text = crate::generate::generate(4, 50, 3).to_string();
+        let mut snapshot = crate::load_snapshot(&text).unwrap();
+        let mut close = snapshot.keys[0].digest;
+        close[DISTINCT_DIGEST_BYTES + 3] ^= 0x40;
+        snapshot.keys[1].digest = close;
+        encode(&snapshot)
+    }
+
+    #[test]
+    fn keys_that_differ_only_past_the_tiers_bytes_are_refused() {
+        let bytes = with_keys_the_tier_cannot_tell_apart();
+        for apps in [Apps::Keep, Apps::Move] {
+            let refused = decode_split(&bytes, 1, apps).err().unwrap();
+            assert!(
+                refused.to_string().contains("share the leading bytes"),
+                "{refused}"
+            );
+        }
+        // Decoded whole, the snapshot's key index refuses them too.
+        assert!(decode(&bytes).is_err());
+    }
 }

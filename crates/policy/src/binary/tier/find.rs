@@ -2,10 +2,10 @@
 //! snapshot of the same generation.
 
 use super::{app_bucket_of, TierError, APP_BUCKET_MAGIC, BUCKET_MAGIC};
-use crate::binary::read::{digest_key, Reader};
+use crate::binary::read::{tier_digest_key, Reader};
 use crate::binary::DecodeError;
 use crate::compile::keys::ExternalKey;
-use crate::records::{AppEntry, Idx, IdxList, KeyEntry, TierApp};
+use crate::records::{AppEntry, Idx, IdxList, KeyEntry, TierApp, DISTINCT_DIGEST_BYTES};
 use crate::snapshot::Snapshot;
 
 /// Reads a bucket's magic and generation, refusing another generation.
@@ -43,7 +43,10 @@ pub fn find_key(
     let mut r = open(bucket, BUCKET_MAGIC, generation)?;
     let table = r.table()?;
     r.done()?;
-    let Some(i) = table.search(digest_key, digest)? else {
+    let Some(distinct) = digest.get(..DISTINCT_DIGEST_BYTES) else {
+        return Ok(None);
+    };
+    let Some(i) = table.search(tier_digest_key, distinct)? else {
         return Ok(None);
     };
     // An app in the tier is checked when its bucket is read.
@@ -52,7 +55,9 @@ pub fn find_key(
     } else {
         snapshot.apps.len()
     };
-    let entry = table.record(i)?.key(app_bound, snapshot.envs.len())?;
+    let entry = table
+        .record(i)?
+        .tier_key(digest, app_bound, snapshot.envs.len())?;
     Ok(Some(TierKey(entry)))
 }
 
