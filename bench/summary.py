@@ -69,8 +69,9 @@ def scale_markdown(s):
         "",
         "| keys | compiled MiB | workers | RSS MiB | RSS target MiB | key tier in shared data MiB"
         " | linear memory per VM MiB | new revision on every VM s, median / max"
-        " | fetcher: fetch / load / tier ms | CPU µs/req cold / warm |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " | fetcher: fetch / load / tier ms | CPU µs/req cold / warm"
+        " | RSS after each revision MiB | Envoy heap in use / free kept MiB, after them |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for keys, per in (scale.get("keys") or {}).items():
         size = (per.get("compiled_bytes") or 0) / 2**20
@@ -81,10 +82,13 @@ def scale_markdown(s):
             fetcher = row.get("new_revision_fetcher_ms") or {}
             timing = " / ".join(fmt(fetcher.get(k)) for k in ("fetch", "load", "tier")) if fetcher else ""
             revision = f"{fmt(row.get('new_revision_s'), 2)} / {fmt(row.get('new_revision_max_s'), 2)}"
+            after = ", ".join(fmt(m, 1) for m in row.get("rss_after_each_revision_mib") or [])
+            heap = row.get("envoy_heap_after_revisions_mib") or {}
+            heap = f"{fmt(heap.get('allocated'), 1)} / {fmt(heap.get('free_kept'), 1)}" if heap else ""
             lines.append(
                 f"| {int(keys):,} | {size:.1f} | {workers} | {fmt(row.get('rss_mib'), 1)} |"
                 f" {fmt(row.get('rss_limit_mib'), 1)} | {fmt(row.get('tier_mib'), 1)} | {memory} |"
-                f" {revision} | {timing} | {cpu} |"
+                f" {revision} | {timing} | {cpu} | {after} | {heap} |"
             )
     lines += [
         "",
@@ -95,7 +99,10 @@ def scale_markdown(s):
         " every VM's load line; the fetcher's part of it is its fetch (including the source's own"
         " reload of the file), the check and cut, and the tier's writing. Cold: every request a"
         " key the worker has not seen (its key and app buckets are read from the shared data);"
-        " warm: 512 keys again and again (the worker's cache).",
+        " warm: 512 keys again and again (the worker's cache). After each revision (once the"
+        " replaced tier is emptied) Envoy's RSS holds two tiers' worth of heap: the free pages of"
+        " the replaced one are kept by Envoy's allocator (tcmalloc) and reused by the next tier,"
+        " so the RSS levels off after the first revision instead of growing with each.",
         "",
     ]
     return lines
