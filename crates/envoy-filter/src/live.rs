@@ -30,6 +30,18 @@
 //! - `<prefix>:meta` = `<etag>\n<confirmed_ms>`: small, read on every tick by every
 //!   VM; a new etag means "read the snapshot key and swap". `confirmed_ms` is when
 //!   the source last confirmed it (200 or 304), for staleness and the age gauge.
+//!
+//! `<prefix>` is `tenantgate:v<SHARED_LAYOUT>:<cluster><path>`: see [`SHARED_LAYOUT`].
+
+/// The version of this layout. Envoy keys shared data by `vm_id` alone, not
+/// by the module's code, so while a new build of the filter rolls out its VMs
+/// run beside the old build's and see the same data: a build must never read
+/// a lease, head or bucket written in a layout it does not know (a worker of
+/// the new build would refuse every old bucket as corrupt, 503 for each key,
+/// for as long as the old fetcher held the lease). A new version is a new
+/// namespace: the new build fetches and publishes its own. Bump it with any
+/// change to what is stored (2: key buckets keep 20 digest bytes).
+pub const SHARED_LAYOUT: u32 = 2;
 
 /// The shared-data keys of one remote source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +58,7 @@ pub struct SharedKeys {
 
 impl SharedKeys {
     pub fn new(cluster: &str, path: &str) -> SharedKeys {
-        let prefix = format!("tenantgate:{cluster}{path}");
+        let prefix = format!("tenantgate:v{SHARED_LAYOUT}:{cluster}{path}");
         SharedKeys {
             lease: format!("{prefix}:lease"),
             snapshot: format!("{prefix}:snapshot"),
@@ -270,8 +282,27 @@ pub fn etag_or_revision(etag_header: Option<&str>, revision: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn every_name_is_in_the_namespace_of_this_layout_and_the_layout_follows_the_bucket_formats() {
+        use tenantgate_policy::binary::tier::{APP_BUCKET_MAGIC, BUCKET_MAGIC};
+        let keys = SharedKeys::new("policy", "/snapshot");
+        let ours = format!("tenantgate:v{SHARED_LAYOUT}:");
+        for name in [&keys.lease, &keys.snapshot, &keys.head, &keys.meta] {
+            assert!(name.starts_with(&ours), "{name}");
+        }
+        assert!(keys.bucket(0, 0).starts_with(&ours));
+        assert!(keys.app_bucket(1, 0).starts_with(&ours));
+        // A new bucket format is a new layout: update both together, so that
+        // builds of two formats never read each other's tiers.
+        assert_eq!(
+            (BUCKET_MAGIC, APP_BUCKET_MAGIC, SHARED_LAYOUT),
+            (b"TGKEYS\x00\x02", b"TGAPPS\x00\x01", 2)
+        );
+    }
 
     #[test]
     fn lease_round_trip_and_claims() {
@@ -330,8 +361,8 @@ mod tests {
             "no buckets"
         );
         let keys = SharedKeys::new("policy", "/snapshot");
-        assert_eq!(keys.bucket(1, 7), "tenantgate:policy/snapshot:keys:1:7");
-        assert_eq!(keys.head, "tenantgate:policy/snapshot:head");
+        assert_eq!(keys.bucket(1, 7), "tenantgate:v2:policy/snapshot:keys:1:7");
+        assert_eq!(keys.head, "tenantgate:v2:policy/snapshot:head");
         let shadow = SharedKeys::shadow("policy", "/snapshot");
         assert_ne!(
             shadow.snapshot, keys.snapshot,
@@ -343,12 +374,15 @@ mod tests {
         assert_eq!(unpack_snapshot(&head).unwrap().tier, Some(tier));
         assert_eq!(
             keys.slot_count(0),
-            "tenantgate:policy/snapshot:keys:0:count"
+            "tenantgate:v2:policy/snapshot:keys:0:count"
         );
-        assert_eq!(keys.app_bucket(0, 9), "tenantgate:policy/snapshot:apps:0:9");
+        assert_eq!(
+            keys.app_bucket(0, 9),
+            "tenantgate:v2:policy/snapshot:apps:0:9"
+        );
         assert_eq!(
             keys.app_slot_count(1),
-            "tenantgate:policy/snapshot:apps:1:count"
+            "tenantgate:v2:policy/snapshot:apps:1:count"
         );
         let mut meta = Meta {
             etag: "\"r2\"".into(),
