@@ -150,7 +150,6 @@ fn all<T>(count: usize, read: impl Fn(usize) -> Result<T>) -> Result<Vec<T>> {
     Ok(out)
 }
 
-/// The Otoroshi identities (data, not derived: stored as their indexes).
 /// The grant references, every one checked; those of apps only when the apps
 /// stay. Sized by what is kept: reserving for every reference and keeping a
 /// sixth of them left a 1M-key snapshot's fetching VM holding ~10 MiB of
@@ -169,9 +168,10 @@ fn grant_refs(parts: &Parts<'_>, keep_apps: bool) -> Result<FxHashMap<(Principal
     Ok(refs)
 }
 
-/// The gateway's ids of apps, users and teams; the apps' only when the apps
-/// stay (when they move, their index is checked where it lies instead of
-/// being built into a map and dropped).
+/// The Otoroshi identities (data, not derived: stored as their indexes) of
+/// apps, users and teams; the apps' only when the apps stay (when they move,
+/// their index is checked where it lies instead of being built into a map
+/// and dropped).
 fn gateway_ids(parts: &Parts<'_>, keep_apps: bool) -> Result<GatewayIds> {
     let apps = if keep_apps {
         Parts::id_map(&parts.client_ids, parts.apps.count)?

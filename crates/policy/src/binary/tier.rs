@@ -8,10 +8,11 @@
 //! key records sorted by digest: the records of the compiled form (see
 //! [`super`]) with only the leading [`DISTINCT_DIGEST_BYTES`] of the digest,
 //! which tell a snapshot's keys apart. A key's bucket is a function of its
-//! digest and the bucket count alone. An app bucket is its magic, the generation, the index of its
-//! first app, and [`APPS_PER_BUCKET`] consecutive apps of the snapshot's app
-//! table, each record followed by the app's grants (tenant, grant) sorted by
-//! tenant; an app's bucket is its index divided by [`APPS_PER_BUCKET`].
+//! digest and the bucket count alone. An app bucket is its magic, the
+//! generation, the index of its first app, and [`APPS_PER_BUCKET`]
+//! consecutive apps of the snapshot's app table, each record followed by the
+//! app's grants (tenant, grant) sorted by tenant; an app's bucket is its index
+//! divided by [`APPS_PER_BUCKET`].
 //!
 //! The generation ties buckets to the keyless snapshot they were cut from:
 //! their records point at its apps, organizations, products, grants and
@@ -189,6 +190,7 @@ pub(super) fn encode_raw_bucket(generation: u64, records: &[&[u8]]) -> Option<Ve
     let mut arena = Vec::with_capacity(records.iter().map(|r| r.len()).sum());
     let mut ends = Vec::with_capacity(records.len());
     for record in records {
+        // A compiled key record starts with the whole 32-byte digest.
         arena.extend_from_slice(record.get(..DISTINCT_DIGEST_BYTES)?);
         arena.extend_from_slice(record.get(32..)?);
         ends.push(arena.len());
