@@ -1,6 +1,6 @@
 //! Decoding a whole snapshot, checking every record and index.
 
-use super::read::{digest_key, id_key, read_parts, Parts, Result, Table};
+use super::read::{id_key, read_parts, Parts, Result, Table};
 use super::DecodeError;
 use crate::records::{GatewayIds, Idx, PrincipalRef};
 use crate::snapshot::{Snapshot, SnapshotParts};
@@ -61,7 +61,7 @@ pub(super) fn decode_with(bytes: &[u8], leave: Leave) -> Result<(Snapshot, Parts
 fn check_searched(parts: &Parts<'_>) -> Result<()> {
     parts.by_principal.check_sorted()?;
     parts.pending.check_sorted()?;
-    parts.keys.check_sorted(digest_key)?;
+    parts.keys.check_key_order()?;
     for index in [
         &parts.org_names,
         &parts.app_ids,

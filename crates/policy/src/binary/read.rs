@@ -276,6 +276,26 @@ impl<'b> Table<'b> {
         record.str_ref()?;
         record.u32().map(Some)
     }
+    /// Checks a key table: sorted strictly by digest, and no two digests
+    /// agreeing on their leading [`DISTINCT_DIGEST_BYTES`], the bytes the key
+    /// tier keeps (one pass: they would be neighbours).
+    pub(super) fn check_key_order(&self) -> Result<()> {
+        let mut previous: Option<&[u8]> = None;
+        for i in 0..self.count {
+            let mut record = self.record(i)?;
+            let current = digest_key(&mut record)?;
+            if let Some(previous) = previous {
+                if previous >= current {
+                    return record.fail("records not sorted");
+                }
+                if previous.get(..DISTINCT_DIGEST_BYTES) == current.get(..DISTINCT_DIGEST_BYTES) {
+                    return record.fail("two api keys share the leading bytes of their digests");
+                }
+            }
+            previous = Some(current);
+        }
+        Ok(())
+    }
     /// Checks that the table is sorted strictly by the bytes `key` reads.
     pub(super) fn check_sorted(&self, key: fn(&mut Reader<'b>) -> Result<&'b [u8]>) -> Result<()> {
         let mut previous: Option<&[u8]> = None;

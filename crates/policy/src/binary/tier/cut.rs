@@ -9,7 +9,7 @@ use crate::binary::decode::{decode_with, Leave};
 use crate::binary::read::{Fixed, Table};
 use crate::binary::write::Writer;
 use crate::binary::{principal_kind, principal_prefix, DecodeError};
-use crate::records::{PrincipalRef, DISTINCT_DIGEST_BYTES};
+use crate::records::PrincipalRef;
 use crate::snapshot::Snapshot;
 
 /// A compiled snapshot's key table (and app table) cut into the buckets of
@@ -128,17 +128,10 @@ pub fn decode_split(
     let table = parts.keys;
     let count = bucket_count_for(table.count);
     let mut starts: Vec<u32> = Vec::with_capacity(count as usize + 1);
-    let mut previous: Option<[u8; DISTINCT_DIGEST_BYTES]> = None;
+    // `decode_with` checked that no two keys share the leading bytes the
+    // tier keeps of their digests.
     for i in 0..table.count {
         let key = table.record(i)?.key(app_count, envs)?;
-        // The tier keeps the digests' leading bytes only: two keys must differ there.
-        let distinct = key.digest.first_chunk::<DISTINCT_DIGEST_BYTES>().copied();
-        if distinct.is_some() && distinct == previous {
-            return table
-                .record(i)?
-                .fail("two api keys share the leading bytes of their digests");
-        }
-        previous = distinct;
         // Sorted by digest, so a key's bucket is never before the current one.
         while starts.len() <= bucket_of(&key.digest, count) as usize {
             starts.push(u32::try_from(i).unwrap_or(u32::MAX));
