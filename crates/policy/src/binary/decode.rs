@@ -1,6 +1,6 @@
 //! Decoding a whole snapshot, checking every record and index.
 
-use super::read::{id_key, read_parts, Parts, Result, Table};
+use super::read::{id_key, read_parts_with, Checksum, Parts, Result, Table};
 use super::DecodeError;
 use crate::records::{GatewayIds, Idx, PrincipalRef};
 use crate::snapshot::{Snapshot, SnapshotParts};
@@ -25,7 +25,16 @@ pub(super) enum Leave {
 
 /// [`decode`], also handing back the located parts of `bytes`.
 pub(super) fn decode_with(bytes: &[u8], leave: Leave) -> Result<(Snapshot, Parts<'_>)> {
-    let parts = read_parts(bytes)?;
+    decode_parts(bytes, leave, Checksum::Check)
+}
+
+/// [`decode_with`], the checksum compared or not ([`Checksum`]).
+pub(super) fn decode_parts(
+    bytes: &[u8],
+    leave: Leave,
+    sum: Checksum,
+) -> Result<(Snapshot, Parts<'_>)> {
+    let parts = read_parts_with(bytes, sum)?;
     check_searched(&parts)?;
     let records = whole_records(&parts, leave)?;
     let snapshot = Snapshot::assemble(records).map_err(|_| DecodeError {

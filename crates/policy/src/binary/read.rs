@@ -284,13 +284,8 @@ impl<'b> Table<'b> {
         for i in 0..self.count {
             let mut record = self.record(i)?;
             let current = digest_key(&mut record)?;
-            if let Some(previous) = previous {
-                if previous >= current {
-                    return record.fail("records not sorted");
-                }
-                if previous.get(..DISTINCT_DIGEST_BYTES) == current.get(..DISTINCT_DIGEST_BYTES) {
-                    return record.fail("two api keys share the leading bytes of their digests");
-                }
+            if let Some(Err(what)) = previous.map(|p| key_follows(p, current)) {
+                return record.fail(what);
             }
             previous = Some(current);
         }
@@ -309,6 +304,22 @@ impl<'b> Table<'b> {
         }
         Ok(())
     }
+}
+
+/// Whether a key record whose digest is `current` may follow one whose
+/// digest is `previous` in a key table: strictly after it, and not sharing
+/// the leading [`DISTINCT_DIGEST_BYTES`] the key tier keeps.
+pub(super) fn key_follows(
+    previous: &[u8],
+    current: &[u8],
+) -> std::result::Result<(), &'static str> {
+    if previous >= current {
+        return Err("records not sorted");
+    }
+    if previous.get(..DISTINCT_DIGEST_BYTES) == current.get(..DISTINCT_DIGEST_BYTES) {
+        return Err("two api keys share the leading bytes of their digests");
+    }
+    Ok(())
 }
 
 /// The sort key of a key record: its digest.
@@ -413,13 +424,41 @@ pub(super) struct Parts<'b> {
 }
 
 pub(super) fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
-    let mut r = Reader::new(bytes);
+    read_parts_with(bytes, Checksum::Check)
+}
+
+/// Whether [`read_parts_with`] compares the header's checksum with the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Checksum {
+    Check,
+    /// Already compared, over the bytes as they arrived: the buffer read is
+    /// what a streamed cut kept of them (its key table emptied).
+    Compared,
+}
+
+/// The leading parts of a snapshot: its header and the tables before its
+/// key table.
+pub(super) struct Head<'b> {
+    revision: Box<str>,
+    stats: SnapshotStats,
+    pub(super) envs: FxHashMap<Box<str>, Idx>,
+    orgs: Table<'b>,
+    org_names: Table<'b>,
+    routes: Table<'b>,
+    products: Table<'b>,
+    pub(super) apps: Table<'b>,
+}
+
+/// Reads the header and the tables before the key table, leaving `r` at
+/// the key table.
+pub(super) fn read_head<'b>(r: &mut Reader<'b>, checksum_of: Option<&[u8]>) -> Result<Head<'b>> {
     if r.take(MAGIC.len())? != MAGIC {
         return r.fail(
             "not a tenantgate compiled snapshot of this version (recompile it with this policyctl)",
         );
     }
-    if r.u64()? != checksum(bytes.get(HEADER_LEN..).unwrap_or_default()) {
+    let sum = r.u64()?;
+    if checksum_of.is_some_and(|body| sum != checksum(body)) {
         return r.fail("checksum mismatch (the snapshot is damaged)");
     }
     let revision = r.str()?;
@@ -442,7 +481,7 @@ pub(super) fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
     for i in 0..env_count {
         envs.insert(r.str()?, i as Idx);
     }
-    let parts = Parts {
+    Ok(Head {
         revision,
         stats,
         envs,
@@ -451,6 +490,22 @@ pub(super) fn read_parts(bytes: &[u8]) -> Result<Parts<'_>> {
         routes: r.table()?,
         products: r.table()?,
         apps: r.table()?,
+    })
+}
+
+pub(super) fn read_parts_with(bytes: &[u8], sum: Checksum) -> Result<Parts<'_>> {
+    let mut r = Reader::new(bytes);
+    let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+    let head = read_head(&mut r, (sum == Checksum::Check).then_some(body))?;
+    let parts = Parts {
+        revision: head.revision,
+        stats: head.stats,
+        envs: head.envs,
+        orgs: head.orgs,
+        org_names: head.org_names,
+        routes: head.routes,
+        products: head.products,
+        apps: head.apps,
         keys: r.table()?,
         users: r.table()?,
         grants: r.table()?,

@@ -23,10 +23,12 @@
 mod cut;
 mod find;
 mod split;
+mod stream;
 
 pub use cut::{decode_split, KeyCut};
 pub use find::{find_key, TierKey};
 pub use split::split_keys;
+pub use stream::{BucketSink, StreamCut, Streamed};
 
 pub use crate::records::DISTINCT_DIGEST_BYTES;
 
@@ -153,6 +155,15 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.keys(),
             Tier::Built(tier) => tier.keys,
+        }
+    }
+
+    /// Whether the key buckets were written as the snapshot arrived
+    /// ([`StreamCut`]): [`Tier::bucket`] has none of them then.
+    pub fn keys_written(&self) -> bool {
+        match self {
+            Tier::Cut(cut) => cut.keys_written(),
+            Tier::Built(_) => false,
         }
     }
 

@@ -5,8 +5,8 @@ use super::{
     app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_raw_bucket, Apps,
     KeyTier, APPS_PER_BUCKET,
 };
-use crate::binary::decode::{decode_with, Leave};
-use crate::binary::read::{Fixed, Table};
+use crate::binary::decode::{decode_parts, Leave};
+use crate::binary::read::{Checksum, Fixed, Table};
 use crate::binary::write::Writer;
 use crate::binary::{principal_kind, principal_prefix, DecodeError};
 use crate::records::PrincipalRef;
@@ -23,9 +23,19 @@ pub struct KeyCut<'b> {
     starts: Vec<u32>,
     /// The app table and the grant references, when the apps move.
     apps: Option<(Table<'b>, Fixed<'b>)>,
+    /// Cut from a stream ([`super::StreamCut`]): the key buckets were
+    /// written as the key table arrived (their count, and the keys'), and
+    /// the table here is empty.
+    streamed: Option<(u32, usize)>,
 }
 
 impl KeyCut<'_> {
+    /// The cut of what a stream kept, its key buckets already written.
+    pub(super) fn with_streamed(mut self, buckets: u32, keys: usize) -> Self {
+        self.streamed = Some((buckets, keys));
+        self
+    }
+
     /// The generation every bucket carries.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -33,16 +43,28 @@ impl KeyCut<'_> {
 
     /// How many buckets.
     pub fn count(&self) -> u32 {
+        if let Some((buckets, _)) = self.streamed {
+            return buckets;
+        }
         u32::try_from(self.starts.len().saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
     /// How many keys.
     pub fn keys(&self) -> usize {
-        self.table.count
+        self.streamed.map_or(self.table.count, |(_, keys)| keys)
+    }
+
+    /// Whether the key buckets were written as the snapshot arrived
+    /// (streamed): [`KeyCut::bucket`] has none of them then.
+    pub fn keys_written(&self) -> bool {
+        self.streamed.is_some()
     }
 
     /// Bucket `i`, encoded now.
     pub fn bucket(&self, i: u32) -> Option<Vec<u8>> {
+        if self.streamed.is_some() {
+            return None;
+        }
         let from = *self.starts.get(i as usize)?;
         let to = *self.starts.get(i as usize + 1)?;
         let records: Vec<&[u8]> = (from..to)
@@ -119,11 +141,21 @@ pub fn decode_split(
     generation: u64,
     apps: Apps,
 ) -> Result<(Snapshot, KeyCut<'_>), DecodeError> {
+    cut_parts(bytes, generation, apps, Checksum::Check)
+}
+
+/// [`decode_split`], the checksum compared or not ([`Checksum`]).
+pub(super) fn cut_parts(
+    bytes: &[u8],
+    generation: u64,
+    apps: Apps,
+    sum: Checksum,
+) -> Result<(Snapshot, KeyCut<'_>), DecodeError> {
     let leave = match apps {
         Apps::Move => Leave::KeysAndApps,
         Apps::Keep => Leave::Keys,
     };
-    let (snapshot, parts) = decode_with(bytes, leave)?;
+    let (snapshot, parts) = decode_parts(bytes, leave, sum)?;
     let (app_count, envs) = (parts.apps.count, parts.envs.len());
     let table = parts.keys;
     let count = bucket_count_for(table.count);
@@ -148,6 +180,7 @@ pub fn decode_split(
             table,
             starts,
             apps,
+            streamed: None,
         },
     ))
 }
