@@ -14,6 +14,7 @@ pub mod document;
 pub mod error;
 pub mod generate;
 mod index;
+pub mod intake;
 pub mod lint;
 pub mod load;
 pub mod path;

@@ -123,11 +123,49 @@ pub fn parse(bytes: &[u8]) -> Result<Signed<'_>, SignedError> {
 
 /// What the signature is computed over.
 fn message(header: &[u8], payload: &[u8]) -> Vec<u8> {
+    message_of_digest(header, &Sha256::digest(payload).into())
+}
+
+/// [`message`], the payload's SHA-256 computed as it arrived.
+fn message_of_digest(header: &[u8], payload_digest: &[u8; 32]) -> Vec<u8> {
     let mut message = Vec::with_capacity(CONTEXT.len() + header.len() + 32);
     message.extend_from_slice(CONTEXT);
     message.extend_from_slice(header);
-    message.extend_from_slice(&Sha256::digest(payload));
+    message.extend_from_slice(payload_digest);
     message
+}
+
+/// The envelope of a signed snapshot whose payload is still arriving: what
+/// [`Verifier::verify_digest`] checks once the payload's SHA-256 is known.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The signing key's id ([`key_id`]).
+    pub key_id: [u8; 8],
+    /// The signed sequence.
+    pub sequence: u64,
+    /// The payload's signed revision.
+    pub revision: String,
+    signature: [u8; SIGNATURE_LEN],
+    header: Vec<u8>,
+}
+
+/// Reads the envelope at the start of `bytes`, and where its payload
+/// starts; `Ok(None)` while `bytes` end before the envelope does.
+pub fn parse_envelope(bytes: &[u8]) -> Result<Option<(Envelope, usize)>, SignedError> {
+    match parse(bytes) {
+        Ok(signed) => Ok(Some((
+            Envelope {
+                key_id: signed.key_id,
+                sequence: signed.sequence,
+                revision: signed.revision.to_string(),
+                signature: signed.signature,
+                header: signed.header.to_vec(),
+            },
+            signed.header.len() + SIGNATURE_LEN,
+        ))),
+        Err(SignedError::Malformed("truncated")) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The configured public keys (several during a key rotation).
@@ -150,13 +188,34 @@ impl Verifier {
 
     /// Checks the signature of `signed` with the configured key it names.
     pub fn verify(&self, signed: &Signed<'_>) -> Result<(), SignedError> {
+        let message = message(signed.header, signed.payload);
+        self.verify_message(&signed.key_id, &signed.signature, &message)
+    }
+
+    /// Checks the signature of `envelope` over a payload whose SHA-256 is
+    /// `payload_digest` (computed as the payload arrived).
+    pub fn verify_digest(
+        &self,
+        envelope: &Envelope,
+        payload_digest: &[u8; 32],
+    ) -> Result<(), SignedError> {
+        let message = message_of_digest(&envelope.header, payload_digest);
+        self.verify_message(&envelope.key_id, &envelope.signature, &message)
+    }
+
+    fn verify_message(
+        &self,
+        key_id: &[u8; 8],
+        signature: &[u8; SIGNATURE_LEN],
+        message: &[u8],
+    ) -> Result<(), SignedError> {
         let (_, key) = self
             .keys
             .iter()
-            .find(|(id, _)| *id == signed.key_id)
-            .ok_or_else(|| SignedError::UnknownKey(hex(&signed.key_id)))?;
-        let signature = ed25519_dalek::Signature::from_bytes(&signed.signature);
-        key.verify_strict(&message(signed.header, signed.payload), &signature)
+            .find(|(id, _)| id == key_id)
+            .ok_or_else(|| SignedError::UnknownKey(hex(key_id)))?;
+        let signature = ed25519_dalek::Signature::from_bytes(signature);
+        key.verify_strict(message, &signature)
             .map_err(|_| SignedError::BadSignature)
     }
 }
