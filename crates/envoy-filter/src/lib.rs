@@ -39,6 +39,8 @@ mod dispatch;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod exports;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod incoming;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod metrics;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod plugin;

@@ -4,12 +4,14 @@
 //! watch; later, empty the slot it replaced. The protocol is `live.rs`.
 
 use super::abi::{self, Level};
+use super::incoming::Incoming;
 use super::live::{self, Meta, TierRef};
 use super::plugin::{log_refused, timed_load, Loaded};
 use super::root::{now_ms, Live};
 use super::source::Source;
 use std::borrow::Cow;
 use tenantgate_policy::binary::tier::Tier;
+use tenantgate_policy::intake::{Arrived, Taken};
 use tenantgate_policy::{self as policy};
 
 /// Verifies, loads and publishes a fetched body; anything wrong keeps the
@@ -42,12 +44,59 @@ pub(super) fn accept_fetched(
     live.spare_body = body;
 }
 
+/// Loads a snapshot whose parts were taken in as they arrived
+/// (`incoming.rs`): a compiled one's key buckets are in the shared data
+/// already, the rest is loaded here; anything else goes the way of a whole
+/// body. The buffer is kept, emptied, for the next round.
+pub(super) fn accept_streamed(
+    src: &Source,
+    live: &mut Live,
+    mut incoming: Incoming,
+    etag: Option<&str>,
+    now: i64,
+) {
+    let taken = match incoming.finish(live.remote.verifier.as_ref()) {
+        Ok(Arrived::Whole(body)) => return accept_fetched(src, live, body, etag, now),
+        Ok(Arrived::Cut(taken)) => taken,
+        Err(problem) => return refuse(src, &problem.to_string()),
+    };
+    let (slot, generation, written) = incoming.tier();
+    match load_streamed(src, live, &taken, (slot, written)) {
+        Ok(fetched) if fetched.tier.generation() == generation => {
+            let grace = 3 * i64::from(live::tick_ms(live.remote.poll_ms));
+            match publish_fetched(src, live, fetched, etag, now) {
+                Some(replaced) => live.retiring = Some((replaced, now + grace)),
+                // Not published (the same snapshot again): its buckets are
+                // emptied once due, unless a snapshot reads them by then.
+                None if written > 0 => live.retiring = Some((slot, now + grace)),
+                None => {}
+            }
+        }
+        Ok(_) => refuse(
+            src,
+            "the key tier's generation changed while it was written",
+        ),
+        Err(problem) => refuse(src, &problem),
+    }
+    live.spare_body = taken.into_buffer();
+}
+
+fn refuse(src: &Source, problem: &str) {
+    src.counters.bump(src.counters.fetch_invalid);
+    log_refused(
+        "fetched snapshot refused, keeping the last good one",
+        problem,
+    );
+}
+
 /// A fetched snapshot, verified and loaded, with its key tier cut from it.
 struct Fetched<'b> {
     snapshot: policy::Snapshot,
     tier: Tier<'b>,
     sequence: Option<u64>,
     load_ms: i64,
+    /// Streamed: the slot its key buckets were written into, and their bytes.
+    streamed: Option<(u8, usize)>,
 }
 
 /// Verifies and loads `body` (refusing a replayed signed sequence).
@@ -56,17 +105,47 @@ fn load_fetched<'b>(src: &Source, live: &Live, body: &'b [u8]) -> Result<Fetched
     let generation = abi::random_u64();
     let split = || policy::load_verified_split(body, verifier, generation, live.apps);
     let (((snapshot, tier), sequence), load_ms) = timed_load(split)?;
+    not_replayed(src, live, sequence, &snapshot)?;
+    Ok(Fetched {
+        snapshot,
+        tier,
+        sequence,
+        load_ms,
+        streamed: None,
+    })
+}
+
+/// Loads what a stream kept (its signature checked already).
+fn load_streamed<'t>(
+    src: &Source,
+    live: &Live,
+    taken: &'t Taken,
+    streamed: (u8, usize),
+) -> Result<Fetched<'t>, String> {
+    let ((snapshot, cut, sequence), load_ms) = timed_load(|| taken.decode(live.apps))?;
+    not_replayed(src, live, sequence, &snapshot)?;
+    Ok(Fetched {
+        snapshot,
+        tier: Tier::Cut(cut),
+        sequence,
+        load_ms,
+        streamed: Some(streamed),
+    })
+}
+
+/// Refuses a signed sequence not newer than the one accepted.
+fn not_replayed(
+    src: &Source,
+    live: &Live,
+    sequence: Option<u64>,
+    snapshot: &policy::Snapshot,
+) -> Result<(), String> {
     match sequence {
         Some(sequence) if !newer(src, live, sequence, snapshot.revision()) => Err(format!(
             "signed sequence {sequence} of revision `{}` is not newer than the one accepted (replayed or rolled back)",
             snapshot.revision()
         )),
-        _ => Ok(Fetched {
-            snapshot,
-            tier,
-            sequence,
-            load_ms,
-        }),
+        _ => Ok(()),
     }
 }
 
@@ -85,6 +164,7 @@ fn publish_fetched(
         tier,
         sequence,
         load_ms,
+        streamed,
     } = fetched;
     src.counters.bump(src.counters.fetch_ok);
     let etag = live::etag_or_revision(etag, snapshot.revision());
@@ -97,7 +177,14 @@ fn publish_fetched(
     }
     let writing_ms = now_ms().unwrap_or(now);
     let previous = previous.flatten();
-    let Some(tier) = publish_tier(live, &tier, TierRef::next_slot(previous)) else {
+    let slot = TierRef::next_slot(previous);
+    if streamed.is_some_and(|(written_to, _)| written_to != slot) {
+        // Only the lease holder publishes; should another have meanwhile,
+        // the buckets written are not where this snapshot would read them.
+        src.counters.bump(src.counters.fetch_invalid);
+        return None;
+    }
+    let Some(tier) = publish_tier(live, &tier, slot, streamed.map(|(_, bytes)| bytes)) else {
         src.counters.bump(src.counters.fetch_invalid);
         return None;
     };
@@ -135,16 +222,25 @@ fn publish_fetched(
 /// before the snapshot that reads it is published. `None` if the host
 /// refused a bucket: nothing is published then, the last good snapshot keeps
 /// serving.
-fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
+fn publish_tier(
+    live: &Live,
+    tier: &Tier<'_>,
+    slot: u8,
+    streamed_bytes: Option<usize>,
+) -> Option<TierRef> {
     let generation = tier.generation();
     let (buckets, apps) = (tier.count(), tier.app_count());
     let keys = &live.keys;
-    let key_bytes = publish_buckets(
-        &keys.slot_count(slot),
-        buckets,
-        |i| keys.bucket(slot, i),
-        |i| tier.bucket(i),
-    )?;
+    let count_key = keys.slot_count(slot);
+    let name = |i| keys.bucket(slot, i);
+    let key_bytes = match streamed_bytes {
+        // Written as the snapshot arrived: what a larger tier left past them
+        // is emptied, and their number recorded.
+        Some(bytes) if tier.keys_written() => {
+            finish_buckets(&count_key, buckets, name).map(|_| bytes)
+        }
+        _ => publish_buckets(&count_key, buckets, name, |i| tier.bucket(i)),
+    }?;
     let app_names = |i| keys.app_bucket(slot, i);
     let app_bytes = publish_buckets(&keys.app_slot_count(slot), apps, app_names, |i| {
         tier.app_bucket(i)
@@ -152,8 +248,9 @@ fn publish_tier(live: &Live, tier: &Tier<'_>, slot: u8) -> Option<TierRef> {
     abi::log(
         Level::Info,
         &format!(
-            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets ({key_bytes} bytes), apps in {apps} app buckets ({app_bytes} bytes) in the shared data (slot {slot})",
+            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets ({key_bytes} bytes), apps in {apps} app buckets ({app_bytes} bytes) in the shared data (slot {slot}){}",
             tier.keys(),
+            if tier.keys_written() { "; key buckets written as the snapshot arrived" } else { "" },
         ),
     );
     Some(TierRef {
@@ -174,31 +271,46 @@ fn publish_buckets<'t>(
     name: impl Fn(u32) -> String,
     bucket: impl Fn(u32) -> Option<Cow<'t, [u8]>>,
 ) -> Option<usize> {
+    let mut written = 0;
+    for i in 0..count {
+        let bytes = bucket(i).unwrap_or_default();
+        written += bytes.len();
+        write_bucket(&name(i), &bytes)?;
+    }
+    finish_buckets(count_key, count, name)?;
+    Some(written)
+}
+
+/// With buckets `0..count` written: empties those a larger tier left past
+/// them and records `count` under `count_key`.
+fn finish_buckets(count_key: &str, count: u32, name: impl Fn(u32) -> String) -> Option<()> {
     let held = abi::get_shared_data(count_key)
         .ok()
         .flatten()
         .and_then(|(bytes, _)| std::str::from_utf8(&bytes).ok()?.parse::<u32>().ok())
         .unwrap_or(0);
-    let mut written = 0;
-    for i in 0..count.max(held) {
-        let bytes = bucket(i).unwrap_or_default();
-        written += bytes.len();
-        if let Err(e) = abi::set_shared_data(&name(i), &bytes, 0) {
-            let why = format!("cannot write the key tier to the shared data: {e}");
-            abi::log(
-                Level::Error,
-                &format!("tenantgate: {why}; keeping the last good snapshot"),
-            );
-            return None;
-        }
+    for i in count..held {
+        write_bucket(&name(i), &[])?;
     }
     let _ = abi::set_shared_data(count_key, count.to_string().as_bytes(), 0);
-    Some(written)
+    Some(())
+}
+
+fn write_bucket(name: &str, bytes: &[u8]) -> Option<()> {
+    if let Err(e) = abi::set_shared_data(name, bytes, 0) {
+        let why = format!("cannot write the key tier to the shared data: {e}");
+        abi::log(
+            Level::Error,
+            &format!("tenantgate: {why}; keeping the last good snapshot"),
+        );
+        return None;
+    }
+    Some(())
 }
 
 /// The etag and key tier of the snapshot published now (before it is
 /// replaced): from its head, not its body.
-fn published(live: &Live) -> Option<(String, Option<TierRef>)> {
+pub(super) fn published(live: &Live) -> Option<(String, Option<TierRef>)> {
     let (packed, _) = abi::get_shared_data(&live.keys.head).ok().flatten()?;
     let published = live::unpack_snapshot(&packed)?;
     Some((published.etag.to_string(), published.tier))

@@ -81,6 +81,8 @@ pub enum Abandon {
     TooManyParts { parts: u32 },
     /// The host did not hand over the body.
     NoBody,
+    /// The assembly refused a part: what it found wrong with the snapshot.
+    Refused(String),
 }
 
 impl Abandon {
@@ -94,6 +96,7 @@ impl Abandon {
                 | Abandon::NoStrongEtag
                 | Abandon::TooLarge { .. }
                 | Abandon::TooManyParts { .. }
+                | Abandon::Refused(_)
         )
     }
 }
@@ -112,21 +115,60 @@ impl fmt::Display for Abandon {
             Abandon::NoMemory { total } => write!(f, "cannot reserve {total} bytes for the snapshot"),
             Abandon::TooManyParts { parts } => write!(f, "{parts} parts, more than twice what the size needs (the source sends short parts)"),
             Abandon::NoBody => f.write_str("cannot read the response body"),
+            Abandon::Refused(why) => write!(f, "the snapshot is refused while it arrives: {why}"),
         }
+    }
+}
+
+/// Where a round puts the parts of a snapshot too large for one answer.
+pub trait Assembly {
+    /// Bytes taken so far.
+    fn taken(&self) -> u64;
+    /// Before the first part: the snapshot's announced size. `false` if the
+    /// VM cannot take that many bytes.
+    fn start(&mut self, total: u64) -> bool;
+    /// The next part; an error (what is wrong with the snapshot) ends the round.
+    fn take(&mut self, part: &[u8]) -> Result<(), String>;
+    /// Emptied, its capacity kept, for the next round.
+    fn reset(&mut self);
+}
+
+/// The parts assembled into one buffer, reserved once for the whole.
+impl Assembly for Vec<u8> {
+    fn taken(&self) -> u64 {
+        Vec::len(self) as u64
+    }
+    fn start(&mut self, total: u64) -> bool {
+        // Fail, not abort, when the VM cannot grow that far.
+        usize::try_from(total).is_ok_and(|wanted| self.try_reserve_exact(wanted).is_ok())
+    }
+    fn take(&mut self, part: &[u8]) -> Result<(), String> {
+        self.extend_from_slice(part);
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.clear();
     }
 }
 
 /// What comes after an answer.
 #[derive(Debug)]
-pub enum Step {
+pub enum Step<A> {
     /// Ask for the next part ([`Round::ask`]).
-    Continue(Round),
-    /// `304`: the snapshot serving now is current. The round's buffer,
+    Continue(Round<A>),
+    /// `304`: the snapshot serving now is current. The round's assembly,
     /// unused, for the next round.
-    NotModified(Vec<u8>),
-    /// The whole snapshot, and its ETag.
+    NotModified(A),
+    /// The whole snapshot in one answer, and its ETag.
     Whole {
         body: Vec<u8>,
+        etag: Option<String>,
+        /// The round's assembly, unused, for the next round.
+        unused: A,
+    },
+    /// The snapshot in parts, all taken by the assembly, and its ETag.
+    Assembled {
+        parts: A,
         etag: Option<String>,
     },
     Abandoned(Abandon),
@@ -134,45 +176,40 @@ pub enum Step {
 
 /// One fetch of the snapshot, in as many parts as it takes.
 #[derive(Debug)]
-pub struct Round {
+pub struct Round<A> {
     chunk: u64,
     if_none_match: Option<String>,
     /// From the first `206` on: its ETag and total.
     etag: Option<String>,
     total: Option<u64>,
-    body: Vec<u8>,
+    body: A,
     /// Answers received so far.
     parts: u32,
 }
 
-impl Round {
+impl<A: Assembly> Round<A> {
     /// A round asking for `chunk_bytes` per part, `etag` being the snapshot
-    /// serving now (sent as `If-None-Match`).
-    pub fn new(chunk_bytes: u32, etag: Option<String>) -> Round {
+    /// serving now (sent as `If-None-Match`), its parts going to `body`
+    /// (reset first). The fetcher hands back the last round's buffer, so that
+    /// a snapshot of the same size is assembled where the last one was
+    /// instead of in a new region (a VM's memory never shrinks, and a freed
+    /// body that later allocations split would make the next one grow it
+    /// again).
+    pub fn new(chunk_bytes: u32, etag: Option<String>, mut body: A) -> Round<A> {
+        body.reset();
         Round {
             chunk: u64::from(chunk_bytes.max(1)),
             if_none_match: etag,
             etag: None,
             total: None,
-            body: Vec::new(),
+            body,
             parts: 0,
         }
     }
 
-    /// Assembles the parts into `buffer` (emptied, its capacity kept): the
-    /// fetcher hands back the last round's body, so that a snapshot of the
-    /// same size is assembled where the last one was instead of in a new
-    /// region (a VM's memory never shrinks, and a freed body that later
-    /// allocations split would make the next one grow it again).
-    pub fn with_buffer(mut self, mut buffer: Vec<u8>) -> Round {
-        buffer.clear();
-        self.body = buffer;
-        self
-    }
-
     /// The next request.
     pub fn ask(&self) -> Ask {
-        let from = self.body.len() as u64;
+        let from = self.body.taken();
         let mut to = from + self.chunk - 1;
         if let Some(total) = self.total {
             to = to.min(total.saturating_sub(1));
@@ -188,13 +225,18 @@ impl Round {
         }
     }
 
+    /// Where the parts go.
+    pub fn assembly(&self) -> &A {
+        &self.body
+    }
+
     /// Bytes assembled so far.
     pub fn received(&self) -> u64 {
-        self.body.len() as u64
+        self.body.taken()
     }
 
     /// Takes an answer; `body` reads its body (only for `200` and `206`).
-    pub fn on_answer(mut self, answer: Answer, body: impl FnOnce() -> Option<Vec<u8>>) -> Step {
+    pub fn on_answer(mut self, answer: Answer, body: impl FnOnce() -> Option<Vec<u8>>) -> Step<A> {
         self.parts += 1;
         let part = self.parts;
         let first = self.etag.is_none();
@@ -205,6 +247,7 @@ impl Round {
                 Some(body) => Step::Whole {
                     body,
                     etag: answer.etag.and_then(text),
+                    unused: self.body,
                 },
                 None => Step::Abandoned(Abandon::NoBody),
             },
@@ -220,7 +263,7 @@ impl Round {
         }
     }
 
-    fn on_part(mut self, answer: Answer, body: Vec<u8>) -> Step {
+    fn on_part(mut self, answer: Answer, body: Vec<u8>) -> Step<A> {
         let part = self.parts;
         let Some((from, to, total)) = answer.content_range.and_then(content_range) else {
             return Step::Abandoned(Abandon::BadPart { part });
@@ -234,12 +277,15 @@ impl Round {
             return Step::Whole {
                 body,
                 etag: answer.etag.and_then(text),
+                unused: self.body,
             };
         }
         if let Err(why) = self.check_part(answer.etag, from, total) {
             return Step::Abandoned(why);
         }
-        self.body.extend_from_slice(&body);
+        if let Err(why) = self.body.take(&body) {
+            return Step::Abandoned(Abandon::Refused(why));
+        }
         if self.received() < total {
             // Bounded work whatever the source sends: each part moves on by
             // at least a byte, and the parts are capped.
@@ -248,8 +294,8 @@ impl Round {
             }
             return Step::Continue(self);
         }
-        Step::Whole {
-            body: self.body,
+        Step::Assembled {
+            parts: self.body,
             etag: self.etag,
         }
     }
@@ -282,11 +328,9 @@ impl Round {
                 if total > MAX_SNAPSHOT_BYTES {
                     return Err(Abandon::TooLarge { total });
                 }
-                let wanted = usize::try_from(total).map_err(|_| Abandon::TooLarge { total })?;
-                // Fail, not abort, when the VM cannot grow that far.
-                self.body
-                    .try_reserve_exact(wanted)
-                    .map_err(|_| Abandon::NoMemory { total })?;
+                if !self.body.start(total) {
+                    return Err(Abandon::NoMemory { total });
+                }
                 self.etag = Some(etag);
                 self.total = Some(total);
             }
@@ -369,8 +413,8 @@ mod tests {
     fn run(
         bytes: &[u8],
         mut tamper: impl FnMut(u32, &mut String, &mut String, &mut String, &mut Vec<u8>),
-    ) -> (Step, Vec<Ask>) {
-        let mut round = Round::new(CHUNK, Some("\"old\"".into()));
+    ) -> (Step<Vec<u8>>, Vec<Ask>) {
+        let mut round = Round::new(CHUNK, Some("\"old\"".into()), Vec::new());
         let mut asks = Vec::new();
         for n in 1..100 {
             let ask = round.ask();
@@ -394,7 +438,7 @@ mod tests {
     fn parts_are_assembled_in_order_under_the_first_etag() {
         let snapshot = bytes(35);
         let (step, asks) = run(&snapshot, |_, _, _, _, _| {});
-        let Step::Whole { body, etag } = step else {
+        let Step::Assembled { parts: body, etag } = step else {
             panic!("{step:?}")
         };
         assert_eq!(body, snapshot);
@@ -418,19 +462,19 @@ mod tests {
         assert!(matches!(step, Step::Whole { ref body, .. } if body.len() == 7));
         assert_eq!(asks.len(), 1);
         let (step, asks) = run(&bytes(20), |_, _, _, _, _| {});
-        assert!(matches!(step, Step::Whole { ref body, .. } if body.len() == 20));
+        assert!(matches!(step, Step::Assembled { ref parts, .. } if parts.len() == 20));
         assert_eq!(asks.len(), 2);
     }
 
     #[test]
     fn not_modified_and_a_source_ignoring_range() {
-        let round = Round::new(CHUNK, Some("\"e1\"".into()));
+        let round = Round::new(CHUNK, Some("\"e1\"".into()), Vec::new());
         let step = round.on_answer(answer("304", "\"e1\"", ""), || panic!("no body read"));
         assert!(matches!(step, Step::NotModified(_)));
         let whole = bytes(50);
-        let round = Round::new(CHUNK, None);
+        let round = Round::new(CHUNK, None, Vec::<u8>::new());
         let step = round.on_answer(answer("200", "\"e2\"", ""), || Some(whole.clone()));
-        let Step::Whole { body, etag } = step else {
+        let Step::Whole { body, etag, .. } = step else {
             panic!("{step:?}")
         };
         assert_eq!((body, etag.as_deref()), (whole, Some("\"e2\"")));
@@ -533,9 +577,9 @@ mod tests {
             );
         }
         // One part holding the whole snapshot needs no ETag to be one revision.
-        let round = Round::new(CHUNK, None);
+        let round = Round::new(CHUNK, None, Vec::<u8>::new());
         let step = round.on_answer(answer("206", "", "bytes 0-4/5"), || Some(bytes(5)));
-        assert!(matches!(step, Step::Whole { ref body, etag: None } if body.len() == 5));
+        assert!(matches!(step, Step::Whole { ref body, etag: None, .. } if body.len() == 5));
         let too_large = MAX_SNAPSHOT_BYTES + 1;
         let (step, _) = run(&bytes(35), |_, _, _, range, _| {
             *range = format!("bytes 0-9/{too_large}")
@@ -576,22 +620,68 @@ mod tests {
             body.truncate(to - from + 1);
         });
         assert!(
-            matches!(step, Step::Whole { ref body, .. } if *body == bytes(35)),
+            matches!(step, Step::Assembled { ref parts, .. } if *parts == bytes(35)),
             "{step:?}"
         );
+    }
+
+    /// Takes parts until one holds a zero byte (as a stream refuses a
+    /// snapshot it finds wrong while it arrives).
+    #[derive(Debug, Default)]
+    struct NoZeros(Vec<u8>);
+
+    impl Assembly for NoZeros {
+        fn taken(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn start(&mut self, _total: u64) -> bool {
+            true
+        }
+        fn take(&mut self, part: &[u8]) -> Result<(), String> {
+            if part.contains(&0) {
+                return Err("a zero".into());
+            }
+            self.0.extend_from_slice(part);
+            Ok(())
+        }
+        fn reset(&mut self) {
+            self.0.clear();
+        }
+    }
+
+    #[test]
+    fn a_part_the_assembly_refuses_ends_the_round_as_invalid() {
+        let mut round = Round::new(CHUNK, None, NoZeros::default());
+        let snapshot: Vec<u8> = (1..=35).collect();
+        let mut zero = snapshot.clone();
+        zero[12] = 0;
+        for n in 0.. {
+            let ask = round.ask();
+            let (range, body) = part(&zero, &ask);
+            match round.on_answer(answer("206", "\"z\"", &range), || Some(body)) {
+                Step::Continue(next) => round = next,
+                Step::Abandoned(why) => {
+                    assert_eq!(why, Abandon::Refused("a zero".into()));
+                    assert!(why.invalid());
+                    assert_eq!(n, 1, "the second part holds the zero");
+                    return;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
     fn other_statuses_and_a_missing_body_abandon_the_round() {
         for status in ["404", "416", "500", "412"] {
-            let round = Round::new(CHUNK, None);
+            let round = Round::new(CHUNK, None, Vec::<u8>::new());
             let step = round.on_answer(answer(status, "", ""), || panic!("no body read"));
             assert!(
                 matches!(step, Step::Abandoned(Abandon::Status { part: 1, .. })),
                 "{status}"
             );
         }
-        let round = Round::new(CHUNK, None);
+        let round = Round::new(CHUNK, None, Vec::<u8>::new());
         let step = round.on_answer(answer("206", "\"e\"", "bytes 0-9/20"), || None);
         assert!(matches!(step, Step::Abandoned(Abandon::NoBody)));
     }

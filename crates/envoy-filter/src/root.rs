@@ -6,10 +6,11 @@
 
 use super::abi::{self, Level};
 use super::dispatch;
+use super::incoming::Incoming;
 use super::key_lookup::{self, Answer};
-use super::live::{self, Lease, SharedKeys};
+use super::live::{self, Lease, SharedKeys, TierRef};
 use super::plugin::{Loaded, Plugin};
-use super::publish::{accept_fetched, publish_meta, retire_slot};
+use super::publish::{accept_fetched, accept_streamed, publish_meta, published, retire_slot};
 use super::ranged::{self, Round, Step};
 use super::source::{Source, SourceKind};
 use super::wire;
@@ -41,7 +42,7 @@ pub(super) struct Live {
     pub(super) in_flight: Option<u32>,
     /// The fetch round under way (parts asked for one at a time), and when
     /// its request in flight was sent.
-    pub(super) round: Option<(Round, i64)>,
+    pub(super) round: Option<(Round<Incoming>, i64)>,
     pub(super) next_fetch_ms: i64,
     /// When the fetch round under way started, for the log of its timing.
     pub(super) round_started_ms: i64,
@@ -375,14 +376,18 @@ pub(super) fn hold_lease(live: &Live, now_ms: i64) -> bool {
 fn fetch(src: &Source, live: &mut Live, now_ms: i64) {
     let etag = src.current().map(|l| l.etag.clone());
     live.round_started_ms = now_ms;
-    let round =
-        Round::new(live.remote.chunk_bytes, etag).with_buffer(std::mem::take(&mut live.spare_body));
+    // Key buckets streamed from the parts go into the slot the published
+    // snapshot does not read, with a generation of their own.
+    let slot = TierRef::next_slot(published(live).and_then(|(_, tier)| tier));
+    let spare = std::mem::take(&mut live.spare_body);
+    let incoming = Incoming::new(live.keys.clone(), slot, abi::random_u64(), spare);
+    let round = Round::new(live.remote.chunk_bytes, etag, incoming);
     ask_next(src, live, round, now_ms);
     live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());
 }
 
 /// Sends the request `round` asks for next; one at a time per VM.
-fn ask_next(src: &Source, live: &mut Live, round: Round, now_ms: i64) {
+fn ask_next(src: &Source, live: &mut Live, round: Round<Incoming>, now_ms: i64) {
     let ask = round.ask();
     let mut headers = vec![
         (":method", "GET"),
@@ -461,7 +466,11 @@ fn on_fetch_response(src: &Source, live: &mut Live, num_headers: usize, body_siz
         etag: response.header("etag"),
         content_range: response.header("content-range"),
     };
-    match round.on_answer(answer, || abi::call_response_body(body_size).ok()) {
+    let step = round.on_answer(answer, || abi::call_response_body(body_size).ok());
+    if let Step::Continue(round) = &step {
+        claim_slot(live, round.assembly().writing());
+    }
+    match step {
         Step::Continue(round) => {
             // A long round keeps the lease, or leaves the next part to the
             // VM that took it over.
@@ -469,19 +478,36 @@ fn on_fetch_response(src: &Source, live: &mut Live, num_headers: usize, body_siz
                 ask_next(src, live, round, now);
             }
         }
-        Step::NotModified(buffer) => {
-            live.spare_body = buffer;
+        Step::NotModified(incoming) => {
+            live.spare_body = incoming.into_spare();
             src.counters.bump(src.counters.fetch_not_modified);
             if let Some(current) = src.current() {
                 publish_meta(src, live, &current.etag, current.sequence, now);
             }
         }
-        Step::Whole { body, etag } => accept_fetched(src, live, body, etag.as_deref(), now),
+        Step::Whole { body, etag, unused } => {
+            live.spare_body = unused.into_spare();
+            accept_fetched(src, live, body, etag.as_deref(), now)
+        }
+        Step::Assembled { parts, etag } => {
+            claim_slot(live, parts.writing());
+            accept_streamed(src, live, parts, etag.as_deref(), now)
+        }
         Step::Abandoned(why) if why.invalid() => {
             src.counters.bump(src.counters.fetch_invalid);
             fetch_log(live, &format!("refused: {why}"));
         }
         Step::Abandoned(why) => fetch_failed(src, live, &why.to_string()),
+    }
+}
+
+/// A round writing key buckets into `slot` owns it: a retirement of the
+/// tier it held, still due, would empty what the round wrote. (Called in
+/// the callback that wrote, before any tick can retire it.) A round
+/// abandoned later leaves buckets no snapshot reads, replaced by the next.
+fn claim_slot(live: &mut Live, slot: Option<u8>) {
+    if slot.is_some() && live.retiring.map(|(s, _)| s) == slot {
+        live.retiring = None;
     }
 }
 

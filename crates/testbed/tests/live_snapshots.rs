@@ -726,15 +726,63 @@ fn core_answer(doc: &Value, raw_key: &str, path: &str) -> (u16, Option<&'static 
 /// regrants apps the workers have already seen.
 #[test]
 fn api_keys_live_once_per_process_and_every_worker_decides_them() {
+    keys_once_per_process(Form::Json);
+}
+
+/// The same from a signed compiled snapshot fetched in parts: its key table
+/// is cut into the tier as the parts arrive (the fetching VM never holds
+/// it), its signature checked over the payload's digest taken on the way.
+#[test]
+fn a_compiled_snapshot_fetched_in_parts_is_cut_into_the_tier_as_it_arrives() {
+    keys_once_per_process(Form::SignedCompiled);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    Json,
+    SignedCompiled,
+}
+
+const SIGNING_SEED: [u8; 32] = [21; 32];
+
+impl PolicyFile {
+    /// Writes `doc` in `form` (signed with the revision's number as sequence).
+    fn write_as(&self, doc: &Value, form: Form) {
+        if form == Form::Json {
+            return self.write(doc);
+        }
+        let snapshot = tenantgate_policy::load_snapshot(&doc.to_string()).unwrap();
+        let compiled = tenantgate_policy::binary::encode(&snapshot);
+        let revision = snapshot.revision();
+        let sequence = revision.trim_start_matches('g').parse().unwrap();
+        let signed = tenantgate_policy::signed::sign(&compiled, revision, sequence, &SIGNING_SEED);
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, signed).unwrap();
+        std::fs::rename(&tmp, &self.path).unwrap();
+    }
+}
+
+fn keys_once_per_process(form: Form) {
     use tenantgate_policy::generate::{generate, generated_raw_key};
     const KEYS: usize = 3_000;
     let mut doc = generate(12, KEYS, 3);
     doc["revision"] = json!("g1");
     let file = PolicyFile::new();
-    file.write(&doc);
+    file.write_as(&doc, form);
     let server = PolicyServer::start(&file.path, None);
     let upstream = Upstream::start();
-    let envoy = start_envoy(&upstream, server.port(), 4, remote_config(json!({})));
+    let extra = match form {
+        Form::Json => json!({}),
+        // Parts of the smallest size: the key table spans several.
+        Form::SignedCompiled => {
+            let public = tenantgate_policy::signed::public_key(&SIGNING_SEED);
+            let public = tenantgate_policy::config::encode_base64(&public);
+            json!({"snapshot": {"remote": {"cluster": "policy", "path": "/snapshot",
+                "authority": "policy.local", "poll_ms": POLL_MS, "timeout_ms": 1000,
+                "chunk_bytes": 65_536, "public_keys": [public]}}})
+        }
+    };
+    let envoy = start_envoy(&upstream, server.port(), 4, remote_config(extra));
     let sample: Vec<(String, String)> = (0..240)
         .map(|i| {
             // Some keys beyond KEYS: unknown to the snapshot.
@@ -805,7 +853,7 @@ fn api_keys_live_once_per_process_and_every_worker_decides_them() {
             _ => {}
         }
     }
-    file.write(&doc);
+    file.write_as(&doc, form);
     eventually(Duration::from_secs(10), "every worker swaps to g2", || {
         envoy.log_text().matches("snapshot `g2` loaded").count() >= 4
     });
@@ -825,7 +873,10 @@ fn api_keys_live_once_per_process_and_every_worker_decides_them() {
         l.contains(&format!("{KEYS} keys in 32 buckets ("))
             && l.contains("apps in 12 app buckets (")
     });
-    assert_eq!(tier_lines.count(), 1, "{log}");
+    let tier_lines: Vec<&str> = tier_lines.collect();
+    assert_eq!(tier_lines.len(), 1, "{log}");
+    let streamed = tier_lines[0].contains("key buckets written as the snapshot arrived");
+    assert_eq!(streamed, form == Form::SignedCompiled, "{}", tier_lines[0]);
     // ... and held by no VM: every VM's snapshot has no key of its own.
     let loads: Vec<&str> = log
         .lines()

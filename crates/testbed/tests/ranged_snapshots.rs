@@ -224,6 +224,10 @@ struct Script {
     switch_after: Option<usize>,
     ranges: bool,
     if_match: bool,
+    /// Switch to the next version once the last part of the current one is served.
+    advance_after_last_part: bool,
+    /// Version `.0`'s parts but the first are answered `.1` late.
+    slow_later_parts_of: Option<(usize, Duration)>,
     /// `(range, if-match, status)` of every request.
     seen: Vec<(Option<String>, Option<String>, u16)>,
 }
@@ -244,6 +248,8 @@ impl ScriptedSource {
             versions,
             current: 0,
             switch_after: None,
+            advance_after_last_part: false,
+            slow_later_parts_of: None,
             ranges,
             if_match,
             seen: Vec::new(),
@@ -278,7 +284,8 @@ fn serve(stream: TcpStream, script: &Mutex<Script>) {
                 .map(|(_, v)| v.clone())
         };
         let (range, if_match) = (header("range"), header("if-match"));
-        let (head_text, body) = answer(script, range.clone(), if_match.clone());
+        let (head_text, body, late) = answer(script, range.clone(), if_match.clone());
+        thread::sleep(late);
         if writer.write_all(head_text.as_bytes()).is_err() || writer.write_all(&body).is_err() {
             return;
         }
@@ -310,8 +317,9 @@ fn answer(
     script: &Mutex<Script>,
     range: Option<String>,
     if_match: Option<String>,
-) -> (String, Vec<u8>) {
+) -> (String, Vec<u8>, Duration) {
     let mut s = script.lock().unwrap();
+    let served = s.current;
     let (etag, bytes) = s.versions[s.current].clone();
     let total = bytes.len();
     let part = range
@@ -339,11 +347,19 @@ fn answer(
     if s.switch_after == Some(s.seen.len()) {
         s.current += 1;
     }
+    let last = part.is_some_and(|(_, b)| b + 1 == total);
+    if status == 206 && last && s.advance_after_last_part && s.current + 1 < s.versions.len() {
+        s.current += 1;
+    }
+    let late = match (s.slow_later_parts_of, part) {
+        (Some((version, late)), Some((a, _))) if version == served && a > 0 => late,
+        _ => Duration::ZERO,
+    };
     let head = format!(
         "HTTP/1.1 {status} X\r\netag: {etag}\r\n{extra}content-length: {}\r\n\r\n",
         body.len()
     );
-    (head, body)
+    (head, body, late)
 }
 
 /// The demo at `revision`, padded after the revision with spaces so that the storefront key
@@ -465,6 +481,55 @@ fn a_chunk_size_out_of_bounds_is_refused_naming_the_field() {
         log.contains("snapshot.remote.chunk_bytes") && log.contains("`1000`"),
         "{log}"
     );
+}
+
+/// Issue 12: a compiled snapshot's key buckets are written into the spare tier slot as its
+/// parts arrive. With a short poll, a round starts while the tier replaced last still waits
+/// out its grace before that very slot is emptied: mx-2 is published into slot 1 (slot 0, mx-1's,
+/// due to be emptied three ticks later) and the source moves on to mx-3 at once, whose parts
+/// after the first come 150 ms apart. The round claims slot 0 when it writes its first buckets,
+/// so the retirement never empties them, and every key is decided by mx-3 as the core decides.
+#[test]
+fn a_slow_round_keeps_the_key_buckets_it_wrote_into_a_slot_due_to_be_emptied() {
+    let compiled = |n| {
+        let text = String::from_utf8(generated(n)).unwrap();
+        tenantgate_policy::binary::encode(&tenantgate_policy::load_snapshot(&text).unwrap())
+    };
+    let versions = vec![compiled(1), compiled(2), compiled(3)];
+    assert!(
+        versions[2].len() > 3 * CHUNK,
+        "parts after the first come late"
+    );
+    let dir = Dir::new();
+    let path = dir.0.join("mx-3.tgsnap");
+    replace(&path, &versions[2]);
+    let source = ScriptedSource::start(versions, true, true);
+    let (envoy, _upstream) = start_envoy(source.port, 1, ranged_config(100, CHUNK));
+    eventually(Duration::from_secs(20), "mx-1 is served", || {
+        revision(&generated_key(&envoy, 0, "org-13")) == "mx-1"
+    });
+    {
+        let mut script = source.script.lock().unwrap();
+        script.current = 1;
+        script.advance_after_last_part = true;
+        script.slow_later_parts_of = Some((2, Duration::from_millis(150)));
+    }
+    eventually(Duration::from_secs(20), "the worker loads mx-3", || {
+        envoy.log_text().matches("snapshot `mx-3` loaded").count() >= 2
+    });
+    let log = envoy.log_text();
+    assert!(log.contains("snapshot `mx-2` published"), "{log}");
+    let doc: Value = serde_json::from_slice(&generated(3)).unwrap();
+    let mut allowed = 0;
+    for k in (0..2_500).step_by(37) {
+        let app = doc["api_keys"][k]["app"].as_str().unwrap();
+        let a: usize = app.trim_start_matches("app-").parse().unwrap();
+        let org = doc["apps"][a]["organization"].as_str().unwrap();
+        let status = generated_key(&envoy, k, org).status;
+        assert_eq!(status, explained_status(&path, k, org), "key {k} on {org}");
+        allowed += usize::from(status == 200);
+    }
+    assert!(allowed >= 20, "only {allowed} keys allowed");
 }
 
 /// Measurement and check (run with `--ignored --nocapture`; a few GB of memory): a 1M-key
