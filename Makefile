@@ -152,7 +152,7 @@ bench: dist envoy
 # time (fuzz/README.md). New inputs go to fuzz/corpus-full/ (not committed);
 # a crash stops the run, its input in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := snapshot_json compiled signed plugin_config request otoroshi_input envoy_headers lookup_answer key_bucket jwt_payload
+FUZZ_TARGETS := snapshot_json compiled signed intake plugin_config request otoroshi_input envoy_headers lookup_answer key_bucket jwt_payload
 
 fuzz-setup:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

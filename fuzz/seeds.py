@@ -118,6 +118,15 @@ envelope[-3] ^= 1
 write("signed", "tampered.signed", bytes(envelope))
 write("signed", "unsigned-minimal.json", read("policies/minimal.json"))
 
+# intake: snapshots taken in part after part (compiled ones cut as they
+# arrive, signed or not); the last byte picks the part size.
+write("intake", "demo.tgsnap", DEMO_BIN)
+write("intake", "demo-identities.tgsnap", DEMO_IDS_BIN)
+write("intake", "empty.tgsnap", compiled({"revision": "r0"}, "empty"))
+write("intake", "demo-compiled.signed", signed(DEMO_BIN, "demo-compiled"))
+write("intake", "demo-json.signed", signed(read("policies/demo.json"), "demo-json"))
+write("intake", "minimal.json", read("policies/minimal.json"))
+
 # plugin_config: configurations as the tests and the README write them.
 minimal_b64 = base64.b64encode(MINIMAL_BIN).decode()
 keygen = subprocess.run([POLICYCTL, "keygen", "--out", os.path.join(TMP, "fresh.key")],

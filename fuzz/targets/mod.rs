@@ -7,6 +7,7 @@ pub mod common;
 
 pub mod compiled;
 pub mod envoy_headers;
+pub mod intake;
 pub mod jwt_payload;
 pub mod key_bucket;
 pub mod lookup_answer;

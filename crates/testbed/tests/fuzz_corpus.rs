@@ -75,6 +75,11 @@ fn key_bucket() {
 }
 
 #[test]
+fn intake() {
+    replay("intake", targets::intake::run);
+}
+
+#[test]
 fn signed() {
     replay("signed", targets::signed::run);
 }
@@ -130,6 +135,7 @@ fn every_target_is_replayed() {
         [
             "compiled",
             "envoy_headers",
+            "intake",
             "jwt_payload",
             "key_bucket",
             "lookup_answer",
