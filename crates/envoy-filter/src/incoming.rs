@@ -56,9 +56,9 @@ impl Incoming {
         (self.written > 0).then_some(self.slot)
     }
 
-    /// The slot and generation of the key buckets, and their bytes.
-    pub fn tier(&self) -> (u8, u64, usize) {
-        (self.slot, self.generation, self.written)
+    /// The slot of the key buckets, and their bytes.
+    pub fn tier(&self) -> (u8, usize) {
+        (self.slot, self.written)
     }
 
     /// After the last part: the body to load whole, or what the stream kept.

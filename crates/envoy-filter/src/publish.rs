@@ -60,9 +60,9 @@ pub(super) fn accept_streamed(
         Ok(Arrived::Cut(taken)) => taken,
         Err(problem) => return refuse(src, &problem.to_string()),
     };
-    let (slot, generation, written) = incoming.tier();
+    let (slot, written) = incoming.tier();
     match load_streamed(src, live, &taken, (slot, written)) {
-        Ok(fetched) if fetched.tier.generation() == generation => {
+        Ok(fetched) => {
             let grace = 3 * i64::from(live::tick_ms(live.remote.poll_ms));
             match publish_fetched(src, live, fetched, etag, now) {
                 Some(replaced) => live.retiring = Some((replaced, now + grace)),
@@ -72,10 +72,6 @@ pub(super) fn accept_streamed(
                 None => {}
             }
         }
-        Ok(_) => refuse(
-            src,
-            "the key tier's generation changed while it was written",
-        ),
         Err(problem) => refuse(src, &problem),
     }
     live.spare_body = taken.into_buffer();

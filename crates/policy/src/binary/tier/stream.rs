@@ -125,7 +125,7 @@ impl StreamCut {
     /// [`MIN_KEY_BYTES`] with its offset) by the key count the header
     /// announces. A header that lies only makes the buffer grow (or reserve
     /// no more than the whole snapshot would).
-    fn reserve_for(&mut self, first: &[u8]) {
+    fn reserve_for(&mut self, first: &[u8]) -> Result<(), DecodeError> {
         let mut r = Reader::new(first);
         let announced = r
             .take(MAGIC.len())
@@ -137,10 +137,11 @@ impl StreamCut {
                 let counts: Vec<u32> = (0..5).map_while(|_| r.u32().ok()).collect();
                 counts.get(4).map(|&keys| keys as usize)
             });
-        if let Some(keys) = announced {
-            let least = keys.saturating_mul(MIN_KEY_BYTES);
-            self.kept.reserve_exact(self.total.saturating_sub(least));
-        }
+        let least = announced.unwrap_or(0).saturating_mul(MIN_KEY_BYTES);
+        let wanted = self.total.saturating_sub(least);
+        self.kept
+            .try_reserve_exact(wanted)
+            .map_err(|_| no_memory(wanted))
     }
 
     fn refuse(&mut self, offset: usize, what: &'static str) -> Result<(), DecodeError> {
@@ -152,17 +153,14 @@ impl StreamCut {
         match &mut self.phase {
             Phase::Head => {
                 if self.kept.is_empty() {
-                    self.reserve_for(bytes);
+                    self.reserve_for(bytes)?;
                 }
-                self.kept.extend_from_slice(bytes);
+                keep(&mut self.kept, bytes)?;
                 self.locate(bytes, sink)
             }
             Phase::Offsets { .. } => self.take_offsets(bytes, sink),
             Phase::Records(_) => self.take_records(bytes, sink),
-            Phase::Tail { .. } => {
-                self.kept.extend_from_slice(bytes);
-                Ok(())
-            }
+            Phase::Tail { .. } => keep(&mut self.kept, bytes),
             Phase::Refused => Err(DecodeError {
                 offset: self.seen,
                 what: "the stream was refused",
@@ -203,7 +201,7 @@ impl StreamCut {
             apps,
             envs,
             offsets_at: at + 4,
-            offsets: Vec::with_capacity((count + 1) * 4),
+            offsets: Vec::new(),
             at: 0,
             i: 0,
             record: Vec::new(),
@@ -213,10 +211,12 @@ impl StreamCut {
             arena: Vec::new(),
             ends: Vec::new(),
         };
-        self.phase = Phase::Offsets {
-            keys,
-            need: (count + 1) * 4,
-        };
+        let need = (count + 1) * 4;
+        let mut keys = keys;
+        if keys.offsets.try_reserve_exact(need).is_err() {
+            return Err(no_memory(need));
+        }
+        self.phase = Phase::Offsets { keys, need };
         self.take_offsets(after, sink)
     }
 
@@ -240,7 +240,9 @@ impl StreamCut {
         let records_at = keys.offsets_at + keys.offsets.len();
         // What is kept is known now: reserve the rest of it once.
         let tail = self.total.saturating_sub(records_at.saturating_add(region));
-        self.kept.reserve_exact(tail);
+        if self.kept.try_reserve_exact(tail).is_err() {
+            return Err(no_memory(tail));
+        }
         self.phase = Phase::Records(keys);
         self.take_records(rest, sink)
     }
@@ -274,8 +276,7 @@ impl StreamCut {
                     buckets: keys.buckets,
                     keys: keys.count,
                 };
-                self.kept.extend_from_slice(bytes);
-                return Ok(());
+                return keep(&mut self.kept, bytes);
             }
             if bytes.is_empty() {
                 return Ok(());
@@ -294,7 +295,7 @@ impl StreamCut {
             let n = next.saturating_sub(keys.at).min(bytes.len());
             let (mine, rest) = bytes.split_at(n);
             if inside {
-                keys.record.extend_from_slice(mine);
+                keep(&mut keys.record, mine)?;
             }
             keys.at += n;
             bytes = rest;
@@ -339,6 +340,23 @@ impl StreamCut {
             kept: self.kept,
             keys,
         })
+    }
+}
+
+/// Appends `bytes`, refusing (not aborting) when the memory cannot grow:
+/// whatever a hostile snapshot announces, a VM refuses it and keeps serving.
+fn keep(buffer: &mut Vec<u8>, bytes: &[u8]) -> Result<(), DecodeError> {
+    buffer
+        .try_reserve(bytes.len())
+        .map_err(|_| no_memory(bytes.len()))?;
+    buffer.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn no_memory(bytes: usize) -> DecodeError {
+    DecodeError {
+        offset: bytes,
+        what: "cannot reserve the memory to take the snapshot in",
     }
 }
 
@@ -570,6 +588,18 @@ mod tests {
             accepted > 0,
             "some changes are harmless (a key's expiry, a name)"
         );
+    }
+
+    /// A snapshot announcing more than the memory can hold is refused, not
+    /// an abort of the VM (a reservation that cannot be met).
+    #[test]
+    fn a_size_beyond_memory_is_refused_not_aborted() {
+        let bytes = compiled(2, 10);
+        for total in [usize::MAX / 2, 1 << 62] {
+            let mut cut = StreamCut::new(total, 1, Vec::new());
+            let refused = cut.push(&bytes, &mut |_, _| true).err().unwrap();
+            assert!(refused.to_string().contains("cannot reserve"), "{refused}");
+        }
     }
 
     #[test]
