@@ -225,6 +225,8 @@ mod tests {
     use super::*;
     use crate::binary::encode;
     use crate::signed::{public_key, sign};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SEED: [u8; 32] = [3; 32];
 

@@ -482,6 +482,8 @@ mod tests {
     use super::*;
     use crate::binary::tier::decode_split;
     use crate::binary::{encode, seal};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn compiled(orgs: usize, keys: usize) -> Vec<u8> {
         let text = crate::generate::generate(orgs, keys, 5).to_string();
@@ -572,7 +574,7 @@ mod tests {
                 changed[i] ^= flip;
                 seal(&mut changed);
                 let whole = decode_split(&changed, 9, Apps::Move).is_ok();
-                for part in [1, 29, changed.len()] {
+                for part in [5, 64, changed.len()] {
                     let streamed =
                         stream(&changed, part).and_then(|(s, _)| s.decode(Apps::Move).map(|_| ()));
                     assert_eq!(
@@ -595,7 +597,8 @@ mod tests {
     #[test]
     fn a_size_beyond_memory_is_refused_not_aborted() {
         let bytes = compiled(2, 10);
-        for total in [usize::MAX / 2, 1 << 62] {
+        // Past what any target can address, so no allocation is even tried.
+        for total in [usize::MAX, usize::MAX / 2 + 1_000] {
             let mut cut = StreamCut::new(total, 1, Vec::new());
             let refused = cut.push(&bytes, &mut |_, _| true).err().unwrap();
             assert!(refused.to_string().contains("cannot reserve"), "{refused}");
