@@ -100,11 +100,6 @@ impl StreamCut {
         }
     }
 
-    /// Bytes pushed so far.
-    pub fn seen(&self) -> usize {
-        self.seen
-    }
-
     /// Takes the next bytes of the snapshot; finished key buckets go to `sink`.
     pub fn push(&mut self, bytes: &[u8], sink: &mut BucketSink<'_>) -> Result<(), DecodeError> {
         let skip = HEADER_LEN.saturating_sub(self.seen).min(bytes.len());
@@ -137,8 +132,11 @@ impl StreamCut {
                 let counts: Vec<u32> = (0..5).map_while(|_| r.u32().ok()).collect();
                 counts.get(4).map(|&keys| keys as usize)
             });
-        let least = announced.unwrap_or(0).saturating_mul(MIN_KEY_BYTES);
-        let wanted = self.total.saturating_sub(least);
+        // Not a header this reads (too short, or not compiled): grow as it comes.
+        let Some(keys) = announced else {
+            return Ok(());
+        };
+        let wanted = self.total.saturating_sub(keys.saturating_mul(MIN_KEY_BYTES));
         self.kept
             .try_reserve_exact(wanted)
             .map_err(|_| no_memory(wanted))
