@@ -136,7 +136,9 @@ impl StreamCut {
         let Some(keys) = announced else {
             return Ok(());
         };
-        let wanted = self.total.saturating_sub(keys.saturating_mul(MIN_KEY_BYTES));
+        let wanted = self
+            .total
+            .saturating_sub(keys.saturating_mul(MIN_KEY_BYTES));
         self.kept
             .try_reserve_exact(wanted)
             .map_err(|_| no_memory(wanted))
