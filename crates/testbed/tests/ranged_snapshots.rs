@@ -532,6 +532,62 @@ fn a_slow_round_keeps_the_key_buckets_it_wrote_into_a_slot_due_to_be_emptied() {
     assert!(allowed >= 20, "only {allowed} keys allowed");
 }
 
+/// Issue 12: a compiled snapshot found wrong while its parts arrive is refused as it is found:
+/// mx-2 with a key record broken past its first part (the checksum made right again, so that
+/// only the record's check can tell) abandons the round with what is wrong; mx-2 whole but
+/// for one byte, its checksum not made right, is refused once it has all arrived. Both times
+/// the last good snapshot, mx-1, keeps deciding, and the refusals are counted as invalid.
+#[test]
+fn a_compiled_snapshot_found_wrong_while_it_arrives_is_refused_and_mx1_keeps_serving() {
+    use tenantgate_policy::binary::{encode, seal, tier::StreamCut};
+    let compiled = |n| {
+        let text = String::from_utf8(generated(n)).unwrap();
+        encode(&tenantgate_policy::load_snapshot(&text).unwrap())
+    };
+    let good = compiled(2);
+    // The first byte past the first part whose change (sealed) a stream refuses there.
+    let broken = (CHUNK + 1_000..good.len())
+        .step_by(97)
+        .map(|at| {
+            let mut bytes = good.clone();
+            bytes[at] ^= 0x5a;
+            seal(&mut bytes);
+            bytes
+        })
+        .find(|bytes| {
+            let mut cut = StreamCut::new(bytes.len(), 1, Vec::new());
+            let (first, rest) = bytes.split_at(CHUNK);
+            cut.push(first, &mut |_, _| true).is_ok() && cut.push(rest, &mut |_, _| true).is_err()
+        })
+        .expect("a key record past the first part");
+    let mut damaged = good.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let source = ScriptedSource::start(vec![compiled(1), broken, damaged], true, true);
+    let (envoy, _upstream) = start_envoy(source.port, 1, ranged_config(300, CHUNK));
+    eventually(Duration::from_secs(20), "mx-1 is served", || {
+        revision(&generated_key(&envoy, 0, "org-13")) == "mx-1"
+    });
+    let fetched_ok = envoy.counter("tenantgate.fetch.ok");
+    for (version, logged) in [
+        (1, "refused: the snapshot is refused while it arrives: snapshot cannot be read: compiled snapshot is corrupt at byte"),
+        (2, "fetched snapshot refused, keeping the last good one: snapshot cannot be read: compiled snapshot is corrupt at byte 8: checksum mismatch"),
+    ] {
+        let invalid = envoy.counter("tenantgate.fetch.invalid");
+        source.script.lock().unwrap().current = version;
+        eventually(Duration::from_secs(10), logged, || {
+            envoy.log_text().contains(logged) && envoy.counter("tenantgate.fetch.invalid") > invalid
+        });
+        assert_eq!(revision(&generated_key(&envoy, 0, "org-13")), "mx-1");
+    }
+    assert_eq!(
+        envoy.counter("tenantgate.fetch.ok"),
+        fetched_ok,
+        "nothing else was accepted"
+    );
+    assert!(!envoy.log_text().contains("snapshot `mx-2` published"));
+}
+
 /// Measurement and check (run with `--ignored --nocapture`; a few GB of memory): a 1M-key
 /// compiled snapshot (over Envoy's 32 MiB callout buffer) reaches a real Envoy with one worker
 /// in 8 MiB parts, and decides as `policyctl explain` does.
