@@ -43,6 +43,13 @@ pub struct StreamCut {
     hasher: Xxh3Default,
     /// Every byte but the key table's; an empty table in its place.
     kept: Vec<u8>,
+    /// How many bytes to keep before the head is read again: double what
+    /// it last failed on, so that a head arriving in many small parts (or a
+    /// hostile one, of millions of environments) is read a few times, not
+    /// once per part.
+    next_head_read: usize,
+    /// Times the head was read (the tests' measure of the above).
+    head_reads: usize,
     phase: Phase,
 }
 
@@ -96,6 +103,8 @@ impl StreamCut {
             seen: 0,
             hasher: Xxh3Default::new(),
             kept: buffer,
+            next_head_read: 0,
+            head_reads: 0,
             phase: Phase::Head,
         }
     }
@@ -156,6 +165,9 @@ impl StreamCut {
                     self.reserve_for(bytes)?;
                 }
                 keep(&mut self.kept, bytes)?;
+                if self.kept.len() < self.next_head_read {
+                    return Ok(());
+                }
                 self.locate(bytes, sink)
             }
             Phase::Offsets { .. } => self.take_offsets(bytes, sink),
@@ -170,28 +182,32 @@ impl StreamCut {
 
     /// Once the bytes kept (`part` the last of them) reach the key table:
     /// keeps an empty table in its place and reads the real one from the
-    /// rest of `part`.
+    /// bytes kept after it.
     fn locate(&mut self, part: &[u8], sink: &mut BucketSink<'_>) -> Result<(), DecodeError> {
+        self.head_reads += 1;
         let mut r = Reader::new(&self.kept);
-        let Ok(head) = read_head(&mut r, None) else {
+        let located = read_head(&mut r, None)
+            .and_then(|head| Ok((head.apps.count, head.envs.len(), r.u32()? as usize)));
+        let Ok((apps, envs, count)) = located else {
             // Not yet there (or never: then `finish` decodes all it kept).
+            self.next_head_read = self.kept.len().saturating_mul(2);
             return Ok(());
         };
-        let (at, apps, envs) = (r.at, head.apps.count, head.envs.len());
-        let Ok(count) = r.u32().map(|c| c as usize) else {
-            return Ok(());
-        };
+        let at = r.at - 4;
         // As `Reader::len` checks it against the whole snapshot.
         if count.saturating_mul(4) > self.total.saturating_sub(at + 4) {
             return self.refuse(at, "length larger than the data");
         }
-        // The head parses as soon as its last byte is kept: that was in `part`.
+        // What follows the key count: in `part` (no copy) when the head ended
+        // in it, as it does when parts are large; else moved out of `kept`.
         let part_at = self.kept.len() - part.len();
-        let Some(after) = (at + 4)
-            .checked_sub(part_at)
-            .and_then(|from| part.get(from..))
-        else {
-            return self.refuse(at, "key table located before the last part");
+        let moved;
+        let after = match (at + 4).checked_sub(part_at) {
+            Some(from) => part.get(from..).unwrap_or_default(),
+            None => {
+                moved = self.kept.split_off(at + 4);
+                &moved
+            }
         };
         self.kept.truncate(at);
         self.kept.extend_from_slice(&0u32.to_le_bytes());
@@ -545,6 +561,19 @@ mod tests {
         }
         // No keys at all: every bucket is empty, and still written.
         assert_same_cut(&compiled(3, 0), 17);
+    }
+
+    /// Bytes arriving one at a time: the head is read a few times (its
+    /// length doubling in between), not once per byte.
+    #[test]
+    fn the_head_is_read_a_logarithmic_number_of_times() {
+        let bytes = compiled(12, 3_000);
+        let mut cut = StreamCut::new(bytes.len(), 9, Vec::new());
+        for byte in bytes.chunks(1) {
+            cut.push(byte, &mut |_, _| true).unwrap();
+        }
+        assert!(cut.head_reads <= 24, "{} reads of the head", cut.head_reads);
+        assert!(cut.finish().unwrap().decode(Apps::Move).is_ok());
     }
 
     #[test]
