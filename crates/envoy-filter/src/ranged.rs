@@ -163,8 +163,6 @@ pub enum Step<A> {
     Whole {
         body: Vec<u8>,
         etag: Option<String>,
-        /// The round's assembly, unused, for the next round.
-        unused: A,
     },
     /// The snapshot in parts, all taken by the assembly, and its ETag.
     Assembled {
@@ -247,7 +245,6 @@ impl<A: Assembly> Round<A> {
                 Some(body) => Step::Whole {
                     body,
                     etag: answer.etag.and_then(text),
-                    unused: self.body,
                 },
                 None => Step::Abandoned(Abandon::NoBody),
             },
@@ -277,7 +274,6 @@ impl<A: Assembly> Round<A> {
             return Step::Whole {
                 body,
                 etag: answer.etag.and_then(text),
-                unused: self.body,
             };
         }
         if let Err(why) = self.check_part(answer.etag, from, total) {
@@ -474,7 +470,7 @@ mod tests {
         let whole = bytes(50);
         let round = Round::new(CHUNK, None, Vec::<u8>::new());
         let step = round.on_answer(answer("200", "\"e2\"", ""), || Some(whole.clone()));
-        let Step::Whole { body, etag, .. } = step else {
+        let Step::Whole { body, etag } = step else {
             panic!("{step:?}")
         };
         assert_eq!((body, etag.as_deref()), (whole, Some("\"e2\"")));
@@ -579,7 +575,7 @@ mod tests {
         // One part holding the whole snapshot needs no ETag to be one revision.
         let round = Round::new(CHUNK, None, Vec::<u8>::new());
         let step = round.on_answer(answer("206", "", "bytes 0-4/5"), || Some(bytes(5)));
-        assert!(matches!(step, Step::Whole { ref body, etag: None, .. } if body.len() == 5));
+        assert!(matches!(step, Step::Whole { ref body, etag: None } if body.len() == 5));
         let too_large = MAX_SNAPSHOT_BYTES + 1;
         let (step, _) = run(&bytes(35), |_, _, _, range, _| {
             *range = format!("bytes 0-9/{too_large}")

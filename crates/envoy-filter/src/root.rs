@@ -466,12 +466,9 @@ fn on_fetch_response(src: &Source, live: &mut Live, num_headers: usize, body_siz
         etag: response.header("etag"),
         content_range: response.header("content-range"),
     };
-    let step = round.on_answer(answer, || abi::call_response_body(body_size).ok());
-    if let Step::Continue(round) = &step {
-        claim_slot(live, round.assembly().writing());
-    }
-    match step {
+    match round.on_answer(answer, || abi::call_response_body(body_size).ok()) {
         Step::Continue(round) => {
+            claim_slot(live, round.assembly().writing());
             // A long round keeps the lease, or leaves the next part to the
             // VM that took it over.
             if hold_lease(live, now) {
@@ -485,10 +482,8 @@ fn on_fetch_response(src: &Source, live: &mut Live, num_headers: usize, body_siz
                 publish_meta(src, live, &current.etag, current.sequence, now);
             }
         }
-        Step::Whole { body, etag, unused } => {
-            live.spare_body = unused.into_spare();
-            accept_fetched(src, live, body, etag.as_deref(), now)
-        }
+        // The body becomes the next round's buffer.
+        Step::Whole { body, etag } => accept_fetched(src, live, body, etag.as_deref(), now),
         Step::Assembled { parts, etag } => {
             claim_slot(live, parts.writing());
             accept_streamed(src, live, parts, etag.as_deref(), now)
