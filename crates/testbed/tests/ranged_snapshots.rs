@@ -590,7 +590,7 @@ fn a_compiled_snapshot_found_wrong_while_it_arrives_is_refused_and_mx1_keeps_ser
 
 /// Measurement and check (run with `--ignored --nocapture`; a few GB of memory): a 1M-key
 /// compiled snapshot (over Envoy's 32 MiB callout buffer) reaches a real Envoy with one worker
-/// in 8 MiB parts, and decides as `policyctl explain` does.
+/// in 1 MiB parts (the default), and decides as `policyctl explain` does.
 #[test]
 #[ignore]
 fn a_million_key_snapshot_reaches_envoy_in_parts() {
