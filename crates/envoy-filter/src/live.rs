@@ -40,8 +40,9 @@
 /// the new build would refuse every old bucket as corrupt, 503 for each key,
 /// for as long as the old fetcher held the lease). A new version is a new
 /// namespace: the new build fetches and publishes its own. Bump it with any
-/// change to what is stored (2: key buckets keep 20 digest bytes).
-pub const SHARED_LAYOUT: u32 = 2;
+/// change to what is stored (2: key buckets keep 20 digest bytes; 3: key
+/// buckets have no offset table).
+pub const SHARED_LAYOUT: u32 = 3;
 
 /// The shared-data keys of one remote source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,7 +301,7 @@ mod tests {
         // builds of two formats never read each other's tiers.
         assert_eq!(
             (BUCKET_MAGIC, APP_BUCKET_MAGIC, SHARED_LAYOUT),
-            (b"TGKEYS\x00\x02", b"TGAPPS\x00\x01", 2)
+            (b"TGKEYS\x00\x03", b"TGAPPS\x00\x01", 3)
         );
     }
 
@@ -361,8 +362,8 @@ mod tests {
             "no buckets"
         );
         let keys = SharedKeys::new("policy", "/snapshot");
-        assert_eq!(keys.bucket(1, 7), "tenantgate:v2:policy/snapshot:keys:1:7");
-        assert_eq!(keys.head, "tenantgate:v2:policy/snapshot:head");
+        assert_eq!(keys.bucket(1, 7), "tenantgate:v3:policy/snapshot:keys:1:7");
+        assert_eq!(keys.head, "tenantgate:v3:policy/snapshot:head");
         let shadow = SharedKeys::shadow("policy", "/snapshot");
         assert_ne!(
             shadow.snapshot, keys.snapshot,
@@ -374,15 +375,15 @@ mod tests {
         assert_eq!(unpack_snapshot(&head).unwrap().tier, Some(tier));
         assert_eq!(
             keys.slot_count(0),
-            "tenantgate:v2:policy/snapshot:keys:0:count"
+            "tenantgate:v3:policy/snapshot:keys:0:count"
         );
         assert_eq!(
             keys.app_bucket(0, 9),
-            "tenantgate:v2:policy/snapshot:apps:0:9"
+            "tenantgate:v3:policy/snapshot:apps:0:9"
         );
         assert_eq!(
             keys.app_slot_count(1),
-            "tenantgate:v2:policy/snapshot:apps:1:count"
+            "tenantgate:v3:policy/snapshot:apps:1:count"
         );
         let mut meta = Meta {
             etag: "\"r2\"".into(),

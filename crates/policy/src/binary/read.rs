@@ -156,6 +156,36 @@ impl<'b> Reader<'b> {
         }
         self.key_after_digest(*digest, apps, envs)
     }
+    /// The next of the key tier's records, laid back to back in a key
+    /// bucket: a reader over that record alone, `self` moved past it. Its
+    /// length is walked from its tags (an optional expiry's 8 bytes, an
+    /// optional environment list's length); the tags themselves are checked
+    /// when the record is read ([`Reader::tier_key`]).
+    pub(super) fn next_tier_key(&mut self) -> Result<Reader<'b>> {
+        let start = self.at;
+        let mut walk = Reader {
+            bytes: self.bytes,
+            at: start,
+            base: self.base,
+        };
+        // Digest bytes, app, status; then the expiry's tag.
+        walk.take(DISTINCT_DIGEST_BYTES + 4 + 1)?;
+        if walk.u8()? == 1 {
+            walk.take(8)?;
+        }
+        // Read-only; then the environment list's tag.
+        walk.take(1)?;
+        if walk.u8()? == 1 {
+            let n = walk.len(4)?;
+            walk.take(n * 4)?;
+        }
+        let record = self.take(walk.at - start)?;
+        Ok(Reader {
+            bytes: record,
+            at: 0,
+            base: self.base + start,
+        })
+    }
     fn key_after_digest(mut self, digest: [u8; 32], apps: usize, envs: usize) -> Result<KeyEntry> {
         let app = self.idx(apps)?;
         let status = match self.u8()? {
@@ -327,10 +357,9 @@ pub(super) fn digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
     r.take(32)
 }
 
-/// The sort key of a key record of the key tier: the digest's leading bytes.
-pub(super) fn tier_digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
-    r.take(DISTINCT_DIGEST_BYTES)
-}
+/// The fewest bytes a record of a key bucket takes: the digest's leading
+/// bytes, app 4, status 1, the expiry's, read-only's and environments' tags.
+pub(super) const MIN_TIER_KEY_BYTES: usize = DISTINCT_DIGEST_BYTES + 8;
 
 /// The sort key of an id index record: the id.
 pub(super) fn id_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {

@@ -2,11 +2,12 @@
 //! snapshot of the same generation.
 
 use super::{app_bucket_of, TierError, APP_BUCKET_MAGIC, BUCKET_MAGIC};
-use crate::binary::read::{tier_digest_key, Reader};
+use crate::binary::read::{Reader, MIN_TIER_KEY_BYTES};
 use crate::binary::DecodeError;
 use crate::compile::keys::ExternalKey;
 use crate::records::{AppEntry, Idx, IdxList, KeyEntry, TierApp, DISTINCT_DIGEST_BYTES};
 use crate::snapshot::Snapshot;
+use std::cmp::Ordering;
 
 /// Reads a bucket's magic and generation, refusing another generation.
 fn open<'b>(bucket: &'b [u8], magic: &[u8; 8], generation: u64) -> Result<Reader<'b>, TierError> {
@@ -41,24 +42,47 @@ pub fn find_key(
     apps_in_tier: bool,
 ) -> Result<Option<TierKey>, TierError> {
     let mut r = open(bucket, BUCKET_MAGIC, generation)?;
-    let table = r.table()?;
+    let count = r.u32()? as usize;
+    let length = r.u32()? as usize;
+    if count.saturating_mul(MIN_TIER_KEY_BYTES) > length {
+        return r.fail("length larger than the data").map_err(Into::into);
+    }
+    // A bucket cut short (or with bytes after its records) is refused
+    // whatever key is looked for.
+    let base = r.base + r.at;
+    let records = r.take(length)?;
     r.done()?;
+    let mut r = Reader {
+        bytes: records,
+        at: 0,
+        base,
+    };
     let Some(distinct) = digest.get(..DISTINCT_DIGEST_BYTES) else {
         return Ok(None);
     };
-    let Some(i) = table.search(tier_digest_key, distinct)? else {
-        return Ok(None);
-    };
-    // An app in the tier is checked when its bucket is read.
-    let app_bound = if apps_in_tier {
-        Idx::MAX as usize
-    } else {
-        snapshot.apps.len()
-    };
-    let entry = table
-        .record(i)?
-        .tier_key(digest, app_bound, snapshot.envs.len())?;
-    Ok(Some(TierKey(entry)))
+    // The records are sorted by digest: walk them up to the first not before it.
+    for _ in 0..count {
+        let record = r.next_tier_key()?;
+        match record
+            .bytes
+            .get(..DISTINCT_DIGEST_BYTES)
+            .cmp(&Some(distinct))
+        {
+            Ordering::Less => continue,
+            Ordering::Greater => return Ok(None),
+            Ordering::Equal => {}
+        }
+        // An app in the tier is checked when its bucket is read.
+        let app_bound = if apps_in_tier {
+            Idx::MAX as usize
+        } else {
+            snapshot.apps.len()
+        };
+        let entry = record.tier_key(digest, app_bound, snapshot.envs.len())?;
+        return Ok(Some(TierKey(entry)));
+    }
+    r.done()?;
+    Ok(None)
 }
 
 impl TierKey {
