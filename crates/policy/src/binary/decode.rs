@@ -100,6 +100,9 @@ fn check_app_ids_in_bytes(parts: &Parts<'_>) -> Result<()> {
     for i in 0..parts.app_ids.count {
         let mut r = parts.app_ids.record(i)?;
         let (id, app) = (r.str_ref()?, r.u32()? as usize);
+        // Exactly an id and an index: a streamed cut finds where a record
+        // ends by reading it (`tier/stream/apps.rs`).
+        r.done()?;
         if app >= parts.apps.count {
             return Err(index_mismatch(&parts.app_ids));
         }
@@ -217,13 +220,18 @@ fn check_ids(table: &Table<'_>, count: usize, get: impl Fn(&str) -> Option<Idx>)
         if get(id) != Some(r.u32()?) {
             return Err(index_mismatch(table));
         }
+        r.done()?;
     }
     Ok(())
 }
 
 pub(super) fn index_mismatch(table: &Table<'_>) -> DecodeError {
+    index_mismatch_at(table.offsets_at)
+}
+
+pub(super) fn index_mismatch_at(offset: usize) -> DecodeError {
     DecodeError {
-        offset: table.offsets_at,
+        offset,
         what: "an id index disagrees with its records",
     }
 }
