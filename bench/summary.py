@@ -92,14 +92,14 @@ def scale_markdown(s):
             )
     lines += [
         "",
-        "The largest linear memory is the fetching VM's (it holds the compiled snapshot less its"
-        " key table, which it cuts into the tier as the parts arrive, while it checks the rest and"
-        " cuts its apps into the tier; wasm memory never shrinks); the others are worker VMs"
-        " holding the snapshot without keys and apps. New revision: from a new compiled file"
-        " renamed into place, at a random point of the 1 s poll interval, to every VM's load line;"
-        " the fetcher's part of it is its fetch (including the source's own reload of the file,"
-        " and the key table's check, cut and key buckets written as the parts arrive), the check"
-        " of the rest and its app cut, and the app buckets' writing. Cold: every request a"
+        "The largest linear memory is the fetching VM's (it keeps the compiled snapshot less its"
+        " keys and apps, which it cuts into the tier as the parts arrive, and decodes it; wasm"
+        " memory never shrinks); the others are worker VMs holding the snapshot without keys and"
+        " apps. New revision: from a new compiled file renamed into place, at a random point of"
+        " the 1 s poll interval, to every VM's load line; the fetcher's part of it is its fetch"
+        " (including the source's own reload of the file, and the check and cut of the keys and"
+        " apps, their buckets written as the parts arrive), the check of the rest, and the"
+        " buckets' count recorded. Cold: every request a"
         " key the worker has not seen (its key and app buckets are read from the shared data);"
         " warm: 512 keys again and again (the worker's cache). After each revision (once the"
         " replaced tier is emptied) Envoy's RSS holds two tiers' worth of heap: the free pages of"

@@ -1,5 +1,6 @@
 //! A snapshot taken in part after part (issue 12): `intake::Intake`, which
-//! cuts a compiled snapshot's key table into key buckets while it arrives
+//! cuts a compiled snapshot's key table (and, moving the apps, its app table,
+//! grant references and app id indexes) into buckets while it arrives
 //! (signed or not) and keeps anything else whole. The input as given and,
 //! when compiled, sealed (checksum recomputed) so that mutations reach the
 //! key table's checks; in parts of a size the input picks.
@@ -7,12 +8,13 @@
 //! Invariants: never panics, a compiled snapshot's refusals are one-line
 //! errors; the intake
 //! accepts exactly what `load_verified_split` accepts on the whole bytes,
-//! without a verifier and with the `signed` target's key, and then yields
-//! the same keyless snapshot, signed sequence, key buckets and app buckets.
+//! without a verifier and with the `signed` target's key, the apps moving or
+//! kept (the input's first byte picks), and then yields the same keyless
+//! snapshot, signed sequence, key buckets and app buckets.
 
 use super::common;
 use std::sync::OnceLock;
-use tenantgate_policy::binary::tier::{Apps, Tier};
+use tenantgate_policy::binary::tier::{Apps, MemoryTier, Tier};
 use tenantgate_policy::binary::{self, encode};
 use tenantgate_policy::intake::{Arrived, Intake};
 use tenantgate_policy::signed::{self, Verifier};
@@ -37,15 +39,22 @@ pub fn run(data: &[u8]) {
     }
 }
 
+/// Buckets by index.
+type Buckets = Vec<Vec<u8>>;
+
 /// What a load yields, compared whole: the keyless snapshot's bytes, the
 /// sequence, the key buckets, the app buckets.
-type Outcome = (Vec<u8>, Option<u64>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+type Outcome = (Vec<u8>, Option<u64>, Buckets, Buckets);
 
 fn check(bytes: &[u8]) {
     let part = 1 + usize::from(bytes.last().copied().unwrap_or(0)) * 13;
+    let apps = match bytes.first() {
+        Some(b) if b % 2 == 1 => Apps::Keep,
+        _ => Apps::Move,
+    };
     for verifier in [None, Some(verifier())] {
-        let whole = whole(bytes, verifier);
-        let streamed = streamed(bytes, part, verifier);
+        let whole = whole(bytes, verifier, apps);
+        let streamed = streamed(bytes, part, verifier, apps);
         // A compiled snapshot's refusals are one line (JSON's list every problem).
         if binary::is_binary(bytes) {
             for e in [whole.as_ref().err(), streamed.as_ref().err()]
@@ -63,51 +72,66 @@ fn check(bytes: &[u8]) {
     }
 }
 
-fn tier_of(tier: &Tier<'_>, keys: Option<Vec<Vec<u8>>>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let keys = keys.unwrap_or_else(|| {
+/// The key buckets and app buckets of `tier`, those written as the snapshot
+/// arrived taken from `written`.
+fn tier_of(tier: &Tier<'_>, written: Option<MemoryTier>) -> Result<(Buckets, Buckets), String> {
+    let written = written.unwrap_or_default();
+    let keys = if tier.keys_written() {
+        written.keys
+    } else {
         (0..tier.count())
             .map(|i| tier.bucket(i).map(|b| b.into_owned()).unwrap_or_default())
             .collect()
-    });
-    let apps = (0..tier.app_count())
-        .map(|i| {
-            tier.app_bucket(i)
-                .map(|b| b.into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
-    (keys, apps)
+    };
+    let apps = if tier.apps_written() {
+        written.apps
+    } else {
+        (0..tier.app_count())
+            .map(|i| {
+                tier.app_bucket(i)
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    if keys.len() != tier.count() as usize || apps.len() != tier.app_count() as usize {
+        return Err(format!(
+            "{} key buckets of {}, {} app buckets of {}",
+            keys.len(),
+            tier.count(),
+            apps.len(),
+            tier.app_count()
+        ));
+    }
+    Ok((keys, apps))
 }
 
-fn whole(bytes: &[u8], verifier: Option<&Verifier>) -> Result<Outcome, String> {
+fn whole(bytes: &[u8], verifier: Option<&Verifier>, apps: Apps) -> Result<Outcome, String> {
     let ((snapshot, tier), sequence) =
-        tenantgate_policy::load_verified_split(bytes, verifier, GENERATION, Apps::Move)
+        tenantgate_policy::load_verified_split(bytes, verifier, GENERATION, apps)
             .map_err(|e| e.to_string())?;
-    let (keys, apps) = tier_of(&tier, None);
+    let (keys, apps) = tier_of(&tier, None)?;
     Ok((encode(&snapshot), sequence, keys, apps))
 }
 
-fn streamed(bytes: &[u8], part: usize, verifier: Option<&Verifier>) -> Result<Outcome, String> {
-    let mut intake = Intake::new(bytes.len(), GENERATION, Vec::new());
-    let mut written: Vec<Vec<u8>> = Vec::new();
-    let mut sink = |i: u32, bucket: Vec<u8>| {
-        // Each bucket once, in order.
-        let next = i as usize == written.len();
-        written.push(bucket);
-        next
-    };
+fn streamed(
+    bytes: &[u8],
+    part: usize,
+    verifier: Option<&Verifier>,
+    apps: Apps,
+) -> Result<Outcome, String> {
+    let mut intake = Intake::new(bytes.len(), GENERATION, apps, Vec::new());
+    let mut written = MemoryTier::default();
     for chunk in bytes.chunks(part) {
-        intake.push(chunk, &mut sink).map_err(|e| e.to_string())?;
+        intake
+            .push(chunk, &mut written)
+            .map_err(|e| e.to_string())?;
     }
     match intake.finish(verifier).map_err(|e| e.to_string())? {
-        Arrived::Whole(body) => whole(&body, verifier),
+        Arrived::Whole(body) => whole(&body, verifier, apps),
         Arrived::Cut(taken) => {
-            let (snapshot, cut, sequence) = taken.decode(Apps::Move).map_err(|e| e.to_string())?;
-            let tier = Tier::Cut(cut);
-            if written.len() != tier.count() as usize {
-                return Err(format!("{} key buckets of {}", written.len(), tier.count()));
-            }
-            let (keys, apps) = tier_of(&tier, Some(written));
+            let (snapshot, cut, sequence) = taken.decode().map_err(|e| e.to_string())?;
+            let (keys, apps) = tier_of(&Tier::Cut(cut), Some(written))?;
             Ok((encode(&snapshot), sequence, keys, apps))
         }
     }

@@ -1,14 +1,16 @@
 //! Where a fetch round puts the parts of a snapshot (issue 12): a compiled
-//! one has its key table cut into key buckets as the parts arrive, each
-//! written at once into the spare slot of the shared data (the one no
-//! published snapshot reads), so that the fetching VM never holds the key
-//! table; the rest is kept and loaded once the snapshot is whole, its
+//! one has its key table cut into key buckets (and, when the apps move into
+//! the tier, its apps into app buckets) as the parts arrive, each written at
+//! once into the spare slot of the shared data (the one no published
+//! snapshot reads), so that the fetching VM never holds the keys or the
+//! apps; the rest is kept and loaded once the snapshot is whole, its
 //! checksum matched and its signature checked (`publish.rs`). JSON is kept
 //! whole, as before.
 
 use super::abi;
 use super::live::SharedKeys;
 use super::ranged::Assembly;
+use tenantgate_policy::binary::tier::{Apps, TierSink};
 use tenantgate_policy::intake::{Arrived, Intake};
 use tenantgate_policy::signed::Verifier;
 use tenantgate_policy::LoadError;
@@ -16,15 +18,53 @@ use tenantgate_policy::LoadError;
 /// A round's parts, taken in as they arrive.
 pub struct Incoming {
     keys: SharedKeys,
-    /// The tier slot the key buckets go into, and their generation.
+    /// The tier slot the buckets go into, their generation, and whether
+    /// the apps move into the tier.
     slot: u8,
     generation: u64,
+    apps: Apps,
     received: u64,
     /// The last round's buffer, until the first part.
     spare: Vec<u8>,
     intake: Option<Intake>,
-    /// Bytes of key buckets written so far.
-    written: usize,
+    /// Bytes of the key buckets and of the app buckets written so far.
+    written: Written,
+}
+
+/// Bytes of buckets written into the slot.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written {
+    pub keys: usize,
+    pub apps: usize,
+}
+
+/// The slot's buckets in the shared data, as a stream's sink.
+struct Slot<'a> {
+    keys: &'a SharedKeys,
+    slot: u8,
+    written: &'a mut Written,
+}
+
+impl TierSink for Slot<'_> {
+    fn key_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
+        self.written.keys += bucket.len();
+        abi::set_shared_data(&self.keys.bucket(self.slot, i), &bucket, 0).is_ok()
+    }
+
+    fn app_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
+        self.written.apps += bucket.len();
+        abi::set_shared_data(&self.keys.app_bucket(self.slot, i), &bucket, 0).is_ok()
+    }
+
+    /// Read back to be written again with its grants: its bytes are counted
+    /// once, as written the second time.
+    fn stored_app_bucket(&mut self, i: u32) -> Option<Vec<u8>> {
+        let (bytes, _) = abi::get_shared_data(&self.keys.app_bucket(self.slot, i))
+            .ok()
+            .flatten()?;
+        self.written.apps = self.written.apps.saturating_sub(bytes.len());
+        Some(bytes)
+    }
 }
 
 impl std::fmt::Debug for Incoming {
@@ -37,27 +77,35 @@ impl std::fmt::Debug for Incoming {
 }
 
 impl Incoming {
-    /// Parts whose key buckets go into `slot` with `generation`; `spare` is
-    /// the last round's buffer.
-    pub fn new(keys: SharedKeys, slot: u8, generation: u64, spare: Vec<u8>) -> Incoming {
+    /// Parts whose buckets go into `slot` with `generation` (drawn at random
+    /// for the round), the apps too when they move; `spare` is the last
+    /// round's buffer.
+    pub fn new(
+        keys: SharedKeys,
+        slot: u8,
+        generation: u64,
+        apps: Apps,
+        spare: Vec<u8>,
+    ) -> Incoming {
         Incoming {
             keys,
             slot,
             generation,
+            apps,
             received: 0,
             spare,
             intake: None,
-            written: 0,
+            written: Written::default(),
         }
     }
 
-    /// The slot written into, once a key bucket has been.
+    /// The slot written into, once a bucket has been.
     pub fn writing(&self) -> Option<u8> {
-        (self.written > 0).then_some(self.slot)
+        (self.written.keys + self.written.apps > 0).then_some(self.slot)
     }
 
-    /// The slot of the key buckets, and their bytes.
-    pub fn tier(&self) -> (u8, usize) {
+    /// The slot of the buckets written, and their bytes.
+    pub fn tier(&self) -> (u8, Written) {
         (self.slot, self.written)
     }
 
@@ -85,7 +133,7 @@ impl Assembly for Incoming {
             return false;
         };
         let spare = std::mem::take(&mut self.spare);
-        self.intake = Some(Intake::new(total, self.generation, spare));
+        self.intake = Some(Intake::new(total, self.generation, self.apps, spare));
         true
     }
 
@@ -93,10 +141,10 @@ impl Assembly for Incoming {
         let Some(intake) = self.intake.as_mut() else {
             return Err("a part before the first".into());
         };
-        let (keys, slot, written) = (&self.keys, self.slot, &mut self.written);
-        let mut sink = |i: u32, bucket: Vec<u8>| {
-            *written += bucket.len();
-            abi::set_shared_data(&keys.bucket(slot, i), &bucket, 0).is_ok()
+        let mut sink = Slot {
+            keys: &self.keys,
+            slot: self.slot,
+            written: &mut self.written,
         };
         intake.push(part, &mut sink).map_err(|e| e.to_string())?;
         self.received += part.len() as u64;
@@ -107,6 +155,6 @@ impl Assembly for Incoming {
         self.spare.clear();
         self.intake = None;
         self.received = 0;
-        self.written = 0;
+        self.written = Written::default();
     }
 }

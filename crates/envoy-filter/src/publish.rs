@@ -4,7 +4,7 @@
 //! watch; later, empty the slot it replaced. The protocol is `live.rs`.
 
 use super::abi::{self, Level};
-use super::incoming::Incoming;
+use super::incoming::{Incoming, Written};
 use super::live::{self, Meta, TierRef};
 use super::plugin::{log_refused, timed_load, Loaded};
 use super::root::{now_ms, Live};
@@ -68,7 +68,9 @@ pub(super) fn accept_streamed(
                 Some(replaced) => live.retiring = Some((replaced, now + grace)),
                 // Not published (the same snapshot again): its buckets are
                 // emptied once due, unless a snapshot reads them by then.
-                None if written > 0 => live.retiring = Some((slot, now + grace)),
+                None if written.keys + written.apps > 0 => {
+                    live.retiring = Some((slot, now + grace))
+                }
                 None => {}
             }
         }
@@ -91,8 +93,8 @@ struct Fetched<'b> {
     tier: Tier<'b>,
     sequence: Option<u64>,
     load_ms: i64,
-    /// Streamed: the slot its key buckets were written into, and their bytes.
-    streamed: Option<(u8, usize)>,
+    /// Streamed: the slot its buckets were written into, and their bytes.
+    streamed: Option<(u8, Written)>,
 }
 
 /// Verifies and loads `body` (refusing a replayed signed sequence).
@@ -116,9 +118,9 @@ fn load_streamed<'t>(
     src: &Source,
     live: &Live,
     taken: &'t Taken,
-    streamed: (u8, usize),
+    streamed: (u8, Written),
 ) -> Result<Fetched<'t>, String> {
-    let ((snapshot, cut, sequence), load_ms) = timed_load(|| taken.decode(live.apps))?;
+    let ((snapshot, cut, sequence), load_ms) = timed_load(|| taken.decode())?;
     not_replayed(src, live, sequence, &snapshot)?;
     Ok(Fetched {
         snapshot,
@@ -222,31 +224,37 @@ fn publish_tier(
     live: &Live,
     tier: &Tier<'_>,
     slot: u8,
-    streamed_bytes: Option<usize>,
+    streamed: Option<Written>,
 ) -> Option<TierRef> {
     let generation = tier.generation();
     let (buckets, apps) = (tier.count(), tier.app_count());
     let keys = &live.keys;
     let count_key = keys.slot_count(slot);
     let name = |i| keys.bucket(slot, i);
-    let key_bytes = match streamed_bytes {
-        // Written as the snapshot arrived: what a larger tier left past them
-        // is emptied, and their number recorded.
-        Some(bytes) if tier.keys_written() => {
-            finish_buckets(&count_key, buckets, name).map(|_| bytes)
-        }
-        _ => publish_buckets(&count_key, buckets, name, |i| tier.bucket(i)),
+    let written = streamed.unwrap_or_default();
+    // Written as the snapshot arrived: what a larger tier left past them is
+    // emptied, and their number recorded.
+    let key_bytes = if streamed.is_some() && tier.keys_written() {
+        finish_buckets(&count_key, buckets, name).map(|_| written.keys)
+    } else {
+        publish_buckets(&count_key, buckets, name, |i| tier.bucket(i))
     }?;
-    let app_names = |i| keys.app_bucket(slot, i);
-    let app_bytes = publish_buckets(&keys.app_slot_count(slot), apps, app_names, |i| {
-        tier.app_bucket(i)
-    })?;
+    let (app_count_key, app_names) = (keys.app_slot_count(slot), |i| keys.app_bucket(slot, i));
+    let app_bytes = if streamed.is_some() && tier.apps_written() {
+        finish_buckets(&app_count_key, apps, app_names).map(|_| written.apps)
+    } else {
+        publish_buckets(&app_count_key, apps, app_names, |i| tier.app_bucket(i))
+    }?;
+    let arrived = match (tier.keys_written(), tier.apps_written()) {
+        (true, true) => "; key and app buckets written as the snapshot arrived",
+        (true, false) => "; key buckets written as the snapshot arrived",
+        _ => "",
+    };
     abi::log(
         Level::Info,
         &format!(
-            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets ({key_bytes} bytes), apps in {apps} app buckets ({app_bytes} bytes) in the shared data (slot {slot}){}",
+            "tenantgate: key tier {generation:016x}: {} keys in {buckets} buckets ({key_bytes} bytes), apps in {apps} app buckets ({app_bytes} bytes) in the shared data (slot {slot}){arrived}",
             tier.keys(),
-            if tier.keys_written() { "; key buckets written as the snapshot arrived" } else { "" },
         ),
     );
     Some(TierRef {

@@ -380,7 +380,7 @@ fn fetch(src: &Source, live: &mut Live, now_ms: i64) {
     // snapshot does not read, with a generation of their own.
     let slot = TierRef::next_slot(published(live).and_then(|(_, tier)| tier));
     let spare = std::mem::take(&mut live.spare_body);
-    let incoming = Incoming::new(live.keys.clone(), slot, abi::random_u64(), spare);
+    let incoming = Incoming::new(live.keys.clone(), slot, abi::random_u64(), live.apps, spare);
     let round = Round::new(live.remote.chunk_bytes, etag, incoming);
     ask_next(src, live, round, now_ms);
     live.next_fetch_ms = now_ms + live::jittered_ms(live.remote.poll_ms, abi::random_u64());

@@ -8,7 +8,7 @@
 //! checked over that digest before anything kept is decoded, as
 //! `load_verified_split` checks it before loading.
 
-use crate::binary::tier::{Apps, BucketSink, KeyCut, StreamCut, Streamed};
+use crate::binary::tier::{Apps, KeyCut, StreamCut, Streamed, TierSink};
 use crate::binary::{is_binary, DecodeError};
 use crate::error::{LoadError, SyntaxError};
 use crate::signed::{self, Envelope, SignedError, Verifier};
@@ -23,6 +23,7 @@ const OPENING_LIMIT: usize = 80 * 1024;
 pub struct Intake {
     total: usize,
     generation: u64,
+    apps: Apps,
     /// The buffer for what is kept (the last round's, for its capacity).
     spare: Vec<u8>,
     state: State,
@@ -78,20 +79,22 @@ fn refused(e: SignedError) -> LoadError {
 }
 
 impl Intake {
-    /// A snapshot of `total` bytes, its key buckets of `generation`;
+    /// A snapshot of `total` bytes, its buckets of `generation` (drawn at
+    /// random for each round), its apps moving into the tier or not;
     /// `buffer` (emptied, its capacity kept) holds what is kept.
-    pub fn new(total: usize, generation: u64, mut buffer: Vec<u8>) -> Intake {
+    pub fn new(total: usize, generation: u64, apps: Apps, mut buffer: Vec<u8>) -> Intake {
         buffer.clear();
         Intake {
             total,
             generation,
+            apps,
             spare: buffer,
             state: State::Opening(Vec::new()),
         }
     }
 
     /// Takes the next bytes; key buckets finished go to `sink`.
-    pub fn push(&mut self, bytes: &[u8], sink: &mut BucketSink<'_>) -> Result<(), LoadError> {
+    pub fn push(&mut self, bytes: &[u8], sink: &mut dyn TierSink) -> Result<(), LoadError> {
         match &mut self.state {
             // Told from the part itself when it can be (no copy of it).
             State::Opening(opening) if opening.is_empty() => self.open(bytes, sink),
@@ -114,7 +117,7 @@ impl Intake {
     }
 
     /// Goes on from the opening bytes (all received so far), once they tell.
-    fn open(&mut self, opening: &[u8], sink: &mut BucketSink<'_>) -> Result<(), LoadError> {
+    fn open(&mut self, opening: &[u8], sink: &mut dyn TierSink) -> Result<(), LoadError> {
         match self.tell(opening) {
             Told::NotYet => {
                 self.state = State::Opening(opening.to_vec());
@@ -139,6 +142,7 @@ impl Intake {
                 let cut = Box::new(StreamCut::new(
                     self.total.saturating_sub(at),
                     self.generation,
+                    self.apps,
                     spare,
                 ));
                 let envelope = envelope.map(|e| Box::new((e, Sha256::new())));
@@ -201,8 +205,8 @@ impl Intake {
 impl Taken {
     /// The snapshot without its keys (and apps, with [`Apps::Move`]), the
     /// cut that writes the rest of its tier, and its signed sequence.
-    pub fn decode(&self, apps: Apps) -> Result<(Snapshot, KeyCut<'_>, Option<u64>), LoadError> {
-        let (snapshot, cut) = self.streamed.decode(apps).map_err(corrupt)?;
+    pub fn decode(&self) -> Result<(Snapshot, KeyCut<'_>, Option<u64>), LoadError> {
+        let (snapshot, cut) = self.streamed.decode().map_err(corrupt)?;
         let sequence = match &self.envelope {
             Some(envelope) if envelope.revision != snapshot.revision() => {
                 return Err(refused(SignedError::RevisionMismatch))
@@ -240,18 +244,14 @@ mod tests {
         part: usize,
         verifier: Option<&Verifier>,
     ) -> (Result<Arrived, LoadError>, usize) {
-        let mut intake = Intake::new(bytes.len(), 4, Vec::new());
-        let mut written = 0;
-        let mut sink = |_: u32, _: Vec<u8>| {
-            written += 1;
-            true
-        };
+        let mut intake = Intake::new(bytes.len(), 4, Apps::Move, Vec::new());
+        let mut sink = crate::binary::tier::MemoryTier::default();
         for chunk in bytes.chunks(part) {
             if let Err(e) = intake.push(chunk, &mut sink) {
-                return (Err(e), written);
+                return (Err(e), sink.keys.len());
             }
         }
-        (intake.finish(verifier), written)
+        (intake.finish(verifier), sink.keys.len())
     }
 
     /// The intake's outcome as `load_verified_split`'s would be: the
@@ -272,8 +272,7 @@ mod tests {
                 Ok((encode(&snapshot), sequence, false))
             }
             Arrived::Cut(taken) => {
-                let (snapshot, _, sequence) =
-                    taken.decode(Apps::Move).map_err(|e| e.to_string())?;
+                let (snapshot, _, sequence) = taken.decode().map_err(|e| e.to_string())?;
                 Ok((encode(&snapshot), sequence, true))
             }
         }

@@ -875,7 +875,7 @@ fn keys_once_per_process(form: Form) {
     });
     let tier_lines: Vec<&str> = tier_lines.collect();
     assert_eq!(tier_lines.len(), 1, "{log}");
-    let streamed = tier_lines[0].contains("key buckets written as the snapshot arrived");
+    let streamed = tier_lines[0].contains("key and app buckets written as the snapshot arrived");
     assert_eq!(streamed, form == Form::SignedCompiled, "{}", tier_lines[0]);
     // ... and held by no VM: every VM's snapshot has no key of its own.
     let loads: Vec<&str> = log

@@ -539,7 +539,8 @@ fn a_slow_round_keeps_the_key_buckets_it_wrote_into_a_slot_due_to_be_emptied() {
 /// the last good snapshot, mx-1, keeps deciding, and the refusals are counted as invalid.
 #[test]
 fn a_compiled_snapshot_found_wrong_while_it_arrives_is_refused_and_mx1_keeps_serving() {
-    use tenantgate_policy::binary::{encode, seal, tier::StreamCut};
+    use tenantgate_policy::binary::tier::{Apps, MemoryTier, StreamCut};
+    use tenantgate_policy::binary::{encode, seal};
     let compiled = |n| {
         let text = String::from_utf8(generated(n)).unwrap();
         encode(&tenantgate_policy::load_snapshot(&text).unwrap())
@@ -555,9 +556,10 @@ fn a_compiled_snapshot_found_wrong_while_it_arrives_is_refused_and_mx1_keeps_ser
             bytes
         })
         .find(|bytes| {
-            let mut cut = StreamCut::new(bytes.len(), 1, Vec::new());
+            let mut cut = StreamCut::new(bytes.len(), 1, Apps::Move, Vec::new());
             let (first, rest) = bytes.split_at(CHUNK);
-            cut.push(first, &mut |_, _| true).is_ok() && cut.push(rest, &mut |_, _| true).is_err()
+            let mut tier = MemoryTier::default();
+            cut.push(first, &mut tier).is_ok() && cut.push(rest, &mut tier).is_err()
         })
         .expect("a key record past the first part");
     let mut damaged = good.clone();

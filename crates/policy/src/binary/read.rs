@@ -481,6 +481,37 @@ pub(super) struct Head<'b> {
 /// Reads the header and the tables before the key table, leaving `r` at
 /// the key table.
 pub(super) fn read_head<'b>(r: &mut Reader<'b>, checksum_of: Option<&[u8]>) -> Result<Head<'b>> {
+    let prefix = read_prefix(r, checksum_of)?;
+    Ok(Head {
+        revision: prefix.revision,
+        stats: prefix.stats,
+        envs: prefix.envs,
+        orgs: prefix.orgs,
+        org_names: prefix.org_names,
+        routes: prefix.routes,
+        products: prefix.products,
+        apps: r.table()?,
+    })
+}
+
+/// What comes before the app table: the header, the organizations, their
+/// names, the routes and the products.
+pub(super) struct Prefix<'b> {
+    revision: Box<str>,
+    stats: SnapshotStats,
+    pub(super) envs: FxHashMap<Box<str>, Idx>,
+    pub(super) orgs: Table<'b>,
+    org_names: Table<'b>,
+    routes: Table<'b>,
+    pub(super) products: Table<'b>,
+}
+
+/// Reads the header and the tables before the app table, leaving `r` at
+/// the app table.
+pub(super) fn read_prefix<'b>(
+    r: &mut Reader<'b>,
+    checksum_of: Option<&[u8]>,
+) -> Result<Prefix<'b>> {
     if r.take(MAGIC.len())? != MAGIC {
         return r.fail(
             "not a tenantgate compiled snapshot of this version (recompile it with this policyctl)",
@@ -510,7 +541,7 @@ pub(super) fn read_head<'b>(r: &mut Reader<'b>, checksum_of: Option<&[u8]>) -> R
     for i in 0..env_count {
         envs.insert(r.str()?, i as Idx);
     }
-    Ok(Head {
+    Ok(Prefix {
         revision,
         stats,
         envs,
@@ -518,7 +549,6 @@ pub(super) fn read_head<'b>(r: &mut Reader<'b>, checksum_of: Option<&[u8]>) -> R
         org_names: r.table()?,
         routes: r.table()?,
         products: r.table()?,
-        apps: r.table()?,
     })
 }
 

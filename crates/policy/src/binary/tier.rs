@@ -32,7 +32,7 @@ mod stream;
 pub use cut::{decode_split, KeyCut};
 pub use find::{find_key, TierKey};
 pub use split::split_keys;
-pub use stream::{BucketSink, StreamCut, Streamed};
+pub use stream::{MemoryTier, StreamCut, Streamed, TierSink};
 
 pub use crate::records::DISTINCT_DIGEST_BYTES;
 
@@ -167,6 +167,15 @@ impl Tier<'_> {
     pub fn keys_written(&self) -> bool {
         match self {
             Tier::Cut(cut) => cut.keys_written(),
+            Tier::Built(_) => false,
+        }
+    }
+
+    /// Whether the app buckets were written as the snapshot arrived
+    /// ([`StreamCut`] moving the apps): [`Tier::app_bucket`] has none then.
+    pub fn apps_written(&self) -> bool {
+        match self {
+            Tier::Cut(cut) => cut.apps_written(),
             Tier::Built(_) => false,
         }
     }

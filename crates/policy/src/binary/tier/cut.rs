@@ -27,13 +27,24 @@ pub struct KeyCut<'b> {
     /// written as the key table arrived (their count, and the keys'), and
     /// the table here is empty.
     streamed: Option<(u32, usize)>,
+    /// Cut from a stream moving the apps: the app buckets were written as
+    /// the apps and their grants arrived (their count).
+    apps_streamed: Option<u32>,
 }
 
 impl KeyCut<'_> {
-    /// The cut of what a stream kept, its key buckets already written.
-    pub(super) fn with_streamed(mut self, buckets: u32, keys: usize) -> Self {
-        self.streamed = Some((buckets, keys));
+    /// The cut of what a stream kept, its key buckets (and app buckets)
+    /// already written.
+    pub(super) fn with_streamed(mut self, keys: (u32, usize), apps: Option<u32>) -> Self {
+        self.streamed = Some(keys);
+        self.apps_streamed = apps;
         self
+    }
+
+    /// Whether the app buckets were written as the snapshot arrived:
+    /// [`KeyCut::app_bucket`] has none of them then.
+    pub fn apps_written(&self) -> bool {
+        self.apps_streamed.is_some()
     }
 
     /// The generation every bucket carries.
@@ -75,6 +86,9 @@ impl KeyCut<'_> {
 
     /// How many app buckets (0 when the apps stay in the snapshot).
     pub fn app_count(&self) -> u32 {
+        if let Some(buckets) = self.apps_streamed {
+            return buckets;
+        }
         self.apps
             .as_ref()
             .map_or(0, |(apps, _)| app_bucket_count_for(apps.count))
@@ -83,6 +97,9 @@ impl KeyCut<'_> {
     /// App bucket `i`, encoded now: each app's record as the snapshot holds
     /// it, then its grants from the snapshot's grant references.
     pub fn app_bucket(&self, i: u32) -> Option<Vec<u8>> {
+        if self.apps_streamed.is_some() {
+            return None;
+        }
         let (apps, by_principal) = self.apps.as_ref()?;
         let from = i.checked_mul(APPS_PER_BUCKET)?;
         let to = from.saturating_add(APPS_PER_BUCKET).min(apps.count as u32);
@@ -181,6 +198,7 @@ pub(super) fn cut_parts(
             starts,
             apps,
             streamed: None,
+            apps_streamed: None,
         },
     ))
 }

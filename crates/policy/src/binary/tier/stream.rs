@@ -1,26 +1,46 @@
 //! The key tier cut while a compiled snapshot arrives (issue 12), so that
-//! the fetching VM never holds the key table: at 1M keys its records are
-//! 41 of the snapshot's 68 MB, and a VM's memory never shrinks.
+//! the fetching VM never holds the key table, and, when the apps move into
+//! the tier, the app table, the apps' grant references and the id indexes
+//! into the apps: at 1M keys and 250,000 apps they are 66 of the snapshot's
+//! 68 MB, and a VM's memory never shrinks.
 //!
-//! Bytes before and after the key table are kept; the key table's place in
-//! what is kept holds an empty table. Its records are checked one at a time
-//! as they arrive, exactly as [`decode_split`](super::decode_split) checks
-//! them (each a whole key record of a known app and environments, sorted by
-//! digest, no two sharing the digest bytes the tier keeps), and grouped into
-//! their buckets, each handed to a sink as soon as it is complete. The
-//! checksum is computed over the bytes as they arrive, and what was kept is
-//! decoded only once it matches. So a stream accepts exactly the bytes
-//! `decode_split` accepts, and cuts the same tier.
+//! The snapshot is a sequence of sections. Those the stream reads as they
+//! arrive are, in order: the app table (`apps.rs`), the key table
+//! (`keys.rs`), the grant references (`refs.rs`), the app id index and the
+//! Otoroshi client id index (`apps.rs`); with [`Apps::Keep`], the key table
+//! alone. Every other byte is kept, and each streamed table's place in what
+//! is kept holds an empty table (the grant references: the users' only).
+//! What is kept is then a compiled snapshot without keys and (moving) apps,
+//! which the whole-body decoder reads as it reads the full one with
+//! [`Apps::Move`] (`decode.rs`, `Leave::KeysAndApps`).
+//!
+//! Each streamed record is checked as the whole-body decoder checks it, and
+//! tables are read by [`table::Table`], which compares the offsets the
+//! records make with those the table declares. Key buckets and app buckets
+//! go to a [`TierSink`] as they are complete (an app bucket twice: its apps,
+//! then again with their grants). The checksum is computed over the bytes as
+//! they arrive, and what was kept is decoded only once it matches. So a
+//! stream accepts the bytes `decode_split` accepts and cuts the same tier
+//! (but for the app id index, compared by a keyed sum: `apps.rs`).
 //!
 //! The sink's buckets are written before the checksum (and a signature) are
 //! known: the caller writes them where nothing reads them until the whole
 //! snapshot is accepted (the filter's spare tier slot, published only then).
 
+mod apps;
+mod keys;
+mod refs;
+mod table;
+
 use super::cut::{cut_parts, KeyCut};
-use super::{bucket_count_for, bucket_of, encode_raw_bucket, Apps};
-use crate::binary::read::{key_follows, read_head, Checksum, Reader};
-use crate::binary::{DecodeError, HEADER_LEN, MAGIC};
+use super::Apps;
+use crate::binary::read::{read_head, read_prefix, Checksum, Reader};
+use crate::binary::{DecodeError, GRANT_REF_SIZE, HEADER_LEN, MAGIC, PENDING_SIZE};
 use crate::snapshot::Snapshot;
+use apps::{AppIds, AppRows, IdIndex, IdRows};
+use keys::KeyRows;
+use refs::{Bounds, Refs};
+use table::{Read, Table};
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// The fewest bytes a key record and its offset take: digest 32, app 4,
@@ -28,89 +48,165 @@ use xxhash_rust::xxh3::Xxh3Default;
 /// offset 4.
 const MIN_KEY_BYTES: usize = 44;
 
-/// Takes a finished key bucket (its index and bytes); `false` if it could
-/// not be stored, which ends the stream.
-pub type BucketSink<'s> = dyn FnMut(u32, Vec<u8>) -> bool + 's;
+/// Where a stream writes the tier as the snapshot arrives: the filter's
+/// spare slot in Envoy's shared data; memory ([`MemoryTier`]) in tests.
+pub trait TierSink {
+    /// Stores key bucket `i` (each once, in order); `false` if it could not,
+    /// which ends the stream.
+    fn key_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool;
+    /// Stores app bucket `i`: first its apps alone, then again with their
+    /// grants; `false` if it could not.
+    fn app_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool;
+    /// App bucket `i` as last stored.
+    fn stored_app_bucket(&mut self, i: u32) -> Option<Vec<u8>>;
+}
+
+/// A [`TierSink`] in memory (tests, fuzzing, tools): key buckets must come
+/// once each, in order.
+#[derive(Debug, Default)]
+pub struct MemoryTier {
+    /// The key buckets, by index.
+    pub keys: Vec<Vec<u8>>,
+    /// The app buckets, by index.
+    pub apps: Vec<Vec<u8>>,
+}
+
+impl TierSink for MemoryTier {
+    fn key_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
+        let next = i as usize == self.keys.len();
+        self.keys.push(bucket);
+        next
+    }
+
+    fn app_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
+        let i = i as usize;
+        if i == self.apps.len() {
+            self.apps.push(Vec::new());
+        }
+        match self.apps.get_mut(i) {
+            Some(stored) => {
+                *stored = bucket;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn stored_app_bucket(&mut self, i: u32) -> Option<Vec<u8>> {
+        self.apps.get(i as usize).cloned()
+    }
+}
+
+/// The sections a stream reads as they arrive, in the snapshot's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Apps,
+    Keys,
+    Refs,
+    AppIds,
+    ClientIds,
+}
+
+const MOVING: &[Section] = &[
+    Section::Apps,
+    Section::Keys,
+    Section::Refs,
+    Section::AppIds,
+    Section::ClientIds,
+];
+const KEEPING: &[Section] = &[Section::Keys];
+
+/// The counts the sections are checked against, as they become known.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    envs: usize,
+    orgs: usize,
+    products: usize,
+    apps: usize,
+    users: usize,
+    grants: usize,
+}
 
 /// A compiled snapshot being cut as it arrives.
 pub struct StreamCut {
     generation: u64,
+    apps: Apps,
     /// The snapshot's announced size.
     total: usize,
     /// Bytes pushed so far.
     seen: usize,
     /// XXH3-64 of every byte after the header, as they arrive.
     hasher: Xxh3Default,
-    /// Every byte but the key table's; an empty table in its place.
+    /// Every byte not streamed; an empty table in each streamed one's place.
     kept: Vec<u8>,
-    /// How many bytes to keep before the head is read again: double what
-    /// it last failed on, so that a head arriving in many small parts (or a
-    /// hostile one, of millions of environments) is read a few times, not
-    /// once per part.
-    next_head_read: usize,
-    /// Times the head was read (the tests' measure of the above).
+    /// Where the bytes kept since the last streamed section start: in
+    /// `kept`, and in the snapshot.
+    mark: usize,
+    mark_at: usize,
+    /// How many bytes to keep since `mark` before looking for the next
+    /// section again: double what it last failed on, so that a run arriving
+    /// in many small parts (or a hostile one, of millions of environments)
+    /// is read a few times, not once per part.
+    next_read: usize,
+    /// Times a run of kept bytes was read (the tests' measure of the above).
     head_reads: usize,
+    /// The sections to stream, and how many of them are behind.
+    plan: &'static [Section],
+    done: usize,
+    counts: Counts,
+    /// What the app table showed, for the app id index.
+    ids: AppIds,
+    /// Where the kept grant references' count goes, in `kept`.
+    refs_count_at: usize,
+    /// Key buckets and keys; app buckets: written.
+    keys_written: Option<(u32, usize)>,
+    apps_written: Option<u32>,
     phase: Phase,
 }
 
 enum Phase {
-    /// The key table not yet located: bytes are kept.
-    Head,
-    /// The key table's offsets, `need` bytes of them in all.
-    Offsets {
-        keys: Keys,
-        need: usize,
-    },
-    Records(Keys),
-    /// After the key table: bytes are kept.
-    Tail {
-        buckets: u32,
-        keys: usize,
-    },
+    /// Bytes are kept (until the next section is found in them, if any).
+    Keep,
+    Apps(Table<AppRows>),
+    Keys(Table<KeyRows>),
+    Refs(Refs),
+    Ids(Table<IdRows>),
     Refused,
 }
 
-/// The key table being read.
-struct Keys {
-    count: usize,
-    apps: usize,
-    envs: usize,
-    /// Where its offsets start in the snapshot, for error offsets.
-    offsets_at: usize,
-    /// Its `count + 1` offsets, as they came (little-endian `u32`s).
-    offsets: Vec<u8>,
-    /// Bytes of its records region read so far.
-    at: usize,
-    /// The record being read: `i`.
-    i: usize,
-    record: Vec<u8>,
-    previous: Option<[u8; 32]>,
-    buckets: u32,
-    /// The bucket being filled, and its records so far.
-    bucket: u32,
-    arena: Vec<u8>,
-    ends: Vec<usize>,
-}
-
 impl StreamCut {
-    /// A cut of a snapshot of `total` bytes, whose buckets carry `generation`;
+    /// A cut of a snapshot of `total` bytes, whose buckets carry `generation`
+    /// (drawn at random per round: it keys the app id comparison too);
     /// `buffer` (emptied, its capacity kept) holds what is kept.
-    pub fn new(total: usize, generation: u64, mut buffer: Vec<u8>) -> StreamCut {
+    pub fn new(total: usize, generation: u64, apps: Apps, mut buffer: Vec<u8>) -> StreamCut {
         buffer.clear();
         StreamCut {
             generation,
+            apps,
             total,
             seen: 0,
             hasher: Xxh3Default::new(),
             kept: buffer,
-            next_head_read: 0,
+            mark: 0,
+            mark_at: 0,
+            next_read: 0,
             head_reads: 0,
-            phase: Phase::Head,
+            plan: match apps {
+                Apps::Move => MOVING,
+                Apps::Keep => KEEPING,
+            },
+            done: 0,
+            counts: Counts::default(),
+            ids: AppIds::default(),
+            refs_count_at: 0,
+            keys_written: None,
+            apps_written: None,
+            phase: Phase::Keep,
         }
     }
 
-    /// Takes the next bytes of the snapshot; finished key buckets go to `sink`.
-    pub fn push(&mut self, bytes: &[u8], sink: &mut BucketSink<'_>) -> Result<(), DecodeError> {
+    /// Takes the next bytes of the snapshot; finished buckets go to `sink`.
+    pub fn push(&mut self, bytes: &[u8], sink: &mut dyn TierSink) -> Result<(), DecodeError> {
         let skip = HEADER_LEN.saturating_sub(self.seen).min(bytes.len());
         self.hasher.update(bytes.get(skip..).unwrap_or_default());
         self.seen = self.seen.saturating_add(bytes.len());
@@ -124,11 +220,12 @@ impl StreamCut {
         outcome
     }
 
-    /// Reserves what is kept once, from the first bytes: the snapshot less
-    /// the least its key table can take (a key record is at least
-    /// [`MIN_KEY_BYTES`] with its offset) by the key count the header
-    /// announces. A header that lies only makes the buffer grow (or reserve
-    /// no more than the whole snapshot would).
+    /// With the apps kept, reserves what is kept once, from the first bytes:
+    /// the snapshot less the least its key table can take (a key record is
+    /// at least [`MIN_KEY_BYTES`] with its offset) by the key count the
+    /// header announces. A header that lies only makes the buffer grow (or
+    /// reserve no more than the whole snapshot would). Moving the apps, what
+    /// is kept is small, and grows as it comes.
     fn reserve_for(&mut self, first: &[u8]) -> Result<(), DecodeError> {
         let mut r = Reader::new(first);
         let announced = r
@@ -158,164 +255,161 @@ impl StreamCut {
         Err(DecodeError { offset, what })
     }
 
-    fn take(&mut self, bytes: &[u8], sink: &mut BucketSink<'_>) -> Result<(), DecodeError> {
-        match &mut self.phase {
-            Phase::Head => {
-                if self.kept.is_empty() {
-                    self.reserve_for(bytes)?;
-                }
-                keep(&mut self.kept, bytes)?;
-                if self.kept.len() < self.next_head_read {
-                    return Ok(());
-                }
-                self.locate(bytes, sink)
+    fn take(&mut self, bytes: &[u8], sink: &mut dyn TierSink) -> Result<(), DecodeError> {
+        let read = match &mut self.phase {
+            Phase::Keep => return self.take_kept(bytes, sink),
+            Phase::Apps(table) => table.take(bytes, sink)?,
+            Phase::Keys(table) => table.take(bytes, sink)?,
+            Phase::Ids(table) => table.take(bytes, sink)?,
+            Phase::Refs(refs) => refs.take(bytes, &mut self.kept, sink)?,
+            Phase::Refused => {
+                return Err(DecodeError {
+                    offset: self.seen,
+                    what: "the stream was refused",
+                })
             }
-            Phase::Offsets { .. } => self.take_offsets(bytes, sink),
-            Phase::Records(_) => self.take_records(bytes, sink),
-            Phase::Tail { .. } => keep(&mut self.kept, bytes),
-            Phase::Refused => Err(DecodeError {
-                offset: self.seen,
-                what: "the stream was refused",
-            }),
+        };
+        match read {
+            Read::More => Ok(()),
+            Read::Done(rest) => {
+                self.section_done();
+                self.take(rest, sink)
+            }
         }
     }
 
-    /// Once the bytes kept (`part` the last of them) reach the key table:
-    /// keeps an empty table in its place and reads the real one from the
-    /// bytes kept after it.
-    fn locate(&mut self, part: &[u8], sink: &mut BucketSink<'_>) -> Result<(), DecodeError> {
-        self.head_reads += 1;
-        let mut r = Reader::new(&self.kept);
-        let located = read_head(&mut r, None)
-            .and_then(|head| Ok((head.apps.count, head.envs.len(), r.u32()? as usize)));
-        let Ok((apps, envs, count)) = located else {
-            // Not yet there (or never: then `finish` decodes all it kept).
-            self.next_head_read = self.kept.len().saturating_mul(2);
+    /// Keeps `bytes`, and looks for the next section in what was kept since
+    /// the last (every time it has doubled, and once the last byte is in).
+    fn take_kept(&mut self, bytes: &[u8], sink: &mut dyn TierSink) -> Result<(), DecodeError> {
+        if self.kept.is_empty() && self.apps == Apps::Keep {
+            self.reserve_for(bytes)?;
+        }
+        keep(&mut self.kept, bytes)?;
+        let Some(&section) = self.plan.get(self.done) else {
             return Ok(());
         };
-        let at = r.at - 4;
-        // As `Reader::len` checks it against the whole snapshot.
-        if count.saturating_mul(4) > self.total.saturating_sub(at + 4) {
-            return self.refuse(at, "length larger than the data");
+        let since = self.kept.len() - self.mark;
+        if since < self.next_read && self.seen < self.total {
+            return Ok(());
         }
-        // What follows the key count: in `part` (no copy) when the head ended
-        // in it, as it does when parts are large; else moved out of `kept`.
-        let part_at = self.kept.len() - part.len();
-        let moved;
-        let after = match (at + 4).checked_sub(part_at) {
-            Some(from) => part.get(from..).unwrap_or_default(),
+        match self.locate(section)? {
+            Some(rest) => self.take(&rest, sink),
             None => {
-                moved = self.kept.split_off(at + 4);
-                &moved
+                self.next_read = since.saturating_mul(2);
+                Ok(())
             }
-        };
-        self.kept.truncate(at);
-        self.kept.extend_from_slice(&0u32.to_le_bytes());
-        self.kept.extend_from_slice(&0u32.to_le_bytes());
-        let keys = Keys {
-            count,
-            apps,
-            envs,
-            offsets_at: at + 4,
-            offsets: Vec::new(),
+        }
+    }
+
+    /// Reads what was kept since the last section: once it holds what comes
+    /// before `section` and its count, keeps an empty table in its place and
+    /// hands back the bytes kept after its count (`None`: not yet there).
+    fn locate(&mut self, section: Section) -> Result<Option<Vec<u8>>, DecodeError> {
+        self.head_reads += 1;
+        let mut r = Reader {
+            bytes: self.kept.get(self.mark..).unwrap_or_default(),
             at: 0,
-            i: 0,
-            record: Vec::new(),
-            previous: None,
-            buckets: bucket_count_for(count),
-            bucket: 0,
-            arena: Vec::new(),
-            ends: Vec::new(),
+            base: self.mark_at,
         };
-        let need = (count + 1) * 4;
-        let mut keys = keys;
-        if keys.offsets.try_reserve_exact(need).is_err() {
-            return Err(no_memory(need));
+        let Ok(counts) = read_run(&mut r, section, self.apps, self.counts) else {
+            return Ok(None);
+        };
+        let Ok(count) = r.u32().map(|n| n as usize) else {
+            return Ok(None);
+        };
+        let (at, in_kept) = (self.mark_at + r.at - 4, self.mark + r.at - 4);
+        // As `Reader::len` checks it against the whole snapshot.
+        let least = if section == Section::Refs {
+            GRANT_REF_SIZE
+        } else {
+            4
+        };
+        if count.saturating_mul(least) > self.total.saturating_sub(at + 4) {
+            self.refuse(at, "length larger than the data")?;
         }
-        self.phase = Phase::Offsets { keys, need };
-        self.take_offsets(after, sink)
+        self.counts = counts;
+        let rest = self.kept.split_off(in_kept + 4);
+        self.kept.truncate(in_kept);
+        // An empty table (no records, one offset), or the users' references
+        // counted once they are all read.
+        let placeholder = if section == Section::Refs { 4 } else { 8 };
+        self.kept.resize(in_kept + placeholder, 0);
+        self.refs_count_at = in_kept;
+        self.phase = self.section(section, count, at + 4);
+        Ok(Some(rest))
     }
 
-    fn take_offsets(&mut self, bytes: &[u8], sink: &mut BucketSink<'_>) -> Result<(), DecodeError> {
-        let Phase::Offsets { keys, need } = &mut self.phase else {
-            return Ok(());
-        };
-        let n = need.saturating_sub(keys.offsets.len()).min(bytes.len());
-        let (mine, rest) = bytes.split_at(n);
-        keys.offsets.extend_from_slice(mine);
-        if keys.offsets.len() < *need {
-            return Ok(());
-        }
-        let Phase::Offsets { keys, .. } = std::mem::replace(&mut self.phase, Phase::Refused) else {
-            return Ok(());
-        };
-        if let Some(i) = (0..keys.count).find(|&i| keys.offset(i) > keys.offset(i + 1)) {
-            return self.refuse(keys.offsets_at + 4 * i, "record offsets out of order");
-        }
-        let region = keys.offset(keys.count);
-        let records_at = keys.offsets_at + keys.offsets.len();
-        // What is kept is known now: reserve the rest of it once.
-        let tail = self.total.saturating_sub(records_at.saturating_add(region));
-        if self.kept.try_reserve_exact(tail).is_err() {
-            return Err(no_memory(tail));
-        }
-        self.phase = Phase::Records(keys);
-        self.take_records(rest, sink)
-    }
-
-    fn take_records(
-        &mut self,
-        mut bytes: &[u8],
-        sink: &mut BucketSink<'_>,
-    ) -> Result<(), DecodeError> {
-        let generation = self.generation;
-        let Phase::Records(keys) = &mut self.phase else {
-            return Ok(());
-        };
-        let records_at = keys.offsets_at + keys.offsets.len();
-        let region = keys.offset(keys.count);
-        loop {
-            let (start, end) = keys.bounds();
-            if keys.i < keys.count && keys.at >= start && keys.at == end {
-                if let Err(e) = keys.close_record(records_at + start, generation, sink) {
-                    self.phase = Phase::Refused;
-                    return Err(e);
-                }
-                continue;
-            }
-            if keys.i == keys.count && keys.at == region {
-                if let Err(e) = keys.close_buckets(generation, sink) {
-                    self.phase = Phase::Refused;
-                    return Err(e);
-                }
-                self.phase = Phase::Tail {
-                    buckets: keys.buckets,
-                    keys: keys.count,
+    /// The reader of `section`, of `count` records from `at`.
+    fn section(&self, section: Section, count: usize, at: usize) -> Phase {
+        let (generation, c) = (self.generation, self.counts);
+        match section {
+            Section::Apps => Phase::Apps(Table::new(
+                count,
+                at,
+                AppRows::new(generation, c.orgs, c.products),
+            )),
+            Section::Keys => Phase::Keys(Table::new(
+                count,
+                at,
+                KeyRows::new(generation, count, c.apps, c.envs),
+            )),
+            Section::Refs => {
+                let bounds = Bounds {
+                    apps: c.apps,
+                    users: c.users,
+                    orgs: c.orgs,
+                    grants: c.grants,
                 };
-                return keep(&mut self.kept, bytes);
+                Phase::Refs(Refs::new(generation, count, at, bounds))
             }
-            if bytes.is_empty() {
-                return Ok(());
+            Section::AppIds => {
+                let index = IdIndex::Apps {
+                    seen: self.ids,
+                    found: AppIds::default(),
+                };
+                Phase::Ids(Table::new(
+                    count,
+                    at,
+                    IdRows::new(generation, c.apps, index),
+                ))
             }
-            // Inside record `i`, or before it (bytes no offset points at).
-            let inside = keys.i < keys.count && keys.at >= start;
-            let next = if keys.i < keys.count {
-                if inside {
-                    end
-                } else {
-                    start
-                }
-            } else {
-                region
-            };
-            let n = next.saturating_sub(keys.at).min(bytes.len());
-            let (mine, rest) = bytes.split_at(n);
-            if inside {
-                keep(&mut keys.record, mine)?;
-            }
-            keys.at += n;
-            bytes = rest;
+            Section::ClientIds => Phase::Ids(Table::new(
+                count,
+                at,
+                IdRows::new(generation, c.apps, IdIndex::Clients),
+            )),
         }
+    }
+
+    /// After a streamed section: what it showed is noted, and bytes are kept
+    /// from where it ended.
+    fn section_done(&mut self) {
+        let end_at = match std::mem::replace(&mut self.phase, Phase::Keep) {
+            Phase::Apps(table) => {
+                self.counts.apps = table.count;
+                self.ids = table.rows.ids;
+                self.apps_written = Some(table.rows.buckets);
+                table.end_at()
+            }
+            Phase::Keys(table) => {
+                self.keys_written = Some((table.rows.buckets, table.count));
+                table.end_at()
+            }
+            Phase::Refs(refs) => {
+                let count = refs.kept.to_le_bytes();
+                let at = self.refs_count_at;
+                if let Some(slot) = self.kept.get_mut(at..at + 4) {
+                    slot.copy_from_slice(&count);
+                }
+                refs.end_at()
+            }
+            Phase::Ids(table) => table.end_at(),
+            Phase::Keep | Phase::Refused => self.mark_at,
+        };
+        self.mark = self.kept.len();
+        self.mark_at = end_at;
+        self.next_read = 0;
+        self.done += 1;
     }
 
     /// After the last byte: checks the checksum and hands back what was kept.
@@ -327,36 +421,81 @@ impl StreamCut {
         if self.seen != self.total {
             return Err(truncated);
         }
-        let keys = match self.phase {
-            // Never located: everything was kept, and is decoded whole.
-            Phase::Head => None,
-            Phase::Tail { buckets, keys } => Some((buckets, keys)),
-            Phase::Offsets { .. } | Phase::Records(_) => return Err(truncated),
+        match self.phase {
+            Phase::Keep => {}
             Phase::Refused => {
                 return Err(DecodeError {
                     offset: self.seen,
                     what: "the stream was refused",
                 })
             }
-        };
-        if keys.is_some() {
-            let sum = self
-                .kept
-                .get(MAGIC.len()..HEADER_LEN)
-                .and_then(|b| b.try_into().ok());
-            if sum.map(u64::from_le_bytes) != Some(self.hasher.digest()) {
-                return Err(DecodeError {
-                    offset: MAGIC.len(),
-                    what: "checksum mismatch (the snapshot is damaged)",
-                });
-            }
+            _ => return Err(truncated),
+        }
+        // Nothing found at all: everything was kept, and is decoded whole.
+        if self.done == 0 {
+            return Ok(Streamed {
+                generation: self.generation,
+                apps: self.apps,
+                kept: self.kept,
+                written: None,
+            });
+        }
+        if self.done < self.plan.len() {
+            return Err(truncated);
+        }
+        let sum = self
+            .kept
+            .get(MAGIC.len()..HEADER_LEN)
+            .and_then(|b| b.try_into().ok());
+        if sum.map(u64::from_le_bytes) != Some(self.hasher.digest()) {
+            return Err(DecodeError {
+                offset: MAGIC.len(),
+                what: "checksum mismatch (the snapshot is damaged)",
+            });
         }
         Ok(Streamed {
             generation: self.generation,
+            apps: self.apps,
             kept: self.kept,
-            keys,
+            written: self.keys_written.map(|keys| (keys, self.apps_written)),
         })
     }
+}
+
+/// Reads, from where the last streamed section ended, the kept sections
+/// before `section`; the counts they tell.
+fn read_run(
+    r: &mut Reader<'_>,
+    section: Section,
+    apps: Apps,
+    mut counts: Counts,
+) -> Result<Counts, DecodeError> {
+    match (section, apps) {
+        (Section::Apps, _) => {
+            let prefix = read_prefix(r, None)?;
+            counts.envs = prefix.envs.len();
+            counts.orgs = prefix.orgs.count;
+            counts.products = prefix.products.count;
+        }
+        (Section::Keys, Apps::Keep) => {
+            let head = read_head(r, None)?;
+            counts.envs = head.envs.len();
+            counts.apps = head.apps.count;
+        }
+        // Right after the app table.
+        (Section::Keys, Apps::Move) => {}
+        (Section::Refs, _) => {
+            counts.users = r.table()?.count;
+            counts.grants = r.table()?.count;
+        }
+        (Section::AppIds, _) => {
+            r.fixed(PENDING_SIZE)?;
+        }
+        (Section::ClientIds, _) => {
+            r.table()?;
+        }
+    }
+    Ok(counts)
 }
 
 /// Appends `bytes`, refusing (not aborting) when the memory cannot grow:
@@ -376,112 +515,27 @@ fn no_memory(bytes: usize) -> DecodeError {
     }
 }
 
-impl Keys {
-    /// Where record `i` starts and ends in the records region (`0, 0` past
-    /// the last).
-    fn bounds(&self) -> (usize, usize) {
-        (self.offset(self.i), self.offset(self.i + 1))
-    }
-
-    /// Offset `i` (`0` past the last).
-    fn offset(&self, i: usize) -> usize {
-        let raw = self
-            .offsets
-            .get(i * 4..i * 4 + 4)
-            .and_then(|b| b.try_into().ok());
-        raw.map_or(0, |b| u32::from_le_bytes(b) as usize)
-    }
-
-    /// Checks the record read (which starts at `base` in the snapshot) as
-    /// `decode_split` does, and files it in its bucket.
-    fn close_record(
-        &mut self,
-        base: usize,
-        generation: u64,
-        sink: &mut BucketSink<'_>,
-    ) -> Result<(), DecodeError> {
-        let reader = Reader {
-            bytes: &self.record,
-            at: 0,
-            base,
-        };
-        let key = reader.key(self.apps, self.envs)?;
-        if let Some(Err(what)) = self.previous.map(|p| key_follows(&p, &key.digest)) {
-            return Err(DecodeError { offset: base, what });
-        }
-        self.previous = Some(key.digest);
-        // Sorted by digest, so a key's bucket is never before the current one.
-        let bucket = bucket_of(&key.digest, self.buckets);
-        while self.bucket < bucket {
-            self.emit(generation, sink, base)?;
-        }
-        self.arena.extend_from_slice(&self.record);
-        self.ends.push(self.arena.len());
-        self.record.clear();
-        self.i += 1;
-        Ok(())
-    }
-
-    /// Hands the bucket being filled to `sink` and starts the next.
-    fn emit(
-        &mut self,
-        generation: u64,
-        sink: &mut BucketSink<'_>,
-        at: usize,
-    ) -> Result<(), DecodeError> {
-        let mut records = Vec::with_capacity(self.ends.len());
-        let mut start = 0;
-        for &end in &self.ends {
-            records.push(self.arena.get(start..end).unwrap_or_default());
-            start = end;
-        }
-        let stored = encode_raw_bucket(generation, &records).is_some_and(|b| sink(self.bucket, b));
-        self.arena.clear();
-        self.ends.clear();
-        self.bucket += 1;
-        if stored {
-            Ok(())
-        } else {
-            Err(DecodeError {
-                offset: at,
-                what: "a key bucket could not be stored",
-            })
-        }
-    }
-
-    /// After the last record: the buckets left, empty ones included.
-    fn close_buckets(
-        &mut self,
-        generation: u64,
-        sink: &mut BucketSink<'_>,
-    ) -> Result<(), DecodeError> {
-        let at = self.offsets_at;
-        while self.bucket < self.buckets {
-            self.emit(generation, sink, at)?;
-        }
-        Ok(())
-    }
-}
-
 /// What a stream kept of an accepted compiled snapshot.
 pub struct Streamed {
     generation: u64,
+    apps: Apps,
     kept: Vec<u8>,
-    /// The key buckets written and the keys in them; `None` if the key table
-    /// was never located, and the whole snapshot was kept.
-    keys: Option<(u32, usize)>,
+    /// The key buckets written and the keys in them, and the app buckets
+    /// written (moving the apps); `None` if nothing was found to stream,
+    /// and the whole snapshot was kept.
+    written: Option<((u32, usize), Option<u32>)>,
 }
 
 impl Streamed {
     /// Decodes what was kept: the snapshot without its keys (and apps if
     /// they move), and the cut that writes the rest of the tier.
-    pub fn decode(&self, apps: Apps) -> Result<(Snapshot, KeyCut<'_>), DecodeError> {
-        match self.keys {
-            Some((buckets, keys)) => {
-                cut_parts(&self.kept, self.generation, apps, Checksum::Compared)
-                    .map(|(snapshot, cut)| (snapshot, cut.with_streamed(buckets, keys)))
+    pub fn decode(&self) -> Result<(Snapshot, KeyCut<'_>), DecodeError> {
+        match self.written {
+            Some((keys, apps)) => {
+                cut_parts(&self.kept, self.generation, self.apps, Checksum::Compared)
+                    .map(|(snapshot, cut)| (snapshot, cut.with_streamed(keys, apps)))
             }
-            None => cut_parts(&self.kept, self.generation, apps, Checksum::Check),
+            None => cut_parts(&self.kept, self.generation, self.apps, Checksum::Check),
         }
     }
 
@@ -506,93 +560,152 @@ mod tests {
         encode(&crate::load_snapshot(&text).unwrap())
     }
 
-    /// Key buckets by index, as a sink received them.
-    type Buckets = Vec<Option<Vec<u8>>>;
+    /// A sink that cannot store anything.
+    struct Full;
 
-    /// Streams `bytes` in parts of `part` bytes; the buckets by index.
-    fn stream(bytes: &[u8], part: usize) -> Result<(Streamed, Buckets), DecodeError> {
-        let mut buckets: Buckets = Vec::new();
-        let mut cut = StreamCut::new(bytes.len(), 9, Vec::new());
-        let mut sink = |i: u32, b: Vec<u8>| {
-            let i = i as usize;
-            if buckets.len() <= i {
-                buckets.resize(i + 1, None);
-            }
-            // Each bucket once, in order.
-            buckets[i].is_none() && buckets[..i].iter().all(Option::is_some) && {
-                buckets[i] = Some(b);
-                true
-            }
-        };
+    impl TierSink for Full {
+        fn key_bucket(&mut self, _: u32, _: Vec<u8>) -> bool {
+            false
+        }
+        fn app_bucket(&mut self, _: u32, _: Vec<u8>) -> bool {
+            false
+        }
+        fn stored_app_bucket(&mut self, _: u32) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    /// Streams `bytes` in parts of `part` bytes; the buckets written.
+    fn stream(
+        bytes: &[u8],
+        part: usize,
+        apps: Apps,
+    ) -> Result<(Streamed, MemoryTier), DecodeError> {
+        let mut tier = MemoryTier::default();
+        let mut cut = StreamCut::new(bytes.len(), 9, apps, Vec::new());
         for chunk in bytes.chunks(part.max(1)) {
-            cut.push(chunk, &mut sink)?;
+            cut.push(chunk, &mut tier)?;
         }
         let streamed = cut.finish()?;
-        Ok((streamed, buckets))
+        Ok((streamed, tier))
     }
 
     /// The stream cuts what `decode_split` cuts: the same keyless snapshot,
     /// the same key buckets, the same app buckets.
-    fn assert_same_cut(bytes: &[u8], part: usize) {
-        let (snapshot, cut) = decode_split(bytes, 9, Apps::Move).unwrap();
-        let (streamed, buckets) = stream(bytes, part).unwrap();
-        let (s_snapshot, s_cut) = streamed.decode(Apps::Move).unwrap();
+    fn assert_same_cut(bytes: &[u8], part: usize, apps: Apps) {
+        let (snapshot, cut) = decode_split(bytes, 9, apps).unwrap();
+        let (streamed, tier) = stream(bytes, part, apps).unwrap();
+        let (s_snapshot, s_cut) = streamed.decode().unwrap();
         assert!(
             s_cut.keys_written(),
             "part {part}: the key table was streamed"
         );
+        assert_eq!(s_cut.apps_written(), apps == Apps::Move);
         assert_eq!(encode(&s_snapshot), encode(&snapshot), "part {part}");
         assert_eq!((s_cut.count(), s_cut.keys()), (cut.count(), cut.keys()));
-        assert_eq!(buckets.len(), cut.count() as usize, "part {part}");
-        for (i, bucket) in buckets.iter().enumerate() {
-            assert_eq!(bucket.as_ref(), cut.bucket(i as u32).as_ref(), "bucket {i}");
+        assert_eq!(tier.keys.len(), cut.count() as usize, "part {part}");
+        for (i, bucket) in tier.keys.iter().enumerate() {
+            assert_eq!(Some(bucket), cut.bucket(i as u32).as_ref(), "bucket {i}");
         }
         assert_eq!(s_cut.app_count(), cut.app_count());
-        for i in 0..cut.app_count() {
-            assert_eq!(s_cut.app_bucket(i), cut.app_bucket(i), "app bucket {i}");
+        match apps {
+            Apps::Move => {
+                assert_eq!(tier.apps.len(), cut.app_count() as usize);
+                for (i, bucket) in tier.apps.iter().enumerate() {
+                    assert_eq!(
+                        Some(bucket),
+                        cut.app_bucket(i as u32).as_ref(),
+                        "app bucket {i}"
+                    );
+                }
+            }
+            Apps::Keep => assert!(tier.apps.is_empty() && cut.app_count() == 0),
         }
     }
 
     #[test]
     fn a_stream_cuts_what_the_whole_snapshot_cuts_whatever_its_parts() {
         let bytes = compiled(12, 3_000);
-        for part in [1, 3, 64, 4_096, 65_536, bytes.len()] {
-            assert_same_cut(&bytes, part);
+        for apps in [Apps::Move, Apps::Keep] {
+            for part in [1, 3, 64, 4_096, 65_536, bytes.len()] {
+                assert_same_cut(&bytes, part, apps);
+            }
+            // No keys (nor apps) at all: every key bucket is empty, and still written.
+            assert_same_cut(&compiled(3, 0), 17, apps);
         }
-        // No keys at all: every bucket is empty, and still written.
-        assert_same_cut(&compiled(3, 0), 17);
     }
 
-    /// Bytes arriving one at a time: the head is read a few times (its
-    /// length doubling in between), not once per byte.
+    /// Bytes arriving one at a time: each run of kept bytes is read a few
+    /// times (its length doubling in between), not once per byte.
     #[test]
-    fn the_head_is_read_a_logarithmic_number_of_times() {
+    fn the_kept_runs_are_read_a_logarithmic_number_of_times() {
         let bytes = compiled(12, 3_000);
-        let mut cut = StreamCut::new(bytes.len(), 9, Vec::new());
-        for byte in bytes.chunks(1) {
-            cut.push(byte, &mut |_, _| true).unwrap();
+        for apps in [Apps::Move, Apps::Keep] {
+            let mut cut = StreamCut::new(bytes.len(), 9, apps, Vec::new());
+            let mut tier = MemoryTier::default();
+            for byte in bytes.chunks(1) {
+                cut.push(byte, &mut tier).unwrap();
+            }
+            assert!(
+                cut.head_reads <= 60,
+                "{} reads of the kept runs",
+                cut.head_reads
+            );
+            assert!(cut.finish().unwrap().decode().is_ok());
         }
-        assert!(cut.head_reads <= 24, "{} reads of the head", cut.head_reads);
-        assert!(cut.finish().unwrap().decode(Apps::Move).is_ok());
     }
 
+    /// Moving the apps, what a stream keeps is the snapshot without its keys
+    /// and apps (what the fetcher publishes to the other VMs); keeping them,
+    /// it is the snapshot less its key records.
     #[test]
-    fn a_stream_never_holds_the_key_records() {
+    fn a_stream_keeps_neither_the_keys_nor_the_moving_apps() {
         let bytes = compiled(12, 20_000);
-        let (streamed, _) = stream(&bytes, 65_536).unwrap();
-        // The key records are most of a large snapshot; what is kept is the rest.
+        let (keyless, _) = decode_split(&bytes, 9, Apps::Move).unwrap();
+        let (streamed, _) = stream(&bytes, 65_536, Apps::Move).unwrap();
+        let published = encode(&keyless).len();
         assert!(
-            streamed.kept.len() * 2 < bytes.len(),
-            "kept {} of {} bytes",
-            streamed.kept.len(),
-            bytes.len()
+            streamed.kept.len() <= published + 64,
+            "kept {} vs {published}",
+            streamed.kept.len()
         );
+        // It grows as it comes: at most twice what it holds, and a part.
+        let capacity = streamed.kept.capacity();
+        assert!(
+            capacity <= 2 * published + 65_536,
+            "{capacity} vs {published}"
+        );
+        let (streamed, _) = stream(&bytes, 65_536, Apps::Keep).unwrap();
+        assert!(streamed.kept.len() * 2 < bytes.len());
         assert!(streamed.kept.capacity() * 2 < bytes.len());
+    }
+
+    /// Halfway through the key records, the stream holds what it keeps and
+    /// the record and bucket being filled: not the key table's offsets
+    /// (4 bytes a key), which it compares by their digest instead.
+    #[test]
+    fn a_stream_never_holds_the_key_offsets() {
+        let bytes = compiled(12, 20_000);
+        let mut cut = StreamCut::new(bytes.len(), 9, Apps::Move, Vec::new());
+        let mut tier = MemoryTier::default();
+        let mut checked = 0;
+        for chunk in bytes.chunks(4_096) {
+            cut.push(chunk, &mut tier).unwrap();
+            if let Phase::Keys(table) = &cut.phase {
+                if table.halfway() {
+                    let beyond = table.held() + table.rows.held();
+                    assert!(beyond < 20_000, "{beyond} bytes held beside what is kept");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 0);
+        assert!(cut.finish().unwrap().decode().is_ok());
     }
 
     /// A stream accepts exactly what `decode_split` accepts: every byte
     /// changed (and the checksum made right again, so that the structural
-    /// checks are what decides), each part size.
+    /// checks are what decides), each part size, each app mode.
     #[test]
     fn a_stream_accepts_exactly_what_the_whole_snapshot_accepts() {
         let bytes = compiled(2, 12);
@@ -602,22 +715,63 @@ mod tests {
                 let mut changed = bytes.clone();
                 changed[i] ^= flip;
                 seal(&mut changed);
-                let whole = decode_split(&changed, 9, Apps::Move).is_ok();
-                for part in [5, 64, changed.len()] {
-                    let streamed =
-                        stream(&changed, part).and_then(|(s, _)| s.decode(Apps::Move).map(|_| ()));
-                    assert_eq!(
-                        streamed.is_ok(),
-                        whole,
-                        "byte {i} ^ {flip:#x}, parts of {part}: {streamed:?}"
-                    );
+                for apps in [Apps::Move, Apps::Keep] {
+                    let whole = decode_split(&changed, 9, apps).is_ok();
+                    for part in [5, 64, changed.len()] {
+                        let streamed =
+                            stream(&changed, part, apps).and_then(|(s, _)| s.decode().map(|_| ()));
+                        assert_eq!(
+                            streamed.is_ok(),
+                            whole,
+                            "byte {i} ^ {flip:#x}, parts of {part}, {apps:?}: {streamed:?}"
+                        );
+                    }
+                    accepted += usize::from(whole);
                 }
-                accepted += usize::from(whole);
             }
         }
         assert!(
             accepted > 0,
             "some changes are harmless (a key's expiry, a name)"
+        );
+    }
+
+    /// An app id index that names an app with another app's id, or leaves
+    /// one out, is refused while it arrives, as the whole snapshot is.
+    #[test]
+    fn an_app_id_index_that_disagrees_with_the_apps_is_refused() {
+        let text = crate::generate::generate(3, 40, 5).to_string();
+        let snapshot = crate::load_snapshot(&text).unwrap();
+        let bytes = encode(&snapshot);
+        let id = |i: usize| {
+            snapshot.apps[i]
+                .principal
+                .strip_prefix("app:")
+                .unwrap()
+                .to_owned()
+        };
+        let (a, b) = (id(0), id(1));
+        assert_eq!(a.len(), b.len(), "two ids of one length swap in place");
+        // Swap the two ids inside the index only (the apps keep theirs).
+        let index_at = |bytes: &[u8], id: &str| {
+            let mut needle = (id.len() as u32).to_le_bytes().to_vec();
+            needle.extend_from_slice(id.as_bytes());
+            bytes
+                .windows(needle.len())
+                .rposition(|w| w == needle)
+                .unwrap()
+                + 4
+        };
+        let mut swapped = bytes.clone();
+        let (at_a, at_b) = (index_at(&bytes, &a), index_at(&bytes, &b));
+        swapped[at_a..at_a + a.len()].copy_from_slice(b.as_bytes());
+        swapped[at_b..at_b + b.len()].copy_from_slice(a.as_bytes());
+        seal(&mut swapped);
+        assert!(decode_split(&swapped, 9, Apps::Move).is_err());
+        let refused = stream(&swapped, 97, Apps::Move).err().unwrap();
+        assert!(
+            refused.what.contains("id index") || refused.what.contains("sorted"),
+            "{refused}"
         );
     }
 
@@ -628,8 +782,8 @@ mod tests {
         let bytes = compiled(2, 10);
         // Past what any target can address, so no allocation is even tried.
         for total in [usize::MAX, usize::MAX / 2 + 1_000] {
-            let mut cut = StreamCut::new(total, 1, Vec::new());
-            let refused = cut.push(&bytes, &mut |_, _| true).err().unwrap();
+            let mut cut = StreamCut::new(total, 1, Apps::Keep, Vec::new());
+            let refused = cut.push(&bytes, &mut MemoryTier::default()).err().unwrap();
             assert!(refused.to_string().contains("cannot reserve"), "{refused}");
         }
     }
@@ -637,26 +791,28 @@ mod tests {
     #[test]
     fn a_damaged_or_cut_stream_is_refused() {
         let bytes = compiled(3, 500);
-        let mut damaged = bytes.clone();
-        let last = damaged.len() - 1;
-        damaged[last] ^= 1;
-        let refused = stream(&damaged, 1_000).err().unwrap();
-        assert!(refused.to_string().contains("checksum"), "{refused}");
-        // Fewer bytes than announced.
-        let mut cut = StreamCut::new(bytes.len(), 1, Vec::new());
-        cut.push(&bytes[..bytes.len() - 1], &mut |_, _| true)
-            .unwrap();
-        assert!(cut.finish().is_err());
-        // More bytes than announced.
-        let mut cut = StreamCut::new(10, 1, Vec::new());
-        assert!(cut.push(&bytes[..11], &mut |_, _| true).is_err());
-        // A bucket the sink cannot store ends the stream.
-        let mut cut = StreamCut::new(bytes.len(), 1, Vec::new());
-        let refused = cut.push(&bytes, &mut |_, _| false).err().unwrap();
-        assert!(
-            refused.to_string().contains("could not be stored"),
-            "{refused}"
-        );
-        assert!(cut.finish().is_err());
+        for apps in [Apps::Move, Apps::Keep] {
+            let mut damaged = bytes.clone();
+            let last = damaged.len() - 1;
+            damaged[last] ^= 1;
+            let refused = stream(&damaged, 1_000, apps).err().unwrap();
+            assert!(refused.to_string().contains("checksum"), "{refused}");
+            // Fewer bytes than announced.
+            let mut cut = StreamCut::new(bytes.len(), 1, apps, Vec::new());
+            cut.push(&bytes[..bytes.len() - 1], &mut MemoryTier::default())
+                .unwrap();
+            assert!(cut.finish().is_err());
+            // More bytes than announced.
+            let mut cut = StreamCut::new(10, 1, apps, Vec::new());
+            assert!(cut.push(&bytes[..11], &mut MemoryTier::default()).is_err());
+            // A bucket the sink cannot store ends the stream.
+            let mut cut = StreamCut::new(bytes.len(), 1, apps, Vec::new());
+            let refused = cut.push(&bytes, &mut Full).err().unwrap();
+            assert!(
+                refused.to_string().contains("could not be stored"),
+                "{refused}"
+            );
+            assert!(cut.finish().is_err());
+        }
     }
 }

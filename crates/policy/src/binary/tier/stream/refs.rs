@@ -1,0 +1,182 @@
+//! The grant references (principal, tenant, grant; sorted) read as they
+//! arrive when the apps move into the tier. Each is checked as the
+//! whole-body decoder checks it. A user's is kept (the snapshot's users
+//! need it); an app's completes that app's bucket, which the app table left
+//! in the sink without grants: apps come first in this order, by index, so
+//! each bucket is read back once, given its apps' grants, and stored again,
+//! exactly as the whole-body cut builds it (`cut.rs` `KeyCut::app_bucket`).
+
+use super::super::{app_bucket_count_for, encode_app_bucket, APPS_PER_BUCKET, APP_BUCKET_MAGIC};
+use super::table::Read;
+use super::{keep, TierSink};
+use crate::binary::read::Reader;
+use crate::binary::write::Writer;
+use crate::binary::{DecodeError, GRANT_REF_SIZE};
+use crate::records::Idx;
+
+/// The bounds of what a reference points at.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    pub(super) apps: usize,
+    pub(super) users: usize,
+    pub(super) orgs: usize,
+    pub(super) grants: usize,
+}
+
+/// The grant references being read.
+pub(super) struct Refs {
+    generation: u64,
+    bounds: Bounds,
+    count: usize,
+    /// Where the records start in the snapshot.
+    at: usize,
+    read: usize,
+    record: Vec<u8>,
+    previous: Option<Vec<u8>>,
+    /// User references kept.
+    pub(super) kept: u32,
+    /// App buckets in all, the next to complete, and the grants (app,
+    /// tenant, grant) of its apps so far.
+    app_buckets: u32,
+    next: u32,
+    grants: Vec<(Idx, Idx, Idx)>,
+}
+
+impl Refs {
+    pub(super) fn new(generation: u64, count: usize, at: usize, bounds: Bounds) -> Refs {
+        Refs {
+            generation,
+            bounds,
+            count,
+            at,
+            read: 0,
+            record: Vec::with_capacity(GRANT_REF_SIZE),
+            previous: None,
+            kept: 0,
+            app_buckets: app_bucket_count_for(bounds.apps),
+            next: 0,
+            grants: Vec::new(),
+        }
+    }
+
+    /// Where the references end in the snapshot.
+    pub(super) fn end_at(&self) -> usize {
+        self.at
+            .saturating_add(self.count.saturating_mul(GRANT_REF_SIZE))
+    }
+
+    /// Takes the next bytes of the references; a user's goes to `kept`.
+    pub(super) fn take<'p>(
+        &mut self,
+        mut bytes: &'p [u8],
+        kept: &mut Vec<u8>,
+        sink: &mut dyn TierSink,
+    ) -> Result<Read<'p>, DecodeError> {
+        loop {
+            if self.read == self.count {
+                let at = self.at;
+                while self.next < self.app_buckets {
+                    self.complete(sink, at)?;
+                }
+                return Ok(Read::Done(bytes));
+            }
+            if bytes.is_empty() {
+                return Ok(Read::More);
+            }
+            let n = (GRANT_REF_SIZE - self.record.len()).min(bytes.len());
+            let (mine, rest) = bytes.split_at(n);
+            self.record.extend_from_slice(mine);
+            bytes = rest;
+            if self.record.len() == GRANT_REF_SIZE {
+                self.row(kept, sink)?;
+                self.record.clear();
+                self.read += 1;
+            }
+        }
+    }
+
+    /// Checks a reference as the decoder does (sorted strictly, `grant_ref`).
+    fn row(&mut self, kept: &mut Vec<u8>, sink: &mut dyn TierSink) -> Result<(), DecodeError> {
+        let base = self.at + self.read * GRANT_REF_SIZE;
+        let mut r = Reader {
+            bytes: &self.record,
+            at: 0,
+            base,
+        };
+        if self
+            .previous
+            .as_deref()
+            .is_some_and(|p| p >= self.record.as_slice())
+        {
+            return r.fail("records not sorted");
+        }
+        let app = match r.u8()? {
+            0 => Some(r.idx_be(self.bounds.apps)?),
+            1 => r.idx_be(self.bounds.users).map(|_| None)?,
+            _ => return r.fail("not a principal kind"),
+        };
+        let tenant = r.idx_be(self.bounds.orgs)?;
+        let grant = r.idx_be(self.bounds.grants)?;
+        let previous = self.previous.get_or_insert_with(Vec::new);
+        previous.clear();
+        previous.extend_from_slice(&self.record);
+        match app {
+            Some(app) => {
+                while self.next < app / APPS_PER_BUCKET {
+                    self.complete(sink, base)?;
+                }
+                self.grants.push((app, tenant, grant));
+                Ok(())
+            }
+            None => {
+                self.kept += 1;
+                keep(kept, &self.record)
+            }
+        }
+    }
+
+    /// Reads app bucket `next` back, gives each app its grants, stores it
+    /// again.
+    fn complete(&mut self, sink: &mut dyn TierSink, at: usize) -> Result<(), DecodeError> {
+        let lost = DecodeError {
+            offset: at,
+            what: "an app bucket could not be read back",
+        };
+        let stored = sink.stored_app_bucket(self.next).ok_or(lost.clone())?;
+        let mut r = Reader::new(&stored);
+        if r.take(APP_BUCKET_MAGIC.len())? != APP_BUCKET_MAGIC || r.u64()? != self.generation {
+            return Err(lost);
+        }
+        let first = r.u32()?;
+        let table = r.table()?;
+        r.done()?;
+        let (mut arena, mut ends) = (Writer(Vec::new()), Vec::with_capacity(table.count));
+        let mut grants = self.grants.iter().peekable();
+        for j in 0..table.count {
+            let app = first.saturating_add(u32::try_from(j).unwrap_or(u32::MAX));
+            arena.0.extend_from_slice(table.record(j)?.bytes);
+            let mut pairs = Vec::new();
+            while let Some(&(_, tenant, grant)) = grants.next_if(|g| g.0 == app) {
+                pairs.push((tenant, grant));
+            }
+            arena.app_grants(pairs.into_iter());
+            ends.push(arena.0.len());
+        }
+        let mut records = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for end in ends {
+            records.push(arena.0.get(start..end).unwrap_or_default());
+            start = end;
+        }
+        let bucket = encode_app_bucket(self.generation, first, &records);
+        if !sink.app_bucket(self.next, bucket) {
+            return Err(DecodeError {
+                offset: at,
+                what: "an app bucket could not be stored",
+            });
+        }
+        self.grants.clear();
+        self.next += 1;
+        Ok(())
+    }
+}
