@@ -10,7 +10,7 @@
 //! accepts exactly what `load_verified_split` accepts on the whole bytes,
 //! without a verifier and with the `signed` target's key, the apps moving or
 //! kept (the input's first byte picks), and then yields the same keyless
-//! snapshot, signed sequence, key buckets and app buckets.
+//! snapshot, signed sequence, key, app and grant buckets.
 
 use super::common;
 use std::sync::OnceLock;
@@ -43,8 +43,8 @@ pub fn run(data: &[u8]) {
 type Buckets = Vec<Vec<u8>>;
 
 /// What a load yields, compared whole: the keyless snapshot's bytes, the
-/// sequence, the key buckets, the app buckets.
-type Outcome = (Vec<u8>, Option<u64>, Buckets, Buckets);
+/// sequence, the key, app and grant buckets.
+type Outcome = (Vec<u8>, Option<u64>, [Buckets; 3]);
 
 fn check(bytes: &[u8]) {
     let part = 1 + usize::from(bytes.last().copied().unwrap_or(0)) * 13;
@@ -72,46 +72,47 @@ fn check(bytes: &[u8]) {
     }
 }
 
-/// The key buckets and app buckets of `tier`, those written as the snapshot
+/// The key, app and grant buckets of `tier`, those written as the snapshot
 /// arrived taken from `written`.
-fn tier_of(tier: &Tier<'_>, written: Option<MemoryTier>) -> Result<(Buckets, Buckets), String> {
+fn tier_of(tier: &Tier<'_>, written: Option<MemoryTier>) -> Result<[Buckets; 3], String> {
     let written = written.unwrap_or_default();
+    let cut = |count: u32, bucket: &dyn Fn(u32) -> Option<Vec<u8>>| -> Buckets {
+        (0..count).map(|i| bucket(i).unwrap_or_default()).collect()
+    };
     let keys = if tier.keys_written() {
         written.keys
     } else {
-        (0..tier.count())
-            .map(|i| tier.bucket(i).map(|b| b.into_owned()).unwrap_or_default())
-            .collect()
+        cut(tier.count(), &|i| tier.bucket(i).map(|b| b.into_owned()))
     };
-    let apps = if tier.apps_written() {
-        written.apps
+    let (apps, grants) = if tier.apps_written() {
+        (written.apps, written.grants)
     } else {
-        (0..tier.app_count())
-            .map(|i| {
-                tier.app_bucket(i)
-                    .map(|b| b.into_owned())
-                    .unwrap_or_default()
-            })
-            .collect()
+        let count = tier.app_count();
+        let apps = cut(count, &|i| tier.app_bucket(i).map(|b| b.into_owned()));
+        (
+            apps,
+            cut(count, &|i| tier.grant_bucket(i).map(|b| b.into_owned())),
+        )
     };
-    if keys.len() != tier.count() as usize || apps.len() != tier.app_count() as usize {
+    let apps_count = tier.app_count() as usize;
+    if keys.len() != tier.count() as usize || apps.len() != apps_count || grants.len() != apps_count
+    {
         return Err(format!(
-            "{} key buckets of {}, {} app buckets of {}",
+            "{} key buckets of {}, {} app and {} grant buckets of {apps_count}",
             keys.len(),
             tier.count(),
             apps.len(),
-            tier.app_count()
+            grants.len(),
         ));
     }
-    Ok((keys, apps))
+    Ok([keys, apps, grants])
 }
 
 fn whole(bytes: &[u8], verifier: Option<&Verifier>, apps: Apps) -> Result<Outcome, String> {
     let ((snapshot, tier), sequence) =
         tenantgate_policy::load_verified_split(bytes, verifier, GENERATION, apps)
             .map_err(|e| e.to_string())?;
-    let (keys, apps) = tier_of(&tier, None)?;
-    Ok((encode(&snapshot), sequence, keys, apps))
+    Ok((encode(&snapshot), sequence, tier_of(&tier, None)?))
 }
 
 fn streamed(
@@ -131,8 +132,8 @@ fn streamed(
         Arrived::Whole(body) => whole(&body, verifier, apps),
         Arrived::Cut(taken) => {
             let (snapshot, cut, sequence) = taken.decode().map_err(|e| e.to_string())?;
-            let (keys, apps) = tier_of(&Tier::Cut(cut), Some(written))?;
-            Ok((encode(&snapshot), sequence, keys, apps))
+            let buckets = tier_of(&Tier::Cut(cut), Some(written))?;
+            Ok((encode(&snapshot), sequence, buckets))
         }
     }
 }

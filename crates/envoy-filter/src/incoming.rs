@@ -31,7 +31,8 @@ pub struct Incoming {
     written: Written,
 }
 
-/// Bytes of buckets written into the slot.
+/// Bytes of buckets written into the slot: key buckets, and app buckets
+/// with their grant buckets.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Written {
     pub keys: usize,
@@ -56,23 +57,9 @@ impl TierSink for Slot<'_> {
         abi::set_shared_data(&self.keys.app_bucket(self.slot, i), &bucket, 0).is_ok()
     }
 
-    /// Read back to be written again with its grants: its bytes are counted
-    /// once, as written the second time.
-    fn stored_app_bucket(&mut self, i: u32) -> Option<Vec<u8>> {
-        let (bytes, _) = abi::get_shared_data(&self.keys.app_bucket(self.slot, i))
-            .ok()
-            .flatten()?;
-        self.written.apps = self.written.apps.saturating_sub(bytes.len());
-        Some(bytes)
-    }
-}
-
-impl std::fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Incoming")
-            .field("slot", &self.slot)
-            .field("received", &self.received)
-            .finish_non_exhaustive()
+    fn grant_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
+        self.written.apps += bucket.len();
+        abi::set_shared_data(&self.keys.grant_bucket(self.slot, i), &bucket, 0).is_ok()
     }
 }
 

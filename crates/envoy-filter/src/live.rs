@@ -14,8 +14,9 @@
 //!   worker reads the bucket of a key on its first sight (issue 12: the keys
 //!   live once per process, not once per worker).
 //! - With the apps in the tier too (no key lookup configured), app buckets
-//!   `<prefix>:apps:<slot>:<i>` beside the key buckets, read after a key's
-//!   bucket on its first sight; `<tier>` says how many.
+//!   `<prefix>:apps:<slot>:<i>` and their grant buckets
+//!   `<prefix>:grants:<slot>:<i>` beside the key buckets, read after a key's
+//!   bucket on its first sight; `<tier>` says how many (as many of each).
 //! - Two slots, written in turn: a new tier goes into the slot the current one
 //!   does not use, so workers that have not swapped yet keep reading theirs,
 //!   and overwrites the tier before (whose readers then meet another
@@ -41,7 +42,8 @@
 /// for as long as the old fetcher held the lease). A new version is a new
 /// namespace: the new build fetches and publishes its own. Bump it with any
 /// change to what is stored (2: key buckets keep 20 digest bytes; 3: key
-/// buckets have no offset table).
+/// buckets have no offset table, and an app bucket's grants are in a grant
+/// bucket of their own).
 pub const SHARED_LAYOUT: u32 = 3;
 
 /// The shared-data keys of one remote source.
@@ -93,6 +95,17 @@ impl SharedKeys {
     /// How many app buckets `slot` holds.
     pub fn app_slot_count(&self, slot: u8) -> String {
         format!("{}:apps:{slot}:count", self.prefix)
+    }
+
+    /// Grant bucket `i` of the key tier in `slot` (the grants of app
+    /// bucket `i`'s apps).
+    pub fn grant_bucket(&self, slot: u8, i: u32) -> String {
+        format!("{}:grants:{slot}:{i}", self.prefix)
+    }
+
+    /// How many grant buckets `slot` holds.
+    pub fn grant_slot_count(&self, slot: u8) -> String {
+        format!("{}:grants:{slot}:count", self.prefix)
     }
 }
 
@@ -289,7 +302,7 @@ mod tests {
 
     #[test]
     fn every_name_is_in_the_namespace_of_this_layout_and_the_layout_follows_the_bucket_formats() {
-        use tenantgate_policy::binary::tier::{APP_BUCKET_MAGIC, BUCKET_MAGIC};
+        use tenantgate_policy::binary::tier::{APP_BUCKET_MAGIC, BUCKET_MAGIC, GRANT_BUCKET_MAGIC};
         let keys = SharedKeys::new("policy", "/snapshot");
         let ours = format!("tenantgate:v{SHARED_LAYOUT}:");
         for name in [&keys.lease, &keys.snapshot, &keys.head, &keys.meta] {
@@ -297,11 +310,17 @@ mod tests {
         }
         assert!(keys.bucket(0, 0).starts_with(&ours));
         assert!(keys.app_bucket(1, 0).starts_with(&ours));
+        assert!(keys.grant_bucket(1, 0).starts_with(&ours));
         // A new bucket format is a new layout: update both together, so that
         // builds of two formats never read each other's tiers.
         assert_eq!(
-            (BUCKET_MAGIC, APP_BUCKET_MAGIC, SHARED_LAYOUT),
-            (b"TGKEYS\x00\x03", b"TGAPPS\x00\x01", 3)
+            (
+                BUCKET_MAGIC,
+                APP_BUCKET_MAGIC,
+                GRANT_BUCKET_MAGIC,
+                SHARED_LAYOUT
+            ),
+            (b"TGKEYS\x00\x03", b"TGAPPS\x00\x02", b"TGGRNT\x00\x01", 3)
         );
     }
 
@@ -384,6 +403,14 @@ mod tests {
         assert_eq!(
             keys.app_slot_count(1),
             "tenantgate:v3:policy/snapshot:apps:1:count"
+        );
+        assert_eq!(
+            keys.grant_bucket(0, 9),
+            "tenantgate:v3:policy/snapshot:grants:0:9"
+        );
+        assert_eq!(
+            keys.grant_slot_count(1),
+            "tenantgate:v3:policy/snapshot:grants:1:count"
         );
         let mut meta = Meta {
             etag: "\"r2\"".into(),

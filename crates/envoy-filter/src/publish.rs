@@ -215,8 +215,8 @@ fn publish_fetched(
     previous.map(|t| t.slot)
 }
 
-/// Writes the snapshot's key tier (its key buckets, then its app buckets)
-/// into `slot` of the shared data, once for the whole process (issue 12),
+/// Writes the snapshot's key tier (its key buckets, then its app and grant
+/// buckets) into `slot` of the shared data, once for the whole process (issue 12),
 /// before the snapshot that reads it is published. `None` if the host
 /// refused a bucket: nothing is published then, the last good snapshot keeps
 /// serving.
@@ -240,10 +240,21 @@ fn publish_tier(
         publish_buckets(&count_key, buckets, name, |i| tier.bucket(i))
     }?;
     let (app_count_key, app_names) = (keys.app_slot_count(slot), |i| keys.app_bucket(slot, i));
+    let (grant_count_key, grant_names) =
+        (keys.grant_slot_count(slot), |i| keys.grant_bucket(slot, i));
     let app_bytes = if streamed.is_some() && tier.apps_written() {
-        finish_buckets(&app_count_key, apps, app_names).map(|_| written.apps)
+        finish_buckets(&app_count_key, apps, app_names)
+            .and_then(|_| finish_buckets(&grant_count_key, apps, grant_names))
+            .map(|_| written.apps)
     } else {
-        publish_buckets(&app_count_key, apps, app_names, |i| tier.app_bucket(i))
+        let app_bytes = publish_buckets(&app_count_key, apps, app_names, |i| tier.app_bucket(i));
+        let grant_bytes = |a| {
+            publish_buckets(&grant_count_key, apps, grant_names, |i| {
+                tier.grant_bucket(i)
+            })
+            .map(|g| a + g)
+        };
+        app_bytes.and_then(grant_bytes)
     }?;
     let arrived = match (tier.keys_written(), tier.apps_written()) {
         (true, true) => "; key and app buckets written as the snapshot arrived",
@@ -367,6 +378,10 @@ pub(super) fn retire_slot(live: &Live, slot: u8) {
         .and_then(|_| {
             let names = |i| keys.app_bucket(slot, i);
             publish_buckets(&keys.app_slot_count(slot), 0, names, none)
+        })
+        .and_then(|_| {
+            let names = |i| keys.grant_bucket(slot, i);
+            publish_buckets(&keys.grant_slot_count(slot), 0, names, none)
         });
     if emptied.is_some() {
         abi::log(

@@ -193,16 +193,15 @@ impl Source {
             let Some(key) = found? else {
                 return Ok(None);
             };
-            let app_bucket = if apps_in_tier {
-                Some(read_bucket(&keys.app_bucket(tier.slot, key.app_bucket()))?)
+            let app_buckets = if apps_in_tier {
+                let i = key.app_bucket();
+                let apps = read_bucket(&keys.app_bucket(tier.slot, i))?;
+                Some((apps, read_bucket(&keys.grant_bucket(tier.slot, i))?))
             } else {
                 None
             };
-            Ok(Some(key.resolve(
-                app_bucket.as_deref(),
-                tier.generation,
-                snapshot,
-            )?))
+            let buckets = app_buckets.as_ref().map(|(a, g)| (&a[..], &g[..]));
+            Ok(Some(key.resolve(buckets, tier.generation, snapshot)?))
         });
         match found {
             Ok(found) => {

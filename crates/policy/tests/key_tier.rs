@@ -59,7 +59,7 @@ fn bucket<'t>(tier: &'t KeyTier, digest: &[u8; 32]) -> &'t [u8] {
 }
 
 /// The key with `digest` as a worker reads it: its bucket, then (apps in
-/// the tier) its app's bucket.
+/// the tier) its app's bucket and grant bucket.
 fn lookup(tier: &KeyTier, keyless: &Snapshot, digest: &[u8; 32]) -> Option<policy::ExternalKey> {
     let apps_in_tier = !tier.app_buckets.is_empty();
     let key = find_key(
@@ -70,8 +70,9 @@ fn lookup(tier: &KeyTier, keyless: &Snapshot, digest: &[u8; 32]) -> Option<polic
         apps_in_tier,
     )
     .unwrap()?;
-    let app_bucket = apps_in_tier.then(|| &tier.app_buckets[key.app_bucket() as usize][..]);
-    Some(key.resolve(app_bucket, tier.generation, keyless).unwrap())
+    let i = key.app_bucket() as usize;
+    let buckets = apps_in_tier.then(|| (&tier.app_buckets[i][..], &tier.grant_buckets[i][..]));
+    Some(key.resolve(buckets, tier.generation, keyless).unwrap())
 }
 
 #[test]
@@ -171,8 +172,9 @@ fn a_bucket_of_another_generation_is_refused() {
     )
     .unwrap()
     .unwrap();
-    let apps = &tier.app_buckets[key.app_bucket() as usize];
-    let error = key.resolve(Some(apps), tier.generation + 1, &keyless);
+    let i = key.app_bucket() as usize;
+    let buckets = (&tier.app_buckets[i][..], &tier.grant_buckets[i][..]);
+    let error = key.resolve(Some(buckets), tier.generation + 1, &keyless);
     assert_eq!(error.unwrap_err(), other);
 }
 
@@ -216,25 +218,43 @@ fn corrupt_buckets_are_errors_never_panics() {
         bad[at] ^= 1 << rng.below(8);
         let _ = find(&bad);
     }
-    // The app bucket: every truncation refused, any damage an error or a key.
-    let apps = &tier.app_buckets[key.app_bucket() as usize];
-    let resolve = |bytes: &[u8]| {
+    // The app bucket and the grant bucket: every truncation refused, any
+    // damage an error or a key.
+    let i = key.app_bucket() as usize;
+    let (apps, grants) = (&tier.app_buckets[i], &tier.grant_buckets[i]);
+    let resolve = |apps: &[u8], grants: &[u8]| {
         let key = find(good).unwrap().unwrap();
-        key.resolve(Some(bytes), tier.generation, &keyless)
+        key.resolve(Some((apps, grants)), tier.generation, &keyless)
     };
-    assert!(resolve(apps).is_ok());
+    assert!(resolve(apps, grants).is_ok());
     for len in 0..apps.len() {
-        assert!(resolve(&apps[..len]).is_err(), "{len}");
+        assert!(resolve(&apps[..len], grants).is_err(), "{len}");
+    }
+    for len in 0..grants.len() {
+        assert!(resolve(apps, &grants[..len]).is_err(), "{len}");
     }
     for _ in 0..2_000 {
-        let mut bad = apps.to_vec();
-        let at = rng.below(bad.len());
-        bad[at] ^= 1 << rng.below(8);
-        let _ = resolve(&bad);
+        let (mut bad_apps, mut bad_grants) = (apps.to_vec(), grants.to_vec());
+        let at = rng.below(bad_apps.len());
+        bad_apps[at] ^= 1 << rng.below(8);
+        let at = rng.below(bad_grants.len());
+        bad_grants[at] ^= 1 << rng.below(8);
+        let _ = resolve(&bad_apps, grants);
+        let _ = resolve(apps, &bad_grants);
     }
-    // The bucket of another app does not hold this key's app.
-    let other = &tier.app_buckets[(key.app_bucket() as usize + 1) % tier.app_buckets.len()];
-    assert!(matches!(resolve(other), Err(TierError::Corrupt(_))));
+    // The buckets of other apps do not hold this key's app, nor its grants;
+    // an app bucket is not a grant bucket.
+    let next = (i + 1) % tier.app_buckets.len();
+    let (other_apps, other_grants) = (&tier.app_buckets[next], &tier.grant_buckets[next]);
+    assert!(matches!(
+        resolve(other_apps, grants),
+        Err(TierError::Corrupt(_))
+    ));
+    assert!(matches!(
+        resolve(apps, other_grants),
+        Err(TierError::Corrupt(_))
+    ));
+    assert!(matches!(resolve(grants, apps), Err(TierError::Corrupt(_))));
 }
 
 #[test]
@@ -294,6 +314,7 @@ fn cut_equals_split(apps: Apps) {
     assert_eq!(cut.keys, tier.keys);
     assert_eq!(cut.buckets, tier.buckets, "byte for byte");
     assert_eq!(cut.app_buckets, tier.app_buckets, "byte for byte");
+    assert_eq!(cut.grant_buckets, tier.grant_buckets, "byte for byte");
     assert_eq!(encode(&keyless), encode(&in_memory));
     assert_eq!(keyless.keys_held(), 0);
     assert_eq!(keyless.stats().api_keys, 5_000);
@@ -306,8 +327,12 @@ fn cut_equals_split(apps: Apps) {
         let app_buckets: Vec<Vec<u8>> = (0..loaded.app_count())
             .map(|i| loaded.app_bucket(i).unwrap().into_owned())
             .collect();
+        let grant_buckets: Vec<Vec<u8>> = (0..loaded.app_count())
+            .map(|i| loaded.grant_bucket(i).unwrap().into_owned())
+            .collect();
         assert_eq!((buckets, sequence), (tier.buckets.clone(), None));
         assert_eq!(app_buckets, tier.app_buckets);
+        assert_eq!(grant_buckets, tier.grant_buckets);
         assert_eq!((loaded.generation(), loaded.keys()), (42, 5_000));
     }
 }
@@ -329,7 +354,12 @@ fn a_snapshot_without_its_apps_is_much_smaller() {
         keys_moved.len()
     );
     assert!(keys_moved.len() < whole.len());
-    let app_bytes: usize = tier.app_buckets.iter().map(Vec::len).sum();
+    let app_bytes: usize = tier
+        .app_buckets
+        .iter()
+        .chain(&tier.grant_buckets)
+        .map(Vec::len)
+        .sum();
     assert!(app_bytes < keys_moved.len(), "apps once, not once per key");
 }
 

@@ -156,35 +156,35 @@ impl<'b> Reader<'b> {
         }
         self.key_after_digest(*digest, apps, envs)
     }
-    /// The next of the key tier's records, laid back to back in a key
-    /// bucket: a reader over that record alone, `self` moved past it. Its
-    /// length is walked from its tags (an optional expiry's 8 bytes, an
-    /// optional environment list's length); the tags themselves are checked
-    /// when the record is read ([`Reader::tier_key`]).
-    pub(super) fn next_tier_key(&mut self) -> Result<Reader<'b>> {
+    /// The next of records of `fields` laid back to back (a bucket of the
+    /// key tier): a reader over that record alone, `self` moved past it.
+    /// Its length is walked from its tags and lengths ([`walk`]); the tags
+    /// themselves are checked when the record is read.
+    pub(super) fn next_record(&mut self, fields: &[Field]) -> Result<Reader<'b>> {
         let start = self.at;
-        let mut walk = Reader {
-            bytes: self.bytes,
-            at: start,
-            base: self.base,
-        };
-        // Digest bytes, app, status; then the expiry's tag.
-        walk.take(DISTINCT_DIGEST_BYTES + 4 + 1)?;
-        if walk.u8()? == 1 {
-            walk.take(8)?;
-        }
-        // Read-only; then the environment list's tag.
-        walk.take(1)?;
-        if walk.u8()? == 1 {
-            let n = walk.len(4)?;
-            walk.take(n * 4)?;
-        }
-        let record = self.take(walk.at - start)?;
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        let len = walk(fields, rest).unwrap_or(usize::MAX);
+        let record = self.take(len)?;
         Ok(Reader {
             bytes: record,
             at: 0,
             base: self.base + start,
         })
+    }
+    /// A run of records laid back to back (a bucket of the key tier): their
+    /// count, and a reader over exactly their bytes, each at least
+    /// `min_size`. What follows the run must be nothing: a bucket cut short
+    /// or with bytes after its records is refused whatever is looked for.
+    pub(super) fn run(&mut self, min_size: usize) -> Result<(usize, Reader<'b>)> {
+        let count = self.u32()? as usize;
+        let length = self.u32()? as usize;
+        if count.saturating_mul(min_size) > length {
+            return self.fail("length larger than the data");
+        }
+        let base = self.base + self.at;
+        let bytes = self.take(length)?;
+        self.done()?;
+        Ok((count, Reader { bytes, at: 0, base }))
     }
     fn key_after_digest(mut self, digest: [u8; 32], apps: usize, envs: usize) -> Result<KeyEntry> {
         let app = self.idx(apps)?;
@@ -357,9 +357,77 @@ pub(super) fn digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
     r.take(32)
 }
 
+/// A field of a record, as far as its length goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Field {
+    /// So many bytes.
+    Bytes(usize),
+    /// A string: its `u32` length, then its bytes.
+    Str,
+    /// A list of `u32` length, then so many bytes each.
+    List(usize),
+    /// A tag, then 8 bytes when it is 1.
+    OptTime,
+    /// A tag, then a list of 4-byte indexes when it is 1.
+    OptIdxs,
+}
+
+/// The fields of a compiled key record.
+pub(super) const KEY_FIELDS: &[Field] = &[
+    Field::Bytes(32 + 4 + 1),
+    Field::OptTime,
+    Field::Bytes(1),
+    Field::OptIdxs,
+];
+
+/// The fields of a key bucket's record: a key record with the digest's
+/// leading [`DISTINCT_DIGEST_BYTES`] only.
+pub(super) const TIER_KEY_FIELDS: &[Field] = &[
+    Field::Bytes(DISTINCT_DIGEST_BYTES + 4 + 1),
+    Field::OptTime,
+    Field::Bytes(1),
+    Field::OptIdxs,
+];
+
 /// The fewest bytes a record of a key bucket takes: the digest's leading
 /// bytes, app 4, status 1, the expiry's, read-only's and environments' tags.
 pub(super) const MIN_TIER_KEY_BYTES: usize = DISTINCT_DIGEST_BYTES + 8;
+
+/// The fields of an app record: principal, organization and approved,
+/// products.
+pub(super) const APP_FIELDS: &[Field] = &[Field::Str, Field::Bytes(4 + 1), Field::List(4)];
+
+/// The fields of an app's grants in a grant bucket: (tenant, grant) pairs.
+pub(super) const GRANTS_FIELDS: &[Field] = &[Field::List(8)];
+
+/// How long a record of `fields` is, from its first `bytes`: `Ok` once they
+/// tell, else `Err` with how many bytes must be there before they do. A tag
+/// other than 0 and 1 counts as 0 here; reading the record refuses it.
+pub(super) fn walk(fields: &[Field], bytes: &[u8]) -> std::result::Result<usize, usize> {
+    let byte = |at: usize| bytes.get(at).copied().ok_or(at + 1);
+    let length = |at: usize| {
+        let raw = bytes.get(at..at + 4).and_then(|b| b.try_into().ok());
+        raw.map(|b| u32::from_le_bytes(b) as usize).ok_or(at + 4)
+    };
+    let mut at = 0usize;
+    for field in fields {
+        at = match *field {
+            Field::Bytes(n) => at.saturating_add(n),
+            Field::Str => at.saturating_add(4).saturating_add(length(at)?),
+            Field::List(size) => at
+                .saturating_add(4)
+                .saturating_add(length(at)?.saturating_mul(size)),
+            Field::OptTime if byte(at)? == 1 => at + 9,
+            Field::OptTime => at + 1,
+            Field::OptIdxs if byte(at)? == 1 => {
+                let n = length(at + 1)?;
+                (at + 5).saturating_add(n.saturating_mul(4))
+            }
+            Field::OptIdxs => at + 1,
+        };
+    }
+    Ok(at)
+}
 
 /// The sort key of an id index record: the id.
 pub(super) fn id_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {

@@ -14,9 +14,14 @@
 //! key walks its bucket's ~128 records once. A key's bucket is a function of its
 //! digest and the bucket count alone. An app bucket is its magic, the
 //! generation, the index of its first app, and [`APPS_PER_BUCKET`]
-//! consecutive apps of the snapshot's app table, each record followed by the
-//! app's grants (tenant, grant) sorted by tenant; an app's bucket is its index
-//! divided by [`APPS_PER_BUCKET`].
+//! consecutive records of the snapshot's app table, back to back like a key
+//! bucket's; its grant bucket (same index) is its magic, the generation, the
+//! same first app, and each of those apps' grants (tenant, grant) sorted by
+//! tenant, back to back. An app's buckets are
+//! its index divided by [`APPS_PER_BUCKET`]. The grants are apart from the
+//! apps because they come later in a compiled snapshot: a stream writes each
+//! bucket once, as its records arrive (`stream.rs`), instead of rewriting
+//! app buckets, which left Envoy's allocator holding the replaced copies.
 //!
 //! The generation ties buckets to the keyless snapshot they were cut from:
 //! their records point at its apps, organizations, products, grants and
@@ -46,7 +51,10 @@ use std::borrow::Cow;
 pub const BUCKET_MAGIC: &[u8; 8] = b"TGKEYS\x00\x03";
 
 /// Magic and version of an app bucket.
-pub const APP_BUCKET_MAGIC: &[u8; 8] = b"TGAPPS\x00\x01";
+pub const APP_BUCKET_MAGIC: &[u8; 8] = b"TGAPPS\x00\x02";
+
+/// Magic and version of a grant bucket: the grants of an app bucket's apps.
+pub const GRANT_BUCKET_MAGIC: &[u8; 8] = b"TGGRNT\x00\x01";
 
 /// Apps per app bucket: a first sight of a key copies one (a few KB).
 pub const APPS_PER_BUCKET: u32 = 64;
@@ -71,6 +79,8 @@ pub struct KeyTier {
     /// App bucket `i` holds apps `i * APPS_PER_BUCKET..`; empty when the
     /// snapshot keeps its apps.
     pub app_buckets: Vec<Vec<u8>>,
+    /// Grant bucket `i` holds the grants of app bucket `i`'s apps.
+    pub grant_buckets: Vec<Vec<u8>>,
 }
 
 /// Why a bucket could not be read.
@@ -196,6 +206,17 @@ impl Tier<'_> {
         }
     }
 
+    /// Grant bucket `i` (the grants of app bucket `i`'s apps).
+    pub fn grant_bucket(&self, i: u32) -> Option<Cow<'_, [u8]>> {
+        match self {
+            Tier::Cut(cut) => cut.grant_bucket(i).map(Cow::Owned),
+            Tier::Built(tier) => tier
+                .grant_buckets
+                .get(i as usize)
+                .map(|b| Cow::Borrowed(&b[..])),
+        }
+    }
+
     /// App bucket `i`.
     pub fn app_bucket(&self, i: u32) -> Option<Cow<'_, [u8]>> {
         match self {
@@ -246,6 +267,16 @@ pub(super) fn encode_app_bucket(generation: u64, first: u32, records: &[&[u8]]) 
     let mut w = Writer(APP_BUCKET_MAGIC.to_vec());
     w.u64(generation);
     w.u32(first);
-    w.raw_table(records);
+    w.run(records);
+    w.0
+}
+
+/// The grants of the apps from `first`, each list as [`Writer::app_grants`]
+/// writes it.
+pub(super) fn encode_grant_bucket(generation: u64, first: u32, lists: &[&[u8]]) -> Vec<u8> {
+    let mut w = Writer(GRANT_BUCKET_MAGIC.to_vec());
+    w.u64(generation);
+    w.u32(first);
+    w.run(lists);
     w.0
 }

@@ -242,13 +242,15 @@ impl Writer {
         });
     }
 
-    /// A table of records already encoded, in the given order.
-    pub(super) fn raw_table(&mut self, records: &[&[u8]]) {
-        self.table(records.len(), &mut |w, i| {
-            if let Some(record) = records.get(i) {
-                w.0.extend_from_slice(record);
-            }
-        });
+    /// Records already encoded, laid back to back: their count and their
+    /// bytes' length first (the key tier's buckets, which a reader walks
+    /// rather than indexes: an offset a record would cost 4 bytes each).
+    pub(super) fn run(&mut self, records: &[&[u8]]) {
+        self.len(records.len());
+        self.len(records.iter().map(|r| r.len()).sum());
+        for record in records {
+            self.0.extend_from_slice(record);
+        }
     }
 
     /// An app record (the snapshot's app table, and the key tier's app buckets).

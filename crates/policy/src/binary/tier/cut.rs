@@ -2,8 +2,8 @@
 //! as the bytes are read, never decoded into records.
 
 use super::{
-    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_raw_bucket, Apps,
-    KeyTier, APPS_PER_BUCKET,
+    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_grant_bucket,
+    encode_raw_bucket, Apps, KeyTier, APPS_PER_BUCKET,
 };
 use crate::binary::decode::{decode_parts, Leave};
 use crate::binary::read::{Checksum, Fixed, Table};
@@ -95,8 +95,23 @@ impl KeyCut<'_> {
     }
 
     /// App bucket `i`, encoded now: each app's record as the snapshot holds
-    /// it, then its grants from the snapshot's grant references.
+    /// it.
     pub fn app_bucket(&self, i: u32) -> Option<Vec<u8>> {
+        if self.apps_streamed.is_some() {
+            return None;
+        }
+        let (apps, _) = self.apps.as_ref()?;
+        let from = i.checked_mul(APPS_PER_BUCKET)?;
+        let to = from.saturating_add(APPS_PER_BUCKET).min(apps.count as u32);
+        let records = (from..to)
+            .map(|app| apps.record(app as usize).ok().map(|r| r.bytes))
+            .collect::<Option<Vec<&[u8]>>>()?;
+        Some(encode_app_bucket(self.generation, from, &records))
+    }
+
+    /// Grant bucket `i`, encoded now: the grants of app bucket `i`'s apps,
+    /// from the snapshot's grant references.
+    pub fn grant_bucket(&self, i: u32) -> Option<Vec<u8>> {
         if self.apps_streamed.is_some() {
             return None;
         }
@@ -109,9 +124,6 @@ impl KeyCut<'_> {
         let mut at = by_principal.range(&app_prefix(from)).start;
         let (mut arena, mut ends) = (Writer(Vec::new()), Vec::new());
         for app in from..to {
-            arena
-                .0
-                .extend_from_slice(apps.record(app as usize).ok()?.bytes);
             let prefix = app_prefix(app);
             let start = at;
             while at < by_principal.count && by_principal.record(at).bytes.starts_with(&prefix) {
@@ -124,13 +136,13 @@ impl KeyCut<'_> {
             }));
             ends.push(arena.0.len());
         }
-        let mut records = Vec::with_capacity(ends.len());
+        let mut lists = Vec::with_capacity(ends.len());
         let mut start = 0;
         for end in ends {
-            records.push(arena.0.get(start..end)?);
+            lists.push(arena.0.get(start..end)?);
             start = end;
         }
-        Some(encode_app_bucket(self.generation, from, &records))
+        Some(encode_grant_bucket(self.generation, from, &lists))
     }
 
     /// Every bucket, encoded (for tests and small snapshots).
@@ -139,11 +151,15 @@ impl KeyCut<'_> {
         let app_buckets = (0..self.app_count())
             .filter_map(|i| self.app_bucket(i))
             .collect();
+        let grant_buckets = (0..self.app_count())
+            .filter_map(|i| self.grant_bucket(i))
+            .collect();
         KeyTier {
             generation: self.generation,
             buckets,
             keys: self.keys(),
             app_buckets,
+            grant_buckets,
         }
     }
 }

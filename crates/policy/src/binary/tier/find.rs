@@ -1,8 +1,10 @@
 //! Reading a key, and its app, out of the tier's buckets against the keyless
 //! snapshot of the same generation.
 
-use super::{app_bucket_of, TierError, APP_BUCKET_MAGIC, BUCKET_MAGIC};
-use crate::binary::read::{Reader, MIN_TIER_KEY_BYTES};
+use super::{app_bucket_of, TierError, APP_BUCKET_MAGIC, BUCKET_MAGIC, GRANT_BUCKET_MAGIC};
+use crate::binary::read::{
+    Field, Reader, APP_FIELDS, GRANTS_FIELDS, MIN_TIER_KEY_BYTES, TIER_KEY_FIELDS,
+};
 use crate::binary::DecodeError;
 use crate::compile::keys::ExternalKey;
 use crate::records::{AppEntry, Idx, IdxList, KeyEntry, TierApp, DISTINCT_DIGEST_BYTES};
@@ -41,28 +43,13 @@ pub fn find_key(
     snapshot: &Snapshot,
     apps_in_tier: bool,
 ) -> Result<Option<TierKey>, TierError> {
-    let mut r = open(bucket, BUCKET_MAGIC, generation)?;
-    let count = r.u32()? as usize;
-    let length = r.u32()? as usize;
-    if count.saturating_mul(MIN_TIER_KEY_BYTES) > length {
-        return r.fail("length larger than the data").map_err(Into::into);
-    }
-    // A bucket cut short (or with bytes after its records) is refused
-    // whatever key is looked for.
-    let base = r.base + r.at;
-    let records = r.take(length)?;
-    r.done()?;
-    let mut r = Reader {
-        bytes: records,
-        at: 0,
-        base,
-    };
+    let (count, mut r) = open(bucket, BUCKET_MAGIC, generation)?.run(MIN_TIER_KEY_BYTES)?;
     let Some(distinct) = digest.get(..DISTINCT_DIGEST_BYTES) else {
         return Ok(None);
     };
     // The records are sorted by digest: walk them up to the first not before it.
     for _ in 0..count {
-        let record = r.next_tier_key()?;
+        let record = r.next_record(TIER_KEY_FIELDS)?;
         match record
             .bytes
             .get(..DISTINCT_DIGEST_BYTES)
@@ -86,22 +73,23 @@ pub fn find_key(
 }
 
 impl TierKey {
-    /// The app bucket holding the key's app (when the apps are in the tier).
+    /// The app bucket (and grant bucket) holding the key's app (when the
+    /// apps are in the tier).
     pub fn app_bucket(&self) -> u32 {
         app_bucket_of(self.0.app)
     }
 
-    /// The key, with its app read from `app_bucket` (the one
-    /// [`TierKey::app_bucket`] names, of the same `generation`); `None` when
-    /// the snapshot holds its apps.
+    /// The key, with its app read from `buckets` (the app bucket and the
+    /// grant bucket [`TierKey::app_bucket`] names, of the same
+    /// `generation`); `None` when the snapshot holds its apps.
     pub fn resolve(
         self,
-        app_bucket: Option<&[u8]>,
+        buckets: Option<(&[u8], &[u8])>,
         generation: u64,
         snapshot: &Snapshot,
     ) -> Result<ExternalKey, TierError> {
-        let app = match app_bucket {
-            Some(bucket) => Some(find_app(bucket, generation, self.0.app, snapshot)?),
+        let app = match buckets {
+            Some((apps, grants)) => Some(find_app(apps, grants, generation, self.0.app, snapshot)?),
             None => None,
         };
         Ok(ExternalKey {
@@ -112,26 +100,38 @@ impl TierKey {
     }
 }
 
-/// App `app` in `bucket`, checked against `snapshot` as the decoder checks
-/// an app of its own, with its grants.
+/// Record `app` of a bucket of `magic` whose records are `fields` (its
+/// first app after the generation, then its records back to back).
+fn app_record<'b>(
+    bucket: &'b [u8],
+    magic: &[u8; 8],
+    generation: u64,
+    app: Idx,
+    fields: &[Field],
+) -> Result<Reader<'b>, TierError> {
+    let mut r = open(bucket, magic, generation)?;
+    let first = r.u32()?;
+    let (count, mut records) = r.run(4)?;
+    let Some(at) = app.checked_sub(first).filter(|&at| (at as usize) < count) else {
+        let what = "an api key's app is not in its bucket";
+        return Err(DecodeError { offset: 0, what }.into());
+    };
+    for _ in 0..at {
+        records.next_record(fields)?;
+    }
+    Ok(records.next_record(fields)?)
+}
+
+/// App `app` in `apps`, its grants in `grants`, checked against `snapshot`
+/// as the decoder checks an app of its own and its grants.
 fn find_app(
-    bucket: &[u8],
+    apps: &[u8],
+    grants: &[u8],
     generation: u64,
     app: Idx,
     snapshot: &Snapshot,
 ) -> Result<TierApp, TierError> {
-    let mut r = open(bucket, APP_BUCKET_MAGIC, generation)?;
-    let first = r.u32()?;
-    let table = r.table()?;
-    r.done()?;
-    let Some(at) = app
-        .checked_sub(first)
-        .filter(|&at| (at as usize) < table.count)
-    else {
-        let what = "an api key's app is not in its bucket";
-        return Err(DecodeError { offset: 0, what }.into());
-    };
-    let mut r = table.record(at as usize)?;
+    let mut r = app_record(apps, APP_BUCKET_MAGIC, generation, app, APP_FIELDS)?;
     let entry = AppEntry {
         principal: r.str()?,
         org: r.idx(snapshot.orgs.len())?,
@@ -139,19 +139,21 @@ fn find_app(
         products: IdxList::from(r.idxs(snapshot.products.len())?.into_vec()),
         home_grants: None,
     };
+    r.done()?;
+    let mut r = app_record(grants, GRANT_BUCKET_MAGIC, generation, app, GRANTS_FIELDS)?;
     let count = r.len(8)?;
-    let mut grants = Vec::with_capacity(count);
+    let mut list = Vec::with_capacity(count);
     for _ in 0..count {
-        grants.push((r.idx(snapshot.orgs.len())?, r.idx(snapshot.grants.len())?));
+        list.push((r.idx(snapshot.orgs.len())?, r.idx(snapshot.grants.len())?));
     }
     r.done()?;
-    if !grants.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
+    if !list.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
         return r
             .fail("an app's grants are not sorted by tenant")
             .map_err(Into::into);
     }
     Ok(TierApp {
         entry,
-        grants: grants.into(),
+        grants: list.into(),
     })
 }

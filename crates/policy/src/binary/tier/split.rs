@@ -2,8 +2,8 @@
 //! and a [`KeyTier`].
 
 use super::{
-    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_bucket, Apps,
-    KeyTier, APPS_PER_BUCKET,
+    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_bucket,
+    encode_grant_bucket, Apps, KeyTier, APPS_PER_BUCKET,
 };
 use crate::binary::write::Writer;
 use crate::index::{AppIds, KeyIndex};
@@ -29,21 +29,22 @@ pub fn split_keys(snapshot: &mut Snapshot, generation: u64, apps: Apps) -> KeyTi
         .iter()
         .map(|keys| encode_bucket(generation, keys))
         .collect();
-    let app_buckets = match apps {
+    let (app_buckets, grant_buckets) = match apps {
         Apps::Move => move_apps(snapshot, generation),
-        Apps::Keep => Vec::new(),
+        Apps::Keep => (Vec::new(), Vec::new()),
     };
     KeyTier {
         generation,
         buckets,
         keys: keys.len(),
         app_buckets,
+        grant_buckets,
     }
 }
 
 /// Takes the apps, their grants and ids out of `snapshot`, encoded as app
-/// buckets.
-fn move_apps(snapshot: &mut Snapshot, generation: u64) -> Vec<Vec<u8>> {
+/// buckets and grant buckets.
+fn move_apps(snapshot: &mut Snapshot, generation: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let apps = std::mem::take(&mut snapshot.apps);
     snapshot.app_by_id = AppIds::default();
     snapshot.gateway.apps.clear();
@@ -59,24 +60,48 @@ fn move_apps(snapshot: &mut Snapshot, generation: u64) -> Vec<Vec<u8>> {
             }
             false
         });
-    (0..app_bucket_count_for(apps.len()))
+    for list in &mut grants {
+        list.sort_unstable();
+    }
+    let buckets = 0..app_bucket_count_for(apps.len());
+    let range = |b: u32| {
+        let from = (b * APPS_PER_BUCKET) as usize;
+        from..(from + APPS_PER_BUCKET as usize).min(apps.len())
+    };
+    let encoded = |records: Vec<Vec<u8>>, b: u32, grants: bool| {
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        let first = b * APPS_PER_BUCKET;
+        match grants {
+            false => encode_app_bucket(generation, first, &refs),
+            true => encode_grant_bucket(generation, first, &refs),
+        }
+    };
+    let app_buckets = buckets
+        .clone()
         .map(|b| {
-            let from = (b * APPS_PER_BUCKET) as usize;
-            let to = (from + APPS_PER_BUCKET as usize).min(apps.len());
-            let records: Vec<Vec<u8>> = (from..to)
-                .map(|a| {
-                    let (Some(app), Some(list)) = (apps.get(a), grants.get_mut(a)) else {
-                        return Vec::new();
-                    };
-                    list.sort_unstable();
+            let records = range(b)
+                .filter_map(|a| apps.get(a))
+                .map(|app| {
                     let mut w = Writer(Vec::new());
                     w.app(app);
+                    w.0
+                })
+                .collect();
+            encoded(records, b, false)
+        })
+        .collect();
+    let grant_buckets = buckets
+        .map(|b| {
+            let lists = range(b)
+                .filter_map(|a| grants.get(a))
+                .map(|list| {
+                    let mut w = Writer(Vec::new());
                     w.app_grants(list.iter().copied());
                     w.0
                 })
                 .collect();
-            let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-            encode_app_bucket(generation, b * APPS_PER_BUCKET, &refs)
+            encoded(lists, b, true)
         })
-        .collect()
+        .collect();
+    (app_buckets, grant_buckets)
 }

@@ -16,9 +16,9 @@
 //!
 //! Each streamed record is checked as the whole-body decoder checks it, and
 //! tables are read by [`table::Table`], which compares the offsets the
-//! records make with those the table declares. Key buckets and app buckets
-//! go to a [`TierSink`] as they are complete (an app bucket twice: its apps,
-//! then again with their grants). The checksum is computed over the bytes as
+//! records make with those the table declares. Key, app and grant buckets
+//! go to a [`TierSink`] as they are complete. The checksum is computed over
+//! the bytes as
 //! they arrive, and what was kept is decoded only once it matches. So a
 //! stream accepts the bytes `decode_split` accepts and cuts the same tier
 //! (but for the app id index, compared by a keyed sum: `apps.rs`).
@@ -50,50 +50,47 @@ const MIN_KEY_BYTES: usize = 44;
 
 /// Where a stream writes the tier as the snapshot arrives: the filter's
 /// spare slot in Envoy's shared data; memory ([`MemoryTier`]) in tests.
+/// Each bucket is stored once, in order of its kind; `false` if it could
+/// not be, which ends the stream.
 pub trait TierSink {
-    /// Stores key bucket `i` (each once, in order); `false` if it could not,
-    /// which ends the stream.
+    /// Stores key bucket `i`.
     fn key_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool;
-    /// Stores app bucket `i`: first its apps alone, then again with their
-    /// grants; `false` if it could not.
+    /// Stores app bucket `i`.
     fn app_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool;
-    /// App bucket `i` as last stored.
-    fn stored_app_bucket(&mut self, i: u32) -> Option<Vec<u8>>;
+    /// Stores grant bucket `i` (the grants of app bucket `i`'s apps).
+    fn grant_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool;
 }
 
-/// A [`TierSink`] in memory (tests, fuzzing, tools): key buckets must come
-/// once each, in order.
+/// A [`TierSink`] in memory (tests, fuzzing, tools): it refuses a bucket
+/// out of order.
 #[derive(Debug, Default)]
 pub struct MemoryTier {
     /// The key buckets, by index.
     pub keys: Vec<Vec<u8>>,
     /// The app buckets, by index.
     pub apps: Vec<Vec<u8>>,
+    /// The grant buckets, by index.
+    pub grants: Vec<Vec<u8>>,
+}
+
+/// Appends `bucket` as bucket `i` of `buckets`: `false` unless it is next.
+fn next_bucket(buckets: &mut Vec<Vec<u8>>, i: u32, bucket: Vec<u8>) -> bool {
+    let next = i as usize == buckets.len();
+    buckets.push(bucket);
+    next
 }
 
 impl TierSink for MemoryTier {
     fn key_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
-        let next = i as usize == self.keys.len();
-        self.keys.push(bucket);
-        next
+        next_bucket(&mut self.keys, i, bucket)
     }
 
     fn app_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
-        let i = i as usize;
-        if i == self.apps.len() {
-            self.apps.push(Vec::new());
-        }
-        match self.apps.get_mut(i) {
-            Some(stored) => {
-                *stored = bucket;
-                true
-            }
-            None => false,
-        }
+        next_bucket(&mut self.apps, i, bucket)
     }
 
-    fn stored_app_bucket(&mut self, i: u32) -> Option<Vec<u8>> {
-        self.apps.get(i as usize).cloned()
+    fn grant_bucket(&mut self, i: u32, bucket: Vec<u8>) -> bool {
+        next_bucket(&mut self.grants, i, bucket)
     }
 }
 
@@ -341,18 +338,17 @@ impl StreamCut {
 
     /// The reader of `section`, of `count` records from `at`.
     fn section(&self, section: Section, count: usize, at: usize) -> Phase {
-        let (generation, c) = (self.generation, self.counts);
+        let (key, c) = (self.generation, self.counts);
+        let ids = |index| IdRows::new(key, c.apps, index);
         match section {
-            Section::Apps => Phase::Apps(Table::new(
-                count,
-                at,
-                AppRows::new(generation, c.orgs, c.products),
-            )),
-            Section::Keys => Phase::Keys(Table::new(
-                count,
-                at,
-                KeyRows::new(generation, count, c.apps, c.envs),
-            )),
+            Section::Apps => {
+                let rows = AppRows::new(key, c.orgs, c.products);
+                Phase::Apps(Table::new(count, at, key, rows))
+            }
+            Section::Keys => {
+                let rows = KeyRows::new(key, count, c.apps, c.envs);
+                Phase::Keys(Table::new(count, at, key, rows))
+            }
             Section::Refs => {
                 let bounds = Bounds {
                     apps: c.apps,
@@ -360,24 +356,16 @@ impl StreamCut {
                     orgs: c.orgs,
                     grants: c.grants,
                 };
-                Phase::Refs(Refs::new(generation, count, at, bounds))
+                Phase::Refs(Refs::new(key, count, at, bounds))
             }
             Section::AppIds => {
                 let index = IdIndex::Apps {
                     seen: self.ids,
                     found: AppIds::default(),
                 };
-                Phase::Ids(Table::new(
-                    count,
-                    at,
-                    IdRows::new(generation, c.apps, index),
-                ))
+                Phase::Ids(Table::new(count, at, key, ids(index)))
             }
-            Section::ClientIds => Phase::Ids(Table::new(
-                count,
-                at,
-                IdRows::new(generation, c.apps, IdIndex::Clients),
-            )),
+            Section::ClientIds => Phase::Ids(Table::new(count, at, key, ids(IdIndex::Clients))),
         }
     }
 
@@ -453,10 +441,16 @@ impl StreamCut {
                 what: "checksum mismatch (the snapshot is damaged)",
             });
         }
+        let mut kept = self.kept;
+        if self.apps == Apps::Move {
+            // Grown as it came (up to twice its length): the room past it
+            // goes back to the allocator before the decode that follows.
+            kept.shrink_to_fit();
+        }
         Ok(Streamed {
             generation: self.generation,
             apps: self.apps,
-            kept: self.kept,
+            kept,
             written: self.keys_written.map(|keys| (keys, self.apps_written)),
         })
     }
@@ -570,8 +564,8 @@ mod tests {
         fn app_bucket(&mut self, _: u32, _: Vec<u8>) -> bool {
             false
         }
-        fn stored_app_bucket(&mut self, _: u32) -> Option<Vec<u8>> {
-            None
+        fn grant_bucket(&mut self, _: u32, _: Vec<u8>) -> bool {
+            false
         }
     }
 
@@ -611,15 +605,17 @@ mod tests {
         match apps {
             Apps::Move => {
                 assert_eq!(tier.apps.len(), cut.app_count() as usize);
+                assert_eq!(tier.grants.len(), cut.app_count() as usize);
                 for (i, bucket) in tier.apps.iter().enumerate() {
-                    assert_eq!(
-                        Some(bucket),
-                        cut.app_bucket(i as u32).as_ref(),
-                        "app bucket {i}"
-                    );
+                    let expected = cut.app_bucket(i as u32);
+                    assert_eq!(Some(bucket), expected.as_ref(), "app bucket {i}");
+                }
+                for (i, bucket) in tier.grants.iter().enumerate() {
+                    let expected = cut.grant_bucket(i as u32);
+                    assert_eq!(Some(bucket), expected.as_ref(), "grant bucket {i}");
                 }
             }
-            Apps::Keep => assert!(tier.apps.is_empty() && cut.app_count() == 0),
+            Apps::Keep => assert!(tier.apps.is_empty() && tier.grants.is_empty()),
         }
     }
 

@@ -4,9 +4,9 @@
 //! cut kept before (issue 12).
 //!
 //! Each app record is checked as the whole-body decoder checks it and goes
-//! into its app bucket at once, without its grants: those come later in the
-//! snapshot, with the grant references (`refs.rs`), which complete each
-//! bucket in place. The whole-body decoder checks that the app id index
+//! into its app bucket at once; its grants come later in the snapshot, with
+//! the grant references, into grant buckets (`refs.rs`). The whole-body
+//! decoder checks that the app id index
 //! names every app with an id once, at its app; the stream compares the
 //! index with the apps it saw by a sum of SipHash-2-4 values of each
 //! (app, id) pair, keyed by the round's generation (drawn at random for each
@@ -15,10 +15,11 @@
 //! sets of pairs agree by chance with probability 2^-64.
 
 use super::super::{encode_app_bucket, APPS_PER_BUCKET};
-use super::table::{Field, Rows};
+use super::table::Rows;
 use super::TierSink;
 use crate::binary::decode::index_mismatch_at;
 use crate::binary::read::Reader;
+use crate::binary::read::{Field, APP_FIELDS};
 use crate::binary::DecodeError;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
@@ -66,8 +67,7 @@ impl AppRows {
         }
     }
 
-    /// Hands the app bucket being filled (its apps, not yet their grants)
-    /// to `sink`.
+    /// Hands the app bucket being filled to `sink`.
     fn emit(&mut self, sink: &mut dyn TierSink, at: usize) -> Result<(), DecodeError> {
         let mut records = Vec::with_capacity(self.ends.len());
         let mut start = 0;
@@ -94,7 +94,7 @@ impl AppRows {
 
 impl Rows for AppRows {
     /// Principal; organization and approved; products.
-    const FIELDS: &'static [Field] = &[Field::Str, Field::Bytes(4 + 1), Field::Idxs];
+    const FIELDS: &'static [Field] = APP_FIELDS;
 
     /// Checks an app record as the decoder does (`Parts::app`), and files it.
     fn row(

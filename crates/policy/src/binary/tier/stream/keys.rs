@@ -3,9 +3,10 @@
 //! sink as soon as it is complete.
 
 use super::super::{bucket_count_for, bucket_of, encode_raw_bucket};
-use super::table::{Field, Rows};
+use super::table::Rows;
 use super::TierSink;
 use crate::binary::read::{key_follows, Reader};
+use crate::binary::read::{Field, KEY_FIELDS};
 use crate::binary::DecodeError;
 
 /// The key table's records, and the bucket being filled.
@@ -67,12 +68,7 @@ impl KeyRows {
 
 impl Rows for KeyRows {
     /// Digest, app and status; expiry; read-only; environments.
-    const FIELDS: &'static [Field] = &[
-        Field::Bytes(32 + 4 + 1),
-        Field::OptTime,
-        Field::Bytes(1),
-        Field::OptIdxs,
-    ];
+    const FIELDS: &'static [Field] = KEY_FIELDS;
 
     /// Checks a key record as `decode_split` does, and files it in its
     /// bucket.

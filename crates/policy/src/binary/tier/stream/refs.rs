@@ -1,12 +1,12 @@
 //! The grant references (principal, tenant, grant; sorted) read as they
 //! arrive when the apps move into the tier. Each is checked as the
 //! whole-body decoder checks it. A user's is kept (the snapshot's users
-//! need it); an app's completes that app's bucket, which the app table left
-//! in the sink without grants: apps come first in this order, by index, so
-//! each bucket is read back once, given its apps' grants, and stored again,
-//! exactly as the whole-body cut builds it (`cut.rs` `KeyCut::app_bucket`).
+//! need it); an app's goes into the grant bucket of that app's bucket: apps
+//! come first in this order, by index, so each grant bucket is complete
+//! once the references pass its last app, and is stored then, exactly as
+//! the whole-body cut builds it (`cut.rs` `KeyCut::grant_bucket`).
 
-use super::super::{app_bucket_count_for, encode_app_bucket, APPS_PER_BUCKET, APP_BUCKET_MAGIC};
+use super::super::{app_bucket_count_for, encode_grant_bucket, APPS_PER_BUCKET};
 use super::table::Read;
 use super::{keep, TierSink};
 use crate::binary::read::Reader;
@@ -35,8 +35,8 @@ pub(super) struct Refs {
     previous: Option<Vec<u8>>,
     /// User references kept.
     pub(super) kept: u32,
-    /// App buckets in all, the next to complete, and the grants (app,
-    /// tenant, grant) of its apps so far.
+    /// Grant buckets in all (one per app bucket), the next to store, and
+    /// the grants (app, tenant, grant) of its apps so far.
     app_buckets: u32,
     next: u32,
     grants: Vec<(Idx, Idx, Idx)>,
@@ -135,26 +135,15 @@ impl Refs {
         }
     }
 
-    /// Reads app bucket `next` back, gives each app its grants, stores it
-    /// again.
+    /// Stores grant bucket `next`: each of its apps' grants (none for an
+    /// app without any).
     fn complete(&mut self, sink: &mut dyn TierSink, at: usize) -> Result<(), DecodeError> {
-        let lost = DecodeError {
-            offset: at,
-            what: "an app bucket could not be read back",
-        };
-        let stored = sink.stored_app_bucket(self.next).ok_or(lost.clone())?;
-        let mut r = Reader::new(&stored);
-        if r.take(APP_BUCKET_MAGIC.len())? != APP_BUCKET_MAGIC || r.u64()? != self.generation {
-            return Err(lost);
-        }
-        let first = r.u32()?;
-        let table = r.table()?;
-        r.done()?;
-        let (mut arena, mut ends) = (Writer(Vec::new()), Vec::with_capacity(table.count));
+        let first = self.next.saturating_mul(APPS_PER_BUCKET);
+        let apps = u32::try_from(self.bounds.apps).unwrap_or(u32::MAX);
+        let last = first.saturating_add(APPS_PER_BUCKET).min(apps);
+        let (mut arena, mut ends) = (Writer(Vec::new()), Vec::new());
         let mut grants = self.grants.iter().peekable();
-        for j in 0..table.count {
-            let app = first.saturating_add(u32::try_from(j).unwrap_or(u32::MAX));
-            arena.0.extend_from_slice(table.record(j)?.bytes);
+        for app in first..last {
             let mut pairs = Vec::new();
             while let Some(&(_, tenant, grant)) = grants.next_if(|g| g.0 == app) {
                 pairs.push((tenant, grant));
@@ -162,17 +151,17 @@ impl Refs {
             arena.app_grants(pairs.into_iter());
             ends.push(arena.0.len());
         }
-        let mut records = Vec::with_capacity(ends.len());
+        let mut lists = Vec::with_capacity(ends.len());
         let mut start = 0;
         for end in ends {
-            records.push(arena.0.get(start..end).unwrap_or_default());
+            lists.push(arena.0.get(start..end).unwrap_or_default());
             start = end;
         }
-        let bucket = encode_app_bucket(self.generation, first, &records);
-        if !sink.app_bucket(self.next, bucket) {
+        let bucket = encode_grant_bucket(self.generation, first, &lists);
+        if !sink.grant_bucket(self.next, bucket) {
             return Err(DecodeError {
                 offset: at,
-                what: "an app bucket could not be stored",
+                what: "a grant bucket could not be stored",
             });
         }
         self.grants.clear();

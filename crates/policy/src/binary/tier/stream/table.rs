@@ -5,22 +5,25 @@
 //! The offsets are not kept either (4 bytes a record; at 1M keys, 4 MB of
 //! the fetching VM, whose memory never shrinks). The records the stream
 //! reads are those that delimit themselves (their tags and lengths say how
-//! long they are, [`walk`]), so they are read from the first offset on,
+//! long they are, `read.rs` `walk`), so they are read from the first offset on,
 //! one after the other, and the offsets they make are compared with the
-//! offsets the table declared: a SHA-256 of each sequence, taken as they
-//! go. The whole-body decoder reads record `i` between declared offsets `i`
+//! offsets the table declared: a 128-bit SipHash-1-3 of each sequence, taken
+//! as they go, keyed by the round's random generation (which no source
+//! sees, so none can aim for two sequences that agree). The whole-body decoder reads record `i` between declared offsets `i`
 //! and `i + 1` and refuses a record that does not fill them exactly; so it
 //! accepts a table only when the declared offsets are the ones the records
 //! make, which is what the digests compare. A record whose length runs past
 //! the table is refused at once.
 
 use super::{keep, TierSink};
+use crate::binary::read::{walk, Field};
 use crate::binary::DecodeError;
-use sha2::{Digest, Sha256};
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::hash::Hasher;
 
 /// What a table's records are, and what is done with each.
 pub(super) trait Rows {
-    /// The fields of a record, for [`walk`].
+    /// The fields of a record, for `walk`.
     const FIELDS: &'static [Field];
     /// Record `i`, whole, which starts at `base` in the snapshot.
     fn row(
@@ -34,50 +37,6 @@ pub(super) trait Rows {
     fn end(&mut self, at: usize, sink: &mut dyn TierSink) -> Result<(), DecodeError>;
 }
 
-/// A field of a record, as far as its length goes.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Field {
-    /// So many bytes.
-    Bytes(usize),
-    /// A string: its `u32` length, then its bytes.
-    Str,
-    /// A list of indexes: its `u32` length, then 4 bytes each.
-    Idxs,
-    /// A tag, then 8 bytes when it is 1.
-    OptTime,
-    /// A tag, then a list of indexes when it is 1.
-    OptIdxs,
-}
-
-/// How long a record of `fields` is, from its first `bytes`: `Ok` once they
-/// tell, else `Err` with how many bytes must be there before they do. A tag
-/// other than 0 and 1 counts as 0 here; reading the record refuses it.
-pub(super) fn walk(fields: &[Field], bytes: &[u8]) -> Result<usize, usize> {
-    let byte = |at: usize| bytes.get(at).copied().ok_or(at + 1);
-    let length = |at: usize| {
-        let raw = bytes.get(at..at + 4).and_then(|b| b.try_into().ok());
-        raw.map(|b| u32::from_le_bytes(b) as usize).ok_or(at + 4)
-    };
-    let mut at = 0usize;
-    for field in fields {
-        at = match *field {
-            Field::Bytes(n) => at.saturating_add(n),
-            Field::Str => at.saturating_add(4).saturating_add(length(at)?),
-            Field::Idxs => at
-                .saturating_add(4)
-                .saturating_add(length(at)?.saturating_mul(4)),
-            Field::OptTime if byte(at)? == 1 => at + 9,
-            Field::OptTime => at + 1,
-            Field::OptIdxs if byte(at)? == 1 => {
-                let n = length(at + 1)?;
-                (at + 5).saturating_add(n.saturating_mul(4))
-            }
-            Field::OptIdxs => at + 1,
-        };
-    }
-    Ok(at)
-}
-
 /// A table being read.
 pub(super) struct Table<R> {
     pub(super) count: usize,
@@ -89,9 +48,10 @@ pub(super) struct Table<R> {
     /// The first offset (where record 0 starts) and the last one read.
     first: usize,
     last: Option<u32>,
-    /// SHA-256 of the offsets as declared, and as the records make them.
-    declared: Sha256,
-    made: Sha256,
+    /// Keyed digests of the offsets as declared, and as the records make
+    /// them.
+    declared: SipHasher13,
+    made: SipHasher13,
     /// Bytes of the records region read so far.
     at: usize,
     /// The record being read: `i`, from `start`; its end once its first
@@ -112,8 +72,9 @@ pub(super) enum Read<'p> {
 }
 
 impl<R: Rows> Table<R> {
-    /// A table of `count` records whose offsets start at `offsets_at`.
-    pub(super) fn new(count: usize, offsets_at: usize, rows: R) -> Table<R> {
+    /// A table of `count` records whose offsets start at `offsets_at`; `key`
+    /// keys the offsets' digests.
+    pub(super) fn new(count: usize, offsets_at: usize, key: u64, rows: R) -> Table<R> {
         Table {
             count,
             offsets_at,
@@ -121,8 +82,8 @@ impl<R: Rows> Table<R> {
             word: 0,
             first: 0,
             last: None,
-            declared: Sha256::new(),
-            made: Sha256::new(),
+            declared: SipHasher13::new_with_keys(key, !key),
+            made: SipHasher13::new_with_keys(key, !key),
             at: 0,
             i: 0,
             start: 0,
@@ -166,20 +127,34 @@ impl<R: Rows> Table<R> {
         }
         let n = (self.offsets_len() - self.offset_bytes).min(bytes.len());
         let (mine, rest) = bytes.split_at(n);
-        self.declared.update(mine);
-        for &byte in mine {
-            self.word |= u32::from(byte) << (8 * (self.offset_bytes % 4));
-            self.offset_bytes += 1;
-            if self.offset_bytes % 4 == 0 {
-                let offset = std::mem::take(&mut self.word);
-                self.offset_read(offset)?;
+        self.declared.write(mine);
+        let mut mine = mine;
+        // Whole offsets read as words; a part boundary may split one.
+        while !mine.is_empty() {
+            let word = mine.get(..4).and_then(|w| <[u8; 4]>::try_from(w).ok());
+            match word {
+                Some(word) if self.offset_bytes % 4 == 0 => {
+                    self.offset_bytes += 4;
+                    self.offset_read(u32::from_le_bytes(word))?;
+                    mine = mine.get(4..).unwrap_or_default();
+                }
+                _ => {
+                    let byte = mine.first().copied().unwrap_or_default();
+                    self.word |= u32::from(byte) << (8 * (self.offset_bytes % 4));
+                    self.offset_bytes += 1;
+                    if self.offset_bytes % 4 == 0 {
+                        let offset = std::mem::take(&mut self.word);
+                        self.offset_read(offset)?;
+                    }
+                    mine = mine.get(1..).unwrap_or_default();
+                }
             }
         }
         if !self.offsets_read() {
             return Ok(Read::More);
         }
         self.start = self.first;
-        self.made.update((self.first as u32).to_le_bytes());
+        self.made.write(&(self.first as u32).to_le_bytes());
         self.take_records(rest, sink)
     }
 
@@ -220,9 +195,23 @@ impl<R: Rows> Table<R> {
                 self.close_table(sink)?;
                 return Ok(Read::Done(bytes));
             }
+            if self.record.is_empty() && self.end.is_none() {
+                // Whole in this part (as nearly every record is): read where it lies.
+                if let Some(len) = walk(R::FIELDS, bytes).ok().filter(|&l| l <= bytes.len()) {
+                    self.end = Some(self.bounded(len)?);
+                    let (record, rest) = bytes.split_at(len);
+                    self.at += len;
+                    self.close_record(record, sink)?;
+                    bytes = rest;
+                    continue;
+                }
+            }
             let wanted = self.wanted()?;
             if wanted == 0 {
-                self.close_record(sink)?;
+                let record = std::mem::take(&mut self.record);
+                self.close_record(&record, sink)?;
+                self.record = record;
+                self.record.clear();
                 continue;
             }
             if bytes.is_empty() {
@@ -245,26 +234,32 @@ impl<R: Rows> Table<R> {
         match walk(R::FIELDS, &self.record) {
             Err(need) => Ok(need - self.record.len()),
             Ok(len) => {
-                let end = self.start.saturating_add(len);
-                if end > self.region() {
-                    return Err(DecodeError {
-                        offset: self.records_at() + self.start,
-                        what: "record offsets out of order",
-                    });
-                }
+                let end = self.bounded(len)?;
                 self.end = Some(end);
                 Ok(end - self.at)
             }
         }
     }
 
-    fn close_record(&mut self, sink: &mut dyn TierSink) -> Result<(), DecodeError> {
+    /// The end of the record being read, `len` bytes long: within the table.
+    fn bounded(&self, len: usize) -> Result<usize, DecodeError> {
+        let end = self.start.saturating_add(len);
+        if end > self.region() {
+            return Err(DecodeError {
+                offset: self.records_at() + self.start,
+                what: "record offsets out of order",
+            });
+        }
+        Ok(end)
+    }
+
+    /// The record being read, whole (`record`; `at` is past it).
+    fn close_record(&mut self, record: &[u8], sink: &mut dyn TierSink) -> Result<(), DecodeError> {
         let base = self.records_at() + self.start;
-        self.rows.row(self.i, &self.record, base, sink)?;
-        self.record.clear();
+        self.rows.row(self.i, record, base, sink)?;
         self.start = self.at;
         self.end = None;
-        self.made.update((self.start as u32).to_le_bytes());
+        self.made.write(&(self.start as u32).to_le_bytes());
         self.i += 1;
         Ok(())
     }
@@ -272,8 +267,7 @@ impl<R: Rows> Table<R> {
     /// After the last record: it ends where the table does, and the offsets
     /// the records made are those declared.
     fn close_table(&mut self, sink: &mut dyn TierSink) -> Result<(), DecodeError> {
-        let made = std::mem::take(&mut self.made).finalize();
-        let declared = std::mem::take(&mut self.declared).finalize();
+        let (made, declared) = (self.made.finish128(), self.declared.finish128());
         if self.start != self.region() || made != declared {
             return Err(DecodeError {
                 offset: self.offsets_at,
@@ -319,6 +313,6 @@ mod tests {
         }
         // A huge length saturates instead of wrapping.
         let huge = 0xffff_ffff_usize.saturating_mul(4).saturating_add(4);
-        assert_eq!(walk(&[Field::Idxs], &[0xff; 4]), Ok(huge));
+        assert_eq!(walk(&[Field::List(4)], &[0xff; 4]), Ok(huge));
     }
 }
