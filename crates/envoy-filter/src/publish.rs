@@ -95,6 +95,8 @@ struct Fetched<'b> {
     load_ms: i64,
     /// Streamed: the slot its buckets were written into, and their bytes.
     streamed: Option<(u8, Written)>,
+    /// About the bytes of the snapshot it publishes (0: unknown).
+    size_hint: usize,
 }
 
 /// Verifies and loads `body` (refusing a replayed signed sequence).
@@ -110,6 +112,7 @@ fn load_fetched<'b>(src: &Source, live: &Live, body: &'b [u8]) -> Result<Fetched
         sequence,
         load_ms,
         streamed: None,
+        size_hint: 0,
     })
 }
 
@@ -128,6 +131,7 @@ fn load_streamed<'t>(
         sequence,
         load_ms,
         streamed: Some(streamed),
+        size_hint: taken.kept_len(),
     })
 }
 
@@ -163,6 +167,7 @@ fn publish_fetched(
         sequence,
         load_ms,
         streamed,
+        size_hint,
     } = fetched;
     src.counters.bump(src.counters.fetch_ok);
     let etag = live::etag_or_revision(etag, snapshot.revision());
@@ -188,11 +193,12 @@ fn publish_fetched(
     };
     let written_ms = now_ms().unwrap_or(writing_ms);
     // The keyless snapshot, compiled: the other VMs decode it instead of
-    // parsing JSON, and read the keys from the tier.
-    let compiled = policy::binary::encode(&snapshot);
-    let packed = live::pack_snapshot(&etag, Some(tier), &compiled);
-    let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);
+    // parsing JSON, and read the keys from the tier. Encoded right after its
+    // head, in a buffer of about its size.
     let head = live::pack_snapshot(&etag, Some(tier), &[]);
+    let packed = policy::binary::encode_after(&head, head.len() + size_hint, &snapshot);
+    let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);
+    drop(packed);
     let _ = abi::set_shared_data(&live.keys.head, &head, 0);
     publish_meta(src, live, &etag, sequence, now);
     abi::log(

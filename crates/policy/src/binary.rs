@@ -40,7 +40,7 @@ mod write;
 
 pub use decode::decode;
 pub use partial::{decode_for, Wanted};
-pub use write::encode;
+pub use write::{encode, encode_after};
 
 /// Magic and format version: `TGSNAP`, a NUL, and the version byte.
 pub const MAGIC: &[u8; 8] = b"TGSNAP\x00\x04";
@@ -121,6 +121,23 @@ mod tests {
 
     fn demo_bytes() -> Vec<u8> {
         encode(&crate::load_snapshot(include_str!("../../../policies/demo.json")).unwrap())
+    }
+
+    #[test]
+    fn a_snapshot_encoded_after_a_prefix_is_the_prefix_then_its_encoding() {
+        let snapshot = crate::load_snapshot(include_str!("../../../policies/demo.json")).unwrap();
+        let whole = encode(&snapshot);
+        for capacity in [0, 10, whole.len() + 6] {
+            let framed = encode_after(b"head\n", capacity, &snapshot);
+            assert_eq!(&framed[..5], b"head\n");
+            assert_eq!(&framed[5..], &whole[..], "sealed as a snapshot of its own");
+            assert!(decode(&framed[5..]).is_ok());
+        }
+        // Sized right, the buffer never grew.
+        assert_eq!(
+            encode_after(b"head\n", whole.len() + 5, &snapshot).capacity(),
+            whole.len() + 5
+        );
     }
 
     /// Where record `i` of `table` starts in the whole buffer.

@@ -217,6 +217,12 @@ impl Taken {
         Ok((snapshot, cut, sequence))
     }
 
+    /// How many bytes the stream kept (about what the snapshot it decodes
+    /// to encodes to).
+    pub fn kept_len(&self) -> usize {
+        self.streamed.kept_len()
+    }
+
     /// The buffer, emptied, for the next intake.
     pub fn into_buffer(self) -> Vec<u8> {
         self.streamed.into_buffer()

@@ -118,11 +118,19 @@ fn sorted_unique(keys: &[&[u8]]) -> Vec<usize> {
     positions
 }
 
-/// the same bytes (a source can use them for its ETag).
 /// Encodes a compiled snapshot. Deterministic: the same snapshot always gives
 /// the same bytes (a source can use them for its ETag).
 pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(64 + snapshot.keys.len() * 64));
+    encode_after(&[], 64 + snapshot.keys.len() * 64, snapshot)
+}
+
+/// [`encode`], after `prefix`, in a buffer of `capacity` bytes to start
+/// with: the filter's fetcher frames the snapshot it publishes this way,
+/// sized from what it just read, instead of copying it into a frame and
+/// letting the buffer double as it grows (a VM's memory never shrinks).
+pub fn encode_after(prefix: &[u8], capacity: usize, snapshot: &Snapshot) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(capacity.max(prefix.len() + 64)));
+    w.0.extend_from_slice(prefix);
     w.0.extend_from_slice(MAGIC);
     w.u64(0); // the checksum, filled in last
     w.str(&snapshot.revision);
@@ -137,7 +145,9 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     write_references(&mut w, snapshot);
     write_id_indexes(&mut w, snapshot);
     write_asserted(&mut w, snapshot);
-    seal(&mut w.0);
+    if let Some(compiled) = w.0.get_mut(prefix.len()..) {
+        seal(compiled);
+    }
     w.0
 }
 

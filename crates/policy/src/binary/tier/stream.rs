@@ -533,6 +533,12 @@ impl Streamed {
         }
     }
 
+    /// How many bytes were kept (about what the snapshot without its keys
+    /// and moving apps encodes to).
+    pub fn kept_len(&self) -> usize {
+        self.kept.len()
+    }
+
     /// The buffer, emptied, for the next stream.
     pub fn into_buffer(mut self) -> Vec<u8> {
         self.kept.clear();
