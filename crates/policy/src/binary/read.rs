@@ -171,20 +171,23 @@ impl<'b> Reader<'b> {
             base: self.base + start,
         })
     }
-    /// A run of records laid back to back (a bucket of the key tier): their
-    /// count, and a reader over exactly their bytes, each at least
-    /// `min_size`. What follows the run must be nothing: a bucket cut short
-    /// or with bytes after its records is refused whatever is looked for.
-    pub(super) fn run(&mut self, min_size: usize) -> Result<(usize, Reader<'b>)> {
+    /// A run of records laid back to back (a bucket of the key tier), with
+    /// a mark every [`RUN_STRIDE`] records. What follows the run must be
+    /// nothing: a bucket cut short or with bytes after its records is
+    /// refused whatever is looked for.
+    pub(super) fn run(&mut self, fields: &'static [Field]) -> Result<Run<'b>> {
         let count = self.u32()? as usize;
         let length = self.u32()? as usize;
-        if count.saturating_mul(min_size) > length {
-            return self.fail("length larger than the data");
-        }
+        let marks = self.take(count.div_ceil(RUN_STRIDE).saturating_mul(4))?;
         let base = self.base + self.at;
         let bytes = self.take(length)?;
         self.done()?;
-        Ok((count, Reader { bytes, at: 0, base }))
+        Ok(Run {
+            count,
+            marks,
+            records: Reader { bytes, at: 0, base },
+            fields,
+        })
     }
     fn key_after_digest(mut self, digest: [u8; 32], apps: usize, envs: usize) -> Result<KeyEntry> {
         let app = self.idx(apps)?;
@@ -357,6 +360,83 @@ pub(super) fn digest_key<'b>(r: &mut Reader<'b>) -> Result<&'b [u8]> {
     r.take(32)
 }
 
+/// Records of a run between two marks: a reader walks at most these.
+pub(super) const RUN_STRIDE: usize = 16;
+
+/// Records laid back to back, with a mark (the offset of a record) every
+/// [`RUN_STRIDE`] of them.
+pub(super) struct Run<'b> {
+    pub(super) count: usize,
+    marks: &'b [u8],
+    records: Reader<'b>,
+    fields: &'static [Field],
+}
+
+impl<'b> Run<'b> {
+    /// A reader over the records from mark `m` on.
+    fn at_mark(&self, m: usize) -> Result<Reader<'b>> {
+        let raw = self
+            .marks
+            .get(m * 4..m * 4 + 4)
+            .and_then(|b| b.try_into().ok());
+        let Some(at) = raw.map(|b: [u8; 4]| u32::from_le_bytes(b) as usize) else {
+            return self.records.fail("a mark past the run");
+        };
+        let mut r = Reader {
+            at: 0,
+            ..self.records
+        };
+        r.take(at)?;
+        Ok(r)
+    }
+
+    /// Record `j`: walked from the mark before it.
+    pub(super) fn record(&self, j: usize) -> Result<Reader<'b>> {
+        if j >= self.count {
+            return self.records.fail("index out of range");
+        }
+        let mut r = self.at_mark(j / RUN_STRIDE)?;
+        for _ in 0..j % RUN_STRIDE {
+            r.next_record(self.fields)?;
+        }
+        r.next_record(self.fields)
+    }
+
+    /// In a run sorted by its records' leading `key.len()` bytes: the record
+    /// that leads with `key`, walked from the last mark not after it.
+    pub(super) fn find(&self, key: &[u8]) -> Result<Option<Reader<'b>>> {
+        let lead = |m: usize| -> Result<std::cmp::Ordering> {
+            let mut r = self.at_mark(m)?;
+            Ok(r.take(key.len())?.cmp(key))
+        };
+        let marks = self.count.div_ceil(RUN_STRIDE);
+        // The first mark whose record leads after `key`; the one before it.
+        let (mut low, mut high) = (0, marks);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if lead(mid)? == Ordering::Greater {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        let Some(m) = low.checked_sub(1) else {
+            return Ok(None);
+        };
+        let mut r = self.at_mark(m)?;
+        let last = self.count.min((m + 1) * RUN_STRIDE);
+        for _ in m * RUN_STRIDE..last {
+            let record = r.next_record(self.fields)?;
+            match record.bytes.get(..key.len()).cmp(&Some(key)) {
+                Ordering::Less => continue,
+                Ordering::Greater => return Ok(None),
+                Ordering::Equal => return Ok(Some(record)),
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// A field of a record, as far as its length goes.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Field {
@@ -388,10 +468,6 @@ pub(super) const TIER_KEY_FIELDS: &[Field] = &[
     Field::Bytes(1),
     Field::OptIdxs,
 ];
-
-/// The fewest bytes a record of a key bucket takes: the digest's leading
-/// bytes, app 4, status 1, the expiry's, read-only's and environments' tags.
-pub(super) const MIN_TIER_KEY_BYTES: usize = DISTINCT_DIGEST_BYTES + 8;
 
 /// The fields of an app record: principal, organization and approved,
 /// products.

@@ -5,13 +5,14 @@
 //! users), reading the bucket a request's key falls in and its app's bucket.
 //!
 //! A key bucket is the magic, the generation it belongs to, a record count,
-//! the records' length in bytes, and the key records sorted by digest, back
-//! to back: the records of the
+//! the records' length in bytes, the marks, and the key records sorted by
+//! digest, back to back: the records of the
 //! compiled form (see [`super`]) with only the leading
 //! [`DISTINCT_DIGEST_BYTES`] of the digest, which tell a snapshot's keys
 //! apart. A bucket has no offset table (4 bytes a key, 3.8 MiB of Envoy's
-//! memory at 1M keys): a key record delimits itself, and a first sight of a
-//! key walks its bucket's ~128 records once. A key's bucket is a function of its
+//! memory at 1M keys): a key record delimits itself, and only every 16th
+//! record's offset is kept, so a first sight of a key searches those marks
+//! and walks at most 16 records. A key's bucket is a function of its
 //! digest and the bucket count alone. An app bucket is its magic, the
 //! generation, the index of its first app, and [`APPS_PER_BUCKET`]
 //! consecutive records of the snapshot's app table, back to back like a key
@@ -232,18 +233,23 @@ impl Tier<'_> {
 /// A key bucket of compiled key records (sorted by digest), each cut to the
 /// tier's form; `None` if one is shorter than a digest.
 pub(super) fn encode_raw_bucket(generation: u64, records: &[&[u8]]) -> Option<Vec<u8>> {
-    let cut = |r: &&[u8]| r.len().saturating_sub(32 - DISTINCT_DIGEST_BYTES);
+    // A compiled key record starts with the whole 32-byte digest.
+    if records.iter().any(|r| r.len() < 32) {
+        return None;
+    }
+    let cut = |r: &&[u8]| r.len() - (32 - DISTINCT_DIGEST_BYTES);
     let bytes: usize = records.iter().map(cut).sum();
-    let mut w = Writer(Vec::with_capacity(BUCKET_MAGIC.len() + 16 + bytes));
+    let mut w = Writer(Vec::with_capacity(
+        BUCKET_MAGIC.len() + 16 + bytes + records.len() / 4,
+    ));
     w.0.extend_from_slice(BUCKET_MAGIC);
     w.u64(generation);
-    w.u32(u32::try_from(records.len()).ok()?);
-    w.u32(u32::try_from(bytes).ok()?);
-    for record in records {
-        // A compiled key record starts with the whole 32-byte digest.
-        w.0.extend_from_slice(record.get(..DISTINCT_DIGEST_BYTES)?);
-        w.0.extend_from_slice(record.get(32..)?);
-    }
+    w.run_of(records.len(), records.iter().map(cut), |w, i| {
+        if let Some(record) = records.get(i) {
+            w.0.extend_from_slice(record.get(..DISTINCT_DIGEST_BYTES).unwrap_or_default());
+            w.0.extend_from_slice(record.get(32..).unwrap_or_default());
+        }
+    });
     Some(w.0)
 }
 

@@ -1,5 +1,6 @@
 //! Encoding: a snapshot to the bytes of its compiled form.
 
+use super::read::RUN_STRIDE;
 use super::{
     principal_kind, principal_prefix, seal, status_code, GRANT_REF_SIZE, MAGIC, PENDING_SIZE,
 };
@@ -252,14 +253,40 @@ impl Writer {
         });
     }
 
-    /// Records already encoded, laid back to back: their count and their
-    /// bytes' length first (the key tier's buckets, which a reader walks
-    /// rather than indexes: an offset a record would cost 4 bytes each).
+    /// Records already encoded, laid back to back: their count, their
+    /// bytes' length and a mark (an offset) every [`RUN_STRIDE`] records
+    /// first (the key tier's buckets, which a reader walks from the nearest
+    /// mark: an offset every record would cost 4 bytes each).
     pub(super) fn run(&mut self, records: &[&[u8]]) {
-        self.len(records.len());
-        self.len(records.iter().map(|r| r.len()).sum());
-        for record in records {
-            self.0.extend_from_slice(record);
+        self.run_of(records.len(), records.iter().map(|r| r.len()), |w, i| {
+            if let Some(record) = records.get(i) {
+                w.0.extend_from_slice(record);
+            }
+        });
+    }
+
+    /// [`Writer::run`] of `count` records of `lengths`, each written by
+    /// `write`.
+    pub(super) fn run_of(
+        &mut self,
+        count: usize,
+        lengths: impl Iterator<Item = usize>,
+        mut write: impl FnMut(&mut Writer, usize),
+    ) {
+        let (mut marks, mut length) = (Vec::with_capacity(count.div_ceil(RUN_STRIDE)), 0usize);
+        for (i, len) in lengths.enumerate() {
+            if i % RUN_STRIDE == 0 {
+                marks.push(length);
+            }
+            length += len;
+        }
+        self.len(count);
+        self.len(length);
+        for mark in marks {
+            self.len(mark);
+        }
+        for i in 0..count {
+            write(self, i);
         }
     }
 

@@ -2,14 +2,11 @@
 //! snapshot of the same generation.
 
 use super::{app_bucket_of, TierError, APP_BUCKET_MAGIC, BUCKET_MAGIC, GRANT_BUCKET_MAGIC};
-use crate::binary::read::{
-    Field, Reader, APP_FIELDS, GRANTS_FIELDS, MIN_TIER_KEY_BYTES, TIER_KEY_FIELDS,
-};
+use crate::binary::read::{Field, Reader, APP_FIELDS, GRANTS_FIELDS, TIER_KEY_FIELDS};
 use crate::binary::DecodeError;
 use crate::compile::keys::ExternalKey;
 use crate::records::{AppEntry, Idx, IdxList, KeyEntry, TierApp, DISTINCT_DIGEST_BYTES};
 use crate::snapshot::Snapshot;
-use std::cmp::Ordering;
 
 /// Reads a bucket's magic and generation, refusing another generation.
 fn open<'b>(bucket: &'b [u8], magic: &[u8; 8], generation: u64) -> Result<Reader<'b>, TierError> {
@@ -43,33 +40,21 @@ pub fn find_key(
     snapshot: &Snapshot,
     apps_in_tier: bool,
 ) -> Result<Option<TierKey>, TierError> {
-    let (count, mut r) = open(bucket, BUCKET_MAGIC, generation)?.run(MIN_TIER_KEY_BYTES)?;
+    let run = open(bucket, BUCKET_MAGIC, generation)?.run(TIER_KEY_FIELDS)?;
     let Some(distinct) = digest.get(..DISTINCT_DIGEST_BYTES) else {
         return Ok(None);
     };
-    // The records are sorted by digest: walk them up to the first not before it.
-    for _ in 0..count {
-        let record = r.next_record(TIER_KEY_FIELDS)?;
-        match record
-            .bytes
-            .get(..DISTINCT_DIGEST_BYTES)
-            .cmp(&Some(distinct))
-        {
-            Ordering::Less => continue,
-            Ordering::Greater => return Ok(None),
-            Ordering::Equal => {}
-        }
-        // An app in the tier is checked when its bucket is read.
-        let app_bound = if apps_in_tier {
-            Idx::MAX as usize
-        } else {
-            snapshot.apps.len()
-        };
-        let entry = record.tier_key(digest, app_bound, snapshot.envs.len())?;
-        return Ok(Some(TierKey(entry)));
-    }
-    r.done()?;
-    Ok(None)
+    let Some(record) = run.find(distinct)? else {
+        return Ok(None);
+    };
+    // An app in the tier is checked when its bucket is read.
+    let app_bound = if apps_in_tier {
+        Idx::MAX as usize
+    } else {
+        snapshot.apps.len()
+    };
+    let entry = record.tier_key(digest, app_bound, snapshot.envs.len())?;
+    Ok(Some(TierKey(entry)))
 }
 
 impl TierKey {
@@ -107,19 +92,19 @@ fn app_record<'b>(
     magic: &[u8; 8],
     generation: u64,
     app: Idx,
-    fields: &[Field],
+    fields: &'static [Field],
 ) -> Result<Reader<'b>, TierError> {
     let mut r = open(bucket, magic, generation)?;
     let first = r.u32()?;
-    let (count, mut records) = r.run(4)?;
-    let Some(at) = app.checked_sub(first).filter(|&at| (at as usize) < count) else {
+    let run = r.run(fields)?;
+    let Some(at) = app
+        .checked_sub(first)
+        .filter(|&at| (at as usize) < run.count)
+    else {
         let what = "an api key's app is not in its bucket";
         return Err(DecodeError { offset: 0, what }.into());
     };
-    for _ in 0..at {
-        records.next_record(fields)?;
-    }
-    Ok(records.next_record(fields)?)
+    Ok(run.record(at as usize)?)
 }
 
 /// App `app` in `apps`, its grants in `grants`, checked against `snapshot`
