@@ -47,7 +47,8 @@ pub(super) fn accept_fetched(
 /// Loads a snapshot whose parts were taken in as they arrived
 /// (`incoming.rs`): a compiled one's key buckets are in the shared data
 /// already, the rest is loaded here; anything else goes the way of a whole
-/// body. The buffer is kept, emptied, for the next round.
+/// body. What the stream kept is let go once decoded (it is small: the next
+/// round grows its own), before the snapshot is encoded for the other VMs.
 pub(super) fn accept_streamed(
     src: &Source,
     live: &mut Live,
@@ -61,7 +62,7 @@ pub(super) fn accept_streamed(
         Err(problem) => return refuse(src, &problem.to_string()),
     };
     let (slot, written) = incoming.tier();
-    match load_streamed(src, live, &taken, (slot, written)) {
+    match load_streamed(src, live, taken, (slot, written)) {
         Ok(fetched) => {
             let grace = 3 * i64::from(live::tick_ms(live.remote.poll_ms));
             match publish_fetched(src, live, fetched, etag, now) {
@@ -76,7 +77,6 @@ pub(super) fn accept_streamed(
         }
         Err(problem) => refuse(src, &problem),
     }
-    live.spare_body = taken.into_buffer();
 }
 
 fn refuse(src: &Source, problem: &str) {
@@ -116,22 +116,35 @@ fn load_fetched<'b>(src: &Source, live: &Live, body: &'b [u8]) -> Result<Fetched
     })
 }
 
-/// Loads what a stream kept (its signature checked already).
-fn load_streamed<'t>(
+/// Loads what a stream kept (its signature checked already), and lets it go.
+fn load_streamed(
     src: &Source,
     live: &Live,
-    taken: &'t Taken,
+    taken: Taken,
     streamed: (u8, Written),
-) -> Result<Fetched<'t>, String> {
-    let ((snapshot, cut, sequence), load_ms) = timed_load(|| taken.decode())?;
+) -> Result<Fetched<'static>, String> {
+    let size_hint = taken.kept_len();
+    let decode = || {
+        let (snapshot, cut, sequence) = taken.decode()?;
+        // Buckets written as the snapshot arrived leave only counts to
+        // publish; a stream that found nothing to cut (never, for bytes a
+        // whole decode accepts) has its tier encoded here.
+        let tier = match cut.written() {
+            Some(written) => Tier::Written(written),
+            None => Tier::Built(cut.into_tier()),
+        };
+        Ok::<_, tenantgate_policy::LoadError>((snapshot, tier, sequence))
+    };
+    let ((snapshot, tier, sequence), load_ms) = timed_load(decode)?;
+    drop(taken);
     not_replayed(src, live, sequence, &snapshot)?;
     Ok(Fetched {
         snapshot,
-        tier: Tier::Cut(cut),
+        tier,
         sequence,
         load_ms,
         streamed: Some(streamed),
-        size_hint: taken.kept_len(),
+        size_hint,
     })
 }
 

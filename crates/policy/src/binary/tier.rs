@@ -140,12 +140,29 @@ pub enum Apps {
 }
 
 /// A tier ready to be written: cut from compiled bytes, or built in memory
-/// (from a JSON snapshot, [`split_keys`]).
+/// (from a JSON snapshot, [`split_keys`]), or written already as the
+/// snapshot arrived.
 pub enum Tier<'b> {
     /// [`decode_split`].
     Cut(KeyCut<'b>),
     /// [`split_keys`].
     Built(KeyTier),
+    /// Written as the snapshot arrived ([`StreamCut`]; [`KeyCut::written`]):
+    /// only the counts are left to record, and nothing is borrowed.
+    Written(Written),
+}
+
+/// What a stream wrote of a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The generation every bucket carries.
+    pub generation: u64,
+    /// Key buckets.
+    pub buckets: u32,
+    /// The keys in them.
+    pub keys: usize,
+    /// App buckets (as many grant buckets), when the apps moved.
+    pub apps: Option<u32>,
 }
 
 impl Tier<'_> {
@@ -154,6 +171,7 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.generation(),
             Tier::Built(tier) => tier.generation,
+            Tier::Written(written) => written.generation,
         }
     }
 
@@ -162,6 +180,7 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.count(),
             Tier::Built(tier) => u32::try_from(tier.buckets.len()).unwrap_or(u32::MAX),
+            Tier::Written(written) => written.buckets,
         }
     }
 
@@ -170,6 +189,7 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.keys(),
             Tier::Built(tier) => tier.keys,
+            Tier::Written(written) => written.keys,
         }
     }
 
@@ -179,6 +199,7 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.keys_written(),
             Tier::Built(_) => false,
+            Tier::Written(_) => true,
         }
     }
 
@@ -188,6 +209,7 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.apps_written(),
             Tier::Built(_) => false,
+            Tier::Written(written) => written.apps.is_some(),
         }
     }
 
@@ -196,6 +218,7 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.bucket(i).map(Cow::Owned),
             Tier::Built(tier) => tier.buckets.get(i as usize).map(|b| Cow::Borrowed(&b[..])),
+            Tier::Written(_) => None,
         }
     }
 
@@ -204,6 +227,7 @@ impl Tier<'_> {
         match self {
             Tier::Cut(cut) => cut.app_count(),
             Tier::Built(tier) => u32::try_from(tier.app_buckets.len()).unwrap_or(u32::MAX),
+            Tier::Written(written) => written.apps.unwrap_or(0),
         }
     }
 
@@ -215,6 +239,7 @@ impl Tier<'_> {
                 .grant_buckets
                 .get(i as usize)
                 .map(|b| Cow::Borrowed(&b[..])),
+            Tier::Written(_) => None,
         }
     }
 
@@ -226,6 +251,7 @@ impl Tier<'_> {
                 .app_buckets
                 .get(i as usize)
                 .map(|b| Cow::Borrowed(&b[..])),
+            Tier::Written(_) => None,
         }
     }
 }

@@ -41,6 +41,19 @@ impl KeyCut<'_> {
         self
     }
 
+    /// What a stream wrote, when it wrote the key buckets (and the app
+    /// buckets, moving the apps): a tier that borrows nothing, so that what
+    /// the stream kept can be let go before the rest is published.
+    pub fn written(&self) -> Option<super::Written> {
+        let (buckets, keys) = self.streamed?;
+        Some(super::Written {
+            generation: self.generation,
+            buckets,
+            keys,
+            apps: self.apps_streamed,
+        })
+    }
+
     /// Whether the app buckets were written as the snapshot arrived:
     /// [`KeyCut::app_bucket`] has none of them then.
     pub fn apps_written(&self) -> bool {

@@ -603,6 +603,13 @@ mod tests {
         assert_eq!(s_cut.apps_written(), apps == Apps::Move);
         assert_eq!(encode(&s_snapshot), encode(&snapshot), "part {part}");
         assert_eq!((s_cut.count(), s_cut.keys()), (cut.count(), cut.keys()));
+        let moved = (apps == Apps::Move).then_some(cut.app_count());
+        let written = s_cut.written().unwrap();
+        assert_eq!(
+            (written.buckets, written.keys, written.apps),
+            (cut.count(), cut.keys(), moved)
+        );
+        assert!(cut.written().is_none(), "a whole cut wrote nothing");
         assert_eq!(tier.keys.len(), cut.count() as usize, "part {part}");
         for (i, bucket) in tier.keys.iter().enumerate() {
             assert_eq!(Some(bucket), cut.bucket(i as u32).as_ref(), "bucket {i}");
