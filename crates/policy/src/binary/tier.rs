@@ -6,10 +6,10 @@
 //!
 //! A key bucket is the magic, the generation it belongs to, a record count,
 //! the records' length in bytes, the marks, and the key records sorted by
-//! digest, back to back: the records of the
-//! compiled form (see [`super`]) with only the leading
-//! [`DISTINCT_DIGEST_BYTES`] of the digest, which tell a snapshot's keys
-//! apart. A bucket has no offset table (4 bytes a key, 3.8 MiB of Envoy's
+//! digest, back to back: each the leading [`DISTINCT_DIGEST_BYTES`] of the
+//! digest, which tell a snapshot's keys apart, the app, one byte for the
+//! status, read-only and what follows, then the expiry and environments if
+//! any (`read.rs` `TIER_KEY_FIELDS`). A bucket has no offset table (4 bytes a key, 3.8 MiB of Envoy's
 //! memory at 1M keys): a key record delimits itself, and only every 16th
 //! record's offset is kept, so a first sight of a key searches those marks
 //! and walks at most 16 records. A key's bucket is a function of its
@@ -256,43 +256,35 @@ impl Tier<'_> {
     }
 }
 
-/// A key bucket of compiled key records (sorted by digest), each cut to the
-/// tier's form; `None` if one is shorter than a digest.
-pub(super) fn encode_raw_bucket(generation: u64, records: &[&[u8]]) -> Option<Vec<u8>> {
-    // A compiled key record starts with the whole 32-byte digest.
-    if records.iter().any(|r| r.len() < 32) {
-        return None;
-    }
-    let cut = |r: &&[u8]| r.len() - (32 - DISTINCT_DIGEST_BYTES);
-    let bytes: usize = records.iter().map(cut).sum();
+/// A key bucket of its records, already in the tier's form (sorted by
+/// digest).
+pub(super) fn encode_key_bucket(generation: u64, records: &[&[u8]]) -> Vec<u8> {
+    let bytes: usize = records.iter().map(|r| r.len()).sum();
     let mut w = Writer(Vec::with_capacity(
         BUCKET_MAGIC.len() + 16 + bytes + records.len() / 4,
     ));
     w.0.extend_from_slice(BUCKET_MAGIC);
     w.u64(generation);
-    w.run_of(records.len(), records.iter().map(cut), |w, i| {
-        if let Some(record) = records.get(i) {
-            w.0.extend_from_slice(record.get(..DISTINCT_DIGEST_BYTES).unwrap_or_default());
-            w.0.extend_from_slice(record.get(32..).unwrap_or_default());
-        }
-    });
-    Some(w.0)
+    w.run(records);
+    w.0
 }
 
-/// A key bucket of `keys`, as [`encode_raw_bucket`] cuts their compiled records.
+/// A key bucket of `keys`, in the tier's form.
 pub(super) fn encode_bucket(generation: u64, keys: &[&KeyEntry]) -> Vec<u8> {
     let mut keys = keys.to_vec();
     keys.sort_unstable_by_key(|key| key.digest);
-    let records: Vec<Vec<u8>> = keys
-        .iter()
-        .map(|key| {
-            let mut w = Writer(Vec::new());
-            w.key(key);
-            w.0
-        })
-        .collect();
-    let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-    encode_raw_bucket(generation, &records).unwrap_or_default()
+    let (mut arena, mut ends) = (Writer(Vec::new()), Vec::with_capacity(keys.len()));
+    for key in keys {
+        arena.tier_key(key);
+        ends.push(arena.0.len());
+    }
+    let mut records = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for end in ends {
+        records.push(arena.0.get(start..end).unwrap_or_default());
+        start = end;
+    }
+    encode_key_bucket(generation, &records)
 }
 
 pub(super) fn encode_app_bucket(generation: u64, first: u32, records: &[&[u8]]) -> Vec<u8> {

@@ -1,11 +1,11 @@
 //! Encoding: a snapshot to the bytes of its compiled form.
 
-use super::read::RUN_STRIDE;
+use super::read::{KeyFlags, RUN_STRIDE};
 use super::{
     principal_kind, principal_prefix, seal, status_code, GRANT_REF_SIZE, MAGIC, PENDING_SIZE,
 };
 use crate::document::Right;
-use crate::records::{AppEntry, Idx, KeyEntry, PrincipalRef, RouteTeams};
+use crate::records::{AppEntry, Idx, KeyEntry, PrincipalRef, RouteTeams, DISTINCT_DIGEST_BYTES};
 use crate::snapshot::Snapshot;
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
@@ -306,6 +306,30 @@ impl Writer {
         for (tenant, grant) in pairs {
             self.u32(tenant);
             self.u32(grant);
+        }
+    }
+
+    /// A key bucket's record of `key` (`read.rs` `TIER_KEY_FIELDS`).
+    pub(super) fn tier_key(&mut self, key: &KeyEntry) {
+        self.0
+            .extend_from_slice(key.digest.get(..DISTINCT_DIGEST_BYTES).unwrap_or_default());
+        self.u32(key.app);
+        let mut flags = status_code(key.status) & KeyFlags::STATUS;
+        if key.read_only {
+            flags |= KeyFlags::READ_ONLY;
+        }
+        if key.expires_at.is_some() {
+            flags |= KeyFlags::EXPIRES;
+        }
+        if key.envs.is_some() {
+            flags |= KeyFlags::ENVS;
+        }
+        self.u8(flags);
+        if let Some(t) = key.expires_at {
+            self.u64(t.unix_nanos() as u64);
+        }
+        if let Some(envs) = &key.envs {
+            self.idxs(envs);
         }
     }
 

@@ -2,8 +2,8 @@
 //! as the bytes are read, never decoded into records.
 
 use super::{
-    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_grant_bucket,
-    encode_raw_bucket, Apps, KeyTier, APPS_PER_BUCKET,
+    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_bucket,
+    encode_grant_bucket, Apps, KeyTier, APPS_PER_BUCKET,
 };
 use crate::binary::decode::{decode_parts, Leave};
 use crate::binary::read::{Checksum, Fixed, Table};
@@ -91,10 +91,13 @@ impl KeyCut<'_> {
         }
         let from = *self.starts.get(i as usize)?;
         let to = *self.starts.get(i as usize + 1)?;
-        let records: Vec<&[u8]> = (from..to)
-            .filter_map(|r| self.table.record(r as usize).ok().map(|r| r.bytes))
-            .collect();
-        encode_raw_bucket(self.generation, &records)
+        // Checked when cut: any index will do to read them again.
+        let keys = (from..to)
+            .map(|r| self.table.record(r as usize)?.key(usize::MAX, usize::MAX))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        let keys: Vec<_> = keys.iter().collect();
+        Some(encode_bucket(self.generation, &keys))
     }
 
     /// How many app buckets (0 when the apps stay in the snapshot).

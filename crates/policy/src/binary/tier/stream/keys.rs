@@ -2,11 +2,12 @@
 //! decoder checks it, and filed in its bucket, each bucket handed to the
 //! sink as soon as it is complete.
 
-use super::super::{bucket_count_for, bucket_of, encode_raw_bucket};
+use super::super::{bucket_count_for, bucket_of, encode_key_bucket};
 use super::table::Rows;
 use super::TierSink;
 use crate::binary::read::{key_follows, Reader};
 use crate::binary::read::{Field, KEY_FIELDS};
+use crate::binary::write::Writer;
 use crate::binary::DecodeError;
 
 /// The key table's records, and the bucket being filled.
@@ -44,8 +45,8 @@ impl KeyRows {
             records.push(self.arena.get(start..end).unwrap_or_default());
             start = end;
         }
-        let bucket = encode_raw_bucket(self.generation, &records);
-        let stored = bucket.is_some_and(|b| sink.key_bucket(self.bucket, b));
+        let bucket = encode_key_bucket(self.generation, &records);
+        let stored = sink.key_bucket(self.bucket, bucket);
         self.arena.clear();
         self.ends.clear();
         self.bucket += 1;
@@ -94,7 +95,9 @@ impl Rows for KeyRows {
         while self.bucket < bucket {
             self.emit(sink, base)?;
         }
-        self.arena.extend_from_slice(record);
+        let mut arena = Writer(std::mem::take(&mut self.arena));
+        arena.tier_key(&key);
+        self.arena = arena.0;
         self.ends.push(self.arena.len());
         Ok(())
     }
