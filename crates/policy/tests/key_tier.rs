@@ -85,10 +85,10 @@ fn a_keyless_snapshot_with_the_key_of_its_bucket_decides_as_the_whole() {
 fn decides_as_the_whole(apps: Apps) {
     let (full, keyless, tier) = world_with(2_000, apps);
     assert_eq!(tier.keys, 2_000);
-    assert_eq!(tier.buckets.len(), 16);
+    assert_eq!(tier.buckets.len(), 8);
     match apps {
         Apps::Keep => assert!(tier.app_buckets.is_empty()),
-        Apps::Move => assert_eq!(tier.app_buckets.len(), 500 / 64 + 1),
+        Apps::Move => assert_eq!(tier.app_buckets.len(), 500 / 128 + 1),
     }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut allowed, mut found) = (0, 0);
@@ -203,7 +203,8 @@ fn a_bucket_pointing_past_the_snapshot_is_refused() {
 
 #[test]
 fn corrupt_buckets_are_errors_never_panics() {
-    let (_, keyless, tier) = world_with(300, Apps::Move);
+    // 150 apps: two app buckets.
+    let (_, keyless, tier) = world_with(600, Apps::Move);
     let digest = policy::key_digest(generated_raw_key(SEED, 7));
     let good = bucket(&tier, &digest);
     let find = |bytes: &[u8]| find_key(bytes, tier.generation, &digest, &keyless, true);
@@ -280,15 +281,16 @@ fn a_bucket_keeps_the_leading_bytes_of_each_digest_not_the_whole() {
 }
 
 #[test]
-fn buckets_hold_about_a_hundred_keys() {
+fn buckets_hold_a_few_hundred_keys() {
     assert_eq!(bucket_count_for(0), 1);
-    assert_eq!(bucket_count_for(128), 1);
-    assert_eq!(bucket_count_for(129), 2);
-    assert_eq!(bucket_count_for(1_000_000), 8_192);
+    assert_eq!(bucket_count_for(256), 1);
+    assert_eq!(bucket_count_for(257), 2);
+    assert_eq!(bucket_count_for(1_000_000), 4_096);
     assert_eq!(bucket_count_for(usize::MAX / 2), 1 << 16);
     assert_eq!(app_bucket_count_for(0), 0);
-    assert_eq!(app_bucket_count_for(64), 1);
-    assert_eq!(app_bucket_count_for(250_000), 3_907);
+    assert_eq!(app_bucket_count_for(128), 1);
+    assert_eq!(app_bucket_count_for(129), 2);
+    assert_eq!(app_bucket_count_for(250_000), 1_954);
     let (_, _, tier) = world(5_000);
     let total: usize = tier.buckets.iter().map(Vec::len).sum();
     assert!(tier
@@ -311,7 +313,7 @@ fn cut_equals_split(apps: Apps) {
     let compiled = encode(&in_memory);
     let tier = split_keys(&mut in_memory, 42, apps);
     let (keyless, cut) = decode_split(&compiled, 42, apps).unwrap();
-    assert_eq!((cut.count(), cut.keys()), (64, 5_000));
+    assert_eq!((cut.count(), cut.keys()), (32, 5_000));
     let cut = cut.into_tier();
     assert_eq!(cut.keys, tier.keys);
     assert_eq!(cut.buckets, tier.buckets, "byte for byte");

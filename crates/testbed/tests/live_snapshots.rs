@@ -870,8 +870,7 @@ fn keys_once_per_process(form: Form) {
     let log = envoy.log_text();
     // Published once per revision by the fetching VM ...
     let tier_lines = log.lines().filter(|l| {
-        l.contains(&format!("{KEYS} keys in 32 buckets ("))
-            && l.contains("apps in 12 app buckets (")
+        l.contains(&format!("{KEYS} keys in 16 buckets (")) && l.contains("apps in 6 app buckets (")
     });
     let tier_lines: Vec<&str> = tier_lines.collect();
     assert_eq!(tier_lines.len(), 1, "{log}");

@@ -57,13 +57,17 @@ pub const APP_BUCKET_MAGIC: &[u8; 8] = b"TGAPPS\x00\x02";
 /// Magic and version of a grant bucket: the grants of an app bucket's apps.
 pub const GRANT_BUCKET_MAGIC: &[u8; 8] = b"TGGRNT\x00\x01";
 
-/// Apps per app bucket: a first sight of a key copies one (a few KB).
-pub const APPS_PER_BUCKET: u32 = 64;
+/// Apps per app bucket: a first sight of a key copies one, and its grant
+/// bucket (a few KB each). 128 rather than 64: half the shared-data entries,
+/// each with its own name, map slot and allocation (1.2 MiB of Envoy's
+/// memory at 1M keys), for a copy a few KB larger; a reader walks at most
+/// 16 records from a mark either way.
+pub const APPS_PER_BUCKET: u32 = 128;
 
 /// About this many keys per bucket: a first sight of a key copies one bucket
 /// out of the shared store (a few KB), and a new revision writes
-/// `keys / KEYS_PER_BUCKET` of them.
-const KEYS_PER_BUCKET: usize = 128;
+/// `keys / KEYS_PER_BUCKET` of them (see [`APPS_PER_BUCKET`] for the size).
+const KEYS_PER_BUCKET: usize = 256;
 
 /// At most this many buckets (a bucket then holds ~15 keys per million).
 const MAX_BUCKETS: u32 = 1 << 16;
