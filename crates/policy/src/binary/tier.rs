@@ -30,6 +30,7 @@
 //! read against it, and [`find_key`] and [`TierKey::resolve`] refuse one
 //! ([`TierError::OtherGeneration`]): a reader that meets one has an old
 //! snapshot and must pick up the new one first.
+mod arena;
 mod cut;
 mod find;
 mod split;
@@ -42,9 +43,9 @@ pub use stream::{MemoryTier, StreamCut, Streamed, TierSink};
 
 pub use crate::records::DISTINCT_DIGEST_BYTES;
 
-use super::write::Writer;
 use super::DecodeError;
 use crate::records::{Idx, KeyEntry};
+use arena::Arena;
 use std::borrow::Cow;
 
 /// Magic and version of a key bucket (2: digests cut to their leading
@@ -260,51 +261,21 @@ impl Tier<'_> {
     }
 }
 
-/// A key bucket of its records, already in the tier's form (sorted by
-/// digest).
-pub(super) fn encode_key_bucket(generation: u64, records: &[&[u8]]) -> Vec<u8> {
-    let bytes: usize = records.iter().map(|r| r.len()).sum();
-    let mut w = Writer(Vec::with_capacity(
-        BUCKET_MAGIC.len() + 16 + bytes + records.len() / 4,
-    ));
-    w.0.extend_from_slice(BUCKET_MAGIC);
-    w.u64(generation);
-    w.run(records);
-    w.0
+/// The most bytes `key` takes in a key bucket: digest bytes, app, flags,
+/// expiry, environment list.
+pub(super) fn tier_key_most(key: &KeyEntry) -> usize {
+    let envs = key.envs.as_ref().map_or(0, |envs| 4 + 4 * envs.len());
+    DISTINCT_DIGEST_BYTES + 4 + 1 + 8 + envs
 }
 
-/// A key bucket of `keys`, in the tier's form.
-pub(super) fn encode_bucket(generation: u64, keys: &[&KeyEntry]) -> Vec<u8> {
+/// A key bucket of `keys`, in the tier's form (`None` if its memory cannot
+/// be had).
+pub(super) fn encode_bucket(generation: u64, keys: &[&KeyEntry]) -> Option<Vec<u8>> {
     let mut keys = keys.to_vec();
     keys.sort_unstable_by_key(|key| key.digest);
-    let (mut arena, mut ends) = (Writer(Vec::new()), Vec::with_capacity(keys.len()));
+    let mut arena = Arena::default();
     for key in keys {
-        arena.tier_key(key);
-        ends.push(arena.0.len());
+        arena.write(tier_key_most(key), |w| w.tier_key(key)).ok()?;
     }
-    let mut records = Vec::with_capacity(ends.len());
-    let mut start = 0;
-    for end in ends {
-        records.push(arena.0.get(start..end).unwrap_or_default());
-        start = end;
-    }
-    encode_key_bucket(generation, &records)
-}
-
-pub(super) fn encode_app_bucket(generation: u64, first: u32, records: &[&[u8]]) -> Vec<u8> {
-    let mut w = Writer(APP_BUCKET_MAGIC.to_vec());
-    w.u64(generation);
-    w.u32(first);
-    w.run(records);
-    w.0
-}
-
-/// The grants of the apps from `first`, each list as [`Writer::app_grants`]
-/// writes it.
-pub(super) fn encode_grant_bucket(generation: u64, first: u32, lists: &[&[u8]]) -> Vec<u8> {
-    let mut w = Writer(GRANT_BUCKET_MAGIC.to_vec());
-    w.u64(generation);
-    w.u32(first);
-    w.run(lists);
-    w.0
+    arena.key_bucket(generation)
 }

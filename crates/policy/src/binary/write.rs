@@ -253,37 +253,25 @@ impl Writer {
         });
     }
 
-    /// Records already encoded, laid back to back: their count, their
-    /// bytes' length and a mark (an offset) every [`RUN_STRIDE`] records
-    /// first (the key tier's buckets, which a reader walks from the nearest
-    /// mark: an offset every record would cost 4 bytes each).
-    pub(super) fn run(&mut self, records: &[&[u8]]) {
-        self.run_of(records.len(), records.iter().map(|r| r.len()), |w, i| {
-            if let Some(record) = records.get(i) {
-                w.0.extend_from_slice(record);
-            }
-        });
-    }
-
-    /// [`Writer::run`] of `count` records of `lengths`, each written by
-    /// `write`.
+    /// `count` records laid back to back, record `i` of `len(i)` bytes
+    /// written by `write`: their count, their bytes' length and a mark (an
+    /// offset) every [`RUN_STRIDE`] records first (the key tier's buckets,
+    /// which a reader walks from the nearest mark: an offset every record
+    /// would cost 4 bytes each).
     pub(super) fn run_of(
         &mut self,
         count: usize,
-        lengths: impl Iterator<Item = usize>,
+        len: impl Fn(usize) -> usize,
         mut write: impl FnMut(&mut Writer, usize),
     ) {
-        let (mut marks, mut length) = (Vec::with_capacity(count.div_ceil(RUN_STRIDE)), 0usize);
-        for (i, len) in lengths.enumerate() {
-            if i % RUN_STRIDE == 0 {
-                marks.push(length);
-            }
-            length += len;
-        }
         self.len(count);
-        self.len(length);
-        for mark in marks {
-            self.len(mark);
+        self.len((0..count).map(&len).sum());
+        let mut at = 0usize;
+        for i in 0..count {
+            if i % RUN_STRIDE == 0 {
+                self.len(at);
+            }
+            at += len(i);
         }
         for i in 0..count {
             write(self, i);
@@ -300,10 +288,11 @@ impl Writer {
 
     /// An app's grants in a bucket of the key tier: (tenant, grant) pairs,
     /// sorted by tenant.
-    pub(super) fn app_grants(&mut self, pairs: impl Iterator<Item = (Idx, Idx)>) {
-        let pairs: Vec<(Idx, Idx)> = pairs.collect();
-        self.len(pairs.len());
-        for (tenant, grant) in pairs {
+    /// An app's `count` grants (tenant, grant), as `pairs` gives them
+    /// (written as they come: a snapshot can give one app millions).
+    pub(super) fn app_grants(&mut self, count: usize, pairs: impl Iterator<Item = (Idx, Idx)>) {
+        self.len(count);
+        for (tenant, grant) in pairs.take(count) {
             self.u32(tenant);
             self.u32(grant);
         }

@@ -1,13 +1,13 @@
 //! A compiled snapshot's key and app tables cut into the buckets of a tier
 //! as the bytes are read, never decoded into records.
 
+use super::arena::Arena;
 use super::{
-    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_bucket,
-    encode_grant_bucket, Apps, KeyTier, APPS_PER_BUCKET,
+    app_bucket_count_for, bucket_count_for, bucket_of, encode_bucket, Apps, KeyTier,
+    APPS_PER_BUCKET,
 };
 use crate::binary::decode::{decode_parts, Leave};
 use crate::binary::read::{Checksum, Fixed, Table};
-use crate::binary::write::Writer;
 use crate::binary::{principal_kind, principal_prefix, DecodeError};
 use crate::records::PrincipalRef;
 use crate::snapshot::Snapshot;
@@ -97,7 +97,7 @@ impl KeyCut<'_> {
             .collect::<Result<Vec<_>, _>>()
             .ok()?;
         let keys: Vec<_> = keys.iter().collect();
-        Some(encode_bucket(self.generation, &keys))
+        encode_bucket(self.generation, &keys)
     }
 
     /// How many app buckets (0 when the apps stay in the snapshot).
@@ -119,10 +119,11 @@ impl KeyCut<'_> {
         let (apps, _) = self.apps.as_ref()?;
         let from = i.checked_mul(APPS_PER_BUCKET)?;
         let to = from.saturating_add(APPS_PER_BUCKET).min(apps.count as u32);
-        let records = (from..to)
-            .map(|app| apps.record(app as usize).ok().map(|r| r.bytes))
-            .collect::<Option<Vec<&[u8]>>>()?;
-        Some(encode_app_bucket(self.generation, from, &records))
+        let mut arena = Arena::default();
+        for app in from..to {
+            arena.push(apps.record(app as usize).ok()?.bytes).ok()?;
+        }
+        arena.app_bucket(self.generation, from)
     }
 
     /// Grant bucket `i`, encoded now: the grants of app bucket `i`'s apps,
@@ -138,27 +139,24 @@ impl KeyCut<'_> {
         // `from..to` are one run, walked once from where the first one is.
         let app_prefix = |app| principal_prefix(principal_kind(PrincipalRef::App(app)), app);
         let mut at = by_principal.range(&app_prefix(from)).start;
-        let (mut arena, mut ends) = (Writer(Vec::new()), Vec::new());
+        let mut arena = Arena::default();
         for app in from..to {
             let prefix = app_prefix(app);
             let start = at;
             while at < by_principal.count && by_principal.record(at).bytes.starts_with(&prefix) {
                 at += 1;
             }
-            arena.app_grants((start..at).filter_map(|r| {
+            let grants = (start..at).filter_map(|r| {
                 let mut r = by_principal.record(r);
                 r.take(prefix.len()).ok()?;
                 Some((r.u32_be().ok()?, r.u32_be().ok()?))
-            }));
-            ends.push(arena.0.len());
+            });
+            let count = at - start;
+            arena
+                .write(4 + 8 * count, |w| w.app_grants(count, grants))
+                .ok()?;
         }
-        let mut lists = Vec::with_capacity(ends.len());
-        let mut start = 0;
-        for end in ends {
-            lists.push(arena.0.get(start..end)?);
-            start = end;
-        }
-        Some(encode_grant_bucket(self.generation, from, &lists))
+        arena.grant_bucket(self.generation, from)
     }
 
     /// Every bucket, encoded (for tests and small snapshots).

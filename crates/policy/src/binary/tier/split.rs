@@ -1,11 +1,11 @@
 //! A snapshot in memory (compiled from JSON) split into a keyless snapshot
 //! and a [`KeyTier`].
 
+use super::arena::Arena;
 use super::{
-    app_bucket_count_for, bucket_count_for, bucket_of, encode_app_bucket, encode_bucket,
-    encode_grant_bucket, Apps, KeyTier, APPS_PER_BUCKET,
+    app_bucket_count_for, bucket_count_for, bucket_of, encode_bucket, Apps, KeyTier,
+    APPS_PER_BUCKET,
 };
-use crate::binary::write::Writer;
 use crate::index::{AppIds, KeyIndex};
 use crate::records::{Idx, KeyEntry, PrincipalRef};
 use crate::snapshot::Snapshot;
@@ -25,9 +25,11 @@ pub fn split_keys(snapshot: &mut Snapshot, generation: u64, apps: Apps) -> KeyTi
             bucket.push(key);
         }
     }
+    // A bucket whose memory could not be had is left empty: its keys read
+    // as a tier that cannot be read, 503, never a pass.
     let buckets = members
         .iter()
-        .map(|keys| encode_bucket(generation, keys))
+        .map(|keys| encode_bucket(generation, keys).unwrap_or_default())
         .collect();
     let (app_buckets, grant_buckets) = match apps {
         Apps::Move => move_apps(snapshot, generation),
@@ -68,40 +70,31 @@ fn move_apps(snapshot: &mut Snapshot, generation: u64) -> (Vec<Vec<u8>>, Vec<Vec
         let from = (b * APPS_PER_BUCKET) as usize;
         from..(from + APPS_PER_BUCKET as usize).min(apps.len())
     };
-    let encoded = |records: Vec<Vec<u8>>, b: u32, grants: bool| {
-        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-        let first = b * APPS_PER_BUCKET;
-        match grants {
-            false => encode_app_bucket(generation, first, &refs),
-            true => encode_grant_bucket(generation, first, &refs),
-        }
-    };
     let app_buckets = buckets
         .clone()
         .map(|b| {
-            let records = range(b)
-                .filter_map(|a| apps.get(a))
-                .map(|app| {
-                    let mut w = Writer(Vec::new());
-                    w.app(app);
-                    w.0
-                })
-                .collect();
-            encoded(records, b, false)
+            let mut arena = Arena::default();
+            for app in range(b).filter_map(|a| apps.get(a)) {
+                let most = 4 + app.principal.len() + 4 + 1 + 4 + 4 * app.products.len();
+                arena.write(most, |w| w.app(app)).ok()?;
+            }
+            arena.app_bucket(generation, b * APPS_PER_BUCKET)
         })
+        // As a key bucket above: whole, or empty.
+        .map(Option::unwrap_or_default)
         .collect();
     let grant_buckets = buckets
         .map(|b| {
-            let lists = range(b)
-                .filter_map(|a| grants.get(a))
-                .map(|list| {
-                    let mut w = Writer(Vec::new());
-                    w.app_grants(list.iter().copied());
-                    w.0
-                })
-                .collect();
-            encoded(lists, b, true)
+            let mut arena = Arena::default();
+            for list in range(b).filter_map(|a| grants.get(a)) {
+                let most = 4 + 8 * list.len();
+                arena
+                    .write(most, |w| w.app_grants(list.len(), list.iter().copied()))
+                    .ok()?;
+            }
+            arena.grant_bucket(generation, b * APPS_PER_BUCKET)
         })
+        .map(Option::unwrap_or_default)
         .collect();
     (app_buckets, grant_buckets)
 }

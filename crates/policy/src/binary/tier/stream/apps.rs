@@ -14,7 +14,8 @@
 //! A source cannot aim for a collision it cannot compute; two different
 //! sets of pairs agree by chance with probability 2^-64.
 
-use super::super::{encode_app_bucket, APPS_PER_BUCKET};
+use super::super::arena::{no_room, Arena};
+use super::super::APPS_PER_BUCKET;
 use super::table::Rows;
 use super::TierSink;
 use crate::binary::decode::index_mismatch_at;
@@ -48,8 +49,7 @@ pub(super) struct AppRows {
     orgs: usize,
     products: usize,
     pub(super) ids: AppIds,
-    arena: Vec<u8>,
-    ends: Vec<usize>,
+    arena: Arena,
     /// App buckets handed to the sink.
     pub(super) buckets: u32,
 }
@@ -61,25 +61,20 @@ impl AppRows {
             orgs,
             products,
             ids: AppIds::default(),
-            arena: Vec::new(),
-            ends: Vec::new(),
+            arena: Arena::default(),
             buckets: 0,
         }
     }
 
     /// Hands the app bucket being filled to `sink`.
     fn emit(&mut self, sink: &mut dyn TierSink, at: usize) -> Result<(), DecodeError> {
-        let mut records = Vec::with_capacity(self.ends.len());
-        let mut start = 0;
-        for &end in &self.ends {
-            records.push(self.arena.get(start..end).unwrap_or_default());
-            start = end;
-        }
         let first = self.buckets.saturating_mul(APPS_PER_BUCKET);
-        let bucket = encode_app_bucket(self.generation, first, &records);
+        let bucket = self
+            .arena
+            .app_bucket(self.generation, first)
+            .ok_or(no_room(at))?;
         let stored = sink.app_bucket(self.buckets, bucket);
         self.arena.clear();
-        self.ends.clear();
         self.buckets += 1;
         if stored {
             Ok(())
@@ -120,9 +115,8 @@ impl Rows for AppRows {
             let value = pair_value(self.generation, app, id.as_bytes());
             self.ids.sum = self.ids.sum.wrapping_add(value);
         }
-        self.arena.extend_from_slice(record);
-        self.ends.push(self.arena.len());
-        if self.ends.len() == APPS_PER_BUCKET as usize {
+        self.arena.push(record).map_err(|()| no_room(base))?;
+        if self.arena.len() == APPS_PER_BUCKET as usize {
             self.emit(sink, base)?;
         }
         Ok(())
@@ -130,7 +124,7 @@ impl Rows for AppRows {
 
     /// The last, partly filled, bucket.
     fn end(&mut self, at: usize, sink: &mut dyn TierSink) -> Result<(), DecodeError> {
-        if self.ends.is_empty() {
+        if self.arena.len() == 0 {
             return Ok(());
         }
         self.emit(sink, at)
@@ -207,6 +201,7 @@ impl Rows for IdRows {
         r.done()?;
         let previous = self.previous.get_or_insert_with(Vec::new);
         previous.clear();
+        previous.try_reserve(id.len()).map_err(|_| no_room(base))?;
         previous.extend_from_slice(id.as_bytes());
         Ok(())
     }

@@ -2,12 +2,11 @@
 //! decoder checks it, and filed in its bucket, each bucket handed to the
 //! sink as soon as it is complete.
 
-use super::super::{bucket_count_for, bucket_of, encode_key_bucket};
+use super::super::arena::{no_room, Arena};
+use super::super::{bucket_count_for, bucket_of, tier_key_most};
 use super::table::Rows;
 use super::TierSink;
-use crate::binary::read::{key_follows, Reader};
-use crate::binary::read::{Field, KEY_FIELDS};
-use crate::binary::write::Writer;
+use crate::binary::read::{key_follows, Field, Reader, KEY_FIELDS};
 use crate::binary::DecodeError;
 
 /// The key table's records, and the bucket being filled.
@@ -19,8 +18,7 @@ pub(super) struct KeyRows {
     previous: Option<[u8; 32]>,
     pub(super) buckets: u32,
     bucket: u32,
-    arena: Vec<u8>,
-    ends: Vec<usize>,
+    arena: Arena,
 }
 
 impl KeyRows {
@@ -32,23 +30,15 @@ impl KeyRows {
             previous: None,
             buckets: bucket_count_for(count),
             bucket: 0,
-            arena: Vec::new(),
-            ends: Vec::new(),
+            arena: Arena::default(),
         }
     }
 
     /// Hands the bucket being filled to `sink` and starts the next.
     fn emit(&mut self, sink: &mut dyn TierSink, at: usize) -> Result<(), DecodeError> {
-        let mut records = Vec::with_capacity(self.ends.len());
-        let mut start = 0;
-        for &end in &self.ends {
-            records.push(self.arena.get(start..end).unwrap_or_default());
-            start = end;
-        }
-        let bucket = encode_key_bucket(self.generation, &records);
+        let bucket = self.arena.key_bucket(self.generation).ok_or(no_room(at))?;
         let stored = sink.key_bucket(self.bucket, bucket);
         self.arena.clear();
-        self.ends.clear();
         self.bucket += 1;
         if stored {
             Ok(())
@@ -59,11 +49,13 @@ impl KeyRows {
             })
         }
     }
+}
 
+#[cfg(test)]
+impl KeyRows {
     /// The bytes this holds (tests).
-    #[cfg(test)]
     pub(super) fn held(&self) -> usize {
-        self.arena.capacity() + self.ends.capacity() * std::mem::size_of::<usize>()
+        self.arena.held()
     }
 }
 
@@ -95,11 +87,10 @@ impl Rows for KeyRows {
         while self.bucket < bucket {
             self.emit(sink, base)?;
         }
-        let mut arena = Writer(std::mem::take(&mut self.arena));
-        arena.tier_key(&key);
-        self.arena = arena.0;
-        self.ends.push(self.arena.len());
-        Ok(())
+        let most = tier_key_most(&key);
+        self.arena
+            .write(most, |w| w.tier_key(&key))
+            .map_err(|()| no_room(base))
     }
 
     /// The buckets left, empty ones included.

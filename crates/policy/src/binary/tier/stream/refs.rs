@@ -6,11 +6,11 @@
 //! once the references pass its last app, and is stored then, exactly as
 //! the whole-body cut builds it (`cut.rs` `KeyCut::grant_bucket`).
 
-use super::super::{app_bucket_count_for, encode_grant_bucket, APPS_PER_BUCKET};
+use super::super::arena::{no_room, Arena};
+use super::super::{app_bucket_count_for, APPS_PER_BUCKET};
 use super::table::Read;
 use super::{keep, TierSink};
 use crate::binary::read::Reader;
-use crate::binary::write::Writer;
 use crate::binary::{DecodeError, GRANT_REF_SIZE};
 use crate::records::Idx;
 
@@ -125,6 +125,8 @@ impl Refs {
                 while self.next < app / APPS_PER_BUCKET {
                     self.complete(sink, base)?;
                 }
+                // A hostile snapshot can give one app millions of grants.
+                self.grants.try_reserve(1).map_err(|_| no_room(base))?;
                 self.grants.push((app, tenant, grant));
                 Ok(())
             }
@@ -141,23 +143,20 @@ impl Refs {
         let first = self.next.saturating_mul(APPS_PER_BUCKET);
         let apps = u32::try_from(self.bounds.apps).unwrap_or(u32::MAX);
         let last = first.saturating_add(APPS_PER_BUCKET).min(apps);
-        let (mut arena, mut ends) = (Writer(Vec::new()), Vec::new());
-        let mut grants = self.grants.iter().peekable();
+        let mut arena = Arena::default();
+        let mut grants = self.grants.as_slice();
         for app in first..last {
-            let mut pairs = Vec::new();
-            while let Some(&(_, tenant, grant)) = grants.next_if(|g| g.0 == app) {
-                pairs.push((tenant, grant));
-            }
-            arena.app_grants(pairs.into_iter());
-            ends.push(arena.0.len());
+            let n = grants.iter().take_while(|g| g.0 == app).count();
+            let (mine, rest) = grants.split_at(n);
+            let pairs = mine.iter().map(|&(_, tenant, grant)| (tenant, grant));
+            arena
+                .write(4 + 8 * n, |w| w.app_grants(n, pairs))
+                .map_err(|()| no_room(at))?;
+            grants = rest;
         }
-        let mut lists = Vec::with_capacity(ends.len());
-        let mut start = 0;
-        for end in ends {
-            lists.push(arena.0.get(start..end).unwrap_or_default());
-            start = end;
-        }
-        let bucket = encode_grant_bucket(self.generation, first, &lists);
+        let bucket = arena
+            .grant_bucket(self.generation, first)
+            .ok_or(no_room(at))?;
         if !sink.grant_bucket(self.next, bucket) {
             return Err(DecodeError {
                 offset: at,
