@@ -278,8 +278,15 @@ impl StreamCut {
     /// Keeps `bytes`, and looks for the next section in what was kept since
     /// the last (every time it has doubled, and once the last byte is in).
     fn take_kept(&mut self, bytes: &[u8], sink: &mut dyn TierSink) -> Result<(), DecodeError> {
-        if self.kept.is_empty() && self.apps == Apps::Keep {
-            self.reserve_for(bytes)?;
+        match self.apps {
+            Apps::Keep if self.kept.is_empty() => self.reserve_for(bytes)?,
+            // What is kept is small, and grows by the part: exactly, for a
+            // doubled buffer and its copy are the fetching VM's peak.
+            Apps::Move => self
+                .kept
+                .try_reserve_exact(bytes.len())
+                .map_err(|_| no_memory(bytes.len()))?,
+            Apps::Keep => {}
         }
         keep(&mut self.kept, bytes)?;
         let Some(&section) = self.plan.get(self.done) else {
@@ -325,7 +332,11 @@ impl StreamCut {
             self.refuse(at, "length larger than the data")?;
         }
         self.counts = counts;
-        let rest = self.kept.split_off(in_kept + 4);
+        let after = self.kept.get(in_kept + 4..).unwrap_or_default();
+        let mut rest = Vec::new();
+        rest.try_reserve_exact(after.len())
+            .map_err(|_| no_memory(after.len()))?;
+        rest.extend_from_slice(after);
         self.kept.truncate(in_kept);
         // An empty table (no records, one offset), or the users' references
         // counted once they are all read.
