@@ -222,11 +222,6 @@ impl Taken {
     pub fn kept_len(&self) -> usize {
         self.streamed.kept_len()
     }
-
-    /// The buffer, emptied, for the next intake.
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.streamed.into_buffer()
-    }
 }
 
 #[cfg(test)]

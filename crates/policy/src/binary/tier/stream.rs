@@ -549,12 +549,6 @@ impl Streamed {
     pub fn kept_len(&self) -> usize {
         self.kept.len()
     }
-
-    /// The buffer, emptied, for the next stream.
-    pub fn into_buffer(mut self) -> Vec<u8> {
-        self.kept.clear();
-        self.kept
-    }
 }
 
 #[cfg(test)]
