@@ -168,6 +168,26 @@ mod tests {
     }
 
     #[test]
+    fn a_role_id_holding_a_comma_is_refused() {
+        // Grants keep their roles as the comma-joined header only, so an id
+        // with a comma would read back as two roles.
+        let mut bytes = demo_bytes();
+        let at = {
+            let parts = read_parts(&bytes).unwrap();
+            let with_role = (0..parts.grants.count).find(|&i| {
+                let mut record = parts.grants.record(i).unwrap();
+                record.len(4).unwrap() > 0 && record.str_ref().unwrap().len() > 2
+            });
+            // Past the role count and the first role's length.
+            record_at(&parts.grants, with_role.unwrap()) + 8
+        };
+        bytes[at + 1] = b',';
+        seal(&mut bytes);
+        let err = decode(&bytes).err().unwrap();
+        assert_eq!(err.what, "a role or team id is empty or holds a comma");
+    }
+
+    #[test]
     fn the_whole_and_the_partial_decoders_build_the_same_route_index() {
         let bytes = demo_bytes();
         let whole = decode(&bytes).unwrap();

@@ -165,9 +165,13 @@ pub(crate) struct UserEntry {
 /// principals that hold the same thing.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Grants {
-    pub roles: Box<[Box<str>]>,
+    /// The effective roles, sorted, comma-separated: the `x-tenant-roles`
+    /// value, and the list itself ([`Grants::roles`]; ids never hold a
+    /// comma). One string rather than a list and its header: each VM holds
+    /// thousands of grants (issue 12).
     pub roles_header: Box<str>,
-    pub teams: Box<[Box<str>]>,
+    /// The teams the principal holds a right on, sorted (`*` for a `"*"`
+    /// right), comma-separated: the `x-tenant-teams` value.
     pub teams_header: Box<str>,
     /// Rights on the tenant's own teams, sorted by team index.
     pub rights: Box<[(Idx, Right)]>,
@@ -188,6 +192,16 @@ impl RouteEntry {
 }
 
 impl Grants {
+    /// The effective roles, sorted.
+    pub(crate) fn roles(&self) -> impl Iterator<Item = &str> + Clone {
+        comma_list(&self.roles_header)
+    }
+
+    /// The teams the principal holds a right on, sorted (`*` for a `"*"` right).
+    pub(crate) fn teams(&self) -> impl Iterator<Item = &str> + Clone {
+        comma_list(&self.teams_header)
+    }
+
     pub(crate) fn has_permission(&self, bit: Idx) -> bool {
         let word = (bit / 64) as usize;
         self.permissions
@@ -248,6 +262,11 @@ impl<T, const N: usize> Deref for Inline<T, N> {
             Inline::Long(list) => list,
         }
     }
+}
+
+/// The items of a comma-separated list (none in an empty one).
+fn comma_list(list: &str) -> impl Iterator<Item = &str> + Clone {
+    list.split(',').filter(|item| !item.is_empty())
 }
 
 #[cfg(test)]

@@ -92,6 +92,24 @@ impl<'b> Reader<'b> {
     pub(super) fn str(&mut self) -> Result<Box<str>> {
         self.str_ref().map(Box::from)
     }
+    /// A list of ids (roles, teams), joined by commas as the annotation
+    /// headers carry them: none may be empty or hold a comma, or the list
+    /// could not be told apart again ([`crate::records::Grants::roles`]).
+    pub(super) fn comma_joined(&mut self) -> Result<Box<str>> {
+        let n = self.len(4)?;
+        let mut joined = String::new();
+        for i in 0..n {
+            let item = self.str_ref()?;
+            if item.is_empty() || item.contains(',') {
+                return self.fail("a role or team id is empty or holds a comma");
+            }
+            if i > 0 {
+                joined.push(',');
+            }
+            joined.push_str(item);
+        }
+        Ok(joined.into())
+    }
     pub(super) fn strs(&mut self) -> Result<Box<[Box<str>]>> {
         let n = self.len(4)?;
         (0..n).map(|_| self.str()).collect()
@@ -615,12 +633,6 @@ pub(super) fn partition(count: usize, before: impl Fn(usize) -> bool) -> usize {
     low
 }
 
-/// Joined like the compiler does (one `join` instantiation for the module).
-pub(super) fn comma_joined(items: &[Box<str>]) -> Box<str> {
-    let refs: Vec<&str> = items.iter().map(|s| &**s).collect();
-    refs.join(",").into()
-}
-
 /// The parts of an encoded snapshot, located but (for the large tables) not
 /// yet decoded.
 pub(super) struct Parts<'b> {
@@ -893,8 +905,8 @@ impl Parts<'_> {
 
     pub(super) fn grants(&self, i: usize) -> Result<Grants> {
         let mut r = self.grants.record(i)?;
-        let roles = r.strs()?;
-        let teams = r.strs()?;
+        let roles_header = r.comma_joined()?;
+        let teams_header = r.comma_joined()?;
         let right_count = r.len(5)?;
         let mut rights = Vec::with_capacity(right_count);
         for _ in 0..right_count {
@@ -911,11 +923,9 @@ impl Parts<'_> {
             .collect::<Result<Box<[u64]>>>()?;
         r.done()?;
         Ok(Grants {
-            roles_header: comma_joined(&roles),
-            teams_header: comma_joined(&teams),
+            roles_header,
+            teams_header,
             best_team_right: rights.iter().map(|(_, right)| *right).max(),
-            roles,
-            teams,
             rights: rights.into(),
             star,
             permissions: permissions.into(),

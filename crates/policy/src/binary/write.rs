@@ -42,6 +42,13 @@ impl Writer {
             self.str(s);
         }
     }
+    /// A list of strings, as [`Writer::strs`] writes it.
+    fn list<'s>(&mut self, items: impl Iterator<Item = &'s str> + Clone) {
+        self.len(items.clone().count());
+        for s in items {
+            self.str(s);
+        }
+    }
     fn idxs(&mut self, list: &[Idx]) {
         self.len(list.len());
         for &i in list {
@@ -347,8 +354,8 @@ fn write_users_and_grants(w: &mut Writer, snapshot: &Snapshot) {
     });
     w.table(snapshot.grants.len(), &mut |w, i| {
         if let Some(grants) = snapshot.grants.get(i) {
-            w.strs(&grants.roles);
-            w.strs(&grants.teams);
+            w.list(grants.roles());
+            w.list(grants.teams());
             w.len(grants.rights.len());
             for &(team, right) in grants.rights.iter() {
                 w.u32(team);

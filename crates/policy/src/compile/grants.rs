@@ -137,9 +137,7 @@ impl<'a> GrantTable<'a> {
         };
         Grants {
             roles_header: role_ids.join(",").into(),
-            roles: role_ids.iter().map(|&r| r.into()).collect(),
             teams_header: teams.join(",").into(),
-            teams: teams.iter().map(|&t| t.into()).collect(),
             best_team_right: rights.iter().map(|(_, r)| *r).max(),
             rights: rights.into(),
             star,

@@ -205,10 +205,8 @@ impl GatewayCaller {
         names.sort_unstable();
         names.dedup();
         let grants = Grants {
-            roles: Box::new([]),
             roles_header: "".into(),
             teams_header: names.join(",").into(),
-            teams: names.iter().map(|&t| t.into()).collect(),
             best_team_right: rights.iter().map(|(_, r)| *r).max(),
             rights,
             star: star.then_some(right),
@@ -342,9 +340,7 @@ fn role_grants(tables: &AssertedTables, roles: &[&str]) -> Grants {
         }
     }
     Grants {
-        roles: roles.iter().map(|&r| r.into()).collect(),
         roles_header: roles.join(",").into(),
-        teams: Box::new([]),
         teams_header: "".into(),
         rights: Box::new([]),
         star: None,

@@ -144,13 +144,13 @@ impl<'a> Decision<'a> {
     }
 
     /// The tenant's teams the principal holds a right on (`["*"]` for a `"*"` right).
-    pub fn teams(&self) -> &'a [Box<str>] {
-        self.grants.map_or(&[], |g| &g.teams)
+    pub fn teams(&self) -> impl Iterator<Item = &'a str> {
+        self.grants.into_iter().flat_map(|g| g.teams())
     }
 
     /// The effective roles in the tenant, sorted.
-    pub fn roles(&self) -> &'a [Box<str>] {
-        self.grants.map_or(&[], |g| &g.roles)
+    pub fn roles(&self) -> impl Iterator<Item = &'a str> {
+        self.grants.into_iter().flat_map(|g| g.roles())
     }
 
     /// The annotation headers to set toward the upstream in `mode`.
@@ -231,8 +231,8 @@ impl<'a> Decision<'a> {
             route: self.route,
             tenant: self.tenant_id(),
             principal: self.principal.as_deref(),
-            teams: self.teams().iter().map(|t| &**t).collect(),
-            roles: self.roles().iter().map(|r| &**r).collect(),
+            teams: self.teams().collect(),
+            roles: self.roles().collect(),
             headers: HeaderMap(self.annotations_with(mode, extra)),
         }
     }
