@@ -182,7 +182,9 @@ impl RouteIndex {
         let capacity = groups.len().saturating_mul(2).next_power_of_two().max(8);
         let shift = 64 - capacity.trailing_zeros();
         let mut slots = vec![EMPTY; capacity].into_boxed_slice();
-        let mut records = Vec::new();
+        // Sized exactly: every decision VM holds one (and a folded one).
+        let size = groups.iter().map(|(p, c)| 8 + p.len() + 4 * c.len()).sum();
+        let mut records = Vec::with_capacity(size);
         let mask = capacity - 1;
         for (prefix, candidates) in groups {
             let offset = records.len() as u64;
@@ -405,5 +407,7 @@ mod tests {
         assert_eq!(index.candidates(b"/t/org-1/catalo").count(), 0);
         assert_eq!(index.longest_prefix(), "/t/org-299/catalog".len());
         assert_eq!(RouteIndex::default().candidates(b"/").count(), 0);
+        // Held by every decision VM: no spare capacity.
+        assert_eq!(index.records.capacity(), index.records.len());
     }
 }
