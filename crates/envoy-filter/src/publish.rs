@@ -175,7 +175,7 @@ fn publish_fetched(
     now: i64,
 ) -> Option<u8> {
     let Fetched {
-        snapshot,
+        mut snapshot,
         tier,
         sequence,
         load_ms,
@@ -207,7 +207,9 @@ fn publish_fetched(
     let written_ms = now_ms().unwrap_or(writing_ms);
     // The keyless snapshot, compiled: the other VMs decode it instead of
     // parsing JSON, and read the keys from the tier. Encoded right after its
-    // head, in a buffer of about its size.
+    // head, in a buffer of about its size. Without the Otoroshi tables,
+    // which no Envoy request reads: every VM holds what this one publishes.
+    snapshot.forget_gateway_ids();
     let head = live::pack_snapshot(&etag, Some(tier), &[]);
     let packed = policy::binary::encode_after(&head, head.len() + size_hint, &snapshot);
     let _ = abi::set_shared_data(&live.keys.snapshot, &packed, 0);

@@ -329,7 +329,11 @@ const FLUSH_MS: u32 = 1000;
 /// The plugin state, and the inline snapshot to install.
 fn split_inline(root_id: u32, mut config: PluginConfig) -> (Plugin, Option<policy::Snapshot>) {
     let inline = match std::mem::replace(&mut config.snapshot, SnapshotSource::Absent) {
-        SnapshotSource::Inline(snapshot) => Some(*snapshot),
+        SnapshotSource::Inline(mut snapshot) => {
+            // No Envoy request carries a gateway (Otoroshi) identity.
+            snapshot.forget_gateway_ids();
+            Some(*snapshot)
+        }
         other => {
             config.snapshot = other;
             None

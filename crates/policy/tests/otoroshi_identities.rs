@@ -218,3 +218,79 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
         assert_eq!(out["principal"], "user:otoroshi/a%2Fb%20c@x");
     }
 }
+
+/// What the Envoy filter publishes to its decision VMs (issue 12): the
+/// snapshot without the Otoroshi tables, smaller, finding no gateway
+/// identity, and deciding every request of its own as before.
+#[test]
+fn a_snapshot_without_gateway_ids_finds_none_and_decides_requests_alike() {
+    let text = demo_with(|d| {
+        set(
+            d,
+            "apps",
+            "acme-ops-console",
+            "otoroshi_client_ids",
+            json!(["oto-ops"]),
+        );
+        set(
+            d,
+            "users",
+            "pat",
+            "otoroshi_emails",
+            json!(["pat@research.example"]),
+        );
+    });
+    let whole = policy::load_snapshot(&text).unwrap();
+    let mut forgotten = policy::load_snapshot(&text).unwrap();
+    forgotten.forget_gateway_ids();
+    let encoded = policy::binary::encode(&forgotten);
+    assert!(encoded.len() < policy::binary::encode(&whole).len());
+    let decoded = policy::load_snapshot_bytes(&encoded).unwrap();
+    fn decide_as(
+        snapshot: &policy::Snapshot,
+        (method, path, headers): (&str, &str, &[(&str, &str)]),
+        gateway: Option<&GatewayCaller>,
+    ) -> Value {
+        let sources = Sources::default();
+        let now = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        let request = Request::from_parts(&sources, method, "localhost", path, headers);
+        let context = Context::new(now, Some("prod")).with_gateway(gateway);
+        serde_json::to_value(decide(snapshot, &request, &context).explain(policy::Mode::Enforce))
+            .unwrap()
+    }
+    let teams = ["acme-platform".to_string()];
+    for snapshot in [&forgotten, &decoded] {
+        let ops = GatewayCaller::apikey(snapshot, "oto-ops", false, None);
+        assert_eq!(
+            decide_as(snapshot, ("GET", "/orders/1", &[]), Some(&ops))["reason"],
+            "invalid_api_key"
+        );
+        let location = GatewayLocation {
+            tenant: "acme-corp",
+            teams: &teams,
+            principal: "app:otoroshi/oto-nobody",
+        };
+        let located = GatewayCaller::apikey(snapshot, "oto-nobody", false, Some(location));
+        assert_eq!(
+            decide_as(snapshot, ("GET", "/sandbox", &[]), Some(&located))["teams"],
+            json!([])
+        );
+        let pat = GatewayCaller::user(snapshot, "pat@research.example", "user:otoroshi/pat");
+        assert_eq!(
+            decide_as(snapshot, ("GET", "/research/x", &[]), Some(&pat))["principal"],
+            "user:otoroshi/pat"
+        );
+        for (method, path, headers) in [
+            ("POST", "/orders/1", &[("x-api-key", "demo-ops-key")][..]),
+            ("GET", "/research/x", &[("x-user-id", "pat")][..]),
+            ("GET", "/orders/1", &[("x-api-key", "demo-revoked-key")][..]),
+            ("GET", "/sandbox", &[][..]),
+        ] {
+            assert_eq!(
+                decide_as(snapshot, (method, path, headers), None),
+                decide_as(&whole, (method, path, headers), None),
+                "{method} {path}"
+            );
+        }
+    }
+}
