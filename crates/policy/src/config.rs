@@ -635,7 +635,7 @@ mod tests {
         let SnapshotSource::Remote(remote) = remote_with("").unwrap().snapshot else {
             panic!("not remote")
         };
-        assert_eq!(remote.chunk_bytes, 1 << 20);
+        assert_eq!(remote.chunk_bytes, 256 << 10);
         let SnapshotSource::Remote(remote) =
             remote_with(r#", "chunk_bytes": 65536"#).unwrap().snapshot
         else {

@@ -592,7 +592,7 @@ fn a_compiled_snapshot_found_wrong_while_it_arrives_is_refused_and_mx1_keeps_ser
 
 /// Measurement and check (run with `--ignored --nocapture`; a few GB of memory): a 1M-key
 /// compiled snapshot (over Envoy's 32 MiB callout buffer) reaches a real Envoy with one worker
-/// in 1 MiB parts (the default), and decides as `policyctl explain` does.
+/// in parts of the default size, and decides as `policyctl explain` does.
 #[test]
 #[ignore]
 fn a_million_key_snapshot_reaches_envoy_in_parts() {
@@ -633,7 +633,8 @@ fn a_million_key_snapshot_reaches_envoy_in_parts() {
     {
         eprintln!("  {}", line.split("tenantgate: ").last().unwrap_or(line));
     }
-    assert_eq!(parts, size.div_ceil(8 << 20));
+    let part = u64::from(tenantgate_policy::config::DEFAULT_CHUNK_BYTES);
+    assert_eq!(parts as u64, (size as u64).div_ceil(part));
     let mut allowed = 0;
     for (k, org) in probes {
         let status = generated_key(&envoy, k, &org).status;
