@@ -99,9 +99,9 @@ fn identities_are_non_empty_and_unique_at_load() {
     assert!(problems(DEMO).is_empty());
 }
 
-#[test]
-fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
-    let text = demo_with(|d| {
+/// The demo with a client id for the ops console and an e-mail for pat.
+fn demo_with_gateway_ids() -> String {
+    demo_with(|d| {
         set(
             d,
             "apps",
@@ -116,7 +116,12 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
             "otoroshi_emails",
             json!(["pat@research.example"]),
         );
-    });
+    })
+}
+
+#[test]
+fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
+    let text = demo_with_gateway_ids();
     let compiled = policy::load_snapshot(&text).unwrap();
     // The compiled form carries the identities too.
     let decoded = policy::load_snapshot_bytes(&policy::binary::encode(&compiled)).unwrap();
@@ -224,22 +229,7 @@ fn gateway_identities_rank_and_decide_like_the_request_s_own_credentials() {
 /// identity, and deciding every request of its own as before.
 #[test]
 fn a_snapshot_without_gateway_ids_finds_none_and_decides_requests_alike() {
-    let text = demo_with(|d| {
-        set(
-            d,
-            "apps",
-            "acme-ops-console",
-            "otoroshi_client_ids",
-            json!(["oto-ops"]),
-        );
-        set(
-            d,
-            "users",
-            "pat",
-            "otoroshi_emails",
-            json!(["pat@research.example"]),
-        );
-    });
+    let text = demo_with_gateway_ids();
     let whole = policy::load_snapshot(&text).unwrap();
     let mut forgotten = policy::load_snapshot(&text).unwrap();
     forgotten.forget_gateway_ids();
