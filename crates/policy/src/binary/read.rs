@@ -23,11 +23,11 @@ pub(super) type Result<T> = std::result::Result<T, DecodeError>;
 
 impl<'b> Reader<'b> {
     pub(super) fn new(bytes: &'b [u8]) -> Reader<'b> {
-        Reader {
-            bytes,
-            at: 0,
-            base: 0,
-        }
+        Reader::at(bytes, 0)
+    }
+    /// A reader of `bytes`, which start at `base` in the whole buffer.
+    pub(super) fn at(bytes: &'b [u8], base: usize) -> Reader<'b> {
+        Reader { bytes, at: 0, base }
     }
     pub(super) fn fail<T>(&self, what: &'static str) -> Result<T> {
         Err(DecodeError {
@@ -209,11 +209,7 @@ impl<'b> Reader<'b> {
         let rest = self.bytes.get(start..).unwrap_or_default();
         let len = walk(fields, rest).unwrap_or(usize::MAX);
         let record = self.take(len)?;
-        Ok(Reader {
-            bytes: record,
-            at: 0,
-            base: self.base + start,
-        })
+        Ok(Reader::at(record, self.base + start))
     }
     /// A run of records laid back to back (a bucket of the key tier), with
     /// a mark every [`RUN_STRIDE`] records. What follows the run must be
@@ -316,11 +312,7 @@ impl<'b> Table<'b> {
     pub(super) fn record(&self, i: usize) -> Result<Reader<'b>> {
         let bounds = self.offset(i).zip(self.offset(i + 1));
         match bounds.and_then(|(start, end)| Some((start, self.records.get(start..end)?))) {
-            Some((start, bytes)) => Ok(Reader {
-                bytes,
-                at: 0,
-                base: self.records_at + start,
-            }),
+            Some((start, bytes)) => Ok(Reader::at(bytes, self.records_at + start)),
             None => Err(DecodeError {
                 offset: self.offsets_at + i * 4,
                 what: "record offsets out of order",
@@ -589,11 +581,8 @@ pub(super) struct Fixed<'b> {
 impl<'b> Fixed<'b> {
     pub(super) fn record(&self, i: usize) -> Reader<'b> {
         let start = i * self.size;
-        Reader {
-            bytes: self.bytes.get(start..start + self.size).unwrap_or_default(),
-            at: 0,
-            base: self.at + start,
-        }
+        let bytes = self.bytes.get(start..start + self.size).unwrap_or_default();
+        Reader::at(bytes, self.at + start)
     }
     /// Checks that the records are sorted strictly by their bytes.
     pub(super) fn check_sorted(&self) -> Result<()> {

@@ -310,11 +310,7 @@ impl StreamCut {
     /// hands back the bytes kept after its count (`None`: not yet there).
     fn locate(&mut self, section: Section) -> Result<Option<Vec<u8>>, DecodeError> {
         self.head_reads += 1;
-        let mut r = Reader {
-            bytes: self.kept.get(self.mark..).unwrap_or_default(),
-            at: 0,
-            base: self.mark_at,
-        };
+        let mut r = Reader::at(self.kept.get(self.mark..).unwrap_or_default(), self.mark_at);
         let Ok(counts) = read_run(&mut r, section, self.apps, self.counts) else {
             return Ok(None);
         };
@@ -511,6 +507,14 @@ fn keep(buffer: &mut Vec<u8>, bytes: &[u8]) -> Result<(), DecodeError> {
         .map_err(|_| no_memory(bytes.len()))?;
     buffer.extend_from_slice(bytes);
     Ok(())
+}
+
+/// `Err(what)` at `at` when the sink refused a bucket.
+fn stored(stored: bool, at: usize, what: &'static str) -> Result<(), DecodeError> {
+    match stored {
+        true => Ok(()),
+        false => Err(DecodeError { offset: at, what }),
+    }
 }
 
 fn no_memory(bytes: usize) -> DecodeError {

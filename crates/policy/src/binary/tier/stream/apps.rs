@@ -76,14 +76,7 @@ impl AppRows {
         let stored = sink.app_bucket(self.buckets, bucket);
         self.arena.clear();
         self.buckets += 1;
-        if stored {
-            Ok(())
-        } else {
-            Err(DecodeError {
-                offset: at,
-                what: "an app bucket could not be stored",
-            })
-        }
+        super::stored(stored, at, "an app bucket could not be stored")
     }
 }
 
@@ -99,11 +92,7 @@ impl Rows for AppRows {
         base: usize,
         sink: &mut dyn TierSink,
     ) -> Result<(), DecodeError> {
-        let mut r = Reader {
-            bytes: record,
-            at: 0,
-            base,
-        };
+        let mut r = Reader::at(record, base);
         let principal = r.str_ref()?;
         r.idx(self.orgs)?;
         r.bool()?;
@@ -172,11 +161,7 @@ impl Rows for IdRows {
         base: usize,
         _: &mut dyn TierSink,
     ) -> Result<(), DecodeError> {
-        let mut r = Reader {
-            bytes: record,
-            at: 0,
-            base,
-        };
+        let mut r = Reader::at(record, base);
         let id = r.str_ref()?;
         if self.previous.as_deref().is_some_and(|p| p >= id.as_bytes()) {
             return Err(DecodeError {

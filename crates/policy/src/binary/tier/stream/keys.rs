@@ -40,14 +40,7 @@ impl KeyRows {
         let stored = sink.key_bucket(self.bucket, bucket);
         self.arena.clear();
         self.bucket += 1;
-        if stored {
-            Ok(())
-        } else {
-            Err(DecodeError {
-                offset: at,
-                what: "a key bucket could not be stored",
-            })
-        }
+        super::stored(stored, at, "a key bucket could not be stored")
     }
 }
 
@@ -72,11 +65,7 @@ impl Rows for KeyRows {
         base: usize,
         sink: &mut dyn TierSink,
     ) -> Result<(), DecodeError> {
-        let reader = Reader {
-            bytes: record,
-            at: 0,
-            base,
-        };
+        let reader = Reader::at(record, base);
         let key = reader.key(self.apps, self.envs)?;
         if let Some(Err(what)) = self.previous.map(|p| key_follows(&p, &key.digest)) {
             return Err(DecodeError { offset: base, what });

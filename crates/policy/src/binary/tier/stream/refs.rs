@@ -98,11 +98,7 @@ impl Refs {
     /// Checks a reference as the decoder does (sorted strictly, `grant_ref`).
     fn row(&mut self, kept: &mut Vec<u8>, sink: &mut dyn TierSink) -> Result<(), DecodeError> {
         let base = self.at + self.read * GRANT_REF_SIZE;
-        let mut r = Reader {
-            bytes: &self.record,
-            at: 0,
-            base,
-        };
+        let mut r = Reader::at(&self.record, base);
         if self
             .previous
             .as_deref()
@@ -157,12 +153,8 @@ impl Refs {
         let bucket = arena
             .grant_bucket(self.generation, first)
             .ok_or(no_room(at))?;
-        if !sink.grant_bucket(self.next, bucket) {
-            return Err(DecodeError {
-                offset: at,
-                what: "a grant bucket could not be stored",
-            });
-        }
+        let stored = sink.grant_bucket(self.next, bucket);
+        super::stored(stored, at, "a grant bucket could not be stored")?;
         self.grants.clear();
         self.next += 1;
         Ok(())
